@@ -1,0 +1,236 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Code is a stable, machine-readable error code carried in error messages.
+type Code string
+
+// Error codes. They never change meaning; clients may switch on them.
+const (
+	CodeBadToken           Code = "bad_token"           // token missing, malformed, forged or with wrong claims
+	CodeTokenExpired       Code = "token_expired"       // token past exp or before nbf
+	CodeUnknownOrg         Code = "unknown_org"         // token names an organization this server does not know
+	CodeForbiddenOrigin    Code = "forbidden_origin"    // the page's Origin is not allowed for the organization
+	CodeBadMessage         Code = "bad_message"         // not valid JSON, unknown type, missing or invalid field
+	CodeMessageTooLarge    Code = "message_too_large"   // a message exceeded the size limit
+	CodeRateLimited        Code = "rate_limited"        // too many messages; slow down
+	CodeQueueFull          Code = "queue_full"          // the queue reached its maximum length
+	CodeUnsupportedVersion Code = "unsupported_version" // v is not a version this server speaks
+	CodeInvalidState       Code = "invalid_state"       // message not allowed now (e.g. offer before assigned)
+	CodeBadSDP             Code = "bad_sdp"             // SDP could not be applied
+	CodeInternal           Code = "internal_error"      // the server failed; retry later
+)
+
+// Error is a protocol error: a code and a message safe to show a user.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf builds an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as a protocol *Error, or internal_error when it is not one.
+func AsError(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &Error{Code: CodeInternal, Message: "internal error"}
+}
+
+// ErrorMessage builds the error message for err, referring to request id ref.
+func ErrorMessage(err error, ref string) Message {
+	pe := AsError(err)
+	return Message{V: Version, Type: TypeError, Code: string(pe.Code), Message: pe.Message, Ref: ref}
+}
+
+// Decode parses and validates one message from a client. Every error it
+// returns is an *Error with code bad_message or unsupported_version; the
+// partly decoded message is returned too so its ID can be echoed.
+func Decode(data []byte) (Message, error) {
+	var m Message
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Message{ID: peekID(data)}, Errorf(CodeBadMessage, "invalid JSON: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return m, Errorf(CodeBadMessage, "trailing data after the JSON object")
+	}
+	if len(m.ID) > MaxIDLen {
+		m.ID = ""
+		return m, Errorf(CodeBadMessage, "id longer than %d bytes", MaxIDLen)
+	}
+	if m.V != Version {
+		return m, Errorf(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", m.V, Version)
+	}
+	return m, validate(&m)
+}
+
+// Encode marshals a server message, setting V.
+func Encode(m Message) ([]byte, error) {
+	m.V = Version
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	return b, nil
+}
+
+func validate(m *Message) error {
+	var allowed fieldSet
+	switch m.Type {
+	case TypeJoin:
+		if m.Token == "" {
+			return Errorf(CodeBadMessage, "join needs a token")
+		}
+		if len(m.Token) > MaxTokenLen {
+			return Errorf(CodeBadMessage, "token longer than %d bytes", MaxTokenLen)
+		}
+		allowed = fToken
+	case TypeAvailable, TypeAway, TypeHangup:
+		allowed = 0
+	case TypeOffer, TypeAnswer:
+		want := PCPub
+		if m.Type == TypeAnswer {
+			want = PCSub
+		}
+		if m.PC != want {
+			return Errorf(CodeBadMessage, "%s must name pc %q", m.Type, want)
+		}
+		if m.SDP == "" {
+			return Errorf(CodeBadMessage, "%s needs sdp", m.Type)
+		}
+		if len(m.SDP) > MaxSDPBytes {
+			return Errorf(CodeBadMessage, "sdp longer than %d bytes", MaxSDPBytes)
+		}
+		allowed = fPC | fSDP
+	case TypeCandidate:
+		if m.PC != PCPub && m.PC != PCSub {
+			return Errorf(CodeBadMessage, "candidate must name pc %q or %q", PCPub, PCSub)
+		}
+		if c := m.Candidate; c != nil {
+			if len(c.Candidate) > MaxCandLen {
+				return Errorf(CodeBadMessage, "candidate longer than %d bytes", MaxCandLen)
+			}
+			if (c.SDPMid != nil && len(*c.SDPMid) > MaxMidLen) || (c.UsernameFragment != nil && len(*c.UsernameFragment) > MaxCandLen) {
+				return Errorf(CodeBadMessage, "candidate field too long")
+			}
+		}
+		allowed = fPC | fCandidate
+	case TypeChat:
+		if m.Text == "" {
+			return Errorf(CodeBadMessage, "chat needs text")
+		}
+		if !utf8.ValidString(m.Text) {
+			return Errorf(CodeBadMessage, "chat text is not valid UTF-8")
+		}
+		if n := utf8.RuneCountInString(m.Text); n > MaxChatRunes {
+			return Errorf(CodeBadMessage, "chat text has %d characters; the limit is %d", n, MaxChatRunes)
+		}
+		allowed = fText
+	case "":
+		return Errorf(CodeBadMessage, "message has no type")
+	default:
+		return Errorf(CodeBadMessage, "unknown message type %q", truncate(m.Type, 32))
+	}
+	if extra := present(m) &^ allowed; extra != 0 {
+		return Errorf(CodeBadMessage, "%s does not take field %q", m.Type, extra.first())
+	}
+	return nil
+}
+
+// fieldSet marks which optional client fields a message carries.
+type fieldSet uint16
+
+const (
+	fToken fieldSet = 1 << iota
+	fPC
+	fSDP
+	fCandidate
+	fText
+	fServerOnly
+)
+
+func (f fieldSet) first() string {
+	for _, n := range []struct {
+		f    fieldSet
+		name string
+	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fServerOnly, "a server-only field"}} {
+		if f&n.f != 0 {
+			return n.name
+		}
+	}
+	return ""
+}
+
+func present(m *Message) fieldSet {
+	var f fieldSet
+	if m.Token != "" {
+		f |= fToken
+	}
+	if m.PC != "" {
+		f |= fPC
+	}
+	if m.SDP != "" {
+		f |= fSDP
+	}
+	if m.Candidate != nil {
+		f |= fCandidate
+	}
+	if m.Text != "" {
+		f |= fText
+	}
+	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
+		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.State != "" || m.Room != "" || m.Peer != nil ||
+		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" {
+		f |= fServerOnly
+	}
+	return f
+}
+
+// peekID recovers the id of a message that failed to decode, if it is a
+// short string, so the error can refer to it.
+func peekID(data []byte) string {
+	var probe struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &probe) != nil || len(probe.ID) > MaxIDLen {
+		return ""
+	}
+	return probe.ID
+}
+
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	default:
+		return truncate(err.Error(), 100)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,135 @@
+// Package protocol holds the HelpCaster signaling messages (version 1) and
+// their codec. Every message on /v1/signal is one JSON object (one WebSocket
+// text frame) with a version, a type and the fields that type uses.
+// docs/protocol.md is the prose form of this file.
+package protocol
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Message types sent by clients.
+const (
+	TypeJoin      = "join"      // first message: authenticate with a token
+	TypeAvailable = "available" // agent: ready for the next customer
+	TypeAway      = "away"      // agent: take no new customers
+	TypeOffer     = "offer"     // SDP offer (client→server for pc "pub", server→client for pc "sub")
+	TypeAnswer    = "answer"    // SDP answer (client→server for pc "sub", server→client for pc "pub")
+	TypeCandidate = "candidate" // trickle ICE candidate, either direction
+	TypeChat      = "chat"      // chat text, either direction
+	TypeHangup    = "hangup"    // end the call (or leave the queue)
+)
+
+// Message types sent by the server.
+const (
+	TypeWelcome    = "welcome"     // reply to join
+	TypeQueued     = "queued"      // customer: place in the queue, sent whenever it changes
+	TypeAgentState = "agent_state" // agent: its state changed
+	TypeAssigned   = "assigned"    // a call started: the peer and the ICE servers
+	TypeEnded      = "ended"       // the call ended
+	TypeError      = "error"       // something went wrong; see Code
+	TypeBye        = "bye"         // the server is closing this connection
+)
+
+// Peer connection names. Each participant has two: "pub" carries what it
+// sends (the client offers), "sub" carries what it receives (the server
+// offers). Two connections mean neither side ever has to resolve glare.
+const (
+	PCPub = "pub"
+	PCSub = "sub"
+)
+
+// Roles a token can carry.
+const (
+	RoleCustomer = "customer"
+	RoleAgent    = "agent"
+)
+
+// Agent states.
+const (
+	AgentAvailable = "available"
+	AgentAway      = "away"
+	AgentBusy      = "busy"
+)
+
+// Reasons in ended and bye messages.
+const (
+	ReasonHangup   = "hangup"    // this side hung up
+	ReasonPeerLeft = "peer_left" // the other side hung up or went away
+	ReasonShutdown = "shutdown"  // the server is shutting down
+	ReasonFailed   = "failed"    // media could not be set up
+)
+
+// Limits on client input.
+const (
+	MaxChatRunes = 4000     // longest chat message, in characters
+	MaxSDPBytes  = 64 << 10 // largest SDP
+	MaxTokenLen  = 8 << 10  // longest token
+	MaxIDLen     = 64       // longest request id
+	MaxCandLen   = 1024     // longest ICE candidate line
+	MaxMidLen    = 32       // longest sdpMid
+)
+
+// Message is every version-1 message. Which fields are set depends on Type;
+// the comment on each field names the types that use it. Unused fields are
+// omitted when encoding and must be absent or empty when decoding.
+type Message struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+	// ID is an optional client-chosen request id; errors caused by that
+	// message carry it in Ref.
+	ID string `json:"id,omitempty"`
+
+	Token     string        `json:"token,omitempty"`     // join
+	PC        string        `json:"pc,omitempty"`        // offer, answer, candidate
+	SDP       string        `json:"sdp,omitempty"`       // offer, answer
+	Candidate *ICECandidate `json:"candidate,omitempty"` // candidate (null = end of candidates)
+	Text      string        `json:"text,omitempty"`      // chat
+	From      *Peer         `json:"from,omitempty"`      // chat (server→client)
+	TS        int64         `json:"ts,omitempty"`        // chat (server→client): unix milliseconds
+
+	Session    string      `json:"session,omitempty"`    // welcome
+	Role       string      `json:"role,omitempty"`       // welcome
+	Org        string      `json:"org,omitempty"`        // welcome
+	Queue      string      `json:"queue,omitempty"`      // welcome, queued
+	Limits     *Limits     `json:"limits,omitempty"`     // welcome
+	Position   int         `json:"position,omitempty"`   // queued: 1 = next
+	Length     int         `json:"length,omitempty"`     // queued: customers waiting
+	State      string      `json:"state,omitempty"`      // agent_state
+	Room       string      `json:"room,omitempty"`       // assigned
+	Peer       *Peer       `json:"peer,omitempty"`       // assigned
+	ICEServers []ICEServer `json:"iceServers,omitempty"` // welcome, assigned
+	Reason     string      `json:"reason,omitempty"`     // ended, bye
+
+	Code    string `json:"code,omitempty"`    // error
+	Message string `json:"message,omitempty"` // error: human-readable
+	Ref     string `json:"ref,omitempty"`     // error: ID of the message that caused it
+}
+
+// ICECandidate mirrors the browser's RTCIceCandidateInit.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// ICEServer mirrors the browser's RTCIceServer.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Peer describes the other side of a call (or a chat author) as the token
+// named it. It carries only what the organization put in the token.
+type Peer struct {
+	Role string `json:"role"`
+	Name string `json:"name,omitempty"`
+}
+
+// Limits tells a client what the server enforces on its connection.
+type Limits struct {
+	MaxMessageBytes int     `json:"maxMessageBytes"`
+	MessagesPerSec  float64 `json:"messagesPerSecond"`
+	Burst           int     `json:"burst"`
+}
