@@ -60,12 +60,18 @@ func ErrorMessage(err error, ref string) Message {
 // partly decoded message is returned too so its ID can be echoed.
 func Decode(data []byte) (Message, error) {
 	var m Message
+	if !utf8.Valid(data) {
+		return Message{ID: peekID(data)}, Errorf(CodeBadMessage, "message is not valid UTF-8")
+	}
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return Message{}, Errorf(CodeBadMessage, "message must be a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return Message{ID: peekID(data)}, Errorf(CodeBadMessage, "invalid JSON: %s", jsonProblem(err))
 	}
-	if dec.More() {
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
 		return m, Errorf(CodeBadMessage, "trailing data after the JSON object")
 	}
 	if len(m.ID) > MaxIDLen {

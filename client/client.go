@@ -1,0 +1,389 @@
+// Package client is a Go HelpCaster participant: it speaks the signaling
+// protocol over a WebSocket and sends and receives media with pion/webrtc.
+// Tests, bot agents and the load harness use it.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure a Client.
+type Options struct {
+	// URL is the signaling endpoint, e.g. ws://127.0.0.1:8080/v1/signal.
+	URL string
+	// Origin, when set, is sent as the Origin header (as a browser would).
+	Origin string
+	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
+	LoopbackOnly bool
+}
+
+// Stats counts what a client received on its sub connection.
+type Stats struct {
+	AudioPackets   int64
+	VideoPackets   int64
+	VideoKeyframes int64
+	Tracks         int64
+}
+
+// Client is one participant.
+type Client struct {
+	conn *websocket.Conn
+	api  *webrtc.API
+	msgs chan protocol.Message
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	pub, sub *webrtc.PeerConnection
+	pending  map[string][]webrtc.ICECandidateInit
+	mediaErr error
+
+	audio, video, keyframes, tracks atomic.Int64
+}
+
+// Dial connects to the signaling endpoint. The connection lives until Close
+// or until ctx ends.
+func Dial(ctx context.Context, opts Options) (*Client, error) {
+	h := http.Header{}
+	if opts.Origin != "" {
+		h.Set("Origin", opts.Origin)
+	}
+	conn, _, err := websocket.Dial(ctx, opts.URL, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		return nil, fmt.Errorf("dial signaling: %w", err)
+	}
+	conn.SetReadLimit(1 << 20)
+	api, err := newAPI(opts.LoopbackOnly)
+	if err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	c := &Client{conn: conn, api: api, msgs: make(chan protocol.Message, 256), ctx: cctx, cancel: cancel,
+		pending: make(map[string][]webrtc.ICECandidateInit)}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.readLoop()
+	}()
+	return c, nil
+}
+
+func newAPI(loopbackOnly bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, fmt.Errorf("register codecs: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+	var se webrtc.SettingEngine
+	if loopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// Send writes one message (V is set for the caller).
+func (c *Client) Send(ctx context.Context, m protocol.Message) error {
+	m.V = protocol.Version
+	b, err := protocol.Encode(m)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(ctx, b)
+}
+
+// SendRaw writes bytes as one text message, valid or not (for tests of the
+// server's input handling).
+func (c *Client) SendRaw(ctx context.Context, b []byte) error {
+	if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// ErrClosed is returned by Next once the connection has ended.
+var ErrClosed = errors.New("client: connection closed")
+
+// Next returns the next message whose type is one of types (any type when
+// none are given), skipping others. Media negotiation messages are handled
+// inside the client and never returned.
+func (c *Client) Next(ctx context.Context, types ...string) (protocol.Message, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return protocol.Message{}, ctx.Err()
+		case m, ok := <-c.msgs:
+			if !ok {
+				return protocol.Message{}, ErrClosed
+			}
+			if len(types) == 0 {
+				return m, nil
+			}
+			for _, t := range types {
+				if m.Type == t {
+					return m, nil
+				}
+			}
+		}
+	}
+}
+
+// Join sends join with token and returns the welcome, or the error the
+// server answered with.
+func (c *Client) Join(ctx context.Context, token string) (protocol.Message, error) {
+	if err := c.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Token: token}); err != nil {
+		return protocol.Message{}, err
+	}
+	m, err := c.Next(ctx, protocol.TypeWelcome, protocol.TypeError)
+	if err != nil {
+		return m, err
+	}
+	if m.Type == protocol.TypeError {
+		return m, &protocol.Error{Code: protocol.Code(m.Code), Message: m.Message}
+	}
+	return m, nil
+}
+
+// Stats returns what the client has received so far.
+func (c *Client) Stats() Stats {
+	return Stats{AudioPackets: c.audio.Load(), VideoPackets: c.video.Load(), VideoKeyframes: c.keyframes.Load(), Tracks: c.tracks.Load()}
+}
+
+// MediaError returns the first media negotiation error, if any.
+func (c *Client) MediaError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mediaErr
+}
+
+// Close ends the connection and the media, and waits for the client's
+// goroutines.
+func (c *Client) Close() {
+	c.cancel()
+	c.conn.Close(websocket.StatusNormalClosure, "bye")
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	if pub != nil {
+		pub.Close()
+	}
+	if sub != nil {
+		sub.Close()
+	}
+	c.wg.Wait()
+}
+
+func (c *Client) readLoop() {
+	defer close(c.msgs)
+	for {
+		_, data, err := c.conn.Read(c.ctx)
+		if err != nil {
+			return
+		}
+		var m protocol.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			continue
+		}
+		switch m.Type {
+		case protocol.TypeAssigned:
+			c.setMediaErr(c.createPCs(m.ICEServers))
+		case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
+			c.setMediaErr(c.handleMedia(m))
+			continue
+		}
+		select {
+		case c.msgs <- m:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *Client) setMediaErr(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.mediaErr == nil {
+		c.mediaErr = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) createPCs(servers []protocol.ICEServer) error {
+	cfg := webrtc.Configuration{}
+	for _, s := range servers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	pub, err := c.api.NewPeerConnection(cfg)
+	if err != nil {
+		return fmt.Errorf("create pub connection: %w", err)
+	}
+	sub, err := c.api.NewPeerConnection(cfg)
+	if err != nil {
+		pub.Close()
+		return fmt.Errorf("create sub connection: %w", err)
+	}
+	for name, pc := range map[string]*webrtc.PeerConnection{protocol.PCPub: pub, protocol.PCSub: sub} {
+		name := name
+		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+			if cand == nil {
+				return
+			}
+			init := cand.ToJSON()
+			_ = c.Send(c.ctx, protocol.Message{Type: protocol.TypeCandidate, PC: name, Candidate: &protocol.ICECandidate{
+				Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}})
+		})
+	}
+	sub.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.tracks.Add(1)
+		c.countTrack(t)
+	})
+	c.mu.Lock()
+	c.pub, c.sub = pub, sub
+	c.mu.Unlock()
+	return nil
+}
+
+// countTrack reads a received track until it ends, counting packets and
+// VP8 keyframes.
+func (c *Client) countTrack(t *webrtc.TrackRemote) {
+	video := t.Kind() == webrtc.RTPCodecTypeVideo
+	vp8 := t.Codec().MimeType == webrtc.MimeTypeVP8
+	var depacketizer codecs.VP8Packet
+	for {
+		p, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		if !video {
+			c.audio.Add(1)
+			continue
+		}
+		c.video.Add(1)
+		if vp8 {
+			if body, err := depacketizer.Unmarshal(p.Payload); err == nil &&
+				depacketizer.S == 1 && depacketizer.PID == 0 && len(body) > 0 && body[0]&0x01 == 0 {
+				c.keyframes.Add(1)
+			}
+		}
+	}
+}
+
+func (c *Client) handleMedia(m protocol.Message) error {
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	if pub == nil {
+		return fmt.Errorf("%s before assigned", m.Type)
+	}
+	switch m.Type {
+	case protocol.TypeAnswer: // for pub
+		if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+			return fmt.Errorf("apply pub answer: %w", err)
+		}
+		return c.flush(protocol.PCPub, pub)
+	case protocol.TypeOffer: // for sub
+		if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+			return fmt.Errorf("apply sub offer: %w", err)
+		}
+		answer, err := sub.CreateAnswer(nil)
+		if err != nil {
+			return fmt.Errorf("create sub answer: %w", err)
+		}
+		if err := sub.SetLocalDescription(answer); err != nil {
+			return fmt.Errorf("set sub answer: %w", err)
+		}
+		if err := c.Send(c.ctx, protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCSub, SDP: answer.SDP}); err != nil {
+			return err
+		}
+		return c.flush(protocol.PCSub, sub)
+	case protocol.TypeCandidate:
+		if m.Candidate == nil {
+			return nil
+		}
+		pc := pub
+		if m.PC == protocol.PCSub {
+			pc = sub
+		}
+		init := webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate, SDPMid: m.Candidate.SDPMid,
+			SDPMLineIndex: m.Candidate.SDPMLineIndex, UsernameFragment: m.Candidate.UsernameFragment}
+		if pc.RemoteDescription() == nil {
+			c.mu.Lock()
+			c.pending[m.PC] = append(c.pending[m.PC], init)
+			c.mu.Unlock()
+			return nil
+		}
+		if err := pc.AddICECandidate(init); err != nil {
+			return fmt.Errorf("add %s candidate: %w", m.PC, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) flush(name string, pc *webrtc.PeerConnection) error {
+	c.mu.Lock()
+	cands := c.pending[name]
+	delete(c.pending, name)
+	c.mu.Unlock()
+	for _, cand := range cands {
+		if err := pc.AddICECandidate(cand); err != nil {
+			return fmt.Errorf("add %s candidate: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Publish adds tracks to the pub connection and offers them. Call it after
+// the assigned message.
+func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) error {
+	c.mu.Lock()
+	pub := c.pub
+	c.mu.Unlock()
+	if pub == nil {
+		return errors.New("publish before assigned")
+	}
+	for _, t := range tracks {
+		if _, err := pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			return fmt.Errorf("add track: %w", err)
+		}
+	}
+	offer, err := pub.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("create pub offer: %w", err)
+	}
+	if err := pub.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("set pub offer: %w", err)
+	}
+	return c.Send(ctx, protocol.Message{Type: protocol.TypeOffer, PC: protocol.PCPub, SDP: offer.SDP})
+}
+
+// Go runs f on a goroutine that Close waits for; f must return when ctx
+// (the client's lifetime) ends.
+func (c *Client) Go(f func(ctx context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f(c.ctx)
+	}()
+}

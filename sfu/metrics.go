@@ -1,0 +1,74 @@
+package sfu
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the SFU's Prometheus series. Labels carry only the media kind
+// and direction, never anything about a participant.
+type metrics struct {
+	rooms        prometheus.Gauge
+	participants prometheus.Gauge
+	published    *prometheus.GaugeVec // kind
+	subscribed   *prometheus.GaugeVec // kind
+	packets      *prometheus.CounterVec // kind, direction
+	bytes        *prometheus.CounterVec // kind, direction
+	keyframeReqs prometheus.Counter
+	nacksIn      prometheus.Counter
+	dropped      *prometheus.CounterVec // reason
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_sfu_rooms", Help: "Rooms open on this node."}),
+		participants: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_sfu_participants", Help: "Participants in rooms on this node."}),
+		published: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_sfu_published_tracks", Help: "Tracks received from publishers."}, []string{"kind"}),
+		subscribed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_sfu_subscribed_tracks", Help: "Tracks forwarded to subscribers."}, []string{"kind"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_rtp_packets_total", Help: "RTP packets received from publishers (in) and sent to subscribers (out)."},
+			[]string{"kind", "direction"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_rtp_bytes_total", Help: "RTP payload bytes received (in) and sent (out)."},
+			[]string{"kind", "direction"}),
+		keyframeReqs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_keyframe_requests_total", Help: "PLIs sent to publishers (after throttling)."}),
+		nacksIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_nacks_received_total", Help: "NACK packets received from subscribers."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_rtp_dropped_total", Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
+	}
+	for _, kind := range []string{"audio", "video"} {
+		m.published.WithLabelValues(kind)
+		m.subscribed.WithLabelValues(kind)
+		for _, dir := range []string{"in", "out"} {
+			m.packets.WithLabelValues(kind, dir)
+			m.bytes.WithLabelValues(kind, dir)
+		}
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register sfu metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// streamCounters are one track's packet and byte counters, bound once so the
+// forwarding path only does atomic adds.
+type streamCounters struct {
+	packets prometheus.Counter
+	bytes   prometheus.Counter
+}
+
+func (m *metrics) counters(kind, dir string) streamCounters {
+	return streamCounters{packets: m.packets.WithLabelValues(kind, dir), bytes: m.bytes.WithLabelValues(kind, dir)}
+}

@@ -1,0 +1,338 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Names of a participant's two peer connections. "pub" carries what the
+// participant sends (it offers); "sub" carries what it receives (the SFU
+// offers). Two connections mean neither side ever has to resolve glare.
+const (
+	PCPub = "pub"
+	PCSub = "sub"
+)
+
+// Signal is something the SFU needs relayed to a participant's client.
+type Signal struct {
+	PC        string                   // PCPub or PCSub
+	Offer     string                   // an SDP offer for the sub connection
+	Candidate *webrtc.ICECandidateInit // a local ICE candidate
+	Failed    bool                     // the connection failed and will not recover
+}
+
+// ErrBadSDP wraps errors caused by an SDP the client sent.
+var ErrBadSDP = errors.New("sfu: bad SDP")
+
+// ErrState is returned when a signal arrives that the connection cannot take now.
+var ErrState = errors.New("sfu: unexpected signal")
+
+// maxPendingCandidates bounds candidates held until a remote description arrives.
+const maxPendingCandidates = 64
+
+// Participant is one member of a room with its pub and sub connections.
+type Participant struct {
+	room     *Room
+	id       string
+	log      *slog.Logger
+	onSignal func(Signal)
+	pub, sub *webrtc.PeerConnection
+
+	pubMu sync.Mutex // serialises offers on pub
+
+	mu             sync.Mutex
+	closed         bool
+	published      []*publishedTrack
+	downs          map[*publishedTrack]*downTrack
+	senders        map[*publishedTrack]*webrtc.RTPSender
+	awaitingAnswer bool
+	offerPending   bool
+	pendingCands   map[string][]webrtc.ICECandidateInit
+	wg             sync.WaitGroup
+}
+
+func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, error) {
+	p := &Participant{
+		room:         r,
+		id:           id,
+		log:          r.log.With("participant", id),
+		onSignal:     onSignal,
+		downs:        make(map[*publishedTrack]*downTrack),
+		senders:      make(map[*publishedTrack]*webrtc.RTPSender),
+		pendingCands: make(map[string][]webrtc.ICECandidateInit),
+	}
+	var err error
+	if p.pub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return nil, fmt.Errorf("sfu: create pub connection: %w", err)
+	}
+	if p.sub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		p.pub.Close()
+		return nil, fmt.Errorf("sfu: create sub connection: %w", err)
+	}
+	for name, pc := range map[string]*webrtc.PeerConnection{PCPub: p.pub, PCSub: p.sub} {
+		name := name
+		pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+			if c == nil {
+				return
+			}
+			init := c.ToJSON()
+			p.onSignal(Signal{PC: name, Candidate: &init})
+		})
+		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+			p.log.Debug("connection state", "pc", name, "state", s.String())
+			if s == webrtc.PeerConnectionStateFailed {
+				p.onSignal(Signal{PC: name, Failed: true})
+			}
+		})
+	}
+	p.pub.OnTrack(p.handleTrack)
+	return p, nil
+}
+
+// ID is the participant's id in its room.
+func (p *Participant) ID() string { return p.id }
+
+// Offer applies the client's offer for the pub connection and returns the answer.
+func (p *Participant) Offer(sdp string) (string, error) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	if p.isClosed() {
+		return "", ErrClosed
+	}
+	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return "", fmt.Errorf("%w: apply offer: %v", ErrBadSDP, err)
+	}
+	answer, err := p.pub.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: create answer: %v", ErrBadSDP, err)
+	}
+	if err := p.pub.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("sfu: set local answer: %w", err)
+	}
+	p.flushCandidates(PCPub, p.pub)
+	return answer.SDP, nil
+}
+
+// Answer applies the client's answer to the SFU's last sub offer.
+func (p *Participant) Answer(sdp string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if !p.awaitingAnswer {
+		return fmt.Errorf("%w: answer without an outstanding offer", ErrState)
+	}
+	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		return fmt.Errorf("%w: apply answer: %v", ErrBadSDP, err)
+	}
+	p.awaitingAnswer = false
+	for _, c := range p.pendingCands[PCSub] {
+		_ = p.sub.AddICECandidate(c)
+	}
+	delete(p.pendingCands, PCSub)
+	if p.offerPending {
+		p.offerPending = false
+		p.negotiateLocked()
+	}
+	return nil
+}
+
+// AddCandidate adds a client ICE candidate to connection pc. Candidates that
+// arrive before the connection's remote description are held until it does.
+func (p *Participant) AddCandidate(pc string, c webrtc.ICECandidateInit) error {
+	var conn *webrtc.PeerConnection
+	switch pc {
+	case PCPub:
+		conn = p.pub
+	case PCSub:
+		conn = p.sub
+	default:
+		return fmt.Errorf("%w: unknown connection %q", ErrState, pc)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if conn.RemoteDescription() == nil {
+		if len(p.pendingCands[pc]) >= maxPendingCandidates {
+			return fmt.Errorf("%w: too many candidates before the description", ErrState)
+		}
+		p.pendingCands[pc] = append(p.pendingCands[pc], c)
+		return nil
+	}
+	if err := conn.AddICECandidate(c); err != nil {
+		return fmt.Errorf("%w: candidate: %v", ErrBadSDP, err)
+	}
+	return nil
+}
+
+func (p *Participant) flushCandidates(name string, pc *webrtc.PeerConnection) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.pendingCands[name] {
+		_ = pc.AddICECandidate(c)
+	}
+	delete(p.pendingCands, name)
+}
+
+func (p *Participant) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// handleTrack runs for each track the client publishes, for the track's life.
+func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	t := newPublishedTrack(p, remote)
+	p.published = append(p.published, t)
+	p.wg.Add(2)
+	p.mu.Unlock()
+
+	m := p.room.sfu.metrics
+	m.published.WithLabelValues(t.kind).Inc()
+	p.log.Debug("track published", "kind", t.kind, "codec", t.mime)
+	go func() {
+		defer p.wg.Done()
+		drainRTCP(recv)
+	}()
+	p.room.trackPublished(t)
+	t.run()
+
+	p.room.trackEnded(t)
+	t.close()
+	m.published.WithLabelValues(t.kind).Dec()
+	p.mu.Lock()
+	for i, o := range p.published {
+		if o == t {
+			p.published = append(p.published[:i], p.published[i+1:]...)
+			break
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Done()
+}
+
+// drainRTCP reads a receiver's RTCP so the interceptors see sender reports.
+func drainRTCP(recv *webrtc.RTPReceiver) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := recv.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func (p *Participant) publishedTracks() []*publishedTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*publishedTrack(nil), p.published...)
+}
+
+// subscribe starts forwarding t to this participant.
+func (p *Participant) subscribe(t *publishedTrack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.downs[t] != nil {
+		return
+	}
+	d := newDownTrack(t)
+	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		p.log.Warn("subscribe failed", "kind", t.kind, "err", err)
+		return
+	}
+	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{t.codec}); err != nil {
+		p.log.Debug("codec preference not applied", "err", err)
+	}
+	p.downs[t] = d
+	p.senders[t] = tr.Sender()
+	p.room.sfu.metrics.subscribed.WithLabelValues(t.kind).Inc()
+	t.addSink(d)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		d.readRTCP(tr.Sender())
+	}()
+	p.negotiateLocked()
+}
+
+// unsubscribe stops forwarding t to this participant.
+func (p *Participant) unsubscribe(t *publishedTrack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.downs[t]
+	if d == nil {
+		return
+	}
+	t.removeSink(d)
+	delete(p.downs, t)
+	sender := p.senders[t]
+	delete(p.senders, t)
+	p.room.sfu.metrics.subscribed.WithLabelValues(t.kind).Dec()
+	if p.closed {
+		return
+	}
+	if err := p.sub.RemoveTrack(sender); err != nil {
+		p.log.Debug("remove track", "err", err)
+	}
+	p.negotiateLocked()
+}
+
+// negotiateLocked sends a new sub offer, or marks one pending while the
+// previous offer is unanswered. p.mu must be held.
+func (p *Participant) negotiateLocked() {
+	if p.closed {
+		return
+	}
+	if p.awaitingAnswer {
+		p.offerPending = true
+		return
+	}
+	offer, err := p.sub.CreateOffer(nil)
+	if err != nil {
+		p.log.Warn("create sub offer", "err", err)
+		return
+	}
+	if err := p.sub.SetLocalDescription(offer); err != nil {
+		p.log.Warn("set sub offer", "err", err)
+		return
+	}
+	p.awaitingAnswer = true
+	p.onSignal(Signal{PC: PCSub, Offer: offer.SDP})
+}
+
+// Close leaves the room: both connections close, the participant's tracks
+// are withdrawn from the others, and every goroutine it started has ended
+// when Close returns.
+func (p *Participant) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	downs := make([]*publishedTrack, 0, len(p.downs))
+	for t := range p.downs {
+		downs = append(downs, t)
+	}
+	p.mu.Unlock()
+
+	for _, t := range downs {
+		p.unsubscribe(t)
+	}
+	_ = p.pub.Close()
+	_ = p.sub.Close()
+	p.wg.Wait()
+	p.room.leave(p)
+}

@@ -1,0 +1,172 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// TrackInfo describes a published track to a TrackSink factory.
+type TrackInfo struct {
+	Participant string // the publisher's participant id
+	TrackID     string
+	Kind        string // "audio" or "video"
+	Codec       webrtc.RTPCodecParameters
+}
+
+// TrackSink receives every packet of one published track, for example to
+// record it. WriteRTP is called from the track's read goroutine once per
+// packet in arrival order (padding removed); it must not block, and must not
+// keep h or payload after it returns. Close is called once when the track
+// ends.
+type TrackSink interface {
+	WriteRTP(h *rtp.Header, payload []byte)
+	Close()
+}
+
+// Room is a set of participants who receive each other's tracks.
+type Room struct {
+	sfu *SFU
+	id  string
+	log *slog.Logger
+
+	mu           sync.Mutex
+	participants map[string]*Participant
+	sinkFactory  func(TrackInfo) TrackSink
+	closed       bool
+}
+
+func newRoom(s *SFU, id string) *Room {
+	return &Room{sfu: s, id: id, log: s.log.With("room", id), participants: make(map[string]*Participant)}
+}
+
+// ID is the room's id.
+func (r *Room) ID() string { return r.id }
+
+// SetSinkFactory installs f, called for each track published from now on;
+// a nil TrackSink from f means that track is not sunk.
+func (r *Room) SetSinkFactory(f func(TrackInfo) TrackSink) {
+	r.mu.Lock()
+	r.sinkFactory = f
+	r.mu.Unlock()
+}
+
+// Join adds a participant with id (unique in the room) and creates its two
+// peer connections. onSignal receives the offers for its "sub" connection and
+// the SFU's ICE candidates; it is called from SFU goroutines, possibly with
+// SFU locks held, so it must hand the signal off (e.g. to a send queue) and
+// never call back into the participant.
+func (r *Room) Join(id string, onSignal func(Signal)) (*Participant, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if _, dup := r.participants[id]; dup {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("sfu: participant %q already in room", id)
+	}
+	p, err := newParticipant(r, id, onSignal)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.participants[id] = p
+	var existing []*publishedTrack
+	for _, o := range r.participants {
+		if o != p {
+			existing = append(existing, o.publishedTracks()...)
+		}
+	}
+	r.mu.Unlock()
+	r.sfu.metrics.participants.Inc()
+	for _, t := range existing {
+		p.subscribe(t)
+	}
+	return p, nil
+}
+
+// trackPublished subscribes every other participant to t and attaches the
+// room's sink, if any.
+func (r *Room) trackPublished(t *publishedTrack) {
+	r.mu.Lock()
+	others := make([]*Participant, 0, len(r.participants))
+	for _, o := range r.participants {
+		if o != t.owner {
+			others = append(others, o)
+		}
+	}
+	f := r.sinkFactory
+	r.mu.Unlock()
+	if f != nil {
+		if s := f(t.info()); s != nil {
+			t.addSink(&externalSink{s})
+		}
+	}
+	for _, o := range others {
+		o.subscribe(t)
+	}
+}
+
+// trackEnded removes t from every subscriber.
+func (r *Room) trackEnded(t *publishedTrack) {
+	r.mu.Lock()
+	others := make([]*Participant, 0, len(r.participants))
+	for _, o := range r.participants {
+		if o != t.owner {
+			others = append(others, o)
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range others {
+		o.unsubscribe(t)
+	}
+}
+
+// leave removes p; the room closes itself when the last participant leaves.
+func (r *Room) leave(p *Participant) {
+	r.mu.Lock()
+	if r.participants[p.id] != p {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.participants, p.id)
+	empty := len(r.participants) == 0
+	if empty {
+		r.closed = true
+	}
+	r.mu.Unlock()
+	r.sfu.metrics.participants.Dec()
+	if empty {
+		r.sfu.removeRoom(r)
+	}
+}
+
+// Close disconnects every participant and removes the room.
+func (r *Room) Close() {
+	r.mu.Lock()
+	r.closed = true
+	ps := make([]*Participant, 0, len(r.participants))
+	for _, p := range r.participants {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	for _, p := range ps {
+		p.Close()
+	}
+	r.sfu.removeRoom(r)
+}
+
+// externalSink adapts a TrackSink to the internal sink interface.
+type externalSink struct{ s TrackSink }
+
+func (e *externalSink) writeRTP(h *rtp.Header, payload []byte, _ bool) {
+	if len(payload) > 0 {
+		e.s.WriteRTP(h, payload)
+	}
+}
+
+func (e *externalSink) trackClosed() { e.s.Close() }

@@ -1,0 +1,227 @@
+package auth
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// Limits on token claims.
+const (
+	MaxTokenTTL  = 24 * time.Hour // longest lifetime Mint accepts
+	MaxSubLen    = 128            // longest subject id, in bytes
+	MaxNameRunes = 100            // longest display name, in characters
+	MaxAttrs     = 32             // most routing attributes
+	MaxAttrKey   = 64             // longest attribute key, in bytes
+	MaxAttrValue = 256            // longest attribute value, in bytes
+	// DefaultLeeway is the clock skew Verifier tolerates when Leeway is 0.
+	DefaultLeeway = 30 * time.Second
+)
+
+// algorithm is the only signing algorithm minted and accepted.
+const algorithm = "HS256"
+
+// Claims are the claims of a HelpCaster token.
+type Claims struct {
+	jwt.RegisteredClaims                   // sub (subject id, opaque to us), exp, nbf, iat, jti
+	Org                  string            `json:"org"`
+	Role                 string            `json:"role"`            // protocol.RoleCustomer or protocol.RoleAgent
+	Name                 string            `json:"name,omitempty"`  // display name shown to the other side
+	Queue                string            `json:"queue,omitempty"` // customer: queue to join; agent: queue to serve ("" = default queue)
+	Attrs                map[string]string `json:"attrs,omitempty"` // routing attributes (language, region, tier, ...)
+}
+
+// check validates the HelpCaster claims against org. Its messages never
+// contain claim values, which may be personal data.
+func (c *Claims) check(org *Org) error {
+	if c.Role != protocol.RoleCustomer && c.Role != protocol.RoleAgent {
+		return fmt.Errorf("role must be %q or %q", protocol.RoleCustomer, protocol.RoleAgent)
+	}
+	if c.Subject == "" {
+		return errors.New("subject (sub) is empty")
+	}
+	if len(c.Subject) > MaxSubLen {
+		return fmt.Errorf("subject (sub) is longer than %d bytes", MaxSubLen)
+	}
+	if !utf8.ValidString(c.Name) || utf8.RuneCountInString(c.Name) > MaxNameRunes {
+		return fmt.Errorf("name is longer than %d characters or not UTF-8", MaxNameRunes)
+	}
+	for _, r := range c.Name {
+		if unicode.IsControl(r) {
+			return errors.New("name contains control characters")
+		}
+	}
+	if _, ok := org.Queue(c.Queue); !ok {
+		if ValidName(c.Queue) {
+			return fmt.Errorf("queue %q does not exist in organization %q", c.Queue, org.ID)
+		}
+		return fmt.Errorf("queue does not exist in organization %q", org.ID)
+	}
+	if len(c.Attrs) > MaxAttrs {
+		return fmt.Errorf("more than %d attributes", MaxAttrs)
+	}
+	for k, v := range c.Attrs {
+		if k == "" || len(k) > MaxAttrKey {
+			return fmt.Errorf("attribute key is empty or longer than %d bytes", MaxAttrKey)
+		}
+		if len(v) > MaxAttrValue {
+			return fmt.Errorf("attribute value is longer than %d bytes", MaxAttrValue)
+		}
+	}
+	return nil
+}
+
+// Mint signs a token for org with claims c, valid from now for ttl
+// (0 < ttl <= MaxTokenTTL). It sets the org, iat, nbf and exp claims, and a
+// random jti when c has none; the header carries kid = org.APIKey when the
+// key is set. It refuses claims that Verify would reject.
+func Mint(org *Org, c Claims, ttl time.Duration, now time.Time) (string, error) {
+	if org == nil {
+		return "", errors.New("mint token: no organization")
+	}
+	if len(org.APISecret) < MinSecretLen {
+		return "", fmt.Errorf("mint token for org %q: api secret is %d bytes; it must be at least %d", org.ID, len(org.APISecret), MinSecretLen)
+	}
+	if ttl <= 0 || ttl > MaxTokenTTL {
+		return "", fmt.Errorf("mint token for org %q: ttl %v is out of range (more than 0, at most %v)", org.ID, ttl, MaxTokenTTL)
+	}
+	if c.Org != "" && c.Org != org.ID {
+		return "", fmt.Errorf("mint token for org %q: claims name another organization", org.ID)
+	}
+	c.Org = org.ID
+	if err := c.check(org); err != nil {
+		return "", fmt.Errorf("mint token for org %q: %w", org.ID, err)
+	}
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.NotBefore = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	if c.ID == "" {
+		c.ID = rand.Text()
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, &c)
+	if org.APIKey != "" {
+		t.Header["kid"] = org.APIKey
+	}
+	s, err := t.SignedString(org.APISecret)
+	if err != nil {
+		return "", fmt.Errorf("mint token for org %q: %w", org.ID, err)
+	}
+	if len(s) > protocol.MaxTokenLen {
+		return "", fmt.Errorf("mint token for org %q: token is %d bytes; the limit is %d", org.ID, len(s), protocol.MaxTokenLen)
+	}
+	return s, nil
+}
+
+// Verifier checks tokens against a Directory.
+type Verifier struct {
+	Dir *Directory
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Leeway is the clock skew tolerated on exp and nbf. Zero means
+	// DefaultLeeway (30s); a negative value means none.
+	Leeway time.Duration
+}
+
+// Verify checks a token and returns its claims and organization. It accepts
+// only HS256 tokens signed with the secret of the organization named in the
+// "org" claim, whose "kid" header (if any) is that organization's API key,
+// that carry an exp claim not yet passed and no nbf in the future, and whose
+// claims are valid for the organization (role, sub, queue, name, attrs).
+//
+// Every error is a *protocol.Error with code bad_token, token_expired or
+// unknown_org; its message never contains the token or personal data.
+func (v *Verifier) Verify(token string) (*Claims, *Org, error) {
+	if token == "" {
+		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "token is empty")
+	}
+	if len(token) > protocol.MaxTokenLen {
+		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "token is longer than %d bytes", protocol.MaxTokenLen)
+	}
+	now := v.Now
+	if now == nil {
+		now = time.Now
+	}
+	leeway := v.Leeway
+	switch {
+	case leeway == 0:
+		leeway = DefaultLeeway
+	case leeway < 0:
+		leeway = 0
+	}
+	p := jwt.NewParser(
+		jwt.WithValidMethods([]string{algorithm}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+		jwt.WithStrictDecoding(),
+	)
+	var claims Claims
+	var org *Org
+	keyFunc := func(t *jwt.Token) (any, error) {
+		if t.Method == nil || t.Method.Alg() != algorithm {
+			return nil, protocol.Errorf(protocol.CodeBadToken, "token must be signed with %s", algorithm)
+		}
+		if claims.Org == "" {
+			return nil, protocol.Errorf(protocol.CodeBadToken, "token has no org claim")
+		}
+		o, ok := v.Dir.Org(claims.Org)
+		if !ok {
+			if ValidName(claims.Org) {
+				return nil, protocol.Errorf(protocol.CodeUnknownOrg, "organization %q is not known", claims.Org)
+			}
+			return nil, protocol.Errorf(protocol.CodeUnknownOrg, "organization is not known")
+		}
+		if kid, present := t.Header["kid"]; present {
+			if s, ok := kid.(string); !ok || s != o.APIKey {
+				return nil, protocol.Errorf(protocol.CodeBadToken, "token kid does not match the organization's api key")
+			}
+		}
+		org = o
+		return o.APISecret, nil
+	}
+	t, err := p.ParseWithClaims(token, &claims, keyFunc)
+	if err != nil {
+		return nil, nil, tokenError(t, err)
+	}
+	if org == nil { // cannot happen: a verified token went through keyFunc
+		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "token could not be verified")
+	}
+	if err := claims.check(org); err != nil {
+		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "%s", err.Error())
+	}
+	return &claims, org, nil
+}
+
+// tokenError maps a jwt parse error to a protocol error without echoing
+// the token.
+func tokenError(t *jwt.Token, err error) *protocol.Error {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return protocol.Errorf(protocol.CodeTokenExpired, "token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return protocol.Errorf(protocol.CodeTokenExpired, "token is not valid yet (nbf)")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return protocol.Errorf(protocol.CodeBadToken, "token has no expiry (exp)")
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return protocol.Errorf(protocol.CodeBadToken, "token is malformed")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		if t != nil && t.Method != nil && t.Method.Alg() != algorithm {
+			return protocol.Errorf(protocol.CodeBadToken, "token must be signed with %s", algorithm)
+		}
+		return protocol.Errorf(protocol.CodeBadToken, "token signature is invalid")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return protocol.Errorf(protocol.CodeBadToken, "token must be signed with %s", algorithm)
+	default:
+		return protocol.Errorf(protocol.CodeBadToken, "token is invalid")
+	}
+}

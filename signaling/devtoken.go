@@ -1,0 +1,54 @@
+package signaling
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// DevTokenHandler serves GET ?role=customer|agent with a fresh token of the
+// demo organization, so the demo pages work without an organization backend.
+// Mount it only in development mode: anyone who can reach it can join.
+func DevTokenHandler(org *auth.Org, ttl time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		role := r.URL.Query().Get("role")
+		var name string
+		switch role {
+		case protocol.RoleCustomer:
+			name = fmt.Sprintf("Visitor %03d", rand.IntN(1000))
+		case protocol.RoleAgent:
+			name = fmt.Sprintf("Agent %03d", rand.IntN(1000))
+		default:
+			http.Error(w, `role must be "customer" or "agent"`, http.StatusBadRequest)
+			return
+		}
+		now := time.Now()
+		claims := auth.Claims{
+			RegisteredClaims: jwt.RegisteredClaims{Subject: "demo-" + randomID(6)},
+			Role:             role,
+			Name:             name,
+		}
+		tok, err := auth.Mint(org, claims, ttl, now)
+		if err != nil {
+			http.Error(w, "could not mint a token", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"token":     tok,
+			"expiresAt": now.Add(ttl).UTC().Format(time.RFC3339),
+		})
+	})
+}

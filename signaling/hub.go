@@ -1,0 +1,487 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/queue"
+	"github.com/pion/webrtc/v4"
+)
+
+// storeTimeout bounds each queue store operation.
+const storeTimeout = 5 * time.Second
+
+// hub tracks this node's joined sessions, runs queue placement and owns the
+// calls. Placement is serialised by placeMu so that, on one node, an
+// assignment and the disappearance of either party never interleave.
+type hub struct {
+	srv *Server
+
+	placeMu sync.Mutex
+
+	mu       sync.Mutex
+	sessions map[string]*session // joined sessions by id
+	agents   map[*session]*agentState
+	queued   map[*session]position // customers waiting, with what they were last told
+	calls    map[*session]*call
+}
+
+type agentState struct {
+	wantAvailable bool // what the agent asked for; applies again after a call
+}
+
+type position struct{ pos, length int }
+
+// call is one customer and one agent in one room.
+type call struct {
+	id                  string
+	org, queue          string
+	room                *sfu.Room
+	customer, agent     *session
+	custPart, agentPart *sfu.Participant
+	started             time.Time
+	ended               bool
+}
+
+func newHub(s *Server) *hub {
+	return &hub{
+		srv:      s,
+		sessions: make(map[string]*session),
+		agents:   make(map[*session]*agentState),
+		queued:   make(map[*session]position),
+		calls:    make(map[*session]*call),
+	}
+}
+
+func (h *hub) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(h.srv.ctx, storeTimeout)
+}
+
+// joined registers a newly authenticated session: a customer is queued, an
+// agent starts away.
+func (h *hub) joined(s *session, maxLen int) error {
+	h.mu.Lock()
+	h.sessions[s.id] = s
+	if s.role == protocol.RoleAgent {
+		h.agents[s] = &agentState{}
+	}
+	h.mu.Unlock()
+
+	if s.role == protocol.RoleAgent {
+		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentAway})
+		return nil
+	}
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	pos, err := h.srv.store.Enqueue(ctx, queue.Entry{
+		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs,
+	}, maxLen)
+	switch {
+	case errors.Is(err, queue.ErrFull):
+		h.forget(s)
+		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
+	case err != nil:
+		h.forget(s)
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	// The length is what the store says now; if it changed in between,
+	// the next pushPositions corrects it.
+	ctx2, cancel2 := h.storeCtx()
+	waiting, err := h.srv.store.Waiting(ctx2, s.org.ID, s.queue)
+	cancel2()
+	length := max(len(waiting), pos)
+	if err != nil {
+		length = pos
+	}
+	h.mu.Lock()
+	h.queued[s] = position{pos: pos, length: length}
+	s.send(protocol.Message{Type: protocol.TypeQueued, Queue: s.queue, Position: pos, Length: length})
+	h.mu.Unlock()
+	h.place(s.org.ID, s.queue)
+	return nil
+}
+
+func (h *hub) forget(s *session) {
+	h.mu.Lock()
+	delete(h.sessions, s.id)
+	delete(h.agents, s)
+	delete(h.queued, s)
+	h.mu.Unlock()
+}
+
+// setAvailable records an agent's wish to take customers or not.
+func (h *hub) setAvailable(s *session, available bool) error {
+	h.mu.Lock()
+	st := h.agents[s]
+	st.wantAvailable = available
+	_, busy := h.calls[s]
+	h.mu.Unlock()
+
+	ctx, cancel := h.storeCtx()
+	err := h.srv.store.SetAgent(ctx, h.agentRecord(s), available)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("set agent presence: %w", err)
+	}
+	state := protocol.AgentAway
+	switch {
+	case busy:
+		state = protocol.AgentBusy
+	case available:
+		state = protocol.AgentAvailable
+	}
+	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
+	if available && !busy {
+		h.place(s.org.ID, s.queue)
+	}
+	return nil
+}
+
+func (h *hub) agentRecord(s *session) queue.Agent {
+	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: 1}
+}
+
+// place assigns waiting customers of a queue to available agents for as
+// long as both exist, then tells the customers still waiting where they are.
+func (h *hub) place(org, q string) {
+	h.placeMu.Lock()
+	defer h.placeMu.Unlock()
+	for {
+		ctx, cancel := h.storeCtx()
+		a, ok, err := h.srv.store.Assign(ctx, org, q)
+		cancel()
+		if err != nil {
+			h.srv.log.Error("queue placement failed", "org", org, "queue", q, "err", err)
+			break
+		}
+		if !ok {
+			break
+		}
+		h.startCall(a)
+	}
+	h.pushPositions(org, q)
+}
+
+// pushPositions sends queued to each waiting customer on this node whose
+// position or the queue's length changed since it was last told.
+func (h *hub) pushPositions(org, q string) {
+	ctx, cancel := h.storeCtx()
+	waiting, err := h.srv.store.Waiting(ctx, org, q)
+	cancel()
+	if err != nil {
+		h.srv.log.Error("read queue failed", "org", org, "queue", q, "err", err)
+		return
+	}
+	h.srv.metrics.queueLength.WithLabelValues(org, q).Set(float64(len(waiting)))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, id := range waiting {
+		s := h.sessions[id]
+		if s == nil {
+			continue // waiting on another node
+		}
+		last, ok := h.queued[s]
+		now := position{pos: i + 1, length: len(waiting)}
+		if !ok || last == now {
+			continue
+		}
+		h.queued[s] = now
+		s.send(protocol.Message{Type: protocol.TypeQueued, Queue: q, Position: now.pos, Length: now.length})
+	}
+}
+
+// startCall connects an assignment's customer and agent in a new room.
+// Called with placeMu held.
+func (h *hub) startCall(a queue.Assignment) {
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	h.mu.Lock()
+	cust := h.sessions[a.Customer.Session]
+	agent := h.sessions[a.Agent]
+	h.mu.Unlock()
+	if agent == nil {
+		// The agent left between being marked available and now.
+		if cust != nil {
+			if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
+				h.srv.log.Error("requeue failed", "err", err)
+			}
+		}
+		_ = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
+		return
+	}
+	if cust == nil {
+		_ = h.srv.store.Release(ctx, a.Org, a.Agent)
+		return
+	}
+	c := &call{id: randomID(12), org: a.Org, queue: a.Queue, customer: cust, agent: agent, started: time.Now()}
+	room, err := h.srv.sfu.Room(c.id)
+	if err == nil {
+		c.room = room
+		c.custPart, err = room.Join(randomID(9), h.mediaSignals(c, cust))
+	}
+	if err == nil {
+		c.agentPart, err = room.Join(randomID(9), h.mediaSignals(c, agent))
+	}
+	if err != nil {
+		h.srv.log.Error("create room failed", "err", err)
+		if c.room != nil {
+			c.room.Close()
+		}
+		_ = h.srv.store.Requeue(ctx, a.Customer)
+		_ = h.srv.store.Release(ctx, a.Org, a.Agent)
+		return
+	}
+
+	h.mu.Lock()
+	delete(h.queued, cust)
+	h.calls[cust] = c
+	h.calls[agent] = c
+	h.mu.Unlock()
+
+	m := h.srv.metrics
+	m.placements.WithLabelValues(a.Org, a.Queue).Inc()
+	m.waitSeconds.WithLabelValues(a.Org, a.Queue).Observe(time.Since(a.Customer.Since).Seconds())
+	m.callsActive.Inc()
+
+	agent.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentBusy})
+	for _, pair := range [][2]*session{{cust, agent}, {agent, cust}} {
+		s, other := pair[0], pair[1]
+		s.send(protocol.Message{
+			Type:       protocol.TypeAssigned,
+			Room:       c.id,
+			Peer:       other.peer(),
+			ICEServers: h.srv.iceServers(a.Org, s.id),
+		})
+	}
+	h.srv.log.Info("call started", "org", a.Org, "queue", a.Queue, "call", c.id)
+}
+
+// mediaSignals relays the SFU's signals for one participant to its session.
+func (h *hub) mediaSignals(c *call, s *session) func(sfu.Signal) {
+	return func(sig sfu.Signal) {
+		switch {
+		case sig.Offer != "":
+			s.send(protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
+		case sig.Candidate != nil:
+			s.send(protocol.Message{Type: protocol.TypeCandidate, PC: sig.PC, Candidate: toProtoCandidate(sig.Candidate)})
+		case sig.Failed:
+			// Not from this callback's goroutine: ending closes the connection
+			// that is calling us.
+			h.srv.goTracked(func() { h.endCall(c, nil, protocol.ReasonFailed) })
+		}
+	}
+}
+
+func toProtoCandidate(c *webrtc.ICECandidateInit) *protocol.ICECandidate {
+	return &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+}
+
+// participant returns s's participant in its current call.
+func (h *hub) participant(s *session) (*call, *sfu.Participant, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.calls[s]
+	if c == nil {
+		return nil, nil, errNotInCall
+	}
+	if s == c.customer {
+		return c, c.custPart, nil
+	}
+	return c, c.agentPart, nil
+}
+
+func (h *hub) offer(s *session, sdp string) error {
+	_, p, err := h.participant(s)
+	if err != nil {
+		return err
+	}
+	answer, err := p.Offer(sdp)
+	if err != nil {
+		return mediaError(err)
+	}
+	s.send(protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCPub, SDP: answer})
+	return nil
+}
+
+func (h *hub) answer(s *session, sdp string) error {
+	_, p, err := h.participant(s)
+	if err != nil {
+		return err
+	}
+	return mediaError(p.Answer(sdp))
+}
+
+func (h *hub) candidate(s *session, pc string, c *protocol.ICECandidate) error {
+	if c == nil || c.Candidate == "" {
+		return nil // end of candidates
+	}
+	_, p, err := h.participant(s)
+	if err != nil {
+		return err
+	}
+	return mediaError(p.AddCandidate(pc, webrtc.ICECandidateInit{
+		Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment,
+	}))
+}
+
+func mediaError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sfu.ErrBadSDP):
+		return protocol.Errorf(protocol.CodeBadSDP, "%v", err)
+	case errors.Is(err, sfu.ErrState):
+		return protocol.Errorf(protocol.CodeInvalidState, "%v", err)
+	case errors.Is(err, sfu.ErrClosed):
+		return errNotInCall
+	default:
+		return err
+	}
+}
+
+func (h *hub) chat(s *session, text string) error {
+	c, _, err := h.participant(s)
+	if err != nil {
+		return err
+	}
+	other := c.customer
+	if s == c.customer {
+		other = c.agent
+	}
+	other.send(protocol.Message{Type: protocol.TypeChat, Text: text, From: s.peer(), TS: time.Now().UnixMilli()})
+	return nil
+}
+
+// hangup ends s's call, or takes a waiting customer out of the queue.
+func (h *hub) hangup(s *session) error {
+	h.mu.Lock()
+	c := h.calls[s]
+	_, waiting := h.queued[s]
+	h.mu.Unlock()
+	switch {
+	case c != nil:
+		h.endCall(c, s, protocol.ReasonHangup)
+		return nil
+	case waiting:
+		h.leaveQueue(s)
+		s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonHangup})
+		s.closeWith(websocket.StatusNormalClosure, "left the queue")
+		return nil
+	default:
+		return errNotInCall
+	}
+}
+
+// leaveQueue removes a waiting customer and updates the others.
+func (h *hub) leaveQueue(s *session) {
+	h.placeMu.Lock()
+	defer h.placeMu.Unlock()
+	ctx, cancel := h.storeCtx()
+	removed, err := h.srv.store.Remove(ctx, s.org.ID, s.queue, s.id)
+	cancel()
+	if err != nil {
+		h.srv.log.Error("leave queue failed", "err", err)
+	}
+	h.mu.Lock()
+	delete(h.queued, s)
+	h.mu.Unlock()
+	if removed {
+		h.srv.metrics.abandoned.WithLabelValues(s.org.ID, s.queue).Inc()
+		h.pushPositions(s.org.ID, s.queue)
+	}
+}
+
+// endCall ends c once. by is the session that hung up (nil when the call
+// ended for another reason); it gets reason, the other side peer_left.
+func (h *hub) endCall(c *call, by *session, reason string) {
+	h.mu.Lock()
+	if c.ended {
+		h.mu.Unlock()
+		return
+	}
+	c.ended = true
+	delete(h.calls, c.customer)
+	delete(h.calls, c.agent)
+	agentState := h.agents[c.agent]
+	_, agentConnected := h.sessions[c.agent.id]
+	h.mu.Unlock()
+
+	c.custPart.Close()
+	c.agentPart.Close()
+	c.room.Close()
+	h.srv.metrics.callsActive.Dec()
+	h.srv.metrics.callsEnded.WithLabelValues(reason).Inc()
+	h.srv.log.Info("call ended", "org", c.org, "queue", c.queue, "call", c.id, "reason", reason,
+		"duration_s", int(time.Since(c.started).Seconds()))
+
+	for _, s := range []*session{c.customer, c.agent} {
+		r := reason
+		if by != nil && s != by {
+			r = protocol.ReasonPeerLeft
+		}
+		s.send(protocol.Message{Type: protocol.TypeEnded, Reason: r})
+	}
+	if reason != protocol.ReasonShutdown { // at shutdown, bye and 1001 follow
+		c.customer.closeWith(websocket.StatusNormalClosure, "call ended")
+	}
+
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
+		h.srv.log.Error("release agent failed", "err", err)
+	}
+	if !agentConnected || agentState == nil || reason == protocol.ReasonShutdown {
+		return
+	}
+	state := protocol.AgentAway
+	if agentState.wantAvailable {
+		state = protocol.AgentAvailable
+	}
+	c.agent.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
+	if agentState.wantAvailable {
+		h.place(c.org, c.queue)
+	}
+}
+
+// disconnected cleans up after a joined session's connection ended.
+func (h *hub) disconnected(s *session) {
+	h.mu.Lock()
+	c := h.calls[s]
+	_, waiting := h.queued[s]
+	_, isAgent := h.agents[s]
+	h.mu.Unlock()
+
+	if waiting {
+		h.leaveQueue(s)
+	}
+	h.forget(s)
+	if isAgent {
+		ctx, cancel := h.storeCtx()
+		if err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id); err != nil {
+			h.srv.log.Error("remove agent failed", "err", err)
+		}
+		cancel()
+	}
+	if c != nil {
+		h.endCall(c, s, protocol.ReasonHangup)
+	}
+}
+
+// endAll ends every call (server shutdown).
+func (h *hub) endAll(reason string) {
+	h.mu.Lock()
+	calls := make(map[*call]struct{})
+	for _, c := range h.calls {
+		calls[c] = struct{}{}
+	}
+	h.mu.Unlock()
+	for c := range calls {
+		h.endCall(c, nil, reason)
+	}
+}

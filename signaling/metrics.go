@@ -1,0 +1,79 @@
+package signaling
+
+import (
+	"fmt"
+
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the signaling layer's Prometheus series. Labels hold only
+// organization ids, queue names, message types and error codes: never a
+// session, a subject, a name or an address.
+type metrics struct {
+	connections  prometheus.Gauge
+	messages     *prometheus.CounterVec // direction, type
+	errors       *prometheus.CounterVec // code
+	authFailures *prometheus.CounterVec // code
+	queueLength  *prometheus.GaugeVec   // org, queue
+	waitSeconds  *prometheus.HistogramVec
+	placements   *prometheus.CounterVec // org, queue
+	abandoned    *prometheus.CounterVec // org, queue
+	callsActive  prometheus.Gauge
+	callsEnded   *prometheus.CounterVec // reason
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_signaling_connections", Help: "Open signaling WebSocket connections."}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_signaling_messages_total", Help: "Signaling messages by direction (in, out) and type."},
+			[]string{"direction", "type"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_signaling_errors_total", Help: "Error messages sent to clients, by code."}, []string{"code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_auth_failures_total", Help: "Refused joins, by error code."}, []string{"code"}),
+		queueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_queue_length", Help: "Customers waiting, as last seen by this node."}, []string{"org", "queue"}),
+		waitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "helpcaster_queue_wait_seconds", Help: "Time customers waited before being assigned.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200}}, []string{"org", "queue"}),
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_queue_placements_total", Help: "Customers assigned to an agent."}, []string{"org", "queue"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_queue_abandoned_total", Help: "Customers who left the queue before being assigned."}, []string{"org", "queue"}),
+		callsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_calls_active", Help: "Calls in progress on this node."}),
+		callsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_calls_ended_total", Help: "Calls ended, by reason."}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.messages, m.errors, m.authFailures, m.queueLength,
+		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.callsEnded} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register signaling metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// knownType bounds the type label to the protocol's message types.
+func knownType(typ string) bool {
+	switch typ {
+	case protocol.TypeJoin, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
+		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeWelcome, protocol.TypeQueued,
+		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye:
+		return true
+	}
+	return false
+}
+
+func (m *metrics) message(direction, typ string) {
+	if !knownType(typ) {
+		typ = "invalid"
+	}
+	m.messages.WithLabelValues(direction, typ).Inc()
+}
