@@ -11,8 +11,8 @@ import (
 type metrics struct {
 	rooms        prometheus.Gauge
 	participants prometheus.Gauge
-	published    *prometheus.GaugeVec // kind
-	subscribed   *prometheus.GaugeVec // kind
+	published    *prometheus.GaugeVec   // kind
+	subscribed   *prometheus.GaugeVec   // kind
 	packets      *prometheus.CounterVec // kind, direction
 	bytes        *prometheus.CounterVec // kind, direction
 	keyframeReqs prometheus.Counter

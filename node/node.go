@@ -1,0 +1,193 @@
+// Package node wires one HelpCaster node together: the SFU, the queue
+// store, signaling, the demo pages, health checks and metrics behind one
+// HTTP server. cmd/helpcaster builds a Config from flags and runs it; tests
+// run the same node in-process.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/queue"
+	"github.com/helpcaster/helpcaster/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is everything a node needs.
+type Config struct {
+	Listen          string // HTTP address, e.g. 127.0.0.1:8080
+	TLSCert, TLSKey string // both set: serve HTTPS/WSS
+	Orgs            *auth.Directory
+	DevOrg          *auth.Org // non-nil: serve demo tokens for this organization
+	DevTokenTTL     time.Duration
+	Media           sfu.Config
+	Limits          signaling.Limits
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Node is a running HelpCaster node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	media    *sfu.SFU
+	signal   *signaling.Server
+	http     *http.Server
+	listener net.Listener
+}
+
+// New opens the node's sockets (HTTP and media) and builds its parts. It
+// does not serve until Run.
+func New(cfg Config) (*Node, error) {
+	if cfg.Orgs == nil {
+		return nil, errors.New("node: no organizations")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.DevTokenTTL <= 0 {
+		cfg.DevTokenTTL = time.Hour
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	media := cfg.Media
+	media.Logger = log.With("component", "sfu")
+	media.Registerer = reg
+	s, err := sfu.New(media)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := signaling.NewServer(signaling.Config{
+		Verifier:   &auth.Verifier{Dir: cfg.Orgs},
+		Store:      queue.NewMemory(nil),
+		SFU:        s,
+		Limits:     cfg.Limits,
+		Logger:     log.With("component", "signaling"),
+		Registerer: reg,
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln}
+	n.http = &http.Server{
+		Handler:           n.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			s.Close()
+			return nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		n.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return n, nil
+}
+
+func (n *Node) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/signal", n.signal)
+	mux.Handle("GET /demo/", http.StripPrefix("/demo", web.Handler()))
+	if n.cfg.DevOrg != nil {
+		mux.Handle("GET /demo/token", signaling.DevTokenHandler(n.cfg.DevOrg, n.cfg.DevTokenTTL))
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/demo/", http.StatusFound)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !n.signal.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "shutting down")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	return mux
+}
+
+// URL is the base URL the node serves on (http or https).
+func (n *Node) URL() string {
+	scheme := "http"
+	if n.http.TLSConfig != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + n.listener.Addr().String()
+}
+
+// MediaAddr is the address of the media UDP socket.
+func (n *Node) MediaAddr() *net.UDPAddr { return n.media.Addr() }
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// tells connected clients, closes rooms, and returns within the configured
+// shutdown timeout.
+func (n *Node) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if n.http.TLSConfig != nil {
+			err = n.http.ServeTLS(n.listener, "", "")
+		} else {
+			err = n.http.Serve(n.listener)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		n.media.Close()
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	// Shutdown of the HTTP server does not wait for hijacked WebSockets;
+	// signaling drains those itself.
+	if err := n.http.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := n.signal.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.media.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close media: %w", err))
+	}
+	if err := <-errc; err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

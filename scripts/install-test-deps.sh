@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs what HelpCaster's tests need and this machine lacks. Idempotent:
+# when everything is present it changes nothing (and needs no root).
+#
+#   scripts/install-test-deps.sh          system packages for `make test` (Debian/Ubuntu, as root)
+#   scripts/install-test-deps.sh --lint   staticcheck into ./bin, for `make lint`
+#
+# System packages are checked by a command (or file) they provide; apt-get
+# update runs once, and only when something is missing.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf 'install-test-deps: %s\n' "$*"; }
+die() { printf 'install-test-deps: %s\n' "$*" >&2; exit 1; }
+
+# "check|package[ package...]|why" — check is a command name, or an absolute
+# path that must exist. Add lines here when tests need more tools.
+system_needs=(
+	"gcc|gcc|C compiler for go test -race (cgo)"
+	"/usr/include/stdio.h|libc6-dev|C library headers for go test -race (cgo)"
+	"chromium|chromium|headless browser for the e2e test"
+	"ffprobe|ffmpeg|regenerating and probing test media (make samples)"
+	"ip|iproute2|ip, to bring up loopback in the test network namespace"
+	"unshare|util-linux|unshare, to run the browser test in a network namespace"
+)
+
+have() {
+	local check="$1"
+	if [[ "$check" == /* ]]; then
+		[[ -e "$check" ]]
+	else
+		command -v "$check" >/dev/null 2>&1
+	fi
+}
+
+install_system() {
+	local missing=() reasons=() entry check pkgs why
+	for entry in "${system_needs[@]}"; do
+		IFS='|' read -r check pkgs why <<<"$entry"
+		if have "$check"; then
+			continue
+		fi
+		# shellcheck disable=SC2206 # package lists are space-separated on purpose
+		missing+=($pkgs)
+		reasons+=("$pkgs ($why)")
+	done
+
+	if ((${#missing[@]} == 0)); then
+		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux present)"
+		return 0
+	fi
+
+	log "missing: ${reasons[*]}"
+	if [[ "$(id -u)" != 0 ]]; then
+		die "not root: cannot install ${missing[*]}. Run as root (e.g. sudo $0) or install them yourself: apt-get install ${missing[*]}"
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		die "apt-get not found: install ${missing[*]} with this system's package manager"
+	fi
+
+	export DEBIAN_FRONTEND=noninteractive
+	log "apt-get update"
+	apt-get update -q
+	log "apt-get install ${missing[*]}"
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+	for entry in "${system_needs[@]}"; do
+		IFS='|' read -r check pkgs why <<<"$entry"
+		have "$check" || die "$pkgs installed but $check is still missing"
+	done
+	log "installed: ${missing[*]}"
+}
+
+install_lint() {
+	local bin="$repo_root/bin"
+	if [[ -x "$bin/staticcheck" ]]; then
+		log "staticcheck: already in $bin ($("$bin/staticcheck" -version 2>/dev/null || echo 'unknown version'))"
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || die "go not found in PATH: cannot install staticcheck"
+	mkdir -p "$bin"
+	log "go install honnef.co/go/tools/cmd/staticcheck@latest -> $bin"
+	(cd "$repo_root" && GOBIN="$bin" go install honnef.co/go/tools/cmd/staticcheck@latest)
+	log "installed: $bin/staticcheck ($("$bin/staticcheck" -version 2>/dev/null || echo 'unknown version'))"
+}
+
+usage() {
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+"") install_system ;;
+--lint) install_lint ;;
+-h | --help) usage ;;
+*)
+	usage >&2
+	exit 2
+	;;
+esac
