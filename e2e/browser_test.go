@@ -1,0 +1,245 @@
+// Package e2e holds the end-to-end test: the real demo pages in headless
+// Chromium (fake camera and microphone) in a call through a real node.
+// `make test-browser` runs it inside a network namespace that has only
+// loopback, so neither the browser nor the server can reach anything else.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/helpcaster/helpcaster/node"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// startNode runs a node with a demo organization on a free loopback port.
+func startNode(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr
+	org := auth.Org{ID: "demo", APIKey: "demo-key", APISecret: []byte(strings.Repeat("s", 32)),
+		Origins: []string{base}, Queues: []auth.Queue{{Name: "support"}}}
+	dir, err := auth.NewDirectory([]auth.Org{org})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, _ := dir.Org("demo")
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	n, err := node.New(node.Config{
+		Listen: addr,
+		Orgs:   dir,
+		DevOrg: demo,
+		Media:  sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
+		Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
+	return n.URL()
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func chromiumPath(t *testing.T) string {
+	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/lib/chromium/chromium", "/usr/bin/chromium"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	t.Fatal("chromium not found: run `make test` (it installs Debian's chromium) or set CHROMIUM")
+	return ""
+}
+
+// TestDemoCall: an agent and a customer on the demo pages connect through
+// the queue, both decode the other's video and receive audio, chat, and the
+// customer hangs up.
+func TestDemoCall(t *testing.T) {
+	base := startNode(t)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-quic", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	// The first action starts the browser, which lives as long as this
+	// context: give it no deadline, and bound the test with derived ones.
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
+	defer cancel()
+	custTab, cancelCust := chromedp.NewContext(ctx)
+	defer cancelCust()
+
+	// The agent goes available.
+	run(t, ctx, "agent page",
+		chromedp.Navigate(base+"/demo/agent.html"),
+		chromedp.WaitVisible(chromedp.ID("available")),
+		chromedp.Click(chromedp.ID("available")),
+	)
+	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
+
+	// The customer asks for help, is queued and connected.
+	run(t, custTab, "customer page",
+		chromedp.Navigate(base+"/demo/customer.html"),
+		chromedp.WaitVisible(chromedp.ID("join")),
+		chromedp.Click(chromedp.ID("join")),
+	)
+	waitJS(t, custTab, "customer connected", `window.hc && window.hc.status === "connected"`)
+	waitJS(t, ctx, "agent connected", `window.hc && window.hc.status === "connected"`)
+
+	// Both decode the other's video and receive audio.
+	for _, tab := range []struct {
+		name string
+		ctx  context.Context
+	}{{"agent", ctx}, {"customer", custTab}} {
+		waitMedia(t, tab.ctx, tab.name)
+	}
+
+	// Chat both ways.
+	run(t, custTab, "customer chat",
+		chromedp.SendKeys(chromedp.ID("chat-input"), "Hello from the customer"),
+		chromedp.Click(chromedp.ID("chat-send")),
+	)
+	waitJS(t, ctx, "agent receives chat", `window.hc.chat.includes("Hello from the customer")`)
+	run(t, ctx, "agent chat",
+		chromedp.SendKeys(chromedp.ID("chat-input"), "Hello from the agent"),
+		chromedp.Click(chromedp.ID("chat-send")),
+	)
+	waitJS(t, custTab, "customer receives chat", `window.hc.chat.includes("Hello from the agent")`)
+
+	// The customer hangs up; both see the call end.
+	run(t, custTab, "hang up", chromedp.Click(chromedp.ID("hangup")))
+	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)
+	waitJS(t, ctx, "agent ended", `window.hc.status === "ended"`)
+	waitJS(t, ctx, "agent available again", `window.hc.agentState === "available"`)
+}
+
+func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a JavaScript condition until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, cond string) {
+	t.Helper()
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: timed out (page status: %s)", what, pageState(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+const statsJS = `(async () => {
+  const pc = window.hc && window.hc.pc && window.hc.pc.sub;
+  if (!pc) return {frames: 0, audio: 0};
+  let frames = 0, audio = 0;
+  (await pc.getStats()).forEach(r => {
+    if (r.type !== "inbound-rtp") return;
+    if (r.kind === "video") frames += r.framesDecoded || 0;
+    if (r.kind === "audio") audio += r.packetsReceived || 0;
+  });
+  return {frames, audio};
+})()`
+
+type mediaStats struct {
+	Frames int `json:"frames"`
+	Audio  int `json:"audio"`
+}
+
+func waitMedia(t *testing.T, ctx context.Context, who string) {
+	t.Helper()
+	var s mediaStats
+	for {
+		var err error
+		s, err = chromedp.Run(ctx, chromedp.Evaluate[mediaStats](statsJS, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("%s stats: %v", who, err)
+		}
+		if s.Frames > 30 && s.Audio > 0 {
+			t.Logf("%s: %d video frames decoded, %d audio packets received", who, s.Frames, s.Audio)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: media did not flow: %+v (page: %s)", who, s, pageState(ctx))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// pageState describes the page for failure messages.
+func pageState(ctx context.Context) string {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(c, chromedp.Evaluate[string](`JSON.stringify({status: window.hc && window.hc.status,
+	  agentState: window.hc && window.hc.agentState, lastError: window.hc && window.hc.lastError,
+	  text: document.querySelector("#status") && document.querySelector("#status").textContent})`))
+	if err != nil {
+		return fmt.Sprintf("unavailable: %v", err)
+	}
+	return s
+}
