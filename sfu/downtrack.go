@@ -128,11 +128,15 @@ func first4(s string) string {
 	return s
 }
 
+// fmtpParams parses an H.264 fmtp line, filling in the RFC 6184 defaults
+// for the parameters fmtpEqual compares.
 func fmtpParams(line string) map[string]string {
-	m := make(map[string]string)
+	m := map[string]string{"packetization-mode": "0", "profile-level-id": "42000a"}
 	for _, kv := range strings.Split(line, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		m[strings.ToLower(k)] = v
+		if k != "" && v != "" {
+			m[strings.ToLower(k)] = v
+		}
 	}
 	return m
 }

@@ -33,23 +33,28 @@ const seqHistory = 8
 type seqRewriter struct {
 	started bool
 	lastIn  uint16 // newest incoming sequence number seen
+	lastExt int64  // lastIn extended past 16 bits, so history never wraps
 	lastOut uint16 // outgoing number of lastIn (valid once started)
-	// spans[i] says: incoming numbers from fence on map with offset
-	// (out = in - offset). spans[n-1] is the current one; older spans serve
-	// late packets. A packet older than every fence is dropped.
+	// spans[i] says: incoming numbers from fence on (extended) map with
+	// offset (out = in - offset). spans[n-1] is the current one; older spans
+	// serve late packets. A packet older than every fence is dropped.
 	spans [seqHistory]seqSpan
 	n     int
 }
 
-type seqSpan struct{ fence, offset uint16 }
+type seqSpan struct {
+	fence  int64
+	offset uint16
+}
 
 // start begins the outgoing stream at out for incoming sequence number in,
 // forgetting any history.
 func (r *seqRewriter) start(in, out uint16) {
 	r.started = true
 	r.lastIn, r.lastOut = in, out
+	r.lastExt = int64(in)
 	r.n = 0
-	r.push(seqSpan{fence: in, offset: in - out})
+	r.push(seqSpan{fence: r.lastExt, offset: in - out})
 }
 
 func (r *seqRewriter) push(s seqSpan) {
@@ -72,6 +77,12 @@ func (r *seqRewriter) rebase(in uint16) {
 	r.start(in, r.lastOut+1)
 }
 
+// advance moves the newest incoming number to in, which must be newer.
+func (r *seqRewriter) advance(in uint16) {
+	r.lastExt += int64(seqDiff(in, r.lastIn))
+	r.lastIn = in
+}
+
 // rewrite returns the outgoing number for incoming number in, or ok=false
 // when the packet must be dropped (too old, or from before the stream began).
 func (r *seqRewriter) rewrite(in uint16) (out uint16, ok bool) {
@@ -79,16 +90,18 @@ func (r *seqRewriter) rewrite(in uint16) (out uint16, ok bool) {
 		return 0, false
 	}
 	if seqNewer(in, r.lastIn) {
-		r.lastIn = in
+		r.advance(in)
 		r.lastOut = in - r.spans[r.n-1].offset
 		return r.lastOut, true
 	}
 	// A duplicate, a retransmission or a reordered packet.
-	if seqDiff(r.lastIn, in) > maxLateSeq {
+	back := seqDiff(r.lastIn, in)
+	if back > maxLateSeq {
 		return 0, false
 	}
+	ext := r.lastExt - int64(back)
 	for i := r.n - 1; i >= 0; i-- {
-		if !seqNewer(r.spans[i].fence, in) {
+		if r.spans[i].fence <= ext {
 			return in - r.spans[i].offset, true
 		}
 	}
@@ -103,10 +116,17 @@ func (r *seqRewriter) skip(in uint16) {
 	if !r.started || !seqNewer(in, r.lastIn) {
 		return
 	}
-	cur := r.spans[r.n-1].offset
-	r.lastOut = in - cur - 1
-	r.lastIn = in
-	r.push(seqSpan{fence: in + 1, offset: cur + 1})
+	r.advance(in)
+	cur := &r.spans[r.n-1]
+	r.lastOut = in - cur.offset - 1
+	next := seqSpan{fence: r.lastExt + 1, offset: cur.offset + 1}
+	if cur.fence == r.lastExt {
+		// Nothing was mapped with the current span (it began at this very
+		// packet): widen it instead of using up history on padding bursts.
+		*cur = next
+		return
+	}
+	r.push(next)
 }
 
 // tsRewriter maps incoming RTP timestamps to outgoing ones with a constant
