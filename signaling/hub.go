@@ -63,9 +63,10 @@ func (h *hub) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(h.srv.ctx, storeTimeout)
 }
 
-// joined registers a newly authenticated session: a customer is queued, an
-// agent starts away.
-func (h *hub) joined(s *session, maxLen int) error {
+// joined registers a newly authenticated session and sends it welcome: a
+// customer is queued first (so a full queue refuses it without a welcome),
+// an agent starts away.
+func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 	h.mu.Lock()
 	h.sessions[s.id] = s
 	if s.role == protocol.RoleAgent {
@@ -74,6 +75,7 @@ func (h *hub) joined(s *session, maxLen int) error {
 	h.mu.Unlock()
 
 	if s.role == protocol.RoleAgent {
+		s.send(welcome)
 		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentAway})
 		return nil
 	}
@@ -101,6 +103,7 @@ func (h *hub) joined(s *session, maxLen int) error {
 	}
 	h.mu.Lock()
 	h.queued[s] = position{pos: pos, length: length}
+	s.send(welcome)
 	s.send(protocol.Message{Type: protocol.TypeQueued, Queue: s.queue, Position: pos, Length: length})
 	h.mu.Unlock()
 	h.place(s.org.ID, s.queue)

@@ -286,7 +286,7 @@ func (s *session) join(m protocol.Message) {
 	s.joined, s.role, s.org, s.claims, s.queue = true, claims.Role, org, claims, q.Name
 	s.log = s.log.With("org", org.ID, "role", claims.Role)
 
-	s.send(protocol.Message{
+	welcome := protocol.Message{
 		Type:    protocol.TypeWelcome,
 		Session: s.id,
 		Role:    s.role,
@@ -297,8 +297,8 @@ func (s *session) join(m protocol.Message) {
 			MessagesPerSec:  s.srv.limits.MessagesPerSec,
 			Burst:           s.srv.limits.Burst,
 		},
-	})
-	if err := s.srv.hub.joined(s, q.MaxLength); err != nil {
+	}
+	if err := s.srv.hub.joined(s, q.MaxLength, welcome); err != nil {
 		pe := protocol.AsError(err)
 		s.sendError(err, m.ID)
 		code := websocket.StatusPolicyViolation
