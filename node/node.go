@@ -26,8 +26,9 @@ import (
 
 // Config is everything a node needs.
 type Config struct {
-	Listen          string // HTTP address, e.g. 127.0.0.1:8080
-	TLSCert, TLSKey string // both set: serve HTTPS/WSS
+	Listen          string       // HTTP address, e.g. 127.0.0.1:8080
+	Listener        net.Listener // if set, serve on it instead of listening on Listen
+	TLSCert, TLSKey string       // both set: serve HTTPS/WSS
 	Orgs            *auth.Directory
 	DevOrg          *auth.Org // non-nil: serve demo tokens for this organization
 	DevTokenTTL     time.Duration
@@ -86,10 +87,12 @@ func New(cfg Config) (*Node, error) {
 		s.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
 	}
 	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln}
 	n.http = &http.Server{

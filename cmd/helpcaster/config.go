@@ -1,0 +1,808 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/helpcaster/helpcaster/signaling/auth"
+)
+
+// Demo organization added by --dev.
+const (
+	devOrgID  = "demo"
+	devAPIKey = "demo-key"
+	devQueue  = "support"
+)
+
+// envPrefix starts every environment variable name; the rest is the flag
+// name in upper case with '-' replaced by '_'.
+const envPrefix = "HELPCASTER_"
+
+// maxConfigFileBytes bounds the YAML file read by --config.
+const maxConfigFileBytes = 1 << 20
+
+// Config is the configuration of "helpcaster serve", after flags, environment
+// and config file have been merged (flag > env > file > default) and checked.
+type Config struct {
+	ConfigFile string // the YAML file read ("" if none)
+
+	Listen    string // HTTP host:port (signaling, demo pages, metrics); port 0 = any free port
+	TLSCert   string // PEM certificate file; set together with TLSKey to serve HTTPS/WSS
+	TLSKey    string // PEM private key file
+	PublicURL string // base URL printed for the demo pages, no trailing slash; "" if Listen has port 0 and --public-url is unset
+
+	LogFormat string     // "text" or "json"
+	LogLevel  slog.Level // debug, info, warn or error
+
+	MediaListenIP     string   // IP address the media UDP socket binds to
+	MediaUDPPort      int      // the one UDP port all ICE uses (1-65535)
+	MediaPublicIPs    []string // public IPs to announce (1:1 NAT); nil = none
+	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
+
+	MaxMessageBytes   int           // largest signaling message
+	MessagesPerSecond float64       // per-connection message rate
+	MessageBurst      int           // per-connection message burst
+	PingInterval      time.Duration // WebSocket keep-alive ping interval
+	WriteTimeout      time.Duration // WebSocket write deadline
+	ShutdownTimeout   time.Duration // how long a graceful shutdown may take
+
+	// Orgs are the organizations from the config file, plus the demo
+	// organization (last) when Dev is set. auth.NewDirectory accepts them.
+	Orgs     []auth.Org
+	Dev      bool   // --dev: the demo organization exists
+	DevOrgID string // id of the demo organization when Dev ("demo"), else ""
+
+	publicURLSet bool // PublicURL was configured, not derived from Listen
+}
+
+// TLS reports whether the server serves HTTPS/WSS.
+func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// SetListenAddr records the address the HTTP listener actually bound (useful
+// when Listen has port 0). Unless --public-url was given it re-derives
+// PublicURL, and with --dev it re-derives the demo organization's origins;
+// call it before building the auth.Directory from Orgs.
+func (c *Config) SetListenAddr(addr string) {
+	if !c.publicURLSet {
+		c.PublicURL = derivePublicURL(addr, c.TLS())
+	}
+	if c.Dev {
+		for i := range c.Orgs {
+			if c.Orgs[i].ID == c.DevOrgID {
+				c.Orgs[i].Origins = devOrigins(addr, c.PublicURL, c.TLS())
+			}
+		}
+	}
+}
+
+// kind is how a setting's value is written.
+type kind int
+
+const (
+	kindScalar kind = iota
+	kindBool        // a flag without a value means true
+	kindList        // repeatable flag, comma-separated list, or YAML sequence
+)
+
+// setting is one configuration item.
+type setting struct {
+	flag  string // flag name; the env var is derived from it
+	yaml  string // dotted path in the YAML file
+	arg   string // placeholder for the value in --help
+	def   string // default value, as text
+	usage string
+	kind  kind
+	set   func(string) error // parses a value into the Config it was built for
+}
+
+func (s *setting) env() string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(s.flag, "-", "_"))
+}
+
+// settings returns the table of serve settings, bound to c.
+func settings(c *Config) []setting {
+	return []setting{
+		{flag: "listen", yaml: "listen", arg: "HOST:PORT", def: "127.0.0.1:8080",
+			usage: "HTTP address (signaling, demo pages, metrics); loopback by default, use e.g. 0.0.0.0:8080 for all interfaces",
+			set:   func(v string) error { return setHostPort(&c.Listen, v) }},
+		{flag: "public-url", yaml: "public_url", arg: "URL",
+			usage: "base URL printed for the demo pages (default derived from --listen)",
+			set:   func(v string) error { return setPublicURL(c, v) }},
+		{flag: "tls-cert", yaml: "tls.cert", arg: "FILE", usage: "PEM certificate; with --tls-key, serve HTTPS/WSS",
+			set: func(v string) error { c.TLSCert = v; return nil }},
+		{flag: "tls-key", yaml: "tls.key", arg: "FILE", usage: "PEM private key for --tls-cert",
+			set: func(v string) error { c.TLSKey = v; return nil }},
+		{flag: "log-format", yaml: "log.format", arg: "FORMAT", def: "text", usage: "log format: text or json",
+			set: func(v string) error { return setEnum(&c.LogFormat, v, "text", "json") }},
+		{flag: "log-level", yaml: "log.level", arg: "LEVEL", def: "info", usage: "log level: debug, info, warn or error",
+			set: func(v string) error { return setLevel(&c.LogLevel, v) }},
+		{flag: "dev", yaml: "dev", kind: kindBool, def: "false",
+			usage: "add the demo organization \"demo\" (random secret, origins of --listen/--public-url, queue \"support\")",
+			set:   func(v string) error { return setBool(&c.Dev, v) }},
+		{flag: "media-listen-ip", yaml: "media.listen_ip", arg: "IP", def: "127.0.0.1",
+			usage: "IP address the media UDP socket binds to",
+			set:   func(v string) error { return setIP(&c.MediaListenIP, v) }},
+		{flag: "media-udp-port", yaml: "media.udp_port", arg: "PORT", def: "7881",
+			usage: "the one UDP port all ICE traffic uses",
+			set:   func(v string) error { return setPort(&c.MediaUDPPort, v) }},
+		{flag: "media-public-ip", yaml: "media.public_ips", arg: "IP", kind: kindList,
+			usage: "public IP to announce in ICE candidates (1:1 NAT); repeatable or comma-separated",
+			set:   func(v string) error { return setIPList(&c.MediaPublicIPs, v) }},
+		{flag: "media-loopback-only", yaml: "media.loopback_only", kind: kindBool, def: "false",
+			usage: "gather and announce only loopback ICE candidates (tests)",
+			set:   func(v string) error { return setBool(&c.MediaLoopbackOnly, v) }},
+		{flag: "max-message-bytes", yaml: "signaling.max_message_bytes", arg: "N", def: "65536",
+			usage: "largest signaling message, in bytes",
+			set:   func(v string) error { return setInt(&c.MaxMessageBytes, v, 1024, 64<<20) }},
+		{flag: "messages-per-second", yaml: "signaling.messages_per_second", arg: "RATE", def: "20",
+			usage: "signaling messages per second allowed per connection",
+			set:   func(v string) error { return setRate(&c.MessagesPerSecond, v) }},
+		{flag: "message-burst", yaml: "signaling.message_burst", arg: "N", def: "40",
+			usage: "signaling messages allowed in a burst per connection",
+			set:   func(v string) error { return setInt(&c.MessageBurst, v, 1, 1_000_000) }},
+		{flag: "ping-interval", yaml: "signaling.ping_interval", arg: "DURATION", def: "15s",
+			usage: "WebSocket keep-alive ping interval",
+			set:   func(v string) error { return setDuration(&c.PingInterval, v, false) }},
+		{flag: "write-timeout", yaml: "signaling.write_timeout", arg: "DURATION", def: "10s",
+			usage: "WebSocket write timeout",
+			set:   func(v string) error { return setDuration(&c.WriteTimeout, v, false) }},
+		{flag: "shutdown-timeout", yaml: "shutdown_timeout", arg: "DURATION", def: "10s",
+			usage: "how long a graceful shutdown may take before connections are cut",
+			set:   func(v string) error { return setDuration(&c.ShutdownTimeout, v, true) }},
+	}
+}
+
+// flagValue records the raw text given on the command line for a setting.
+type flagValue struct {
+	kind kind
+	vals []string
+}
+
+func (f *flagValue) String() string { return strings.Join(f.vals, ",") }
+
+func (f *flagValue) Set(v string) error {
+	if f.kind == kindList {
+		f.vals = append(f.vals, v)
+	} else {
+		f.vals = []string{v}
+	}
+	return nil
+}
+
+func (f *flagValue) IsBoolFlag() bool { return f.kind == kindBool }
+
+// loadServeConfig builds the serve configuration from args (the flags after
+// "serve"), the environment env and the optional YAML file. -h/--help
+// prints the usage to stderr and returns flag.ErrHelp. Every other error is
+// one line starting with "config: ".
+func loadServeConfig(args []string, env func(string) string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	table := settings(c)
+
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags := make([]*flagValue, len(table))
+	for i := range table {
+		flags[i] = &flagValue{kind: table[i].kind}
+		fs.Var(flags[i], table[i].flag, table[i].usage)
+	}
+	configFile := fs.String("config", "", "YAML configuration file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printServeUsage(stderr, table)
+			return nil, flag.ErrHelp
+		}
+		return nil, fmt.Errorf("config: %w (see 'helpcaster serve --help')", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("config: unexpected argument %q (see 'helpcaster serve --help')", fs.Arg(0))
+	}
+
+	for i := range table {
+		if table[i].def != "" || table[i].kind == kindList {
+			if err := table[i].set(table[i].def); err != nil {
+				return nil, fmt.Errorf("config: default of --%s: %w", table[i].flag, err) // a bug in the table
+			}
+		}
+	}
+
+	if *configFile == "" {
+		*configFile = env(envPrefix + "CONFIG")
+	}
+	var fileOrgs []auth.Org
+	if *configFile != "" {
+		f, err := readConfigFile(*configFile, env)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		for i := range table {
+			if v, ok := f.values[table[i].yaml]; ok {
+				if err := table[i].set(v); err != nil {
+					return nil, fmt.Errorf("config: %s: %w", table[i].yaml, err)
+				}
+			}
+		}
+		fileOrgs = f.orgs
+		c.ConfigFile = *configFile
+	}
+	for i := range table {
+		if v := env(table[i].env()); v != "" {
+			if err := table[i].set(v); err != nil {
+				return nil, fmt.Errorf("config: %s: %w", table[i].env(), err)
+			}
+		}
+	}
+	for i := range table {
+		if vals := flags[i].vals; len(vals) > 0 {
+			if err := table[i].set(strings.Join(vals, ",")); err != nil {
+				return nil, fmt.Errorf("config: --%s: %w", table[i].flag, err)
+			}
+		}
+	}
+
+	if err := c.finish(fileOrgs); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// finish checks settings that depend on each other and builds the orgs.
+func (c *Config) finish(fileOrgs []auth.Org) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls: --tls-cert and --tls-key must be given together")
+	}
+	if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return fmt.Errorf("tls: cannot load certificate and key: %w", err)
+		}
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = derivePublicURL(c.Listen, c.TLS())
+	}
+	c.Orgs = fileOrgs
+	if c.Dev {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return fmt.Errorf("dev: generate secret: %w", err)
+		}
+		c.DevOrgID = devOrgID
+		c.Orgs = append(c.Orgs, auth.Org{
+			ID:        devOrgID,
+			APIKey:    devAPIKey,
+			APISecret: []byte(hex.EncodeToString(secret)),
+			Origins:   devOrigins(c.Listen, c.PublicURL, c.TLS()),
+			Queues:    []auth.Queue{{Name: devQueue}},
+		})
+	}
+	if len(c.Orgs) == 0 {
+		return errors.New("no organizations configured; pass --dev for a demo organization or add orgs to the config file")
+	}
+	if _, err := auth.NewDirectory(c.Orgs); err != nil {
+		return fmt.Errorf("orgs: %w", err)
+	}
+	return nil
+}
+
+func printServeUsage(w io.Writer, table []setting) {
+	var b strings.Builder
+	b.WriteString("Usage: helpcaster serve [flags]\n\n")
+	b.WriteString("Runs the HelpCaster server. Every setting can be given as a flag, an environment\n")
+	b.WriteString("variable or a key in the YAML config file; flag > environment > file > default.\n")
+	b.WriteString("Organizations are configured only in the file (key \"orgs\").\n\n")
+	b.WriteString("  --config FILE\n")
+	b.WriteString("        env HELPCASTER_CONFIG\n")
+	b.WriteString("        YAML configuration file\n")
+	for _, s := range table {
+		name := "--" + s.flag
+		if s.arg != "" {
+			name += " " + s.arg
+		}
+		def := ""
+		if s.def != "" {
+			def = fmt.Sprintf(" (default %q)", s.def)
+		}
+		fmt.Fprintf(&b, "  %s\n        env %s, file key %s%s\n        %s\n", name, s.env(), s.yaml, def, s.usage)
+	}
+	b.WriteString(`
+Organizations in the config file:
+
+  orgs:
+    - id: acme                       # [a-z0-9][a-z0-9-_]{0,62}
+      api_key: acme-key              # public key id (JWT "kid" header)
+      api_secret_env: ACME_SECRET    # or api_secret: "..." (at least 32 bytes)
+      origins: ["https://shop.acme.example", "https://*.acme.example"]
+      queues:                        # the first is the default queue
+        - {name: support, max_length: 100}
+`)
+	_, _ = io.WriteString(w, b.String())
+}
+
+// configFile is what the YAML file sets.
+type configFile struct {
+	values map[string]string // yaml path -> raw value (lists joined with ",")
+	orgs   []auth.Org
+}
+
+// readConfigFile reads and checks the YAML file at path. Secrets named by
+// api_secret_env are read with env.
+func readConfigFile(path string, env func(string) string) (*configFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	if len(data) > maxConfigFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxConfigFileBytes)
+	}
+	cf, err := parseConfigFile(data, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cf, nil
+}
+
+func parseConfigFile(data []byte, env func(string) string) (*configFile, error) {
+	cf := &configFile{values: map[string]string{}}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cf, nil // empty file
+		}
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	root := deref(&doc)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = deref(root.Content[0])
+	}
+	if isNull(root) {
+		return cf, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: the file must be a mapping of settings", root.Line)
+	}
+	paths := map[string]kind{}
+	for _, s := range settings(&Config{}) {
+		paths[s.yaml] = s.kind
+	}
+	if err := cf.walk(root, "", paths, env); err != nil {
+		return nil, err
+	}
+	return cf, nil
+}
+
+func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, env func(string) string) error {
+	kvs, err := pairs(m, prefix)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		path := prefix + k.Value
+		if path == "orgs" {
+			orgs, err := parseOrgs(v, env)
+			if err != nil {
+				return err
+			}
+			cf.orgs = orgs
+			continue
+		}
+		if kd, ok := paths[path]; ok {
+			if isNull(v) {
+				continue
+			}
+			val, err := scalarValue(v, kd == kindList)
+			if err != nil {
+				return fmt.Errorf("line %d: %s: %w", v.Line, path, err)
+			}
+			cf.values[path] = val
+			continue
+		}
+		isSection := false
+		for p := range paths {
+			if strings.HasPrefix(p, path+".") {
+				isSection = true
+				break
+			}
+		}
+		if !isSection {
+			return fmt.Errorf("line %d: unknown key %q", k.Line, path)
+		}
+		if isNull(v) {
+			continue
+		}
+		if v.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: %s must be a mapping", v.Line, path)
+		}
+		if err := cf.walk(v, path+".", paths, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseOrgs reads the orgs list. Each org is checked further by
+// auth.NewDirectory.
+func parseOrgs(n *yaml.Node, env func(string) string) ([]auth.Org, error) {
+	if isNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("line %d: orgs must be a list", n.Line)
+	}
+	orgs := make([]auth.Org, 0, len(n.Content))
+	for i, item := range n.Content {
+		item = deref(item)
+		where := fmt.Sprintf("orgs[%d]", i)
+		if item.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("line %d: %s must be a mapping", item.Line, where)
+		}
+		var o auth.Org
+		var secret, secretEnv string
+		var hasSecret bool
+		kvs, err := pairs(item, where+".")
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range kvs {
+			k, v := kv[0], kv[1]
+			key := where + "." + k.Value
+			var err error
+			switch k.Value {
+			case "id":
+				o.ID, err = scalarValue(v, false)
+			case "api_key":
+				o.APIKey, err = scalarValue(v, false)
+			case "api_secret":
+				secret, err = scalarValue(v, false)
+				hasSecret = true
+			case "api_secret_env":
+				secretEnv, err = scalarValue(v, false)
+			case "origins":
+				o.Origins, err = stringList(v)
+			case "queues":
+				if o.Queues, err = parseQueues(v, key); err != nil {
+					return nil, err // already names the line and key
+				}
+			default:
+				return nil, fmt.Errorf("line %d: unknown key %q", k.Line, key)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+			}
+		}
+		if o.ID != "" {
+			where = fmt.Sprintf("orgs[%d] (%s)", i, o.ID)
+		}
+		switch {
+		case hasSecret && secretEnv != "":
+			return nil, fmt.Errorf("line %d: %s: give api_secret or api_secret_env, not both", item.Line, where)
+		case secretEnv != "":
+			secret = env(secretEnv)
+			if secret == "" {
+				return nil, fmt.Errorf("line %d: %s: api_secret_env: environment variable %s is empty or unset", item.Line, where, secretEnv)
+			}
+		case !hasSecret:
+			return nil, fmt.Errorf("line %d: %s: api_secret or api_secret_env is required", item.Line, where)
+		}
+		o.APISecret = []byte(secret)
+		orgs = append(orgs, o)
+	}
+	return orgs, nil
+}
+
+// parseQueues reads an org's queue list at path (like "orgs[0].queues").
+// A queue is a mapping {name, max_length} or a bare name.
+func parseQueues(n *yaml.Node, path string) ([]auth.Queue, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("line %d: %s: must be a list of {name, max_length}", n.Line, path)
+	}
+	qs := make([]auth.Queue, 0, len(n.Content))
+	for i, item := range n.Content {
+		item = deref(item)
+		where := fmt.Sprintf("%s[%d]", path, i)
+		if item.Kind == yaml.ScalarNode {
+			qs = append(qs, auth.Queue{Name: item.Value})
+			continue
+		}
+		if item.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("line %d: %s: must be a mapping {name, max_length} or a name", item.Line, where)
+		}
+		kvs, err := pairs(item, where+".")
+		if err != nil {
+			return nil, err
+		}
+		var q auth.Queue
+		for _, kv := range kvs {
+			k, v := kv[0], kv[1]
+			key := where + "." + k.Value
+			s, err := scalarValue(v, false)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+			}
+			switch k.Value {
+			case "name":
+				q.Name = s
+			case "max_length":
+				if err := setInt(&q.MaxLength, s, 0, auth.MaxQueueMaxLength); err != nil {
+					return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+				}
+			default:
+				return nil, fmt.Errorf("line %d: unknown key %q", k.Line, key)
+			}
+		}
+		qs = append(qs, q)
+	}
+	return qs, nil
+}
+
+// pairs returns the key/value pairs of a mapping, refusing duplicate keys.
+func pairs(m *yaml.Node, where string) ([][2]*yaml.Node, error) {
+	out := make([][2]*yaml.Node, 0, len(m.Content)/2)
+	seen := make(map[string]bool, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := deref(m.Content[i]), deref(m.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: keys must be plain names", k.Line)
+		}
+		if seen[k.Value] {
+			return nil, fmt.Errorf("line %d: key %q appears twice", k.Line, where+k.Value)
+		}
+		seen[k.Value] = true
+		out = append(out, [2]*yaml.Node{k, v})
+	}
+	return out, nil
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+// scalarValue returns the text of a scalar; with list, a sequence of
+// scalars is joined with commas.
+func scalarValue(n *yaml.Node, list bool) (string, error) {
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		return n.Value, nil
+	case n.Kind == yaml.SequenceNode && list:
+		vals, err := stringList(n)
+		return strings.Join(vals, ","), err
+	case n.Kind == yaml.SequenceNode:
+		return "", errors.New("must be a single value, not a list")
+	default:
+		return "", errors.New("must be a single value, not a mapping")
+	}
+}
+
+func stringList(n *yaml.Node) ([]string, error) {
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, errors.New("must be a list")
+	}
+	out := make([]string, 0, len(n.Content))
+	for _, item := range n.Content {
+		item = deref(item)
+		if item.Kind != yaml.ScalarNode {
+			return nil, errors.New("list items must be single values")
+		}
+		out = append(out, item.Value)
+	}
+	return out, nil
+}
+
+// Value parsers. Their errors describe the value; the caller names the setting.
+
+func setHostPort(dst *string, v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (like 127.0.0.1:8080 or :8080)", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not a port (0-65535)", port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q is not a valid host", host)
+	}
+	*dst = v
+	return nil
+}
+
+func setPublicURL(c *Config, v string) error {
+	if v == "" {
+		c.PublicURL, c.publicURLSet = "", false
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an http(s) URL like https://support.example.com", v)
+	}
+	c.PublicURL, c.publicURLSet = strings.TrimRight(v, "/"), true
+	return nil
+}
+
+func setEnum(dst *string, v string, options ...string) error {
+	if !slices.Contains(options, v) {
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(options, ", "))
+	}
+	*dst = v
+	return nil
+}
+
+func setLevel(dst *slog.Level, v string) error {
+	var s string
+	if err := setEnum(&s, strings.ToLower(v), "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	return dst.UnmarshalText([]byte(s))
+}
+
+func setBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a boolean (true or false)", v)
+	}
+	*dst = b
+	return nil
+}
+
+func setIP(dst *string, v string) error {
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return fmt.Errorf("%q is not an IP address", v)
+	}
+	*dst = a.String()
+	return nil
+}
+
+func setIPList(dst *[]string, v string) error {
+	var ips []string
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil || a.Zone() != "" {
+			return fmt.Errorf("%q is not an IP address", part)
+		}
+		if a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("%s cannot be announced", part)
+		}
+		ips = append(ips, a.String())
+	}
+	*dst = ips
+	return nil
+}
+
+func setPort(dst *int, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s is not a port (1-65535)", v)
+	}
+	*dst = n
+	return nil
+}
+
+func setInt(dst *int, v string, lo, hi int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", v)
+	}
+	if n < lo || n > hi {
+		return fmt.Errorf("%d is out of range (%d-%d)", n, lo, hi)
+	}
+	*dst = n
+	return nil
+}
+
+func setRate(dst *float64, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	if f <= 0 || f > 100_000 {
+		return fmt.Errorf("%s is out of range (more than 0, at most 100000)", v)
+	}
+	*dst = f
+	return nil
+}
+
+func setDuration(dst *time.Duration, v string, zeroOK bool) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 15s, 500ms or 2m)", v)
+	}
+	if d < 0 || (d == 0 && !zeroOK) {
+		return fmt.Errorf("%s must be positive", v)
+	}
+	*dst = d
+	return nil
+}
+
+// derivePublicURL is the base URL of a server listening on listen.
+func derivePublicURL(listen string, tls bool) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		host = "localhost"
+	}
+	return scheme(tls) + "://" + net.JoinHostPort(host, port)
+}
+
+// devOrigins are the web origins of the demo pages: the public URL's origin
+// and, for a loopback or all-interfaces listener, the loopback names.
+func devOrigins(listen, publicURL string, tls bool) []string {
+	var out []string
+	add := func(host, port string) {
+		o := scheme(tls) + "://" + net.JoinHostPort(host, port)
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	if u, err := url.Parse(publicURL); err == nil && u.Host != "" {
+		o := u.Scheme + "://" + u.Host
+		out = append(out, strings.ToLower(o))
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" {
+		return out
+	}
+	a, ipErr := netip.ParseAddr(host)
+	switch {
+	case host == "" || (ipErr == nil && a.IsUnspecified()):
+		add("127.0.0.1", port)
+		add("localhost", port)
+		add("::1", port)
+	case host == "localhost" || (ipErr == nil && a.IsLoopback()):
+		add(host, port)
+		add("127.0.0.1", port)
+		add("localhost", port)
+	default:
+		add(host, port)
+	}
+	return out
+}
+
+func scheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestServeProcess runs the real binary with --dev: it prints the demo page
+// URLs, answers health, readiness, metrics and demo-token requests, accepts
+// a demo token over the signaling socket, and exits 0 on SIGTERM after
+// telling connected clients.
+func TestServeProcess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "helpcaster")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	httpPort, udpPort := freePort(t, "tcp"), freePort(t, "udp")
+	addr := net.JoinHostPort("127.0.0.1", itoa(httpPort))
+	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort),
+		"--media-loopback-only", "--log-format", "json")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	// The banner names both demo pages.
+	lines := make(chan string, 100)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	base := "http://" + addr
+	want := map[string]bool{base + "/demo/customer.html": false, base + "/demo/agent.html": false}
+	deadline := time.After(20 * time.Second)
+	for seen := 0; seen < len(want); {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("serve exited early; stderr:\n%s", stderr.String())
+			}
+			for u, got := range want {
+				if !got && strings.HasSuffix(l, u) {
+					want[u] = true
+					seen++
+				}
+			}
+		case <-deadline:
+			t.Fatalf("banner incomplete: %v; stderr:\n%s", want, stderr.String())
+		}
+	}
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/demo/customer.html", "/demo/agent.html"} {
+		if code, _ := get(path); code != http.StatusOK {
+			t.Errorf("GET %s = %d", path, code)
+		}
+	}
+	code, metrics := get("/metrics")
+	for _, name := range []string{"helpcaster_signaling_connections", "helpcaster_sfu_rooms", "helpcaster_sfu_participants",
+		"helpcaster_sfu_published_tracks", "helpcaster_sfu_subscribed_tracks", "helpcaster_sfu_rtp_packets_total",
+		"helpcaster_sfu_rtp_bytes_total", "process_cpu_seconds_total", "go_goroutines"} {
+		if code != http.StatusOK || !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	code, body := get("/demo/token?role=agent")
+	var tok struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &tok) != nil || tok.Token == "" {
+		t.Fatalf("demo token: %d %s", code, body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Options{URL: "ws://" + addr + "/v1/signal", Origin: base, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx, tok.Token); err != nil {
+		t.Fatalf("join with demo token: %v", err)
+	}
+
+	// SIGTERM: the client is told, the process exits 0.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Next(ctx, protocol.TypeBye); err != nil || m.Reason != protocol.ReasonShutdown {
+		t.Fatalf("bye: %+v %v", m, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range lines { // drain so the process never blocks on stdout
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve exit: %v; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not exit within 15s of SIGTERM")
+	}
+	// Logs are JSON and carry no token or demo user name.
+	logs := stderr.String()
+	if strings.Contains(logs, tok.Token) || regexp.MustCompile(`Agent \d{3}`).MatchString(logs) {
+		t.Errorf("logs leak personal data:\n%s", logs)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("log line is not JSON: %s", l)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
