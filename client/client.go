@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 
 	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/pion/interceptor"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -35,7 +35,9 @@ type Stats struct {
 	AudioPackets   int64
 	VideoPackets   int64
 	VideoKeyframes int64
-	Tracks         int64
+	Tracks         int64  // tracks received
+	TracksEnded    int64  // received tracks that have ended
+	VideoCodec     string // MIME type of the last video track received
 }
 
 // Client is one participant.
@@ -53,7 +55,8 @@ type Client struct {
 	pending  map[string][]webrtc.ICECandidateInit
 	mediaErr error
 
-	audio, video, keyframes, tracks atomic.Int64
+	audio, video, keyframes, tracks, ended atomic.Int64
+	videoCodec                             atomic.Value // string
 }
 
 // Dial connects to the signaling endpoint. The connection lives until Close
@@ -166,7 +169,9 @@ func (c *Client) Join(ctx context.Context, token string) (protocol.Message, erro
 
 // Stats returns what the client has received so far.
 func (c *Client) Stats() Stats {
-	return Stats{AudioPackets: c.audio.Load(), VideoPackets: c.video.Load(), VideoKeyframes: c.keyframes.Load(), Tracks: c.tracks.Load()}
+	codec, _ := c.videoCodec.Load().(string)
+	return Stats{AudioPackets: c.audio.Load(), VideoPackets: c.video.Load(), VideoKeyframes: c.keyframes.Load(),
+		Tracks: c.tracks.Load(), TracksEnded: c.ended.Load(), VideoCodec: codec}
 }
 
 // MediaError returns the first media negotiation error, if any.
@@ -266,11 +271,14 @@ func (c *Client) createPCs(servers []protocol.ICEServer) error {
 }
 
 // countTrack reads a received track until it ends, counting packets and
-// VP8 keyframes.
+// keyframes.
 func (c *Client) countTrack(t *webrtc.TrackRemote) {
+	defer c.ended.Add(1)
 	video := t.Kind() == webrtc.RTPCodecTypeVideo
-	vp8 := t.Codec().MimeType == webrtc.MimeTypeVP8
-	var depacketizer codecs.VP8Packet
+	mime := t.Codec().MimeType
+	if video {
+		c.videoCodec.Store(mime)
+	}
 	for {
 		p, _, err := t.ReadRTP()
 		if err != nil {
@@ -281,11 +289,8 @@ func (c *Client) countTrack(t *webrtc.TrackRemote) {
 			continue
 		}
 		c.video.Add(1)
-		if vp8 {
-			if body, err := depacketizer.Unmarshal(p.Payload); err == nil &&
-				depacketizer.S == 1 && depacketizer.PID == 0 && len(body) > 0 && body[0]&0x01 == 0 {
-				c.keyframes.Add(1)
-			}
+		if sfu.IsKeyframe(mime, p.Payload) {
+			c.keyframes.Add(1)
 		}
 	}
 }
@@ -368,6 +373,28 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) error
 			return fmt.Errorf("add track: %w", err)
 		}
 	}
+	return c.offerPub(ctx, pub)
+}
+
+// Unpublish stops sending every track of kind and renegotiates.
+func (c *Client) Unpublish(ctx context.Context, kind webrtc.RTPCodecType) error {
+	c.mu.Lock()
+	pub := c.pub
+	c.mu.Unlock()
+	if pub == nil {
+		return errors.New("unpublish before assigned")
+	}
+	for _, s := range pub.GetSenders() {
+		if t := s.Track(); t != nil && t.Kind() == kind {
+			if err := pub.RemoveTrack(s); err != nil {
+				return fmt.Errorf("remove track: %w", err)
+			}
+		}
+	}
+	return c.offerPub(ctx, pub)
+}
+
+func (c *Client) offerPub(ctx context.Context, pub *webrtc.PeerConnection) error {
 	offer, err := pub.CreateOffer(nil)
 	if err != nil {
 		return fmt.Errorf("create pub offer: %w", err)

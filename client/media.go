@@ -7,26 +7,34 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 )
 
-// PublishFiles publishes a VP8 video track played from an IVF file and an
-// Opus audio track played from an Ogg file, each looped and paced in real
-// time until the client closes. Either path may be empty.
-func (c *Client) PublishFiles(ctx context.Context, ivfPath, oggPath string) error {
+// PublishFiles publishes a video track played from videoPath (VP8 in IVF,
+// or an H.264 Annex B stream with extension .h264, 30 fps) and an Opus audio
+// track played from an Ogg file, each looped and paced in real time until
+// the client closes. Either path may be empty.
+func (c *Client) PublishFiles(ctx context.Context, videoPath, oggPath string) error {
 	var tracks []webrtc.TrackLocal
 	var start []func()
-	if ivfPath != "" {
-		frames, frameDur, err := readIVF(ivfPath)
+	if videoPath != "" {
+		mime := webrtc.MimeTypeVP8
+		read := readIVF
+		if strings.HasSuffix(videoPath, ".h264") {
+			mime, read = webrtc.MimeTypeH264, readH264
+		}
+		frames, frameDur, err := read(videoPath)
 		if err != nil {
 			return err
 		}
-		t, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bot")
+		t, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}, "video", "bot")
 		if err != nil {
 			return fmt.Errorf("video track: %w", err)
 		}
@@ -98,6 +106,40 @@ func readIVF(path string) ([][]byte, time.Duration, error) {
 		d = time.Second / 30
 	}
 	return frames, d, nil
+}
+
+// readH264 splits an Annex B stream with one slice per picture into access
+// units, each a sample of its NAL units with start codes.
+func readH264(path string) ([][]byte, time.Duration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read video sample: %w", err)
+	}
+	r, err := h264reader.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	var frames [][]byte
+	var au []byte
+	for {
+		nal, err := r.NextNAL()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("parse %s: %w", path, err)
+		}
+		au = append(au, 0, 0, 0, 1)
+		au = append(au, nal.Data...)
+		if t := nal.UnitType; t == h264reader.NalUnitTypeCodedSliceNonIdr || t == h264reader.NalUnitTypeCodedSliceIdr {
+			frames = append(frames, au)
+			au = nil
+		}
+	}
+	if len(frames) == 0 {
+		return nil, 0, fmt.Errorf("%s has no pictures", path)
+	}
+	return frames, time.Second / 30, nil
 }
 
 func readOgg(path string) ([][]byte, time.Duration, error) {

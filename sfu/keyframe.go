@@ -5,9 +5,10 @@ import "strings"
 // Keyframe detection from RTP payloads, so a new subscriber starts on a
 // picture its decoder can use.
 
-// isKeyframe reports whether payload (an RTP payload, padding removed)
-// starts a keyframe for the codec with MIME type mime.
-func isKeyframe(mime string, payload []byte) bool {
+// IsKeyframe reports whether payload (an RTP payload, padding removed)
+// starts a keyframe for the codec with MIME type mime (VP8 or H.264; false
+// for others).
+func IsKeyframe(mime string, payload []byte) bool {
 	switch {
 	case strings.EqualFold(mime, mimeVP8):
 		return vp8Keyframe(payload)

@@ -123,8 +123,8 @@ func allKeyframeCases() []keyframeCase {
 func TestIsKeyframe(t *testing.T) {
 	for _, tc := range allKeyframeCases() {
 		t.Run(strings.ReplaceAll(tc.mime, "/", "_")+" "+tc.name, func(t *testing.T) {
-			if got := isKeyframe(tc.mime, tc.payload); got != tc.want {
-				t.Errorf("isKeyframe(%s, % x) = %v, want %v", tc.mime, tc.payload, got, tc.want)
+			if got := IsKeyframe(tc.mime, tc.payload); got != tc.want {
+				t.Errorf("IsKeyframe(%s, % x) = %v, want %v", tc.mime, tc.payload, got, tc.want)
 			}
 		})
 	}
@@ -139,7 +139,7 @@ func FuzzKeyframe(f *testing.F) {
 		if h264 {
 			mime = mimeH264
 		}
-		got := isKeyframe(mime, p)
+		got := IsKeyframe(mime, p)
 		if !got {
 			return
 		}

@@ -103,7 +103,7 @@ func (t *publishedTrack) run() {
 		}
 		t.in.packets.Inc()
 		t.in.bytes.Add(float64(len(payload)))
-		key := t.kind == "video" && len(payload) > 0 && isKeyframe(t.mime, payload)
+		key := t.kind == "video" && len(payload) > 0 && IsKeyframe(t.mime, payload)
 		for _, s := range *t.sinks.Load() {
 			s.writeRTP(&h, payload, key)
 		}

@@ -25,13 +25,12 @@ const testOrigin = "http://shop.test"
 
 // env is a real signaling server with a real SFU on loopback.
 type env struct {
-	t      *testing.T
-	srv    *signaling.Server
-	http   *httptest.Server
-	reg    *prometheus.Registry
-	orgs   map[string]*auth.Org
-	wsURL  string
-	limits signaling.Limits
+	t     *testing.T
+	srv   *signaling.Server
+	http  *httptest.Server
+	reg   *prometheus.Registry
+	orgs  map[string]*auth.Org
+	wsURL string
 }
 
 type envOption func(*envConfig)

@@ -193,15 +193,14 @@ func (s *session) writeLoop() {
 		case <-s.ctx.Done():
 			return
 		case m := <-s.out:
-			ctx, cancel := context.WithTimeout(s.ctx, s.srv.limits.WriteTimeout)
-			var err error
 			if m.close != nil {
-				err = s.conn.Close(m.close.code, m.close.reason)
-				cancel()
+				// Close writes the frame and waits (bounded) for the peer's.
+				_ = s.conn.Close(m.close.code, m.close.reason)
 				s.cancel()
 				return
 			}
-			err = s.conn.Write(ctx, websocket.MessageText, m.data)
+			ctx, cancel := context.WithTimeout(s.ctx, s.srv.limits.WriteTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, m.data)
 			cancel()
 			if err != nil {
 				s.cancel()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the sample media used by the tests:
 #   sample.ivf  VP8, 320x240, 30 fps, 5 s, testsrc pattern, ~250 kbit/s, keyframe every 30 frames
+#   sample.h264 H.264 constrained baseline (Annex B), 320x240, 30 fps, 5 s, IDR every 30 frames
 #   sample.ogg  Opus, 48 kHz mono, 5 s sine at 440 Hz, 20 ms frames, one packet per Ogg page
-# Needs ffmpeg with libvpx and libopus (Debian's ffmpeg 5.1 has both).
+# Needs ffmpeg with libvpx, libx264 and libopus (Debian's ffmpeg 5.1 has both).
 # Output is deterministic enough for tests but not byte-for-byte reproducible
 # across ffmpeg versions; commit the regenerated files together.
 set -euo pipefail
@@ -25,6 +26,16 @@ ff=(ffmpeg -hide_banner -loglevel error -nostdin -y)
 	-f ivf sample.ivf.tmp
 mv sample.ivf.tmp sample.ivf
 
+# H.264 as an Annex B byte stream, constrained baseline (profile-level-id
+# 42e01f, what browsers offer first), no B-frames, an IDR with SPS/PPS every
+# 30 frames, one slice per frame.
+"${ff[@]}" -f lavfi -i "testsrc=size=320x240:rate=30:duration=5" \
+	-an -c:v libx264 -profile:v baseline -level 3.1 -pix_fmt yuv420p -bf 0 \
+	-x264-params "keyint=30:min-keyint=30:scenecut=0:slices=1:repeat-headers=1" \
+	-b:v 250k -maxrate 250k -bufsize 250k -fflags +bitexact -flags +bitexact \
+	-f h264 sample.h264.tmp
+mv sample.h264.tmp sample.h264
+
 # Opus in Ogg, 20 ms frames; page_duration is in microseconds, so each Ogg
 # page holds one 20 ms packet.
 "${ff[@]}" -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=5" \
@@ -34,7 +45,7 @@ mv sample.ivf.tmp sample.ivf
 mv sample.ogg.tmp sample.ogg
 
 if command -v ffprobe >/dev/null 2>&1; then
-	for f in sample.ivf sample.ogg; do
+	for f in sample.ivf sample.h264 sample.ogg; do
 		ffprobe -v error -show_entries stream=codec_name,width,height,sample_rate,channels:format=duration,size \
 			-of compact=p=0 "$f" | sed "s|^|$f: |"
 	done

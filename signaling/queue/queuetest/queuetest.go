@@ -693,17 +693,17 @@ func stress(t *testing.T, clients []queue.Store) {
 				// Now and then go away and come back, as agents do.
 				if n%7 == 3 {
 					if err := s.SetAgent(ctx, me, false); err != nil {
-						fail(fmt.Errorf("SetAgent: %w", err))
+						fail(fmt.Errorf("set agent: %w", err))
 						return
 					}
 				}
 				if err := s.SetAgent(ctx, me, true); err != nil {
-					fail(fmt.Errorf("SetAgent: %w", err))
+					fail(fmt.Errorf("set agent: %w", err))
 					return
 				}
 				a, ok, err := s.Assign(ctx, orgA, qSup)
 				if err != nil {
-					fail(fmt.Errorf("Assign: %w", err))
+					fail(fmt.Errorf("assign: %w", err))
 					return
 				}
 				if !ok {
@@ -731,7 +731,7 @@ func stress(t *testing.T, clients []queue.Store) {
 				active[a.Agent]--
 				mu.Unlock()
 				if err := s.Release(ctx, orgA, a.Agent); err != nil {
-					fail(fmt.Errorf("Release: %w", err))
+					fail(fmt.Errorf("release: %w", err))
 					return
 				}
 			}
