@@ -77,7 +77,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		return nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	c := &Client{conn: conn, api: api, msgs: make(chan protocol.Message, 256), ctx: cctx, cancel: cancel,
+	c := &Client{conn: conn, api: api, msgs: make(chan protocol.Message, 1024), ctx: cctx, cancel: cancel,
 		pending: make(map[string][]webrtc.ICECandidateInit)}
 	c.wg.Add(1)
 	go func() {
@@ -186,15 +186,7 @@ func (c *Client) MediaError() error {
 func (c *Client) Close() {
 	c.cancel()
 	c.conn.Close(websocket.StatusNormalClosure, "bye")
-	c.mu.Lock()
-	pub, sub := c.pub, c.sub
-	c.mu.Unlock()
-	if pub != nil {
-		pub.Close()
-	}
-	if sub != nil {
-		sub.Close()
-	}
+	c.closePCs()
 	c.wg.Wait()
 }
 
@@ -211,15 +203,35 @@ func (c *Client) readLoop() {
 		}
 		switch m.Type {
 		case protocol.TypeAssigned:
+			c.closePCs()
 			c.setMediaErr(c.createPCs(m.ICEServers))
+		case protocol.TypeEnded:
+			c.closePCs()
 		case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
 			c.setMediaErr(c.handleMedia(m))
 			continue
 		}
 		select {
 		case c.msgs <- m:
-		case <-c.ctx.Done():
+		default:
+			// The caller stopped reading: failing loudly beats stalling the
+			// media negotiation (and the server's pings) behind it.
+			c.setMediaErr(errors.New("client: message buffer full; call Next"))
 			return
+		}
+	}
+}
+
+// closePCs closes the current call's peer connections, if any.
+func (c *Client) closePCs() {
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.pub, c.sub = nil, nil
+	clear(c.pending)
+	c.mu.Unlock()
+	for _, pc := range []*webrtc.PeerConnection{pub, sub} {
+		if pc != nil {
+			pc.Close()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -31,8 +32,16 @@ var ErrBadSDP = errors.New("sfu: bad SDP")
 // ErrState is returned when a signal arrives that the connection cannot take now.
 var ErrState = errors.New("sfu: unexpected signal")
 
-// maxPendingCandidates bounds candidates held until a remote description arrives.
-const maxPendingCandidates = 64
+// Limits on what one client may ask of the SFU.
+const (
+	// maxRemoteCandidates bounds the ICE candidates a client may give one
+	// connection (each makes the SFU send connectivity checks).
+	maxRemoteCandidates = 64
+	// maxMediaSections bounds the m-lines of a client's pub offer.
+	maxMediaSections = 8
+	// maxPublishedTracks bounds the tracks one participant publishes at once.
+	maxPublishedTracks = 4
+)
 
 // Participant is one member of a room with its pub and sub connections.
 type Participant struct {
@@ -52,6 +61,7 @@ type Participant struct {
 	awaitingAnswer bool
 	offerPending   bool
 	pendingCands   map[string][]webrtc.ICECandidateInit
+	candCount      map[string]int
 	wg             sync.WaitGroup
 }
 
@@ -64,6 +74,7 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		downs:        make(map[*publishedTrack]*downTrack),
 		senders:      make(map[*publishedTrack]*webrtc.RTPSender),
 		pendingCands: make(map[string][]webrtc.ICECandidateInit),
+		candCount:    make(map[string]int),
 	}
 	var err error
 	if p.pub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
@@ -103,6 +114,9 @@ func (p *Participant) Offer(sdp string) (string, error) {
 	if p.isClosed() {
 		return "", ErrClosed
 	}
+	if n := strings.Count(sdp, "\nm="); n > maxMediaSections {
+		return "", fmt.Errorf("%w: offer has %d media sections; at most %d are accepted", ErrBadSDP, n, maxMediaSections)
+	}
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return "", fmt.Errorf("%w: apply offer: %v", ErrBadSDP, err)
 	}
@@ -128,6 +142,11 @@ func (p *Participant) Answer(sdp string) error {
 		return fmt.Errorf("%w: answer without an outstanding offer", ErrState)
 	}
 	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		// Go back to stable so later changes can be offered again.
+		if rerr := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); rerr != nil {
+			p.log.Debug("roll back sub offer", "err", rerr)
+		}
+		p.awaitingAnswer = false
 		return fmt.Errorf("%w: apply answer: %v", ErrBadSDP, err)
 	}
 	p.awaitingAnswer = false
@@ -159,10 +178,11 @@ func (p *Participant) AddCandidate(pc string, c webrtc.ICECandidateInit) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if p.candCount[pc] >= maxRemoteCandidates {
+		return fmt.Errorf("%w: more than %d candidates for one connection", ErrState, maxRemoteCandidates)
+	}
+	p.candCount[pc]++
 	if conn.RemoteDescription() == nil {
-		if len(p.pendingCands[pc]) >= maxPendingCandidates {
-			return fmt.Errorf("%w: too many candidates before the description", ErrState)
-		}
 		p.pendingCands[pc] = append(p.pendingCands[pc], c)
 		return nil
 	}
@@ -192,6 +212,11 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		return
+	}
+	if len(p.published) >= maxPublishedTracks {
+		p.mu.Unlock()
+		p.log.Warn("track refused: publisher at its track limit", "limit", maxPublishedTracks)
 		return
 	}
 	t := newPublishedTrack(p, remote)

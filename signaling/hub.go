@@ -79,6 +79,20 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentAway})
 		return nil
 	}
+	if err := h.enqueue(s, maxLen, welcome); err != nil {
+		h.forget(s)
+		return err
+	}
+	h.place(s.org.ID, s.queue)
+	return nil
+}
+
+// enqueue puts a customer in its queue and sends welcome and its first
+// queued. placeMu is held throughout so no placement can assign the
+// customer before it has been welcomed.
+func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
+	h.placeMu.Lock()
+	defer h.placeMu.Unlock()
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	pos, err := h.srv.store.Enqueue(ctx, queue.Entry{
@@ -86,27 +100,19 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 	}, maxLen)
 	switch {
 	case errors.Is(err, queue.ErrFull):
-		h.forget(s)
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
 	case err != nil:
-		h.forget(s)
 		return fmt.Errorf("enqueue: %w", err)
 	}
-	// The length is what the store says now; if it changed in between,
-	// the next pushPositions corrects it.
-	ctx2, cancel2 := h.storeCtx()
-	waiting, err := h.srv.store.Waiting(ctx2, s.org.ID, s.queue)
-	cancel2()
-	length := max(len(waiting), pos)
-	if err != nil {
-		length = pos
+	length := pos
+	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
+		length = max(len(waiting), pos)
 	}
 	h.mu.Lock()
 	h.queued[s] = position{pos: pos, length: length}
+	h.mu.Unlock()
 	s.send(welcome)
 	s.send(protocol.Message{Type: protocol.TypeQueued, Queue: s.queue, Position: pos, Length: length})
-	h.mu.Unlock()
-	h.place(s.org.ID, s.queue)
 	return nil
 }
 
@@ -152,9 +158,14 @@ func (h *hub) agentRecord(s *session) queue.Agent {
 
 // place assigns waiting customers of a queue to available agents for as
 // long as both exist, then tells the customers still waiting where they are.
+// It stops at the first assignment it cannot connect, so a failing SFU never
+// makes it spin.
 func (h *hub) place(org, q string) {
 	h.placeMu.Lock()
 	defer h.placeMu.Unlock()
+	if !h.srv.Ready() {
+		return // shutting down: no new calls
+	}
 	for {
 		ctx, cancel := h.storeCtx()
 		a, ok, err := h.srv.store.Assign(ctx, org, q)
@@ -166,7 +177,10 @@ func (h *hub) place(org, q string) {
 		if !ok {
 			break
 		}
-		h.startCall(a)
+		if err := h.startCall(a); err != nil {
+			h.srv.log.Error("could not start a call", "org", org, "queue", q, "err", err)
+			break
+		}
 	}
 	h.pushPositions(org, q)
 }
@@ -199,28 +213,18 @@ func (h *hub) pushPositions(org, q string) {
 	}
 }
 
-// startCall connects an assignment's customer and agent in a new room.
-// Called with placeMu held.
-func (h *hub) startCall(a queue.Assignment) {
-	ctx, cancel := h.storeCtx()
-	defer cancel()
+// startCall connects an assignment's customer and agent in a new room. If
+// either has left meanwhile, the assignment is undone (the customer, if
+// still here, goes back to the front of the queue). Called with placeMu
+// held; an error means the SFU could not host the call.
+func (h *hub) startCall(a queue.Assignment) error {
 	h.mu.Lock()
 	cust := h.sessions[a.Customer.Session]
 	agent := h.sessions[a.Agent]
 	h.mu.Unlock()
-	if agent == nil {
-		// The agent left between being marked available and now.
-		if cust != nil {
-			if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
-				h.srv.log.Error("requeue failed", "err", err)
-			}
-		}
-		_ = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
-		return
-	}
-	if cust == nil {
-		_ = h.srv.store.Release(ctx, a.Org, a.Agent)
-		return
+	if cust == nil || agent == nil {
+		h.undoAssignment(a, cust != nil, agent != nil)
+		return nil
 	}
 	c := &call{id: randomID(12), org: a.Org, queue: a.Queue, customer: cust, agent: agent, started: time.Now()}
 	room, err := h.srv.sfu.Room(c.id)
@@ -232,20 +236,32 @@ func (h *hub) startCall(a queue.Assignment) {
 		c.agentPart, err = room.Join(randomID(9), h.mediaSignals(c, agent))
 	}
 	if err != nil {
-		h.srv.log.Error("create room failed", "err", err)
 		if c.room != nil {
 			c.room.Close()
 		}
-		_ = h.srv.store.Requeue(ctx, a.Customer)
-		_ = h.srv.store.Release(ctx, a.Org, a.Agent)
-		return
+		h.undoAssignment(a, true, true)
+		return fmt.Errorf("create room: %w", err)
 	}
 
+	// Record the call only if both are still connected: disconnected()
+	// removes a session under h.mu before it looks for its call, so either
+	// it sees this call or this check sees it gone.
 	h.mu.Lock()
-	delete(h.queued, cust)
-	h.calls[cust] = c
-	h.calls[agent] = c
+	stillHere := h.sessions[cust.id] == cust && h.sessions[agent.id] == agent
+	if stillHere {
+		delete(h.queued, cust)
+		h.calls[cust] = c
+		h.calls[agent] = c
+	}
 	h.mu.Unlock()
+	if !stillHere {
+		c.room.Close()
+		h.mu.Lock()
+		custHere, agentHere := h.sessions[cust.id] == cust, h.sessions[agent.id] == agent
+		h.mu.Unlock()
+		h.undoAssignment(a, custHere, agentHere)
+		return nil
+	}
 
 	m := h.srv.metrics
 	m.placements.WithLabelValues(a.Org, a.Queue).Inc()
@@ -263,6 +279,29 @@ func (h *hub) startCall(a queue.Assignment) {
 		})
 	}
 	h.srv.log.Info("call started", "org", a.Org, "queue", a.Queue, "call", c.id)
+	return nil
+}
+
+// undoAssignment reverses an assignment that could not become a call: a
+// customer still connected goes back to the front of the queue; the agent's
+// capacity is released (or the agent forgotten if it left).
+func (h *hub) undoAssignment(a queue.Assignment, custHere, agentHere bool) {
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	if custHere {
+		if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
+			h.srv.log.Error("requeue failed", "org", a.Org, "queue", a.Queue, "err", err)
+		}
+	}
+	var err error
+	if agentHere {
+		err = h.srv.store.Release(ctx, a.Org, a.Agent)
+	} else {
+		err = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
+	}
+	if err != nil {
+		h.srv.log.Error("release agent failed", "org", a.Org, "err", err)
+	}
 }
 
 // mediaSignals relays the SFU's signals for one participant to its session.
@@ -454,16 +493,18 @@ func (h *hub) endCall(c *call, by *session, reason string) {
 
 // disconnected cleans up after a joined session's connection ended.
 func (h *hub) disconnected(s *session) {
+	// Forget the session and read its call in one step; see startCall.
 	h.mu.Lock()
+	delete(h.sessions, s.id)
 	c := h.calls[s]
 	_, waiting := h.queued[s]
 	_, isAgent := h.agents[s]
+	delete(h.agents, s)
 	h.mu.Unlock()
 
 	if waiting {
 		h.leaveQueue(s)
 	}
-	h.forget(s)
 	if isAgent {
 		ctx, cancel := h.storeCtx()
 		if err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id); err != nil {

@@ -234,8 +234,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// go runs f on a goroutine the server waits for at shutdown.
+// goTracked runs f on a goroutine that Shutdown waits for. Once shutdown has
+// begun it does nothing: Shutdown itself ends what f would.
 func (s *Server) goTracked(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
