@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,9 @@ func TestDemoCall(t *testing.T) {
 		waitMedia(t, tab.ctx, tab.name)
 	}
 
+	screenshot(t, ctx, "agent-in-call")
+	screenshot(t, custTab, "customer-in-call")
+
 	// Chat both ways.
 	run(t, custTab, "customer chat",
 		chromedp.SendKeys(chromedp.ID("chat-input"), "Hello from the customer"),
@@ -165,6 +169,26 @@ func TestDemoCall(t *testing.T) {
 	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)
 	waitJS(t, ctx, "agent ended", `window.hc.status === "ended"`)
 	waitJS(t, ctx, "agent available again", `window.hc.agentState === "available"`)
+}
+
+// screenshot saves a PNG of the tab to $HELPCASTER_SCREENSHOTS/name.png when
+// that variable names a directory, for a person to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("HELPCASTER_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 800)); err != nil {
+		t.Fatalf("viewport: %v", err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {

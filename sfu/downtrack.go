@@ -33,6 +33,7 @@ type downTrack struct {
 	firstSeq uint16 // random start of the outgoing sequence
 	firstTS  uint32 // random start of the outgoing timeline
 	out      streamCounters
+	hdr      rtp.Header // reused for every egress packet, so writes allocate nothing here
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -167,7 +168,7 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload []byte, keyframe bool) {
 	if !ok {
 		return
 	}
-	out := rtp.Header{
+	d.hdr = rtp.Header{
 		Version:        2,
 		Marker:         h.Marker,
 		PayloadType:    d.pt,
@@ -176,7 +177,7 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload []byte, keyframe bool) {
 		SSRC:           d.ssrc,
 		CSRC:           h.CSRC,
 	}
-	if _, err := d.writer.WriteRTP(&out, payload); err != nil {
+	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}
 	d.out.packets.Inc()
