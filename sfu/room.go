@@ -92,13 +92,8 @@ func (r *Room) Join(id string, onSignal func(Signal)) (*Participant, error) {
 // trackPublished subscribes every other participant to t and attaches the
 // room's sink, if any.
 func (r *Room) trackPublished(t *publishedTrack) {
+	others := r.othersThan(t.owner)
 	r.mu.Lock()
-	others := make([]*Participant, 0, len(r.participants))
-	for _, o := range r.participants {
-		if o != t.owner {
-			others = append(others, o)
-		}
-	}
 	f := r.sinkFactory
 	r.mu.Unlock()
 	if f != nil {
@@ -113,17 +108,22 @@ func (r *Room) trackPublished(t *publishedTrack) {
 
 // trackEnded removes t from every subscriber.
 func (r *Room) trackEnded(t *publishedTrack) {
+	for _, o := range r.othersThan(t.owner) {
+		o.unsubscribe(t)
+	}
+}
+
+// othersThan lists the room's participants other than p.
+func (r *Room) othersThan(p *Participant) []*Participant {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	others := make([]*Participant, 0, len(r.participants))
 	for _, o := range r.participants {
-		if o != t.owner {
+		if o != p {
 			others = append(others, o)
 		}
 	}
-	r.mu.Unlock()
-	for _, o := range others {
-		o.unsubscribe(t)
-	}
+	return others
 }
 
 // leave removes p; the room closes itself when the last participant leaves.
