@@ -109,8 +109,8 @@ test-browser:
 		echo "test-browser: skipped: ./e2e has no Go test files yet"; exit 0; \
 	fi; \
 	set -e; mkdir -p bin; \
-	echo "$(GO) test -c -o bin/e2e.test ./e2e"; \
-	$(GO) test -c -o bin/e2e.test ./e2e; \
+	echo "$(GO) test -race -c -o bin/e2e.test ./e2e"; \
+	$(GO) test -race -c -o bin/e2e.test ./e2e; \
 	if unshare --net true 2>/dev/null; then \
 		echo "test-browser: running in a loopback-only network namespace"; \
 		unshare --net sh -c 'ip link set lo up && cd e2e && exec ../bin/e2e.test $(E2E_FLAGS)'; \

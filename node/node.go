@@ -46,6 +46,7 @@ type Node struct {
 	media    *sfu.SFU
 	signal   *signaling.Server
 	http     *http.Server
+	tls      bool // serving HTTPS; not read from http.TLSConfig, which Serve itself fills in
 	listener net.Listener
 }
 
@@ -108,6 +109,7 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("load TLS certificate: %w", err)
 		}
 		n.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		n.tls = true
 	}
 	return n, nil
 }
@@ -142,7 +144,7 @@ func (n *Node) routes() http.Handler {
 // URL is the base URL the node serves on (http or https).
 func (n *Node) URL() string {
 	scheme := "http"
-	if n.http.TLSConfig != nil {
+	if n.tls {
 		scheme = "https"
 	}
 	return scheme + "://" + n.listener.Addr().String()
@@ -158,7 +160,7 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if n.http.TLSConfig != nil {
+		if n.tls {
 			err = n.http.ServeTLS(n.listener, "", "")
 		} else {
 			err = n.http.Serve(n.listener)
