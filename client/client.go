@@ -28,6 +28,11 @@ type Options struct {
 	Origin string
 	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
 	LoopbackOnly bool
+	// ICENetworkTypes, when set, are the only networks ICE gathers and
+	// connects over, e.g. {webrtc.NetworkTypeTCP4} to reach the SFU by ICE
+	// over TCP alone. Empty keeps the default: UDP4 with LoopbackOnly, else
+	// pion's defaults.
+	ICENetworkTypes []webrtc.NetworkType
 }
 
 // Stats counts what a client received on its sub connection.
@@ -71,7 +76,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("dial signaling: %w", err)
 	}
 	conn.SetReadLimit(1 << 20)
-	api, err := newAPI(opts.LoopbackOnly)
+	api, err := newAPI(opts)
 	if err != nil {
 		conn.CloseNow()
 		return nil, err
@@ -87,7 +92,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	return c, nil
 }
 
-func newAPI(loopbackOnly bool) (*webrtc.API, error) {
+func newAPI(opts Options) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
@@ -97,10 +102,13 @@ func newAPI(loopbackOnly bool) (*webrtc.API, error) {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
 	var se webrtc.SettingEngine
-	if loopbackOnly {
+	if opts.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	if len(opts.ICENetworkTypes) > 0 {
+		se.SetNetworkTypes(append([]webrtc.NetworkType(nil), opts.ICENetworkTypes...))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -27,12 +28,21 @@ const (
 )
 
 // Config is the SFU's configuration. The zero value listens on a random
-// UDP port on 127.0.0.1.
+// UDP port on 127.0.0.1 and does not accept ICE over TCP.
 type Config struct {
-	// ListenIP is the address of the one UDP socket all ICE traffic uses.
+	// ListenIP is the address of the one UDP socket all ICE traffic uses,
+	// and of the ICE-TCP listener when TCP is set.
 	ListenIP string
 	// UDPPort is that socket's port; 0 picks a free one.
 	UDPPort int
+	// TCP turns on ICE over TCP as a fallback for clients that cannot use
+	// UDP: one TCP listener on ListenIP:TCPPort takes every ICE-TCP
+	// connection, and the SFU offers passive TCP host candidates for it
+	// besides its UDP ones. The SFU never dials out (no active TCP).
+	TCP bool
+	// TCPPort is the ICE-TCP listener's port when TCP is set; 0 picks a
+	// free one (see SFU.TCPAddr). It must be 0 when TCP is not set.
+	TCPPort int
 	// PublicIPs, when set, are announced in host candidates instead of the
 	// listen address (a node behind 1:1 NAT).
 	PublicIPs []string
@@ -44,11 +54,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// SFU owns the media socket and the rooms.
+// SFU owns the media sockets and the rooms.
 type SFU struct {
 	api     *webrtc.API
 	conn    *net.UDPConn
 	mux     ice.UDPMux
+	tcpLn   *tcpListener // nil without ICE over TCP
+	tcpMux  ice.TCPMux   // nil without ICE over TCP
 	log     *slog.Logger
 	metrics *metrics
 
@@ -76,9 +88,15 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("media public address %q is not an IP address", p)
 		}
 	}
+	if cfg.TCPPort < 0 || cfg.TCPPort > 65535 {
+		return nil, fmt.Errorf("media TCP port %d is not a port (0-65535)", cfg.TCPPort)
+	}
+	if cfg.TCPPort != 0 && !cfg.TCP {
+		return nil, fmt.Errorf("media TCP port %d is set but ICE over TCP is off (set TCP)", cfg.TCPPort)
+	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
 	if err != nil {
-		return nil, fmt.Errorf("open media UDP port %s: %w", net.JoinHostPort(ipStr, fmt.Sprint(cfg.UDPPort)), err)
+		return nil, fmt.Errorf("open media UDP port %s: %w", net.JoinHostPort(ipStr, strconv.Itoa(cfg.UDPPort)), err)
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -86,28 +104,59 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s := &SFU{conn: conn, log: log, metrics: m, rooms: make(map[string]*Room)}
-	api, mux, err := s.buildAPI(cfg, ip)
-	if err != nil {
-		conn.Close()
+	if cfg.TCP {
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: cfg.TCPPort})
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("open media TCP port %s: %w", net.JoinHostPort(ipStr, strconv.Itoa(cfg.TCPPort)), err)
+		}
+		s.tcpLn = newTCPListener(ln)
+	}
+	if err := s.buildAPI(cfg, ip); err != nil {
+		s.closeSockets()
 		return nil, err
 	}
-	s.api, s.mux = api, mux
-	log.Info("media socket open", "addr", conn.LocalAddr().String())
+	if s.tcpLn != nil {
+		log.Info("media sockets open", "udp", conn.LocalAddr().String(), "tcp", s.tcpLn.Addr().String())
+	} else {
+		log.Info("media socket open", "addr", conn.LocalAddr().String())
+	}
 	return s, nil
 }
 
 // Addr is the local address of the media socket.
 func (s *SFU) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
 
-func (s *SFU) buildAPI(cfg Config, ip net.IP) (*webrtc.API, ice.UDPMux, error) {
+// TCPAddr is the local address of the ICE-TCP listener, or nil when ICE
+// over TCP is off.
+func (s *SFU) TCPAddr() *net.TCPAddr {
+	if s.tcpLn == nil {
+		return nil
+	}
+	return s.tcpLn.Addr().(*net.TCPAddr)
+}
+
+// buildAPI sets s.api with the ICE muxes over s's sockets (s.mux and, with
+// a TCP listener, s.tcpMux), codecs and interceptors.
+func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	var se webrtc.SettingEngine
 	se.LoggerFactory = quietLoggers{}
-	mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), s.conn)
-	se.SetICEUDPMux(mux)
-	if ip.To4() != nil {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), s.conn)
+	se.SetICEUDPMux(s.mux)
+	udp, tcp := webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4
+	if ip.To4() == nil {
+		udp, tcp = webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6
+	}
+	if s.tcpLn != nil {
+		// The mux reads at most tcpMuxReadPackets packets ahead per connection.
+		s.tcpMux = webrtc.NewICETCPMux(se.LoggerFactory.NewLogger("tcpmux"), s.tcpLn, tcpMuxReadPackets)
+		se.SetICETCPMux(s.tcpMux)
+		// Passive candidates only: clients connect to the SFU; it never
+		// dials a client's address.
+		se.DisableActiveTCP(true)
+		se.SetNetworkTypes([]webrtc.NetworkType{udp, tcp})
 	} else {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP6})
+		se.SetNetworkTypes([]webrtc.NetworkType{udp})
 	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// AES-GCM costs a fraction of AES-CM+HMAC per packet; offer it first.
@@ -125,23 +174,120 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) (*webrtc.API, ice.UDPMux, error) {
 			AsCandidateType: webrtc.ICECandidateTypeHost,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("announce public addresses: %w", err)
+			return fmt.Errorf("announce public addresses: %w", err)
 		}
 	}
 
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
-		return nil, nil, err
+		return err
+	}
+	// MID, RID and repaired-RID header extensions, which simulcast needs.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return fmt.Errorf("register simulcast header extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureNack(me, ir); err != nil {
-		return nil, nil, fmt.Errorf("configure NACK: %w", err)
+		return fmt.Errorf("configure NACK: %w", err)
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, nil, fmt.Errorf("configure RTCP reports: %w", err)
+		return fmt.Errorf("configure RTCP reports: %w", err)
 	}
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
-	return api, mux, nil
+	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	return nil
+}
+
+// tcpMuxReadPackets is how many packets the ICE-TCP mux buffers per
+// connection before the reader takes them.
+const tcpMuxReadPackets = 8
+
+// closeSockets closes the ICE muxes and the sockets under them.
+func (s *SFU) closeSockets() error {
+	var errs []error
+	if s.mux != nil {
+		if err := s.mux.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close UDP mux: %w", err))
+		}
+	}
+	if err := s.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, fmt.Errorf("close media UDP socket: %w", err))
+	}
+	switch {
+	case s.tcpMux != nil:
+		// Closes the listener, every connection, and waits for the mux's
+		// goroutines.
+		if err := s.tcpMux.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close TCP mux: %w", err))
+		}
+	case s.tcpLn != nil:
+		if err := s.tcpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close media TCP listener: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tcpListener is the ICE-TCP listener. Closing it also closes every
+// connection it accepted that is still open: pion's TCP mux waits, on
+// Close, for connections that have not yet sent their first STUN message,
+// and without this a client that connects and stays silent would hold
+// SFU.Close for the mux's first-message timeout (30 s).
+type tcpListener struct {
+	net.Listener
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*tcpConn]struct{}
+}
+
+func newTCPListener(ln net.Listener) *tcpListener {
+	return &tcpListener{Listener: ln, conns: make(map[*tcpConn]struct{})}
+}
+
+func (l *tcpListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	tc := &tcpConn{Conn: c, ln: l}
+	l.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+func (l *tcpListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = make(map[*tcpConn]struct{})
+	l.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+func (l *tcpListener) forget(c *tcpConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// tcpConn is a connection accepted by a tcpListener.
+type tcpConn struct {
+	net.Conn
+	ln *tcpListener
+}
+
+func (c *tcpConn) Close() error {
+	c.ln.forget(c)
+	return c.Conn.Close()
 }
 
 // registerCodecs offers Opus for audio and VP8 then H.264 for video.
@@ -193,7 +339,7 @@ func (s *SFU) removeRoom(r *Room) {
 	}
 }
 
-// Close closes every room and the media socket.
+// Close closes every room and the media sockets.
 func (s *SFU) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -209,11 +355,7 @@ func (s *SFU) Close() error {
 	for _, r := range rooms {
 		r.Close()
 	}
-	err := s.mux.Close()
-	if cerr := s.conn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
-		err = cerr
-	}
-	return err
+	return s.closeSockets()
 }
 
 // quietLoggers routes pion's own logging nowhere but errors to nothing: the

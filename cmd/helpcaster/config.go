@@ -52,8 +52,9 @@ type Config struct {
 	LogFormat string     // "text" or "json"
 	LogLevel  slog.Level // debug, info, warn or error
 
-	MediaListenIP     string   // IP address the media UDP socket binds to
+	MediaListenIP     string   // IP address the media UDP socket and ICE-TCP listener bind to
 	MediaUDPPort      int      // the one UDP port all ICE uses (1-65535)
+	MediaTCPPort      int      // the one TCP port for ICE over TCP, the fallback to UDP (1-65535); 0 = off
 	MediaPublicIPs    []string // public IPs to announce (1:1 NAT); nil = none
 	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
 
@@ -138,11 +139,14 @@ func settings(c *Config) []setting {
 			usage: "add the demo organization \"demo\" (random secret, origins of --listen/--public-url, queue \"support\")",
 			set:   func(v string) error { return setBool(&c.Dev, v) }},
 		{flag: "media-listen-ip", yaml: "media.listen_ip", arg: "IP", def: "127.0.0.1",
-			usage: "IP address the media UDP socket binds to",
+			usage: "IP address the media UDP socket and ICE-TCP listener bind to",
 			set:   func(v string) error { return setIP(&c.MediaListenIP, v) }},
 		{flag: "media-udp-port", yaml: "media.udp_port", arg: "PORT", def: "7881",
 			usage: "the one UDP port all ICE traffic uses",
 			set:   func(v string) error { return setPort(&c.MediaUDPPort, v) }},
+		{flag: "media-tcp-port", yaml: "media.tcp_port", arg: "PORT", def: "7881",
+			usage: "the one TCP port for ICE over TCP, the fallback for clients that cannot use UDP; 0 turns it off",
+			set:   func(v string) error { return setPortOrOff(&c.MediaTCPPort, v) }},
 		{flag: "media-public-ip", yaml: "media.public_ips", arg: "IP", kind: kindList,
 			usage: "public IP to announce in ICE candidates (1:1 NAT); repeatable or comma-separated",
 			set:   func(v string) error { return setIPList(&c.MediaPublicIPs, v) }},
@@ -713,6 +717,16 @@ func setPort(dst *int, v string) error {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("%s is not a port (1-65535)", v)
+	}
+	*dst = n
+	return nil
+}
+
+// setPortOrOff is setPort that also takes 0, meaning the listener is off.
+func setPortOrOff(dst *int, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s is not a port (1-65535, or 0 for off)", v)
 	}
 	*dst = n
 	return nil

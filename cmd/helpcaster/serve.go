@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 
 	"github.com/helpcaster/helpcaster/node"
 	"github.com/helpcaster/helpcaster/sfu"
@@ -39,6 +40,8 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		Media: sfu.Config{
 			ListenIP:     cfg.MediaListenIP,
 			UDPPort:      cfg.MediaUDPPort,
+			TCP:          cfg.MediaTCPPort != 0,
+			TCPPort:      cfg.MediaTCPPort,
 			PublicIPs:    cfg.MediaPublicIPs,
 			LoopbackOnly: cfg.MediaLoopbackOnly,
 		},
@@ -56,8 +59,12 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		ln.Close()
 		return err
 	}
+	mediaTCP := "off"
+	if cfg.MediaTCPPort != 0 {
+		mediaTCP = net.JoinHostPort(cfg.MediaListenIP, strconv.Itoa(cfg.MediaTCPPort))
+	}
 	logger.Info("helpcaster serving", "version", versionString(), "http", n.URL(), "media_udp", n.MediaAddr().String(),
-		"orgs", len(dir.Orgs()), "dev", cfg.Dev)
+		"media_tcp", mediaTCP, "orgs", len(dir.Orgs()), "dev", cfg.Dev)
 	printBanner(stdout, cfg, devOrg)
 	return n.Run(ctx)
 }

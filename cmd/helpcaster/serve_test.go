@@ -51,9 +51,9 @@ func TestServeProcess(t *testing.T) {
 	if err := build.Run(); err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	httpPort, udpPort := freePort(t, "tcp"), freePort(t, "udp")
+	httpPort, udpPort, tcpPort := freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
 	addr := net.JoinHostPort("127.0.0.1", itoa(httpPort))
-	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort),
+	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort), "--media-tcp-port", itoa(tcpPort),
 		"--media-loopback-only", "--log-format", "json")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
