@@ -218,20 +218,24 @@ func waitJS(t *testing.T, ctx context.Context, what, cond string) {
 }
 
 const statsJS = `(async () => {
-  const pc = window.hc && window.hc.pc && window.hc.pc.sub;
-  if (!pc) return {frames: 0, audio: 0};
-  let frames = 0, audio = 0;
-  (await pc.getStats()).forEach(r => {
+  const sub = window.hc && window.hc.pc && window.hc.pc.sub;
+  const pub = window.hc && window.hc.pc && window.hc.pc.pub;
+  let frames = 0, audio = 0, layers = 0;
+  if (sub) (await sub.getStats()).forEach(r => {
     if (r.type !== "inbound-rtp") return;
     if (r.kind === "video") frames += r.framesDecoded || 0;
     if (r.kind === "audio") audio += r.packetsReceived || 0;
   });
-  return {frames, audio};
+  if (pub) (await pub.getStats()).forEach(r => {
+    if (r.type === "outbound-rtp" && r.kind === "video" && r.rid && (r.framesEncoded || 0) > 0) layers++;
+  });
+  return {frames, audio, layers};
 })()`
 
 type mediaStats struct {
-	Frames int `json:"frames"`
-	Audio  int `json:"audio"`
+	Frames int `json:"frames"` // video frames decoded
+	Audio  int `json:"audio"`  // audio packets received
+	Layers int `json:"layers"` // simulcast layers this page is sending
 }
 
 func waitMedia(t *testing.T, ctx context.Context, who string) {
@@ -243,8 +247,9 @@ func waitMedia(t *testing.T, ctx context.Context, who string) {
 		if err != nil {
 			t.Fatalf("%s stats: %v", who, err)
 		}
-		if s.Frames > 30 && s.Audio > 0 {
-			t.Logf("%s: %d video frames decoded, %d audio packets received", who, s.Frames, s.Audio)
+		if s.Frames > 30 && s.Audio > 0 && s.Layers >= 2 {
+			t.Logf("%s: %d video frames decoded, %d audio packets received, sending %d simulcast layers",
+				who, s.Frames, s.Audio, s.Layers)
 			return
 		}
 		select {

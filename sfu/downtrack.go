@@ -6,10 +6,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // downTrack forwards one published track to one subscriber. It implements
@@ -17,23 +19,31 @@ import (
 // rewrites SSRC, payload type, sequence numbers and timestamps so the
 // subscriber sees one continuous stream whatever the SFU drops.
 type downTrack struct {
-	src  *publishedTrack
-	id   string
-	sid  string
-	kind webrtc.RTPCodecType
+	src       *publishedTrack
+	id        string
+	sid       string
+	kind      webrtc.RTPCodecType
+	vp8       bool
+	clockRate uint32
 
 	mu       sync.Mutex
 	bound    bool
 	writer   webrtc.TrackLocalWriter
 	ssrc     uint32
 	pt       uint8
-	needKey  bool // drop video until a keyframe arrives
+	maxLayer int // highest layer the subscriber asked for
+	target   int // layer to switch to at its next keyframe
+	current  int // layer being forwarded; layerNone until the first keyframe
 	seq      seqRewriter
 	ts       tsRewriter
-	firstSeq uint16 // random start of the outgoing sequence
-	firstTS  uint32 // random start of the outgoing timeline
+	pics     vp8Rewriter
+	lastFwd  time.Time // when the last frame (marker packet) was forwarded
+	firstSeq uint16    // random start of the outgoing sequence
+	firstTS  uint32    // random start of the outgoing timeline
 	out      streamCounters
+	switches prometheus.Counter
 	hdr      rtp.Header // reused for every egress packet, so writes allocate nothing here
+	buf      [1500]byte // payload copy when the VP8 descriptor must be rewritten
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -43,14 +53,19 @@ func newDownTrack(src *publishedTrack) *downTrack {
 	}
 	m := src.owner.room.sfu.metrics
 	return &downTrack{
-		src:      src,
-		id:       src.remote.ID(),
-		sid:      src.owner.id,
-		kind:     kind,
-		needKey:  kind == webrtc.RTPCodecTypeVideo,
-		firstSeq: uint16(rand.Uint32()),
-		firstTS:  rand.Uint32(),
-		out:      m.counters(src.kind, "out"),
+		src:       src,
+		id:        src.id,
+		sid:       src.owner.id,
+		kind:      kind,
+		vp8:       src.mime == mimeVP8,
+		clockRate: src.codec.ClockRate,
+		maxLayer:  layerFull,
+		target:    layerNone,
+		current:   layerNone,
+		firstSeq:  uint16(rand.Uint32()),
+		firstTS:   rand.Uint32(),
+		out:       m.counters(src.kind, "out"),
+		switches:  m.layerSwitches,
 	}
 }
 
@@ -79,8 +94,8 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.writer = ctx.WriteStream()
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(codec.PayloadType)
+	d.retarget(true)
 	d.mu.Unlock()
-	d.src.requestKeyframe()
 	return codec, nil
 }
 
@@ -142,31 +157,93 @@ func fmtpParams(line string) map[string]string {
 	return m
 }
 
-// writeRTP forwards one packet. Called only from the source's read goroutine.
-func (d *downTrack) writeRTP(h *rtp.Header, payload []byte, keyframe bool) {
+// chooseLayer picks the layer to forward: the highest layer being received
+// that is not above maxLayer, or else the lowest being received; layerNone
+// when no layer is.
+func chooseLayer(av [maxLayers]bool, maxLayer int) int {
+	for i := min(maxLayer, maxLayers-1); i >= 0; i-- {
+		if av[i] {
+			return i
+		}
+	}
+	for i := range av {
+		if av[i] {
+			return i
+		}
+	}
+	return layerNone
+}
+
+// retarget recomputes the target layer from the layers being received and
+// the subscriber's wish, and asks for a keyframe on a new target. force asks
+// even when the target is unchanged (a new binding). d.mu must be held.
+func (d *downTrack) retarget(force bool) {
+	av := d.src.available()
+	if d.current != layerNone && !av[d.current] {
+		d.current = layerNone // its layer ended: restart on a keyframe
+	}
+	t := chooseLayer(av, d.maxLayer)
+	changed := t != d.target
+	d.target = t
+	if (changed || force) && t != d.current {
+		d.src.requestKeyframe(t)
+	}
+}
+
+// setMaxLayer limits the layer forwarded to at most l.
+func (d *downTrack) setMaxLayer(l int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.maxLayer = l
+	d.retarget(false)
+}
+
+// layersChanged implements sink.
+func (d *downTrack) layersChanged() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.retarget(false)
+}
+
+// writeRTP forwards one packet of layer. Called from that layer's read
+// goroutine; packets of other layers than the one forwarded are dropped,
+// and a switch to the target layer happens only on its keyframe.
+func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.bound {
 		return
 	}
+	if layer != d.current {
+		if layer != d.target || len(payload) == 0 {
+			return
+		}
+		if !keyframe && d.kind == webrtc.RTPCodecTypeVideo {
+			d.src.requestKeyframe(layer)
+			return
+		}
+		d.switchTo(layer, h, payload)
+	}
 	if len(payload) == 0 {
 		d.seq.skip(h.SequenceNumber)
 		return
 	}
-	if d.needKey {
-		if !keyframe {
-			d.src.requestKeyframe()
-			return
-		}
-		d.needKey = false
-	}
-	if !d.seq.started {
-		d.seq.start(h.SequenceNumber, d.firstSeq)
-		d.ts.start(h.Timestamp, d.firstTS)
-	}
 	seq, ok := d.seq.rewrite(h.SequenceNumber)
 	if !ok {
 		return
+	}
+	if d.vp8 {
+		if d.pics.identity {
+			if h.Marker { // once per picture is enough to continue from
+				d.pics.track(payload)
+			}
+		} else if len(payload) <= len(d.buf) {
+			n := copy(d.buf[:], payload)
+			if !d.pics.rewrite(d.buf[:n]) {
+				return
+			}
+			payload = d.buf[:n]
+		}
 	}
 	d.hdr = rtp.Header{
 		Version:        2,
@@ -177,11 +254,40 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload []byte, keyframe bool) {
 		SSRC:           d.ssrc,
 		CSRC:           h.CSRC,
 	}
+	if h.Marker { // the end of a frame: what a switch measures its gap from
+		d.lastFwd = time.Now()
+	}
 	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}
 	d.out.packets.Inc()
 	d.out.bytes.Add(float64(len(payload)))
+}
+
+// switchTo makes layer the forwarded one, starting at the keyframe in
+// (h, payload), so the receiver sees sequence numbers, timestamps and
+// picture ids continue without a gap it cannot explain.
+func (d *downTrack) switchTo(layer int, h *rtp.Header, payload []byte) {
+	if !d.seq.started {
+		d.seq.start(h.SequenceNumber, d.firstSeq)
+		d.ts.start(h.Timestamp, d.firstTS)
+	} else {
+		d.seq.rebase(h.SequenceNumber)
+		d.ts.rebase(h.Timestamp, ticksSince(d.lastFwd, d.clockRate))
+		d.switches.Inc()
+	}
+	if d.vp8 {
+		d.pics.rebase(payload)
+	}
+	d.current = layer
+}
+
+// ticksSince converts the time since t into RTP clock ticks.
+func ticksSince(t time.Time, clockRate uint32) uint32 {
+	if t.IsZero() || clockRate == 0 {
+		return 1
+	}
+	return uint32(time.Since(t).Seconds() * float64(clockRate))
 }
 
 func (d *downTrack) trackClosed() {}
@@ -204,7 +310,13 @@ func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.src.requestKeyframe()
+				d.mu.Lock()
+				l := d.current
+				if l == layerNone {
+					l = d.target
+				}
+				d.mu.Unlock()
+				d.src.requestKeyframe(l)
 			case *rtcp.TransportLayerNack:
 				m.nacksIn.Inc()
 			}

@@ -9,15 +9,16 @@ import (
 // metrics are the SFU's Prometheus series. Labels carry only the media kind
 // and direction, never anything about a participant.
 type metrics struct {
-	rooms        prometheus.Gauge
-	participants prometheus.Gauge
-	published    *prometheus.GaugeVec   // kind
-	subscribed   *prometheus.GaugeVec   // kind
-	packets      *prometheus.CounterVec // kind, direction
-	bytes        *prometheus.CounterVec // kind, direction
-	keyframeReqs prometheus.Counter
-	nacksIn      prometheus.Counter
-	dropped      *prometheus.CounterVec // reason
+	rooms         prometheus.Gauge
+	participants  prometheus.Gauge
+	published     *prometheus.GaugeVec   // kind
+	subscribed    *prometheus.GaugeVec   // kind
+	packets       *prometheus.CounterVec // kind, direction
+	bytes         *prometheus.CounterVec // kind, direction
+	keyframeReqs  prometheus.Counter
+	nacksIn       prometheus.Counter
+	dropped       *prometheus.CounterVec // reason
+	layerSwitches prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_sfu_keyframe_requests_total", Help: "PLIs sent to publishers (after throttling)."}),
 		nacksIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_nacks_received_total", Help: "NACK packets received from subscribers."}),
+		layerSwitches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_layer_switches_total", Help: "Simulcast layer switches made by down tracks."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_rtp_dropped_total", Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
 	}
@@ -54,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

@@ -56,12 +56,14 @@ type Participant struct {
 	mu             sync.Mutex
 	closed         bool
 	published      []*publishedTrack
+	byReceiver     map[*webrtc.RTPReceiver]*publishedTrack
 	downs          map[*publishedTrack]*downTrack
 	senders        map[*publishedTrack]*webrtc.RTPSender
 	awaitingAnswer bool
 	offerPending   bool
 	pendingCands   map[string][]webrtc.ICECandidateInit
 	candCount      map[string]int
+	maxQuality     int // highest layer wanted for received video
 	wg             sync.WaitGroup
 }
 
@@ -72,9 +74,11 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		log:          r.log.With("participant", id),
 		onSignal:     onSignal,
 		downs:        make(map[*publishedTrack]*downTrack),
+		byReceiver:   make(map[*webrtc.RTPReceiver]*publishedTrack),
 		senders:      make(map[*publishedTrack]*webrtc.RTPSender),
 		pendingCands: make(map[string][]webrtc.ICECandidateInit),
 		candCount:    make(map[string]int),
+		maxQuality:   QualityHigh,
 	}
 	var err error
 	if p.pub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
@@ -207,52 +211,85 @@ func (p *Participant) isClosed() bool {
 	return p.closed
 }
 
-// handleTrack runs for each track the client publishes, for the track's life.
+// handleTrack runs for each encoding the client publishes (one per
+// simulcast layer), for the encoding's life. The first encoding of a track
+// publishes it to the room; the track ends when its last encoding does.
 func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	index, ok := layerOfRID(remote.RID())
+	if !ok {
+		p.log.Warn("encoding refused: unknown simulcast rid; use q, h and f")
+		return
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
-	if len(p.published) >= maxPublishedTracks {
+	t := p.byReceiver[recv]
+	isNew := t == nil
+	if isNew {
+		if len(p.published) >= maxPublishedTracks {
+			p.mu.Unlock()
+			p.log.Warn("track refused: publisher at its track limit", "limit", maxPublishedTracks)
+			return
+		}
+		t = newPublishedTrack(p, remote)
+		p.byReceiver[recv] = t
+		p.published = append(p.published, t)
+	}
+	l := &layer{track: t, index: index, remote: remote}
+	if !t.addLayer(l) {
 		p.mu.Unlock()
-		p.log.Warn("track refused: publisher at its track limit", "limit", maxPublishedTracks)
+		p.log.Warn("encoding refused: layer already published", "layer", index)
 		return
 	}
-	t := newPublishedTrack(p, remote)
-	p.published = append(p.published, t)
 	p.wg.Add(2)
 	p.mu.Unlock()
 
 	m := p.room.sfu.metrics
-	m.published.WithLabelValues(t.kind).Inc()
-	p.log.Debug("track published", "kind", t.kind, "codec", t.mime)
 	go func() {
 		defer p.wg.Done()
-		drainRTCP(recv)
+		drainRTCP(recv, remote.RID())
 	}()
-	p.room.trackPublished(t)
-	t.run()
+	if isNew {
+		m.published.WithLabelValues(t.kind).Inc()
+		p.log.Debug("track published", "kind", t.kind, "codec", t.mime)
+		p.room.trackPublished(t)
+	}
+	l.run()
 
-	p.room.trackEnded(t)
-	t.close()
-	m.published.WithLabelValues(t.kind).Dec()
 	p.mu.Lock()
-	for i, o := range p.published {
-		if o == t {
-			p.published = append(p.published[:i], p.published[i+1:]...)
-			break
+	last := t.removeLayer(l)
+	if last {
+		delete(p.byReceiver, recv)
+		for i, o := range p.published {
+			if o == t {
+				p.published = append(p.published[:i], p.published[i+1:]...)
+				break
+			}
 		}
 	}
 	p.mu.Unlock()
+	if last {
+		p.room.trackEnded(t)
+		t.close()
+		m.published.WithLabelValues(t.kind).Dec()
+	}
 	p.wg.Done()
 }
 
-// drainRTCP reads a receiver's RTCP so the interceptors see sender reports.
-func drainRTCP(recv *webrtc.RTPReceiver) {
+// drainRTCP reads a receiver's RTCP for one encoding so the interceptors
+// see sender reports.
+func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, 1500)
 	for {
-		if _, _, err := recv.Read(buf); err != nil {
+		var err error
+		if rid == "" {
+			_, _, err = recv.Read(buf)
+		} else {
+			_, _, err = recv.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
 			return
 		}
 	}
@@ -272,6 +309,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 		return
 	}
 	d := newDownTrack(t)
+	d.maxLayer = p.maxQuality
 	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.log.Warn("subscribe failed", "kind", t.kind, "err", err)
@@ -290,6 +328,59 @@ func (p *Participant) subscribe(t *publishedTrack) {
 		d.readRTCP(tr.Sender())
 	}()
 	p.negotiateLocked()
+}
+
+// Quality levels a subscriber may ask for, from lowest to highest.
+const (
+	QualityLow    = layerQuarter
+	QualityMedium = layerHalf
+	QualityHigh   = layerFull
+)
+
+// SetMaxQuality limits every video track this participant receives to at
+// most quality q (QualityLow, QualityMedium or QualityHigh). It switches at
+// the next keyframe of the chosen layer.
+func (p *Participant) SetMaxQuality(q int) {
+	q = max(QualityLow, min(q, QualityHigh))
+	p.mu.Lock()
+	p.maxQuality = q
+	downs := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	p.mu.Unlock()
+	for _, d := range downs {
+		d.setMaxLayer(q)
+	}
+}
+
+// QualityForSize returns the lowest quality whose frames (as last seen on
+// the tracks this participant receives) are at least w×h, or the highest.
+// Without known sizes it assumes the full layer is 1280×720 and each lower
+// layer halves it.
+func (p *Participant) QualityForSize(w, h int) int {
+	p.mu.Lock()
+	var src *publishedTrack
+	for t := range p.downs {
+		if t.kind == "video" {
+			src = t
+			break
+		}
+	}
+	p.mu.Unlock()
+	for q := QualityLow; q < QualityHigh; q++ {
+		lw, lh := 0, 0
+		if src != nil {
+			lw, lh = src.layerSize(q)
+		}
+		if lw == 0 {
+			lw, lh = 1280>>(QualityHigh-q), 720>>(QualityHigh-q)
+		}
+		if lw >= w && lh >= h {
+			return q
+		}
+	}
+	return QualityHigh
 }
 
 // unsubscribe stops forwarding t to this participant.

@@ -10,39 +10,75 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// keyframeInterval is the minimum time between two keyframe requests sent to
-// one publisher track, however many subscribers ask.
+// keyframeInterval is the minimum time between two keyframe requests sent
+// for one layer of a published track, however many subscribers ask.
 const keyframeInterval = 500 * time.Millisecond
 
+// maxLayers is the most simulcast layers a track may have.
+const maxLayers = 3
+
+// Simulcast layers by quality. A track without simulcast has one layer, 0.
+const (
+	layerQuarter = 0 // rid "q": a quarter of the full resolution
+	layerHalf    = 1 // rid "h": half
+	layerFull    = 2 // rid "f": full
+	layerNone    = -1
+)
+
+// layerOfRID maps a simulcast RTP stream id to its layer; ok is false for a
+// rid HelpCaster does not know. The empty rid (no simulcast) is layer 0.
+func layerOfRID(rid string) (int, bool) {
+	switch rid {
+	case "", "q", "0":
+		return layerQuarter, true
+	case "h", "1":
+		return layerHalf, true
+	case "f", "2":
+		return layerFull, true
+	}
+	return layerNone, false
+}
+
 // sink is what a published track fans its packets out to: down tracks and
-// external sinks. writeRTP is called from the track's read goroutine for
-// every packet; payload has padding removed and is empty for padding-only
-// packets.
+// external sinks. writeRTP is called from the read goroutine of the layer
+// the packet belongs to, so calls for different layers may be concurrent;
+// payload has padding removed and is empty for padding-only packets.
 type sink interface {
-	writeRTP(h *rtp.Header, payload []byte, keyframe bool)
+	writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool)
+	// layersChanged is called when a layer appears or ends.
+	layersChanged()
 	trackClosed()
 }
 
-// publishedTrack is one track a participant sends. Its read goroutine is the
-// only writer to its sinks; the sink list is copy-on-write, so the per-packet
-// path takes no lock.
+// publishedTrack is one track a participant sends, with one layer per
+// simulcast encoding. The sink list is copy-on-write, so the per-packet path
+// takes no lock.
 type publishedTrack struct {
-	owner  *Participant
-	remote *webrtc.TrackRemote
-	codec  webrtc.RTPCodecParameters
-	mime   string
-	kind   string
+	owner *Participant
+	id    string
+	codec webrtc.RTPCodecParameters
+	mime  string
+	kind  string
 
 	sinkMu sync.Mutex // serialises changes to sinks
 	sinks  atomic.Pointer[[]sink]
 
-	lastKeyReq atomic.Int64 // unix nanoseconds of the last PLI sent
-	in         streamCounters
+	layers [maxLayers]atomic.Pointer[layer]
+	in     streamCounters
+}
+
+// layer is one simulcast encoding (or the only encoding) of a track.
+type layer struct {
+	track      *publishedTrack
+	index      int
+	remote     *webrtc.TrackRemote
+	lastKeyReq atomic.Int64  // unix nanoseconds of the last PLI sent
+	size       atomic.Uint32 // width<<16 | height of the last key frame seen
 }
 
 func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote) *publishedTrack {
 	codec := remote.Codec()
-	t := &publishedTrack{owner: owner, remote: remote, codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
+	t := &publishedTrack{owner: owner, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
 	t.in = owner.room.sfu.metrics.counters(t.kind, "in")
 	empty := []sink{}
 	t.sinks.Store(&empty)
@@ -50,7 +86,7 @@ func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote) *publishe
 }
 
 func (t *publishedTrack) info() TrackInfo {
-	return TrackInfo{Participant: t.owner.id, TrackID: t.remote.ID(), Kind: t.kind, Codec: t.codec}
+	return TrackInfo{Participant: t.owner.id, TrackID: t.id, Kind: t.kind, Codec: t.codec}
 }
 
 func (t *publishedTrack) addSink(s sink) {
@@ -76,14 +112,71 @@ func (t *publishedTrack) removeSink(s sink) {
 	t.sinks.Store(&next)
 }
 
-// run reads the track until it ends and fans every packet out. It returns
-// when the publisher's connection closes or the track is removed.
-func (t *publishedTrack) run() {
+// addLayer attaches a layer; false if that layer is already present.
+func (t *publishedTrack) addLayer(l *layer) bool {
+	if !t.layers[l.index].CompareAndSwap(nil, l) {
+		return false
+	}
+	t.notifyLayers()
+	return true
+}
+
+// removeLayer detaches l and reports whether the track has no layer left.
+func (t *publishedTrack) removeLayer(l *layer) (empty bool) {
+	t.layers[l.index].CompareAndSwap(l, nil)
+	t.notifyLayers()
+	for i := range t.layers {
+		if t.layers[i].Load() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *publishedTrack) notifyLayers() {
+	for _, s := range *t.sinks.Load() {
+		s.layersChanged()
+	}
+}
+
+// available reports which layers are being received.
+func (t *publishedTrack) available() (av [maxLayers]bool) {
+	for i := range t.layers {
+		av[i] = t.layers[i].Load() != nil
+	}
+	return av
+}
+
+// topLayer is the highest layer being received, or layerNone.
+func (t *publishedTrack) topLayer() int {
+	for i := maxLayers - 1; i >= 0; i-- {
+		if t.layers[i].Load() != nil {
+			return i
+		}
+	}
+	return layerNone
+}
+
+// layerSize returns the frame size last seen on a layer (0, 0 if unknown).
+func (t *publishedTrack) layerSize(i int) (w, h int) {
+	l := t.layers[i].Load()
+	if l == nil {
+		return 0, 0
+	}
+	v := l.size.Load()
+	return int(v >> 16), int(v & 0xffff)
+}
+
+// run reads the layer until it ends and fans every packet out. It returns
+// when the publisher's connection closes or the encoding is removed.
+func (l *layer) run() {
+	t := l.track
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	dropped := t.owner.room.sfu.metrics.dropped
+	vp8 := t.mime == mimeVP8
 	for {
-		n, _, err := t.remote.Read(buf)
+		n, _, err := l.remote.Read(buf)
 		if err != nil {
 			return
 		}
@@ -104,25 +197,34 @@ func (t *publishedTrack) run() {
 		t.in.packets.Inc()
 		t.in.bytes.Add(float64(len(payload)))
 		key := t.kind == "video" && len(payload) > 0 && IsKeyframe(t.mime, payload)
+		if key && vp8 {
+			if w, hh, ok := vp8KeyframeSize(payload); ok {
+				l.size.Store(uint32(w)<<16 | uint32(hh))
+			}
+		}
 		for _, s := range *t.sinks.Load() {
-			s.writeRTP(&h, payload, key)
+			s.writeRTP(l.index, &h, payload, key)
 		}
 	}
 }
 
-// requestKeyframe asks the publisher for a keyframe unless one was asked for
-// within keyframeInterval.
-func (t *publishedTrack) requestKeyframe() {
-	if t.kind != "video" {
+// requestKeyframe asks the publisher for a keyframe on layer i unless one
+// was asked for within keyframeInterval.
+func (t *publishedTrack) requestKeyframe(i int) {
+	if t.kind != "video" || i < 0 || i >= maxLayers {
+		return
+	}
+	l := t.layers[i].Load()
+	if l == nil {
 		return
 	}
 	now := time.Now().UnixNano()
-	last := t.lastKeyReq.Load()
-	if now-last < int64(keyframeInterval) || !t.lastKeyReq.CompareAndSwap(last, now) {
+	last := l.lastKeyReq.Load()
+	if now-last < int64(keyframeInterval) || !l.lastKeyReq.CompareAndSwap(last, now) {
 		return
 	}
 	t.owner.room.sfu.metrics.keyframeReqs.Inc()
-	_ = t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.remote.SSRC())}})
+	_ = t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(l.remote.SSRC())}})
 }
 
 // close tells every sink the track ended.

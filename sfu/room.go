@@ -98,7 +98,7 @@ func (r *Room) trackPublished(t *publishedTrack) {
 	r.mu.Unlock()
 	if f != nil {
 		if s := f(t.info()); s != nil {
-			t.addSink(&externalSink{s})
+			t.addSink(&externalSink{s: s, t: t})
 		}
 	}
 	for _, o := range others {
@@ -160,13 +160,19 @@ func (r *Room) Close() {
 	r.sfu.removeRoom(r)
 }
 
-// externalSink adapts a TrackSink to the internal sink interface.
-type externalSink struct{ s TrackSink }
+// externalSink adapts a TrackSink to the internal sink interface. It
+// passes on the highest layer being received.
+type externalSink struct {
+	s TrackSink
+	t *publishedTrack
+}
 
-func (e *externalSink) writeRTP(h *rtp.Header, payload []byte, _ bool) {
-	if len(payload) > 0 {
+func (e *externalSink) writeRTP(layer int, h *rtp.Header, payload []byte, _ bool) {
+	if len(payload) > 0 && layer == e.t.topLayer() {
 		e.s.WriteRTP(h, payload)
 	}
 }
+
+func (e *externalSink) layersChanged() {}
 
 func (e *externalSink) trackClosed() { e.s.Close() }

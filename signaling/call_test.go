@@ -190,6 +190,13 @@ func TestCall(t *testing.T) {
 	waitMedia(t, ctx, "customer", cust)
 	waitMedia(t, ctx, "agent", agent)
 
+	// Asking for a lower quality of a non-simulcast track keeps its one layer.
+	if err := cust.Send(ctx, protocol.Message{ID: "q1", Type: protocol.TypeQuality, Width: 160, Height: 90}); err != nil {
+		t.Fatal(err)
+	}
+	before := cust.Stats().VideoPackets
+	waitFor(t, ctx, "video after a quality request", func() bool { return cust.Stats().VideoPackets > before+30 })
+
 	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "My order is late"}); err != nil {
 		t.Fatal(err)
 	}

@@ -102,6 +102,7 @@ func TestBadInput(t *testing.T) {
 	expectError(`{"v":1,"type":"offer","pc":"pub","sdp":"v=0 garbage","id":"x3"}`, protocol.CodeInvalidState, "x3")
 	expectError(`{"v":1,"type":"chat","text":"`+strings.Repeat("a", 5000)+`"}`, protocol.CodeMessageTooLarge, "")
 	expectError(`{"v":1,"type":"join","token":"t","id":"x4"}`, protocol.CodeInvalidState, "x4")
+	expectError(`{"v":1,"type":"quality","quality":"low","id":"x5"}`, protocol.CodeInvalidState, "x5")
 
 	// Still usable after all that.
 	time.Sleep(time.Second) // let the rate limiter refill

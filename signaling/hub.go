@@ -387,6 +387,28 @@ func mediaError(err error) error {
 	}
 }
 
+// quality limits the video s receives to the quality it asked for, or to
+// the lowest simulcast layer at least as large as the size it renders at.
+func (h *hub) quality(s *session, m protocol.Message) error {
+	_, p, err := h.participant(s)
+	if err != nil {
+		return err
+	}
+	var q int
+	switch m.Quality {
+	case protocol.QualityLow:
+		q = sfu.QualityLow
+	case protocol.QualityMedium:
+		q = sfu.QualityMedium
+	case protocol.QualityHigh:
+		q = sfu.QualityHigh
+	default:
+		q = p.QualityForSize(m.Width, m.Height)
+	}
+	p.SetMaxQuality(q)
+	return nil
+}
+
 func (h *hub) chat(s *session, text string) error {
 	c, _, err := h.participant(s)
 	if err != nil {

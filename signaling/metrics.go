@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func knownType(typ string) bool {
 	switch typ {
 	case protocol.TypeJoin, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeWelcome, protocol.TypeQueued,
+		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome, protocol.TypeQueued,
 		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye:
 		return true
 	}

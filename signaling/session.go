@@ -259,6 +259,8 @@ func (s *session) handle(m protocol.Message) {
 		err = s.srv.hub.chat(s, m.Text)
 	case protocol.TypeHangup:
 		err = s.srv.hub.hangup(s)
+	case protocol.TypeQuality:
+		err = s.srv.hub.quality(s, m)
 	}
 	if err != nil {
 		s.sendError(err, m.ID)

@@ -146,6 +146,19 @@ func validate(m *Message) error {
 			return Errorf(CodeBadMessage, "chat text has %d characters; the limit is %d", n, MaxChatRunes)
 		}
 		allowed = fText
+	case TypeQuality:
+		sized := m.Width != 0 || m.Height != 0
+		switch {
+		case m.Quality != "" && sized:
+			return Errorf(CodeBadMessage, "quality takes either quality or width and height, not both")
+		case m.Quality != "":
+			if m.Quality != QualityLow && m.Quality != QualityMedium && m.Quality != QualityHigh {
+				return Errorf(CodeBadMessage, "quality must be %q, %q or %q", QualityLow, QualityMedium, QualityHigh)
+			}
+		case m.Width <= 0 || m.Height <= 0 || m.Width > MaxVideoSize || m.Height > MaxVideoSize:
+			return Errorf(CodeBadMessage, "quality needs quality, or width and height from 1 to %d", MaxVideoSize)
+		}
+		allowed = fQuality
 	case "":
 		return Errorf(CodeBadMessage, "message has no type")
 	default:
@@ -166,6 +179,7 @@ const (
 	fSDP
 	fCandidate
 	fText
+	fQuality
 	fServerOnly
 )
 
@@ -173,7 +187,7 @@ func (f fieldSet) first() string {
 	for _, n := range []struct {
 		f    fieldSet
 		name string
-	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fServerOnly, "a server-only field"}} {
+	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fQuality, "quality"}, {fServerOnly, "a server-only field"}} {
 		if f&n.f != 0 {
 			return n.name
 		}
@@ -197,6 +211,9 @@ func present(m *Message) fieldSet {
 	}
 	if m.Text != "" {
 		f |= fText
+	}
+	if m.Quality != "" || m.Width != 0 || m.Height != 0 {
+		f |= fQuality
 	}
 	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
 		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.State != "" || m.Room != "" || m.Peer != nil ||

@@ -53,6 +53,8 @@ var validClientMessages = []decodeOK{
 	{"available", `{"v":1,"type":"available"}`, Message{V: 1, Type: TypeAvailable}},
 	{"away", `{"v":1,"type":"away","id":"a"}`, Message{V: 1, Type: TypeAway, ID: "a"}},
 	{"hangup", `{"v":1,"type":"hangup"}`, Message{V: 1, Type: TypeHangup}},
+	{"quality by name", `{"v":1,"type":"quality","quality":"low"}`, Message{V: 1, Type: TypeQuality, Quality: QualityLow}},
+	{"quality by size", `{"v":1,"type":"quality","width":640,"height":360}`, Message{V: 1, Type: TypeQuality, Width: 640, Height: 360}},
 	{"offer pub", `{"v":1,"type":"offer","pc":"pub","sdp":` + q(sdpOffer) + `}`,
 		Message{V: 1, Type: TypeOffer, PC: PCPub, SDP: sdpOffer}},
 	{"offer sdp at limit", `{"v":1,"type":"offer","pc":"pub","sdp":` + q(maxSDP) + `}`,
@@ -155,6 +157,13 @@ func invalidClientMessages() []decodeBad {
 		{name: "available with token", in: `{"v":1,"type":"available","id":"a","token":"t"}`, code: bad, id: "a", has: "token"},
 		{name: "away with sdp", in: `{"v":1,"type":"away","id":"a","sdp":"v=0"}`, code: bad, id: "a", has: "sdp"},
 		{name: "hangup with text", in: `{"v":1,"type":"hangup","id":"h","text":"bye"}`, code: bad, id: "h", has: "text"},
+		{name: "quality empty", in: `{"v":1,"type":"quality","id":"q"}`, code: bad, id: "q"},
+		{name: "quality unknown name", in: `{"v":1,"type":"quality","id":"q","quality":"ultra"}`, code: bad, id: "q", has: "low"},
+		{name: "quality name and size", in: `{"v":1,"type":"quality","id":"q","quality":"low","width":1,"height":1}`, code: bad, id: "q", has: "not both"},
+		{name: "quality width only", in: `{"v":1,"type":"quality","id":"q","width":640}`, code: bad, id: "q"},
+		{name: "quality negative", in: `{"v":1,"type":"quality","id":"q","width":-1,"height":5}`, code: bad, id: "q"},
+		{name: "quality too large", in: `{"v":1,"type":"quality","id":"q","width":9000,"height":5}`, code: bad, id: "q"},
+		{name: "chat with quality", in: `{"v":1,"type":"chat","id":"c","text":"hi","quality":"low"}`, code: bad, id: "c", has: "quality"},
 		{name: "hangup with candidate", in: `{"v":1,"type":"hangup","candidate":{"candidate":"x"}}`, code: bad, has: "candidate"},
 
 		// offer

@@ -17,6 +17,7 @@ const (
 	TypeCandidate = "candidate" // trickle ICE candidate, either direction
 	TypeChat      = "chat"      // chat text, either direction
 	TypeHangup    = "hangup"    // end the call (or leave the queue)
+	TypeQuality   = "quality"   // the video quality a client wants to receive
 )
 
 // Message types sent by the server.
@@ -43,6 +44,17 @@ const (
 	RoleCustomer = "customer"
 	RoleAgent    = "agent"
 )
+
+// Video qualities a client may ask for with a quality message: the
+// simulcast layers, from lowest to highest.
+const (
+	QualityLow    = "low"
+	QualityMedium = "medium"
+	QualityHigh   = "high"
+)
+
+// MaxVideoSize bounds width and height in a quality message.
+const MaxVideoSize = 8192
 
 // Agent states.
 const (
@@ -86,6 +98,9 @@ type Message struct {
 	Text      string        `json:"text,omitempty"`      // chat
 	From      *Peer         `json:"from,omitempty"`      // chat (server→client)
 	TS        int64         `json:"ts,omitempty"`        // chat (server→client): unix milliseconds
+	Quality   string        `json:"quality,omitempty"`   // quality: low, medium or high
+	Width     int           `json:"width,omitempty"`     // quality: the size the client renders remote video at
+	Height    int           `json:"height,omitempty"`    // quality: (with width)
 
 	Session    string      `json:"session,omitempty"`    // welcome
 	Role       string      `json:"role,omitempty"`       // welcome

@@ -749,7 +749,12 @@
       hc.pc.pub = pub.pc;
       pub.run("offer", async () => {
         for (const track of stream.getTracks()) {
-          pub.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+          const init = { direction: "sendonly", streams: [stream] };
+          // Video goes out as three simulcast layers (a quarter, half and
+          // full size); the server forwards each viewer the one that suits
+          // it and switches only on keyframes.
+          if (track.kind === "video") init.sendEncodings = SIMULCAST;
+          pub.pc.addTransceiver(track, init);
         }
         const offer = await pub.pc.createOffer();
         await pub.pc.setLocalDescription(offer);
@@ -823,6 +828,36 @@
     link.addRemoteCandidate(init);
   }
 
+  // SIMULCAST are the layers the server knows by rid: q, h and f.
+  const SIMULCAST = [
+    { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: "f", maxBitrate: 1500000 },
+  ];
+
+  // Tell the server the size remote video is shown at, so it forwards the
+  // smallest simulcast layer that fills it. Debounced: layout changes come
+  // in bursts.
+  let qualityTimer = 0;
+  let lastQuality = "";
+  function reportRenderSize() {
+    clearTimeout(qualityTimer);
+    qualityTimer = setTimeout(() => {
+      if (!call) return;
+      const r = ui.remoteVideo.getBoundingClientRect();
+      const dpr = window.devicePixelRatio || 1;
+      const width = Math.max(1, Math.round(r.width * dpr));
+      const height = Math.max(1, Math.round(r.height * dpr));
+      const key = width + "x" + height;
+      if (key === lastQuality) return;
+      lastQuality = key;
+      send({ type: "quality", width: Math.min(width, 8192), height: Math.min(height, 8192) });
+    }, 300);
+  }
+  if (window.ResizeObserver) {
+    new ResizeObserver(reportRenderSize).observe(ui.remoteVideo);
+  }
+
   function onRemoteTrack(e) {
     const stream = hc.remoteStream;
     const track = e.track;
@@ -834,6 +869,10 @@
     // picks up the new set of tracks.
     ui.remoteVideo.srcObject = stream;
     playRemote();
+    if (track.kind === "video") {
+      lastQuality = "";
+      reportRenderSize();
+    }
   }
 
   function playRemote() {

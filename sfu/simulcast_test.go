@@ -1,0 +1,402 @@
+package sfu
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Tests of simulcast forwarding with real pion peers on loopback. The
+// publisher sends three synthetic VP8 layers whose packets say which layer
+// they belong to, so a subscriber can check from the RTP it receives that
+// every switch lands on a keyframe and keeps sequence numbers, timestamps
+// and picture ids continuous.
+
+func testAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// testPeer is a pion peer connected to one SFU participant's connection.
+type testPeer struct {
+	pc   *webrtc.PeerConnection
+	part *Participant
+}
+
+// join adds a participant whose signals are handled off the SFU's
+// goroutines (onSignal may be called with SFU locks held).
+func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.API) (pub, sub *testPeer) {
+	t.Helper()
+	signals := make(chan Signal, 64)
+	part, err := room.Join(id, func(s Signal) {
+		select {
+		case signals <- s:
+		default:
+			t.Errorf("%s: signal queue full", id)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, sub = &testPeer{part: part}, &testPeer{part: part}
+	for _, p := range []*testPeer{pub, sub} {
+		if p.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, p := range map[string]*testPeer{PCPub: pub, PCSub: sub} {
+		p.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+			if c != nil {
+				if err := part.AddCandidate(name, c.ToJSON()); err != nil {
+					t.Errorf("%s: add %s candidate: %v", id, name, err)
+				}
+			}
+		})
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-signals:
+				target := pub.pc
+				if s.PC == PCSub {
+					target = sub.pc
+				}
+				switch {
+				case s.Candidate != nil:
+					_ = target.AddICECandidate(*s.Candidate)
+				case s.Offer != "":
+					if err := answerOffer(sub.pc, part, s.Offer); err != nil {
+						t.Errorf("%s: %v", id, err)
+					}
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		part.Close()
+		pub.pc.Close()
+		sub.pc.Close()
+		wg.Wait()
+	})
+	return pub, sub
+}
+
+func answerOffer(pc *webrtc.PeerConnection, part *Participant, offer string) error {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return err
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return err
+	}
+	return part.Answer(answer.SDP)
+}
+
+// simulcastSender holds a publisher's three layer tracks (lowest first) and
+// what each packet must carry for the SFU to tell the layers apart: pion
+// does not add the mid and rid header extensions itself.
+type simulcastSender struct {
+	tracks       [maxLayers]*webrtc.TrackLocalStaticRTP
+	rids         [maxLayers]string
+	mid          string
+	midID, ridID uint8
+}
+
+// publishLayers offers three simulcast VP8 encodings (q, h, f).
+func publishLayers(t *testing.T, pub *testPeer) *simulcastSender {
+	t.Helper()
+	var tracks [maxLayers]*webrtc.TrackLocalStaticRTP
+	for i, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			"video", "cam", webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracks[i] = tr
+	}
+	sender, err := pub.pc.AddTrack(tracks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range tracks[1:] {
+		if err := sender.AddEncoding(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() { // consume RTCP so the sender's interceptors run
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := pub.part.Offer(offer.SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	ss := &simulcastSender{tracks: tracks, rids: [maxLayers]string{"q", "h", "f"}, mid: pub.pc.GetTransceivers()[0].Mid()}
+	for _, ext := range sender.GetParameters().HeaderExtensions {
+		switch ext.URI {
+		case sdp.SDESMidURI:
+			ss.midID = uint8(ext.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ss.ridID = uint8(ext.ID)
+		}
+	}
+	if ss.midID == 0 || ss.ridID == 0 || ss.mid == "" {
+		t.Fatalf("mid/rid header extensions not negotiated: %+v", ss)
+	}
+	return ss
+}
+
+// layerSizes are the frame sizes the synthetic layers announce in key frames.
+var layerSizes = [maxLayers][2]int{{160, 120}, {320, 240}, {640, 480}}
+
+// sendLayers writes 30 frames per second on every layer until ctx ends:
+// two packets per frame, a keyframe every 10 frames, each layer with its own
+// random sequence, timestamp and picture id bases. The byte after the VP8
+// payload header names the layer.
+func sendLayers(ctx context.Context, ss *simulcastSender) {
+	type state struct {
+		seq uint16
+		ts  uint32
+		pid uint16
+	}
+	var st [maxLayers]state
+	for i := range st {
+		st[i] = state{seq: uint16(rand.Uint32()), ts: rand.Uint32(), pid: uint16(rand.Uint32()) & 0x7fff}
+	}
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+	for frame := 0; ; frame++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		key := frame%10 == 0
+		for i, tr := range ss.tracks {
+			s := &st[i]
+			for part := range 2 {
+				desc := []byte{0x80, 0x80, 0x80 | byte(s.pid>>8), byte(s.pid)}
+				var body []byte
+				if part == 0 {
+					desc[0] |= 0x10 // S: start of partition 0
+					if key {
+						w, h := layerSizes[i][0], layerSizes[i][1]
+						body = []byte{0x00, 0, 0, 0x9d, 0x01, 0x2a, byte(w), byte(w >> 8), byte(h), byte(h >> 8)}
+					} else {
+						body = []byte{0x01, 0, 0}
+					}
+				}
+				payload := append(append(desc, body...), byte(i), 0xaa, 0xbb, 0xcc)
+				h := rtp.Header{Version: 2, SequenceNumber: s.seq, Timestamp: s.ts, Marker: part == 1}
+				_ = h.SetExtension(ss.midID, []byte(ss.mid))
+				_ = h.SetExtension(ss.ridID, []byte(ss.rids[i]))
+				_ = tr.WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+				s.seq++
+			}
+			s.ts += 3000
+			s.pid = (s.pid + 1) & 0x7fff
+		}
+	}
+}
+
+// received is one packet as a subscriber saw it.
+type received struct {
+	seq   uint16
+	ts    uint32
+	pid   uint16
+	start bool // first packet of a frame
+	key   bool
+	layer int
+}
+
+// collector records the video packets a subscriber receives.
+type collector struct {
+	mu   sync.Mutex
+	pkts []received
+}
+
+func (c *collector) attach(sub *testPeer) {
+	sub.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			d, ok := parseVP8Desc(p.Payload)
+			if !ok || d.pidAt == 0 || len(p.Payload) < d.header+1 {
+				continue
+			}
+			r := received{seq: p.SequenceNumber, ts: p.Timestamp, pid: d.pictureID(p.Payload), start: p.Payload[0]&0x10 != 0}
+			body := p.Payload[d.header:]
+			if r.start {
+				r.key = vp8Keyframe(p.Payload)
+				if r.key {
+					body = body[10:]
+				} else {
+					body = body[3:]
+				}
+			}
+			r.layer = int(body[0])
+			c.mu.Lock()
+			c.pkts = append(c.pkts, r)
+			c.mu.Unlock()
+		}
+	})
+}
+
+func (c *collector) snapshot() []received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]received(nil), c.pkts...)
+}
+
+func (c *collector) lastLayer() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pkts) == 0 {
+		return layerNone
+	}
+	return c.pkts[len(c.pkts)-1].layer
+}
+
+func waitLayer(t *testing.T, ctx context.Context, who string, c *collector, want int) {
+	t.Helper()
+	for c.lastLayer() != want {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: still on layer %d, want %d", who, c.lastLayer(), want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few more frames on the new layer
+}
+
+// checkStream asserts that a subscriber's stream is one the decoder can
+// follow: it starts on a keyframe, each change of layer starts on a keyframe
+// of the new layer, and sequence numbers, timestamps and picture ids move on
+// without a gap at every switch. It returns the layers in the order seen.
+func checkStream(t *testing.T, who string, pkts []received) []int {
+	t.Helper()
+	if len(pkts) == 0 {
+		t.Fatalf("%s received no video", who)
+	}
+	if !pkts[0].key {
+		t.Errorf("%s: first packet is not a keyframe", who)
+	}
+	layers := []int{pkts[0].layer}
+	for i := 1; i < len(pkts); i++ {
+		prev, cur := pkts[i-1], pkts[i]
+		if cur.seq != prev.seq+1 {
+			t.Errorf("%s: sequence jumps %d -> %d at packet %d", who, prev.seq, cur.seq, i)
+		}
+		if cur.layer == prev.layer {
+			continue
+		}
+		layers = append(layers, cur.layer)
+		if !cur.key {
+			t.Errorf("%s: switch %d -> %d starts on a non-keyframe", who, prev.layer, cur.layer)
+		}
+		if want := (prev.pid + 1) & 0x7fff; cur.pid != want {
+			t.Errorf("%s: picture id %d -> %d across switch, want %d", who, prev.pid, cur.pid, want)
+		}
+		if d := tsDiff(cur.ts, prev.ts); d <= 0 || d > 90000 {
+			t.Errorf("%s: timestamp moves by %d across switch", who, d)
+		}
+	}
+	return layers
+}
+
+// TestSimulcastSwitching: one publisher, two subscribers. One subscriber
+// drops to the lowest layer and climbs back; the other keeps the top layer.
+func TestSimulcastSwitching(t *testing.T) {
+	s, err := New(Config{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	room, err := s.Room("simulcast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	api := testAPI(t)
+
+	pub, _ := join(t, ctx, room, "publisher", api)
+	_, subA := join(t, ctx, room, "constrained", api)
+	_, subB := join(t, ctx, room, "steady", api)
+	var a, b collector
+	a.attach(subA)
+	b.attach(subB)
+
+	ss := publishLayers(t, pub)
+	sendCtx, stopSending := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); sendLayers(sendCtx, ss) }()
+	defer func() { stopSending(); <-done }()
+
+	waitLayer(t, ctx, "constrained", &a, layerFull)
+	waitLayer(t, ctx, "steady", &b, layerFull)
+
+	subA.part.SetMaxQuality(QualityLow)
+	waitLayer(t, ctx, "constrained", &a, layerQuarter)
+	subA.part.SetMaxQuality(QualityMedium)
+	waitLayer(t, ctx, "constrained", &a, layerHalf)
+	subA.part.SetMaxQuality(QualityHigh)
+	waitLayer(t, ctx, "constrained", &a, layerFull)
+
+	if got := checkStream(t, "constrained", a.snapshot()); len(got) != 4 {
+		t.Errorf("constrained saw layers %v, want full, quarter, half, full", got)
+	}
+	if got := checkStream(t, "steady", b.snapshot()); len(got) != 1 || got[0] != layerFull {
+		t.Errorf("steady saw layers %v, want only the full layer", got)
+	}
+	if q := subA.part.QualityForSize(300, 200); q != QualityMedium {
+		t.Errorf("quality for 300x200 = %d, want medium from the seen 320x240 layer", q)
+	}
+}
