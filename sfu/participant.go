@@ -233,7 +233,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 			p.log.Warn("track refused: publisher at its track limit", "limit", maxPublishedTracks)
 			return
 		}
-		t = newPublishedTrack(p, remote)
+		t = newPublishedTrack(p, remote, recv)
 		p.byReceiver[recv] = t
 		p.published = append(p.published, t)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -65,6 +66,9 @@ type publishedTrack struct {
 
 	layers [maxLayers]atomic.Pointer[layer]
 	in     streamCounters
+	// audioLevelID is the negotiated id of the RFC 6464 audio level header
+	// extension (0: not negotiated).
+	audioLevelID uint8
 }
 
 // layer is one simulcast encoding (or the only encoding) of a track.
@@ -74,11 +78,17 @@ type layer struct {
 	remote     *webrtc.TrackRemote
 	lastKeyReq atomic.Int64  // unix nanoseconds of the last PLI sent
 	size       atomic.Uint32 // width<<16 | height of the last key frame seen
+	bytes      atomic.Uint64 // payload bytes received, for the layer's bitrate
 }
 
-func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote) *publishedTrack {
+func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
 	codec := remote.Codec()
 	t := &publishedTrack{owner: owner, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
+	for _, ext := range recv.GetParameters().HeaderExtensions {
+		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 15 {
+			t.audioLevelID = uint8(ext.ID)
+		}
+	}
 	t.in = owner.room.sfu.metrics.counters(t.kind, "in")
 	empty := []sink{}
 	t.sinks.Store(&empty)
@@ -196,6 +206,10 @@ func (l *layer) run() {
 		}
 		t.in.packets.Inc()
 		t.in.bytes.Add(float64(len(payload)))
+		l.bytes.Add(uint64(len(payload)))
+		if t.kind == "audio" {
+			t.observeAudio(&h)
+		}
 		key := t.kind == "video" && len(payload) > 0 && IsKeyframe(t.mime, payload)
 		if key && vp8 {
 			if w, hh, ok := vp8KeyframeSize(payload); ok {

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -185,6 +186,10 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	// MID, RID and repaired-RID header extensions, which simulcast needs.
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return fmt.Errorf("register simulcast header extensions: %w", err)
+	}
+	// RFC 6464 audio levels, for active speaker detection.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("register audio level header extension: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureNack(me, ir); err != nil {
