@@ -32,6 +32,7 @@ type downTrack struct {
 	ssrc     uint32
 	pt       uint8
 	maxLayer int // highest layer the subscriber asked for
+	bwLayer  int // highest layer the subscriber's bandwidth allows; layerNone pauses video
 	target   int // layer to switch to at its next keyframe
 	current  int // layer being forwarded; layerNone until the first keyframe
 	seq      seqRewriter
@@ -60,6 +61,7 @@ func newDownTrack(src *publishedTrack) *downTrack {
 		vp8:       src.mime == mimeVP8,
 		clockRate: src.codec.ClockRate,
 		maxLayer:  layerFull,
+		bwLayer:   layerFull,
 		target:    layerNone,
 		current:   layerNone,
 		firstSeq:  uint16(rand.Uint32()),
@@ -182,7 +184,12 @@ func (d *downTrack) retarget(force bool) {
 	if d.current != layerNone && !av[d.current] {
 		d.current = layerNone // its layer ended: restart on a keyframe
 	}
-	t := chooseLayer(av, d.maxLayer)
+	t := layerNone
+	if d.kind == webrtc.RTPCodecTypeAudio || d.bwLayer != layerNone {
+		t = chooseLayer(av, min(d.maxLayer, d.bwLayer))
+	} else {
+		d.current = layerNone // paused for lack of bandwidth
+	}
 	changed := t != d.target
 	d.target = t
 	if (changed || force) && t != d.current {
@@ -196,6 +203,25 @@ func (d *downTrack) setMaxLayer(l int) {
 	defer d.mu.Unlock()
 	d.maxLayer = l
 	d.retarget(false)
+}
+
+// setBandwidthLayer caps the layer forwarded to what the subscriber's
+// bandwidth allows; layerNone pauses a video track.
+func (d *downTrack) setBandwidthLayer(l int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if l == d.bwLayer {
+		return
+	}
+	d.bwLayer = l
+	d.retarget(false)
+}
+
+// state reports the subscriber's requested layer and the layer forwarded.
+func (d *downTrack) state() (maxLayer, current int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.maxLayer, d.current
 }
 
 // layersChanged implements sink.

@@ -19,6 +19,8 @@ type metrics struct {
 	nacksIn       prometheus.Counter
 	dropped       *prometheus.CounterVec // reason
 	layerSwitches prometheus.Counter
+	estimates     prometheus.Histogram
+	pausedVideo   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,6 +45,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_sfu_nacks_received_total", Help: "NACK packets received from subscribers."}),
 		layerSwitches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_layer_switches_total", Help: "Simulcast layer switches made by down tracks."}),
+		estimates: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "helpcaster_sfu_subscriber_estimate_bps", Help: "Subscribers' send-side bandwidth estimates, sampled at each allocation.",
+			Buckets: prometheus.ExponentialBuckets(50_000, 2, 10)}),
+		pausedVideo: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_rtp_dropped_total", Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
 	}
@@ -57,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

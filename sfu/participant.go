@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -50,6 +53,8 @@ type Participant struct {
 	log      *slog.Logger
 	onSignal func(Signal)
 	pub, sub *webrtc.PeerConnection
+	bwe      cc.BandwidthEstimator // the sub connection's estimate (nil if none)
+	done     chan struct{}         // closed by Close
 
 	pubMu sync.Mutex // serialises offers on pub
 
@@ -79,12 +84,13 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		pendingCands: make(map[string][]webrtc.ICECandidateInit),
 		candCount:    make(map[string]int),
 		maxQuality:   QualityHigh,
+		done:         make(chan struct{}),
 	}
 	var err error
-	if p.pub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.pub, _, err = r.sfu.newPeerConnection(); err != nil {
 		return nil, fmt.Errorf("sfu: create pub connection: %w", err)
 	}
-	if p.sub, err = r.sfu.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.sub, p.bwe, err = r.sfu.newPeerConnection(); err != nil {
 		p.pub.Close()
 		return nil, fmt.Errorf("sfu: create sub connection: %w", err)
 	}
@@ -105,7 +111,65 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		})
 	}
 	p.pub.OnTrack(p.handleTrack)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.allocateLoop()
+	}()
 	return p, nil
+}
+
+// allocateLoop shares the subscriber's bandwidth estimate out among the
+// tracks it receives every allocInterval until the participant closes.
+func (p *Participant) allocateLoop() {
+	if p.bwe == nil {
+		return
+	}
+	t := time.NewTicker(allocInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-t.C:
+			p.reallocate(now)
+		}
+	}
+}
+
+// reallocate applies allocate to this participant's down tracks: audio
+// first, then video in a stable order.
+func (p *Participant) reallocate(now time.Time) {
+	budget := int64(p.bwe.GetTargetBitrate())
+	p.mu.Lock()
+	downs := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(downs, func(a, b *downTrack) int { return strings.Compare(a.src.owner.id+a.id, b.src.owner.id+b.id) })
+
+	var audio int64
+	var videos []*downTrack
+	var demands []videoDemand
+	for _, d := range downs {
+		rates := d.src.layerRates(now)
+		if d.kind == webrtc.RTPCodecTypeAudio {
+			audio += rates[0]
+			continue
+		}
+		maxLayer, current := d.state()
+		videos = append(videos, d)
+		demands = append(demands, videoDemand{maxLayer: maxLayer, rates: rates, current: current})
+	}
+	m := p.room.sfu.metrics
+	m.estimates.Observe(float64(budget))
+	for i, l := range allocate(budget, audio, demands) {
+		if l == layerNone {
+			m.pausedVideo.Inc()
+		}
+		videos[i].setBandwidthLayer(l)
+	}
 }
 
 // ID is the participant's id in its room.
@@ -444,6 +508,7 @@ func (p *Participant) Close() {
 	}
 	p.mu.Unlock()
 
+	close(p.done)
 	for _, t := range downs {
 		p.unsubscribe(t)
 	}

@@ -79,6 +79,7 @@ type layer struct {
 	lastKeyReq atomic.Int64  // unix nanoseconds of the last PLI sent
 	size       atomic.Uint32 // width<<16 | height of the last key frame seen
 	bytes      atomic.Uint64 // payload bytes received, for the layer's bitrate
+	meter      rateMeter
 }
 
 func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {

@@ -16,6 +16,8 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -64,6 +66,11 @@ type SFU struct {
 	tcpMux  ice.TCPMux   // nil without ICE over TCP
 	log     *slog.Logger
 	metrics *metrics
+
+	// pcMu serialises peer connection creation so the bandwidth estimator
+	// pion builds for a connection can be picked up (see newPeerConnection).
+	pcMu      sync.Mutex
+	estimator cc.BandwidthEstimator // set during NewPeerConnection, under pcMu
 
 	mu     sync.Mutex
 	rooms  map[string]*Room
@@ -198,6 +205,30 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return fmt.Errorf("configure RTCP reports: %w", err)
 	}
+	// Congestion control: every connection gets a send-side bandwidth
+	// estimate (pion's GCC) fed by the subscriber's transport-wide feedback;
+	// the allocator turns a subscriber's estimate into layers. Publishers get
+	// transport-wide feedback from us so their own estimators work too.
+	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(initialEstimate),
+			gcc.SendSideBWEMinBitrate(minEstimate),
+			gcc.SendSideBWEMaxBitrate(maxEstimate),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+			gcc.WithLoggerFactory(quietLoggers{}),
+		)
+	})
+	if err != nil {
+		return fmt.Errorf("configure congestion control: %w", err)
+	}
+	ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { s.estimator = e })
+	ir.Add(ccf)
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+		return fmt.Errorf("configure transport-wide sequence numbers: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+		return fmt.Errorf("configure transport-wide feedback: %w", err)
+	}
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
 	return nil
 }
@@ -314,6 +345,27 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		}
 	}
 	return nil
+}
+
+// Bounds of a subscriber's bandwidth estimate, in bits per second.
+const (
+	initialEstimate = 1_500_000
+	minEstimate     = 50_000
+	maxEstimate     = 20_000_000
+)
+
+// newPeerConnection creates a connection and returns the bandwidth
+// estimator pion built for it. pion hands estimators out through one
+// callback per API, so creation is serialised to pair them up.
+func (s *SFU) newPeerConnection() (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	s.pcMu.Lock()
+	defer s.pcMu.Unlock()
+	s.estimator = nil
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pc, s.estimator, nil
 }
 
 // ErrClosed is returned for operations on a closed SFU, room or participant.

@@ -1,0 +1,74 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAllocate(t *testing.T) {
+	rates := [maxLayers]int64{100_000, 300_000, 900_000}
+	cases := []struct {
+		name   string
+		budget int64
+		audio  int64
+		videos []videoDemand
+		want   []int
+	}{
+		{"plenty", 5_000_000, 50_000, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerFull}}, []int{layerFull}},
+		{"middle", 500_000, 50_000, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerFull}}, []int{layerHalf}},
+		{"only the lowest", 200_000, 50_000, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerHalf}}, []int{layerQuarter}},
+		{"audio first: video paused", 120_000, 50_000, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerQuarter}}, []int{layerNone}},
+		{"request caps the layer", 5_000_000, 0, []videoDemand{{maxLayer: layerQuarter, rates: rates, current: layerQuarter}}, []int{layerQuarter}},
+		{"upswitch needs headroom", 950_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerHalf}}, []int{layerHalf}},
+		{"staying needs none", 950_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerFull}}, []int{layerFull}},
+		{"resume needs headroom", 105_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerNone}}, []int{layerNone}},
+		{"missing layers skipped", 5_000_000, 0, []videoDemand{{maxLayer: layerFull, rates: [maxLayers]int64{100_000, 0, 0}, current: layerNone}}, []int{layerQuarter}},
+		{"single-layer track paused", 400_000, 0, []videoDemand{{maxLayer: layerFull, rates: [maxLayers]int64{600_000}, current: 0}}, []int{layerNone}},
+		{"priority order", 1_000_000, 0, []videoDemand{
+			{maxLayer: layerFull, rates: rates, current: layerFull},
+			{maxLayer: layerFull, rates: rates, current: layerFull},
+		}, []int{layerFull, layerQuarter}},
+	}
+	for _, c := range cases {
+		got := allocate(c.budget, c.audio, c.videos)
+		if len(got) != len(c.want) {
+			t.Fatalf("%s: %v, want %v", c.name, got, c.want)
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("%s: allocate = %v, want %v", c.name, got, c.want)
+				break
+			}
+		}
+	}
+}
+
+func TestRateMeter(t *testing.T) {
+	var m rateMeter
+	t0 := time.Unix(1000, 0)
+	if r := m.update(0, t0); r != 0 {
+		t.Fatalf("first sample rate %d, want 0", r)
+	}
+	// 125 000 bytes a second is 1 Mbit/s.
+	var bytes uint64
+	var r int64
+	for i := 1; i <= 20; i++ {
+		bytes += 62_500
+		r = m.update(bytes, t0.Add(time.Duration(i)*500*time.Millisecond))
+	}
+	if r < 990_000 || r > 1_010_000 {
+		t.Fatalf("rate %d, want about 1 000 000", r)
+	}
+	// Updates closer together than the window keep the last rate.
+	if r2 := m.update(bytes+1_000_000, t0.Add(10*time.Second+10*time.Millisecond)); r2 != r {
+		t.Fatalf("rate moved within the window: %d -> %d", r, r2)
+	}
+	// The rate follows a drop.
+	for i := 1; i <= 20; i++ {
+		bytes += 6_250
+		r = m.update(bytes, t0.Add(10*time.Second+time.Duration(i)*500*time.Millisecond))
+	}
+	if r > 110_000 {
+		t.Fatalf("rate %d after dropping to 100 kbit/s", r)
+	}
+}

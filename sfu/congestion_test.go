@@ -1,0 +1,138 @@
+package sfu
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// linkLimiter is a receive-side interceptor standing in for a narrow link:
+// it drops incoming RTP beyond a rate (token bucket), before the receiver's
+// transport-wide feedback sees it, so the sender's estimator sees the loss a
+// real bottleneck would cause. A limit of 0 lets everything through.
+type linkLimiter struct {
+	interceptor.NoOp
+	limit atomic.Int64 // bits per second
+
+	mu     sync.Mutex
+	tokens float64 // bits
+	last   time.Time
+}
+
+func (l *linkLimiter) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
+
+func (l *linkLimiter) allow(n int) bool {
+	limit := l.limit.Load()
+	if limit <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.last.IsZero() {
+		l.tokens += now.Sub(l.last).Seconds() * float64(limit)
+	}
+	l.last = now
+	if burst := float64(limit) / 10; l.tokens > burst { // 100 ms of burst
+		l.tokens = burst
+	}
+	bits := float64(n * 8)
+	if l.tokens < bits {
+		return false
+	}
+	l.tokens -= bits
+	return true
+}
+
+func (l *linkLimiter) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := r.Read(b, a)
+			if err != nil || l.allow(n) {
+				return n, attr, err
+			}
+		}
+	})
+}
+
+// limitedAPI is testAPI with the limiter ahead of every other interceptor.
+func limitedAPI(t *testing.T, l *linkLimiter) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	ir.Add(l)
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings()))
+}
+
+// TestCongestionMovesLayers: a subscriber behind a narrowing link drops to
+// a lower layer and climbs back when the link widens; a subscriber on a good
+// link keeps the top layer throughout; the climb back switches cleanly.
+func TestCongestionMovesLayers(t *testing.T) {
+	s, err := New(Config{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	room, err := s.Room("congestion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	var link linkLimiter
+	pub, _ := join(t, ctx, room, "publisher", testAPI(t))
+	_, narrow := join(t, ctx, room, "narrow", limitedAPI(t, &link))
+	_, wide := join(t, ctx, room, "wide", testAPI(t))
+	var a, b collector
+	a.attach(narrow)
+	b.attach(wide)
+
+	ss := publishLayers(t, pub)
+	sendCtx, stopSending := context.WithCancel(ctx)
+	done := make(chan struct{})
+	// About 60, 150 and 400 kbit/s.
+	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{40, 140, 400}) }()
+	defer func() { stopSending(); <-done }()
+
+	waitLayer(t, ctx, "narrow", &a, layerFull)
+	waitLayer(t, ctx, "wide", &b, layerFull)
+
+	link.limit.Store(220_000) // room for the middle layer, not the top
+	waitFor(t, ctx, "narrow moves below the top layer", func() bool { l := a.lastLayer(); return l != layerFull && l != layerNone })
+	t.Logf("narrow link: moved to layer %d", a.lastLayer())
+
+	link.limit.Store(0) // the link recovers
+	a.reset()
+	waitLayer(t, ctx, "narrow (recovered)", &a, layerFull)
+
+	checkStream(t, "narrow after recovery", a.snapshot(), false)
+	if got := checkStream(t, "wide", b.snapshot(), true); len(got) != 1 || got[0] != layerFull {
+		t.Errorf("wide saw layers %v, want only the full layer", got)
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out: %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
