@@ -26,25 +26,26 @@ type downTrack struct {
 	vp8       bool
 	clockRate uint32
 
-	mu       sync.Mutex
-	bound    bool
-	writer   webrtc.TrackLocalWriter
-	ssrc     uint32
-	pt       uint8
-	maxLayer int // highest layer the subscriber asked for
-	bwLayer  int // highest layer the subscriber's bandwidth allows; layerNone pauses video
-	target   int // layer to switch to at its next keyframe
-	current  int // layer being forwarded; layerNone until the first keyframe
-	seq      seqRewriter
-	ts       tsRewriter
-	pics     vp8Rewriter
-	lastFwd  time.Time // when the last frame (marker packet) was forwarded
-	firstSeq uint16    // random start of the outgoing sequence
-	firstTS  uint32    // random start of the outgoing timeline
-	out      streamCounters
-	switches prometheus.Counter
-	hdr      rtp.Header // reused for every egress packet, so writes allocate nothing here
-	buf      [1500]byte // payload copy when the VP8 descriptor must be rewritten
+	mu        sync.Mutex
+	bound     bool
+	connected bool // the subscriber's connection can carry media
+	writer    webrtc.TrackLocalWriter
+	ssrc      uint32
+	pt        uint8
+	maxLayer  int // highest layer the subscriber asked for
+	bwLayer   int // highest layer the subscriber's bandwidth allows; layerNone pauses video
+	target    int // layer to switch to at its next keyframe
+	current   int // layer being forwarded; layerNone until the first keyframe
+	seq       seqRewriter
+	ts        tsRewriter
+	pics      vp8Rewriter
+	lastFwd   time.Time // when the last frame (marker packet) was forwarded
+	firstSeq  uint16    // random start of the outgoing sequence
+	firstTS   uint32    // random start of the outgoing timeline
+	out       streamCounters
+	switches  prometheus.Counter
+	hdr       rtp.Header // reused for every egress packet, so writes allocate nothing here
+	buf       [1500]byte // payload copy when the VP8 descriptor must be rewritten
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -205,6 +206,15 @@ func (d *downTrack) setMaxLayer(l int) {
 	d.retarget(false)
 }
 
+// setConnected starts forwarding, on a keyframe.
+func (d *downTrack) setConnected() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.connected = true
+	d.current = layerNone
+	d.retarget(true)
+}
+
 // setBandwidthLayer caps the layer forwarded to what the subscriber's
 // bandwidth allows; layerNone pauses a video track.
 func (d *downTrack) setBandwidthLayer(l int) {
@@ -237,7 +247,7 @@ func (d *downTrack) layersChanged() {
 func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.bound {
+	if !d.bound || !d.connected {
 		return
 	}
 	if layer != d.current {
@@ -260,7 +270,9 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 	}
 	if d.vp8 {
 		if d.pics.identity {
-			if h.Marker { // once per picture is enough to continue from
+			// Once per picture (its first packet, S set) is enough to
+			// continue from after a switch.
+			if payload[0]&0x10 != 0 {
 				d.pics.track(payload)
 			}
 		} else if len(payload) <= len(d.buf) {

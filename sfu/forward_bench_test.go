@@ -32,7 +32,7 @@ func benchTrack(b *testing.B, n int) *publishedTrack {
 	empty := []sink{}
 	t.sinks.Store(&empty)
 	for i := range n {
-		d := &downTrack{src: t, kind: webrtc.RTPCodecTypeVideo, vp8: true, clockRate: 90000, bound: true,
+		d := &downTrack{src: t, kind: webrtc.RTPCodecTypeVideo, vp8: true, clockRate: 90000, bound: true, connected: true,
 			writer: &nullWriter{}, ssrc: uint32(1000 + i), pt: 96, maxLayer: layerFull, bwLayer: layerFull, target: 0, current: layerNone,
 			firstSeq: uint16(i * 7919), firstTS: uint32(i) * 104729, out: m.counters("video", "out"),
 			switches: m.layerSwitches}

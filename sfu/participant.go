@@ -68,7 +68,8 @@ type Participant struct {
 	offerPending   bool
 	pendingCands   map[string][]webrtc.ICECandidateInit
 	candCount      map[string]int
-	maxQuality     int // highest layer wanted for received video
+	maxQuality     int  // highest layer wanted for received video
+	subReady       bool // the sub connection has connected (DTLS done)
 	wg             sync.WaitGroup
 }
 
@@ -107,6 +108,9 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 			p.log.Debug("connection state", "pc", name, "state", s.String())
 			if s == webrtc.PeerConnectionStateFailed {
 				p.onSignal(Signal{PC: name, Failed: true})
+			}
+			if s == webrtc.PeerConnectionStateConnected && name == PCSub {
+				p.subConnected()
 			}
 		})
 	}
@@ -365,6 +369,22 @@ func (p *Participant) publishedTracks() []*publishedTrack {
 	return append([]*publishedTrack(nil), p.published...)
 }
 
+// subConnected starts the down tracks once the sub connection can carry
+// media: pion drops what is written before DTLS completes, so forwarding
+// earlier would lose the keyframe a subscriber must start on.
+func (p *Participant) subConnected() {
+	p.mu.Lock()
+	p.subReady = true
+	downs := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	p.mu.Unlock()
+	for _, d := range downs {
+		d.setConnected()
+	}
+}
+
 // subscribe starts forwarding t to this participant.
 func (p *Participant) subscribe(t *publishedTrack) {
 	p.mu.Lock()
@@ -374,6 +394,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	}
 	d := newDownTrack(t)
 	d.maxLayer = p.maxQuality
+	d.connected = p.subReady
 	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.log.Warn("subscribe failed", "kind", t.kind, "err", err)
