@@ -17,6 +17,7 @@ import (
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// over TCP alone. Empty keeps the default: UDP4 with LoopbackOnly, else
 	// pion's defaults.
 	ICENetworkTypes []webrtc.NetworkType
+	// AudioLevel, when set, makes the client negotiate the RFC 6464 audio
+	// level header extension and mark every audio packet it sends with this
+	// level (see AudioLevel). Nil sends no levels, as pion does by default.
+	AudioLevel *AudioLevel
 }
 
 // Stats counts what a client received on its sub connection.
@@ -100,6 +105,14 @@ func newAPI(opts Options) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
+	}
+	if opts.AudioLevel != nil {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("register audio level header extension: %w", err)
+		}
+		// Added last, so it runs first: the NACK responder keeps the
+		// stamped packet.
+		ir.Add(audioLevelFactory{level: opts.AudioLevel})
 	}
 	var se webrtc.SettingEngine
 	if opts.LoopbackOnly {

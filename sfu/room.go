@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -37,10 +38,13 @@ type Room struct {
 	participants map[string]*Participant
 	sinkFactory  func(TrackInfo) TrackSink
 	closed       bool
+
+	speakers *speakerDetector // nil: no speaker detection
 }
 
 func newRoom(s *SFU, id string) *Room {
-	return &Room{sfu: s, id: id, log: s.log.With("room", id), participants: make(map[string]*Participant)}
+	return &Room{sfu: s, id: id, log: s.log.With("room", id), participants: make(map[string]*Participant),
+		speakers: newSpeakerDetector(time.Now, speakerRecheck)}
 }
 
 // ID is the room's id.
@@ -52,6 +56,19 @@ func (r *Room) SetSinkFactory(f func(TrackInfo) TrackSink) {
 	r.mu.Lock()
 	r.sinkFactory = f
 	r.mu.Unlock()
+}
+
+// OnActiveSpeaker installs f, called with the participant id of the room's
+// dominant speaker whenever it changes, and with "" when nobody speaks (after
+// about 1.5 s of silence, or when the speaker leaves). The speaker is found
+// from the RFC 6464 audio levels publishers send; see speaker.go. f is called
+// without SFU locks held, one call at a time and in order, but possibly from
+// a track's packet goroutine: it must return quickly (hand the change off)
+// and must not block. It is not called once the room is closed.
+func (r *Room) OnActiveSpeaker(f func(participantID string)) {
+	if r.speakers != nil {
+		r.speakers.setOnChange(f)
+	}
 }
 
 // Join adds a participant with id (unique in the room) and creates its two
@@ -139,6 +156,13 @@ func (r *Room) leave(p *Participant) {
 		r.closed = true
 	}
 	r.mu.Unlock()
+	if r.speakers != nil {
+		if empty {
+			r.speakers.close()
+		} else {
+			r.speakers.forget(p.id)
+		}
+	}
 	r.sfu.metrics.participants.Dec()
 	if empty {
 		r.sfu.removeRoom(r)
@@ -154,6 +178,9 @@ func (r *Room) Close() {
 		ps = append(ps, p)
 	}
 	r.mu.Unlock()
+	if r.speakers != nil {
+		r.speakers.close()
+	}
 	for _, p := range ps {
 		p.Close()
 	}

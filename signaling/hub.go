@@ -278,8 +278,32 @@ func (h *hub) startCall(a queue.Assignment) error {
 			ICEServers: h.srv.iceServers(a.Org, s.id),
 		})
 	}
+	c.room.OnActiveSpeaker(speakerSignals(c))
 	h.srv.log.Info("call started", "org", a.Org, "queue", a.Queue, "call", c.id)
 	return nil
+}
+
+// speakerSignals tells both sides of c who is speaking whenever the room's
+// active speaker changes. It runs on SFU goroutines (one call at a time, in
+// order, no SFU lock held) and takes no hub lock: session.send never blocks,
+// so it cannot deadlock with endCall, and once endCall has closed the room
+// it is no longer called.
+func speakerSignals(c *call) func(participantID string) {
+	custID, agentID := c.custPart.ID(), c.agentPart.ID()
+	return func(id string) {
+		m := protocol.Message{Type: protocol.TypeSpeaker}
+		switch id {
+		case "":
+		case custID:
+			m.Role = protocol.RoleCustomer
+		case agentID:
+			m.Role = protocol.RoleAgent
+		default:
+			return // not one of the call's two sides
+		}
+		c.customer.send(m)
+		c.agent.send(m)
+	}
 }
 
 // undoAssignment reverses an assignment that could not become a call: a

@@ -29,6 +29,7 @@ const (
 	TypeEnded      = "ended"       // the call ended
 	TypeError      = "error"       // something went wrong; see Code
 	TypeBye        = "bye"         // the server is closing this connection
+	TypeSpeaker    = "speaker"     // in a call: who is speaking now (Role; empty: nobody)
 )
 
 // Peer connection names. Each participant has two: "pub" carries what it
@@ -103,7 +104,7 @@ type Message struct {
 	Height    int           `json:"height,omitempty"`    // quality: (with width)
 
 	Session    string      `json:"session,omitempty"`    // welcome
-	Role       string      `json:"role,omitempty"`       // welcome
+	Role       string      `json:"role,omitempty"`       // welcome; speaker: the speaking side's role, absent for nobody
 	Org        string      `json:"org,omitempty"`        // welcome
 	Queue      string      `json:"queue,omitempty"`      // welcome, queued
 	Limits     *Limits     `json:"limits,omitempty"`     // welcome

@@ -27,6 +27,8 @@
     away: byId("away"),
     agentState: byId("agent-state"),
     hangup: byId("hangup"),
+    stage: byId("stage"),
+    speaker: byId("speaker"),
     remoteVideo: byId("remote-video"),
     localVideo: byId("local-video"),
     playRemote: byId("play-remote"),
@@ -52,6 +54,7 @@
     agentState: null, // agent: state from the last "agent_state"
     peer: null, // assigned.peer: {role, name}
     room: null, // assigned.room
+    speaker: "", // who is speaking in the call, from "speaker": "you", "peer" or "" (nobody)
     media: "none", // "none" | "pending" | "ok" | "audio-only" | "refused" | "not-found" | "unavailable" | "error"
     localStream: null,
     remoteStream: null,
@@ -442,6 +445,11 @@
         onChat(msg);
         break;
 
+      case "speaker":
+        // Ignore a late one after the call ended.
+        if (call) showSpeaker(!msg.role ? "" : msg.role === role ? "you" : "peer");
+        break;
+
       case "ended": {
         const reason = msg.reason || "unknown";
         hc.endedReason = reason;
@@ -488,6 +496,23 @@
       setStatus(known ? known[1] : "State: " + state);
     }
     updateControls();
+  }
+
+  // showSpeaker marks who is speaking: "you", "peer" or "" (nobody). The
+  // stage is outlined while the other side speaks, the preview while you do.
+  function showSpeaker(who) {
+    hc.speaker = who;
+    if (ui.stage) ui.stage.dataset.speaker = who;
+    if (!ui.speaker) return;
+    let text = "";
+    if (who === "you") {
+      text = "You are speaking";
+    } else if (who === "peer") {
+      const name = peerName(hc.peer);
+      text = name.charAt(0).toUpperCase() + name.slice(1) + " is speaking";
+    }
+    ui.speaker.textContent = text;
+    ui.speaker.hidden = !text;
   }
 
   function onChat(msg) {
@@ -789,6 +814,7 @@
     ui.remoteVideo.srcObject = null;
     if (ui.playRemote) ui.playRemote.hidden = true;
     pendingEcho.length = 0;
+    showSpeaker("");
   }
 
   function onRemoteOffer(msg) {
