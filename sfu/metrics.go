@@ -9,18 +9,19 @@ import (
 // metrics are the SFU's Prometheus series. Labels carry only the media kind
 // and direction, never anything about a participant.
 type metrics struct {
-	rooms         prometheus.Gauge
-	participants  prometheus.Gauge
-	published     *prometheus.GaugeVec   // kind
-	subscribed    *prometheus.GaugeVec   // kind
-	packets       *prometheus.CounterVec // kind, direction
-	bytes         *prometheus.CounterVec // kind, direction
-	keyframeReqs  prometheus.Counter
-	nacksIn       prometheus.Counter
-	dropped       *prometheus.CounterVec // reason
-	layerSwitches prometheus.Counter
-	estimates     prometheus.Histogram
-	pausedVideo   prometheus.Counter
+	rooms          prometheus.Gauge
+	participants   prometheus.Gauge
+	published      *prometheus.GaugeVec   // kind
+	subscribed     *prometheus.GaugeVec   // kind
+	packets        *prometheus.CounterVec // kind, direction
+	bytes          *prometheus.CounterVec // kind, direction
+	keyframeReqs   prometheus.Counter
+	nacksIn        prometheus.Counter
+	dropped        *prometheus.CounterVec // reason
+	layerSwitches  prometheus.Counter
+	estimates      prometheus.Histogram
+	forwardLatency prometheus.Histogram
+	pausedVideo    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		estimates: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "helpcaster_sfu_subscriber_estimate_bps", Help: "Subscribers' send-side bandwidth estimates, sampled at each allocation.",
 			Buckets: prometheus.ExponentialBuckets(50_000, 2, 10)}),
+		forwardLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "helpcaster_sfu_forward_latency_seconds",
+			Help:    "Time from reading a packet to writing it to a subscriber (sampled, one packet in 32).",
+			Buckets: prometheus.ExponentialBuckets(2e-6, 2, 14)}),
 		pausedVideo: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -64,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

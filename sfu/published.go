@@ -184,12 +184,19 @@ func (l *layer) run() {
 	t := l.track
 	buf := make([]byte, 1500)
 	var h rtp.Header
-	dropped := t.owner.room.sfu.metrics.dropped
+	m := t.owner.room.sfu.metrics
+	dropped := m.dropped
 	vp8 := t.mime == mimeVP8
-	for {
+	for count := 0; ; count++ {
 		n, _, err := l.remote.Read(buf)
 		if err != nil {
 			return
+		}
+		// One packet in latencySample has its forwarding latency measured,
+		// from here to each egress write.
+		var readAt time.Time
+		if count%latencySample == 0 {
+			readAt = time.Now()
 		}
 		hn, err := h.Unmarshal(buf[:n])
 		if err != nil {
@@ -219,9 +226,16 @@ func (l *layer) run() {
 		}
 		for _, s := range *t.sinks.Load() {
 			s.writeRTP(l.index, &h, payload, key)
+			if !readAt.IsZero() {
+				m.forwardLatency.Observe(time.Since(readAt).Seconds())
+			}
 		}
 	}
 }
+
+// latencySample is how often (one packet in so many) the forwarding latency
+// is measured: often enough for a histogram, rarely enough to cost nothing.
+const latencySample = 32
 
 // requestKeyframe asks the publisher for a keyframe on layer i unless one
 // was asked for within keyframeInterval.

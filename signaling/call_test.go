@@ -230,6 +230,9 @@ func TestCall(t *testing.T) {
 	if got := counter(t, e.reg, "helpcaster_sfu_rtp_packets_total", map[string]string{"kind": "video", "direction": "out"}); got < 50 {
 		t.Errorf("video packets out = %v, want the forwarded packets counted", got)
 	}
+	if got := counter(t, e.reg, "helpcaster_sfu_forward_latency_seconds", nil); got == 0 {
+		t.Error("no forwarding latency measured")
+	}
 	if got := counter(t, e.reg, "helpcaster_queue_placements_total", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
 		t.Errorf("placements = %v, want 1", got)
 	}
@@ -253,7 +256,8 @@ func waitMedia(t *testing.T, ctx context.Context, who string, c *client.Client) 
 	}
 }
 
-// counter sums the samples of a metric whose labels include want.
+// counter sums the values of a metric's series whose labels include want
+// (for a histogram, its sample counts).
 func counter(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -267,7 +271,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, want map[strin
 		}
 		for _, m := range mf.GetMetric() {
 			if labelsMatch(m.GetLabel(), want) {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
