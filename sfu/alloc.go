@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -51,6 +53,24 @@ func allocate(budget, audioRate int64, videos []videoDemand) []int {
 		}
 	}
 	return out
+}
+
+// sortByPriority orders down tracks for allocation: the speaker's tracks
+// first, then by publisher and track id so the order is stable.
+func sortByPriority(downs []*downTrack, speaker string) {
+	slices.SortFunc(downs, func(a, b *downTrack) int {
+		as, bs := speaker != "" && a.src.owner.id == speaker, speaker != "" && b.src.owner.id == speaker
+		switch {
+		case as && !bs:
+			return -1
+		case bs && !as:
+			return 1
+		}
+		if c := strings.Compare(a.src.owner.id, b.src.owner.id); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
 }
 
 // rateMeter turns a growing byte count into a smoothed bit rate.

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -70,5 +71,26 @@ func TestRateMeter(t *testing.T) {
 	}
 	if r > 110_000 {
 		t.Fatalf("rate %d after dropping to 100 kbit/s", r)
+	}
+}
+
+func TestSortByPriority(t *testing.T) {
+	track := func(owner, id string) *downTrack {
+		return &downTrack{id: id, src: &publishedTrack{owner: &Participant{id: owner}}}
+	}
+	names := func(ds []*downTrack) (out []string) {
+		for _, d := range ds {
+			out = append(out, d.src.owner.id+"/"+d.id)
+		}
+		return out
+	}
+	downs := []*downTrack{track("carl", "video"), track("ann", "video"), track("bob", "video"), track("ann", "screen")}
+	sortByPriority(downs, "bob")
+	if got, want := names(downs), []string{"bob/video", "ann/screen", "ann/video", "carl/video"}; !slices.Equal(got, want) {
+		t.Errorf("order with bob speaking = %v, want %v", got, want)
+	}
+	sortByPriority(downs, "")
+	if got, want := names(downs), []string{"ann/screen", "ann/video", "bob/video", "carl/video"}; !slices.Equal(got, want) {
+		t.Errorf("order with nobody speaking = %v, want %v", got, want)
 	}
 }

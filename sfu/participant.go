@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,7 +141,8 @@ func (p *Participant) allocateLoop() {
 }
 
 // reallocate applies allocate to this participant's down tracks: audio
-// first, then video in a stable order.
+// first, then the active speaker's video, then other video in a stable
+// order.
 func (p *Participant) reallocate(now time.Time) {
 	budget := int64(p.bwe.GetTargetBitrate())
 	p.mu.Lock()
@@ -151,7 +151,11 @@ func (p *Participant) reallocate(now time.Time) {
 		downs = append(downs, d)
 	}
 	p.mu.Unlock()
-	slices.SortFunc(downs, func(a, b *downTrack) int { return strings.Compare(a.src.owner.id+a.id, b.src.owner.id+b.id) })
+	speaker := ""
+	if p.room.speakers != nil {
+		speaker = p.room.speakers.speaker()
+	}
+	sortByPriority(downs, speaker)
 
 	var audio int64
 	var videos []*downTrack

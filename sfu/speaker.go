@@ -132,6 +132,13 @@ func (d *speakerDetector) observe(id string, level uint8) {
 }
 
 // forget drops a participant that left; if it was the speaker, nobody is.
+// speaker returns the current speaker's participant id ("" for nobody).
+func (d *speakerDetector) speaker() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current
+}
+
 func (d *speakerDetector) forget(id string) {
 	d.mu.Lock()
 	delete(d.levels, id)
