@@ -26,26 +26,31 @@ type downTrack struct {
 	vp8       bool
 	clockRate uint32
 
-	mu        sync.Mutex
-	bound     bool
-	connected bool // the subscriber's connection can carry media
-	writer    webrtc.TrackLocalWriter
-	ssrc      uint32
-	pt        uint8
-	maxLayer  int // highest layer the subscriber asked for
-	bwLayer   int // highest layer the subscriber's bandwidth allows; layerNone pauses video
-	target    int // layer to switch to at its next keyframe
-	current   int // layer being forwarded; layerNone until the first keyframe
-	seq       seqRewriter
-	ts        tsRewriter
-	pics      vp8Rewriter
-	lastFwd   time.Time // when the last frame (marker packet) was forwarded
-	firstSeq  uint16    // random start of the outgoing sequence
-	firstTS   uint32    // random start of the outgoing timeline
-	out       streamCounters
-	switches  prometheus.Counter
-	hdr       rtp.Header // reused for every egress packet, so writes allocate nothing here
-	buf       [1500]byte // payload copy when the VP8 descriptor must be rewritten
+	mu          sync.Mutex
+	bound       bool
+	connected   bool // the subscriber's connection can carry media
+	writer      webrtc.TrackLocalWriter
+	ssrc        uint32
+	pt          uint8
+	maxLayer    int // highest layer the subscriber asked for
+	bwLayer     int // highest layer the subscriber's bandwidth allows; layerNone pauses video
+	target      int // layer to switch to at its next keyframe
+	current     int // layer being forwarded; layerNone until the first keyframe
+	seq         seqRewriter
+	ts          tsRewriter
+	pics        vp8Rewriter
+	lastFwd     time.Time // when the last frame (marker packet) was forwarded
+	lastFwdTS   uint32    // its outgoing RTP timestamp
+	sentPackets uint32    // for sender reports
+	sentOctets  uint32
+	lastSRMid   uint32    // middle 32 bits of the NTP time in our last sender report
+	lastSRAt    time.Time // when we sent it
+	firstSeq    uint16    // random start of the outgoing sequence
+	firstTS     uint32    // random start of the outgoing timeline
+	out         streamCounters
+	switches    prometheus.Counter
+	hdr         rtp.Header // reused for every egress packet, so writes allocate nothing here
+	buf         [1500]byte // payload copy when the VP8 descriptor must be rewritten
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -206,6 +211,13 @@ func (d *downTrack) setMaxLayer(l int) {
 	d.retarget(false)
 }
 
+// ssrcNow returns the SSRC the down track sends with.
+func (d *downTrack) ssrcNow() uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ssrc
+}
+
 // setConnected starts forwarding, on a keyframe.
 func (d *downTrack) setConnected() {
 	d.mu.Lock()
@@ -292,12 +304,17 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		SSRC:           d.ssrc,
 		CSRC:           h.CSRC,
 	}
-	if h.Marker { // the end of a frame: what a switch measures its gap from
+	if h.Marker || d.kind == webrtc.RTPCodecTypeAudio {
+		// The end of a frame: what a switch measures its gap from, and
+		// what a sender report without the publisher's extrapolates from.
 		d.lastFwd = time.Now()
+		d.lastFwdTS = d.hdr.Timestamp
 	}
 	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}
+	d.sentPackets++
+	d.sentOctets += uint32(len(payload))
 	d.out.packets.Inc()
 	d.out.bytes.Add(float64(len(payload)))
 }
@@ -346,7 +363,13 @@ func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 			continue
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
+			case *rtcp.ReceiverReport:
+				for _, r := range p.Reports {
+					if r.SSRC == d.ssrcNow() {
+						d.receiverReport(r, time.Now(), m)
+					}
+				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.mu.Lock()
 				l := d.current

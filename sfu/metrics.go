@@ -21,6 +21,9 @@ type metrics struct {
 	layerSwitches  prometheus.Counter
 	estimates      prometheus.Histogram
 	forwardLatency prometheus.Histogram
+	loss           *prometheus.HistogramVec // kind
+	jitter         *prometheus.HistogramVec // kind
+	rtt            *prometheus.HistogramVec // kind
 	pausedVideo    prometheus.Counter
 }
 
@@ -53,6 +56,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name:    "helpcaster_sfu_forward_latency_seconds",
 			Help:    "Time from reading a packet to writing it to a subscriber (sampled, one packet in 32).",
 			Buckets: prometheus.ExponentialBuckets(2e-6, 2, 14)}),
+		loss: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "helpcaster_sfu_subscriber_loss_ratio", Help: "Fraction of packets lost, from subscribers' receiver reports.",
+			Buckets: []float64{0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}, []string{"kind"}),
+		jitter: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "helpcaster_sfu_subscriber_jitter_seconds", Help: "Interarrival jitter, from subscribers' receiver reports.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 10)}, []string{"kind"}),
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "helpcaster_sfu_subscriber_rtt_seconds", Help: "Round-trip time to subscribers, from receiver reports.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"kind"}),
 		pausedVideo: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -69,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency, m.loss, m.jitter, m.rtt} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -130,13 +131,38 @@ func (p *Participant) allocateLoop() {
 	}
 	t := time.NewTicker(allocInterval)
 	defer t.Stop()
+	var lastSR time.Time
 	for {
 		select {
 		case <-p.done:
 			return
 		case now := <-t.C:
 			p.reallocate(now)
+			if now.Sub(lastSR) >= srInterval {
+				p.sendReports(now)
+				lastSR = now
+			}
 		}
+	}
+}
+
+// sendReports sends a sender report for every down track that has sent
+// media, in one compound packet.
+func (p *Participant) sendReports(now time.Time) {
+	p.mu.Lock()
+	downs := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	p.mu.Unlock()
+	var pkts []rtcp.Packet
+	for _, d := range downs {
+		if sr := d.senderReport(now); sr != nil {
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) > 0 {
+		_ = p.sub.WriteRTCP(pkts)
 	}
 }
 
@@ -321,7 +347,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	m := p.room.sfu.metrics
 	go func() {
 		defer p.wg.Done()
-		drainRTCP(recv, remote.RID())
+		l.readRTCP(recv)
 	}()
 	if isNew {
 		m.published.WithLabelValues(t.kind).Inc()
@@ -350,19 +376,24 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	p.wg.Done()
 }
 
-// drainRTCP reads a receiver's RTCP for one encoding so the interceptors
-// see sender reports.
-func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
+// readRTCP reads a receiver's RTCP for one layer (which also lets the
+// interceptors see it) and keeps the publisher's sender reports.
+func (l *layer) readRTCP(recv *webrtc.RTPReceiver) {
 	buf := make([]byte, 1500)
+	rid := l.remote.RID()
 	for {
+		var n int
 		var err error
 		if rid == "" {
-			_, _, err = recv.Read(buf)
+			n, _, err = recv.Read(buf)
 		} else {
-			_, _, err = recv.ReadSimulcast(buf, rid)
+			n, _, err = recv.ReadSimulcast(buf, rid)
 		}
 		if err != nil {
 			return
+		}
+		if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
+			l.noteSenderReports(pkts, time.Now())
 		}
 	}
 }

@@ -80,6 +80,7 @@ type layer struct {
 	size       atomic.Uint32 // width<<16 | height of the last key frame seen
 	bytes      atomic.Uint64 // payload bytes received, for the layer's bitrate
 	meter      rateMeter
+	sr         atomic.Pointer[senderInfo] // the publisher's latest sender report for this layer
 }
 
 func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -202,9 +203,13 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	if err := webrtc.ConfigureNack(me, ir); err != nil {
 		return fmt.Errorf("configure NACK: %w", err)
 	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return fmt.Errorf("configure RTCP reports: %w", err)
+	// Receiver reports to publishers come from pion; sender reports to
+	// subscribers the down tracks write themselves (see reports.go).
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return fmt.Errorf("configure receiver reports: %w", err)
 	}
+	ir.Add(rr)
 	// Congestion control: every connection gets a send-side bandwidth
 	// estimate (pion's GCC) fed by the subscriber's transport-wide feedback;
 	// the allocator turns a subscriber's estimate into layers. Publishers get
