@@ -164,6 +164,22 @@ func TestDemoCall(t *testing.T) {
 	)
 	waitJS(t, custTab, "customer receives chat", `window.hc.chat.includes("Hello from the agent")`)
 
+	// Dynacast: each side is asked to pause the simulcast layer the other
+	// does not watch, and video keeps flowing on the one it does.
+	waitJS(t, ctx, "agent told which layers to send", `!!(window.hc.layers && window.hc.layers.paused.length)`)
+	waitJS(t, custTab, "customer told which layers to send", `!!(window.hc.layers && window.hc.layers.paused.length)`)
+	for _, tab := range []struct {
+		name string
+		ctx  context.Context
+	}{{"agent", ctx}, {"customer", custTab}} {
+		before := waitMedia(t, tab.ctx, tab.name)
+		waitJS(t, tab.ctx, tab.name+" still decoding after dynacast", fmt.Sprintf(`(async () => {
+		  let f = 0;
+		  (await window.hc.pc.sub.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "video") f += r.framesDecoded || 0; });
+		  return f > %d + 15;
+		})()`, before.Frames))
+	}
+
 	// The customer hangs up; both see the call end.
 	run(t, custTab, "hang up", chromedp.Click(chromedp.ID("hangup")))
 	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)
@@ -202,7 +218,7 @@ func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Actio
 func waitJS(t *testing.T, ctx context.Context, what, cond string) {
 	t.Helper()
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond, chromedp.EvalAwaitPromise))
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -238,7 +254,7 @@ type mediaStats struct {
 	Layers int `json:"layers"` // simulcast layers this page is sending
 }
 
-func waitMedia(t *testing.T, ctx context.Context, who string) {
+func waitMedia(t *testing.T, ctx context.Context, who string) mediaStats {
 	t.Helper()
 	var s mediaStats
 	for {
@@ -250,7 +266,7 @@ func waitMedia(t *testing.T, ctx context.Context, who string) {
 		if s.Frames > 30 && s.Audio > 0 && s.Layers >= 2 {
 			t.Logf("%s: %d video frames decoded, %d audio packets received, sending %d simulcast layers",
 				who, s.Frames, s.Audio, s.Layers)
-			return
+			return s
 		}
 		select {
 		case <-ctx.Done():

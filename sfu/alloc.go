@@ -110,7 +110,7 @@ func (m *rateMeter) update(bytes uint64, now time.Time) int64 {
 func (t *publishedTrack) layerRates(now time.Time) (rates [maxLayers]int64) {
 	for i := range t.layers {
 		if l := t.layers[i].Load(); l != nil {
-			rates[i] = max(l.meter.update(l.bytes.Load(), now), 1) // present even before it is measured
+			rates[i] = t.layerRate(l, now)
 		}
 	}
 	return rates

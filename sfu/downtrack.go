@@ -211,6 +211,17 @@ func (d *downTrack) setMaxLayer(l int) {
 	d.retarget(false)
 }
 
+// wanted reports the layer the down track is switching to and the one it
+// forwards (layerNone for none).
+func (d *downTrack) wanted() (target, current int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.bound {
+		return layerNone, layerNone
+	}
+	return d.target, d.current
+}
+
 // ssrcNow returns the SSRC the down track sends with.
 func (d *downTrack) ssrcNow() uint32 {
 	d.mu.Lock()

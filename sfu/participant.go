@@ -27,6 +27,7 @@ type Signal struct {
 	Offer     string                   // an SDP offer for the sub connection
 	Candidate *webrtc.ICECandidateInit // a local ICE candidate
 	Failed    bool                     // the connection failed and will not recover
+	Layers    *LayerState              // which simulcast layers to send (pc is PCPub)
 }
 
 // ErrBadSDP wraps errors caused by an SDP the client sent.
@@ -138,6 +139,11 @@ func (p *Participant) allocateLoop() {
 			return
 		case now := <-t.C:
 			p.reallocate(now)
+			for _, t := range p.publishedTracks() {
+				if st, changed := t.dynacast(now); changed {
+					p.onSignal(Signal{PC: PCPub, Layers: &st})
+				}
+			}
 			if now.Sub(lastSR) >= srInterval {
 				p.sendReports(now)
 				lastSR = now

@@ -66,6 +66,7 @@ type publishedTrack struct {
 
 	layers [maxLayers]atomic.Pointer[layer]
 	in     streamCounters
+	dyn    dynacastState
 	// audioLevelID is the negotiated id of the RFC 6464 audio level header
 	// extension (0: not negotiated).
 	audioLevelID uint8
@@ -81,6 +82,7 @@ type layer struct {
 	bytes      atomic.Uint64 // payload bytes received, for the layer's bitrate
 	meter      rateMeter
 	sr         atomic.Pointer[senderInfo] // the publisher's latest sender report for this layer
+	activity   layerActivity
 }
 
 func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -56,6 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the SFU's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// DynacastPause is how long a simulcast layer no subscriber needs keeps
+	// being sent before the publisher is told to pause it; 0 means 5 s.
+	DynacastPause time.Duration
 }
 
 // SFU owns the media sockets and the rooms.
@@ -67,6 +71,8 @@ type SFU struct {
 	tcpMux  ice.TCPMux   // nil without ICE over TCP
 	log     *slog.Logger
 	metrics *metrics
+
+	dynacastPause time.Duration
 
 	// pcMu serialises peer connection creation so the bandwidth estimator
 	// pion builds for a connection can be picked up (see newPeerConnection).
@@ -112,7 +118,10 @@ func New(cfg Config) (*SFU, error) {
 		conn.Close()
 		return nil, err
 	}
-	s := &SFU{conn: conn, log: log, metrics: m, rooms: make(map[string]*Room)}
+	s := &SFU{conn: conn, log: log, metrics: m, rooms: make(map[string]*Room), dynacastPause: cfg.DynacastPause}
+	if s.dynacastPause <= 0 {
+		s.dynacastPause = defaultDynacastPause
+	}
 	if cfg.TCP {
 		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: cfg.TCPPort})
 		if err != nil {

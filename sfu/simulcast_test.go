@@ -46,8 +46,9 @@ func loopbackSettings() webrtc.SettingEngine {
 
 // testPeer is a pion peer connected to one SFU participant's connection.
 type testPeer struct {
-	pc   *webrtc.PeerConnection
-	part *Participant
+	pc     *webrtc.PeerConnection
+	part   *Participant
+	layers chan LayerState // dynacast instructions (pub peer only)
 }
 
 // join adds a participant whose signals are handled off the SFU's
@@ -65,7 +66,7 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, sub = &testPeer{part: part}, &testPeer{part: part}
+	pub, sub = &testPeer{part: part, layers: make(chan LayerState, 16)}, &testPeer{part: part}
 	for _, p := range []*testPeer{pub, sub} {
 		if p.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 			t.Fatal(err)
@@ -94,6 +95,11 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 					target = sub.pc
 				}
 				switch {
+				case s.Layers != nil:
+					select {
+					case pub.layers <- *s.Layers:
+					default:
+					}
 				case s.Candidate != nil:
 					_ = target.AddICECandidate(*s.Candidate)
 				case s.Offer != "":

@@ -336,6 +336,8 @@ func (h *hub) mediaSignals(c *call, s *session) func(sfu.Signal) {
 			s.send(protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
 		case sig.Candidate != nil:
 			s.send(protocol.Message{Type: protocol.TypeCandidate, PC: sig.PC, Candidate: toProtoCandidate(sig.Candidate)})
+		case sig.Layers != nil:
+			s.send(protocol.Message{Type: protocol.TypeLayers, Track: sig.Layers.TrackID, Active: sig.Layers.Active, Paused: sig.Layers.Paused})
 		case sig.Failed:
 			// Not from this callback's goroutine: ending closes the connection
 			// that is calling us.

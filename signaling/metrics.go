@@ -65,7 +65,7 @@ func knownType(typ string) bool {
 	switch typ {
 	case protocol.TypeJoin, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
 		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome, protocol.TypeQueued,
-		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeSpeaker:
+		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeLayers, protocol.TypeSpeaker:
 		return true
 	}
 	return false

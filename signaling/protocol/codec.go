@@ -217,7 +217,8 @@ func present(m *Message) fieldSet {
 	}
 	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
 		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.State != "" || m.Room != "" || m.Peer != nil ||
-		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" {
+		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" ||
+		m.Track != "" || m.Active != nil || m.Paused != nil {
 		f |= fServerOnly
 	}
 	return f

@@ -29,6 +29,7 @@ const (
 	TypeEnded      = "ended"       // the call ended
 	TypeError      = "error"       // something went wrong; see Code
 	TypeBye        = "bye"         // the server is closing this connection
+	TypeLayers     = "layers"      // publisher: which simulcast encodings of a track to send
 	TypeSpeaker    = "speaker"     // in a call: who is speaking now (Role; empty: nobody)
 )
 
@@ -115,6 +116,9 @@ type Message struct {
 	Peer       *Peer       `json:"peer,omitempty"`       // assigned
 	ICEServers []ICEServer `json:"iceServers,omitempty"` // welcome, assigned
 	Reason     string      `json:"reason,omitempty"`     // ended, bye
+	Track      string      `json:"track,omitempty"`      // layers: the publisher's track id
+	Active     []string    `json:"active,omitempty"`     // layers: RIDs to send
+	Paused     []string    `json:"paused,omitempty"`     // layers: RIDs to pause
 
 	Code    string `json:"code,omitempty"`    // error
 	Message string `json:"message,omitempty"` // error: human-readable

@@ -445,6 +445,10 @@
         onChat(msg);
         break;
 
+      case "layers":
+        applyLayers(msg);
+        break;
+
       case "speaker":
         // Ignore a late one after the call ended.
         if (call) showSpeaker(!msg.role ? "" : msg.role === role ? "you" : "peer");
@@ -852,6 +856,36 @@
     if (init.sdpMid === undefined && init.sdpMLineIndex === undefined) init.sdpMLineIndex = 0;
     if (c.usernameFragment) init.usernameFragment = c.usernameFragment;
     link.addRemoteCandidate(init);
+  }
+
+  // applyLayers pauses and resumes simulcast encodings of one of our tracks
+  // as the server asks (dynacast): nobody is watching the paused ones.
+  async function applyLayers(msg) {
+    const pc = call && call.pub && call.pub.pc;
+    if (!pc) return;
+    const active = new Set(msg.active || []);
+    const paused = new Set(msg.paused || []);
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.id !== msg.track) continue;
+      const params = sender.getParameters();
+      if (!params.encodings) continue;
+      let changed = false;
+      for (const enc of params.encodings) {
+        if (!enc.rid) continue;
+        const want = active.has(enc.rid) ? true : paused.has(enc.rid) ? false : enc.active;
+        if (enc.active !== want) {
+          enc.active = want;
+          changed = true;
+        }
+      }
+      if (!changed) continue;
+      try {
+        await sender.setParameters(params);
+      } catch (err) {
+        console.warn("helpcaster: could not change simulcast layers:", err);
+      }
+    }
+    hc.layers = { active: [...active], paused: [...paused] };
   }
 
   // SIMULCAST are the layers the server knows by rid: q, h and f.
