@@ -357,6 +357,17 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		if err := me.RegisterCodec(c.c, c.typ); err != nil {
 			return fmt.Errorf("register codec %s: %w", c.c.MimeType, err)
 		}
+		// RTX (RFC 4588) for each video codec, at the next payload type:
+		// retransmissions then travel on their own SSRC, so they do not
+		// disturb the receiver's loss and jitter statistics.
+		if c.typ == webrtc.RTPCodecTypeVideo {
+			rtx := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.c.PayloadType),
+			}, PayloadType: c.c.PayloadType + 1}
+			if err := me.RegisterCodec(rtx, webrtc.RTPCodecTypeVideo); err != nil {
+				return fmt.Errorf("register RTX for %s: %w", c.c.MimeType, err)
+			}
+		}
 	}
 	return nil
 }
