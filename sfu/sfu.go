@@ -22,6 +22,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5/udp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -57,6 +58,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the SFU's metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// BatchWrites queues outgoing UDP packets and writes them with
+	// sendmmsg, up to batchWriteSize at a time or every batchWriteInterval,
+	// trading up to that interval of latency for fewer system calls.
+	BatchWrites bool
 	// DynacastPause is how long a simulcast layer no subscriber needs keeps
 	// being sent before the publisher is told to pause it; 0 means 5 s.
 	DynacastPause time.Duration
@@ -66,6 +71,7 @@ type Config struct {
 type SFU struct {
 	api     *webrtc.API
 	conn    *net.UDPConn
+	batch   *udp.BatchConn // wraps conn when Config.BatchWrites
 	mux     ice.UDPMux
 	tcpLn   *tcpListener // nil without ICE over TCP
 	tcpMux  ice.TCPMux   // nil without ICE over TCP
@@ -159,7 +165,12 @@ func (s *SFU) TCPAddr() *net.TCPAddr {
 func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	var se webrtc.SettingEngine
 	se.LoggerFactory = quietLoggers{}
-	s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), s.conn)
+	var pc net.PacketConn = s.conn
+	if cfg.BatchWrites {
+		s.batch = udp.NewBatchConn(s.conn, batchWriteSize, batchWriteInterval)
+		pc = s.batch
+	}
+	s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), pc)
 	se.SetICEUDPMux(s.mux)
 	udp, tcp := webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4
 	if ip.To4() == nil {
@@ -247,6 +258,12 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	return nil
 }
 
+// Batched UDP writes (Config.BatchWrites).
+const (
+	batchWriteSize     = 64
+	batchWriteInterval = time.Millisecond
+)
+
 // tcpMuxReadPackets is how many packets the ICE-TCP mux buffers per
 // connection before the reader takes them.
 const tcpMuxReadPackets = 8
@@ -259,7 +276,12 @@ func (s *SFU) closeSockets() error {
 			errs = append(errs, fmt.Errorf("close UDP mux: %w", err))
 		}
 	}
-	if err := s.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	if s.batch != nil {
+		// Stops the batch writer and closes the socket.
+		if err := s.batch.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close media UDP socket: %w", err))
+		}
+	} else if err := s.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		errs = append(errs, fmt.Errorf("close media UDP socket: %w", err))
 	}
 	switch {

@@ -375,8 +375,14 @@ func checkStream(t *testing.T, who string, pkts []received, fromStart bool) []in
 
 // TestSimulcastSwitching: one publisher, two subscribers. One subscriber
 // drops to the lowest layer and climbs back; the other keeps the top layer.
+// It runs with plain and with batched UDP writes.
 func TestSimulcastSwitching(t *testing.T) {
-	s, err := New(Config{LoopbackOnly: true})
+	t.Run("plain writes", func(t *testing.T) { testSimulcastSwitching(t, Config{LoopbackOnly: true}) })
+	t.Run("batched writes", func(t *testing.T) { testSimulcastSwitching(t, Config{LoopbackOnly: true, BatchWrites: true}) })
+}
+
+func testSimulcastSwitching(t *testing.T, cfg Config) {
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ type Config struct {
 	MediaTCPPort      int      // the one TCP port for ICE over TCP, the fallback to UDP (1-65535); 0 = off
 	MediaPublicIPs    []string // public IPs to announce (1:1 NAT); nil = none
 	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
+	MediaBatchWrites  bool     // write media with sendmmsg in batches
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -153,6 +154,9 @@ func settings(c *Config) []setting {
 		{flag: "media-loopback-only", yaml: "media.loopback_only", kind: kindBool, def: "false",
 			usage: "gather and announce only loopback ICE candidates (tests)",
 			set:   func(v string) error { return setBool(&c.MediaLoopbackOnly, v) }},
+		{flag: "media-batch-writes", yaml: "media.batch_writes", kind: kindBool, def: "false",
+			usage: "queue outgoing media and write it with sendmmsg in batches (up to 1 ms more latency, fewer system calls)",
+			set:   func(v string) error { return setBool(&c.MediaBatchWrites, v) }},
 		{flag: "max-message-bytes", yaml: "signaling.max_message_bytes", arg: "N", def: "65536",
 			usage: "largest signaling message, in bytes",
 			set:   func(v string) error { return setInt(&c.MaxMessageBytes, v, 1024, 64<<20) }},

@@ -44,6 +44,7 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 			TCPPort:      cfg.MediaTCPPort,
 			PublicIPs:    cfg.MediaPublicIPs,
 			LoopbackOnly: cfg.MediaLoopbackOnly,
+			BatchWrites:  cfg.MediaBatchWrites,
 		},
 		Limits: signaling.Limits{
 			MaxMessageBytes: cfg.MaxMessageBytes,
