@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 func TestAllocate(t *testing.T) {
@@ -92,5 +94,33 @@ func TestSortByPriority(t *testing.T) {
 	sortByPriority(downs, "")
 	if got, want := names(downs), []string{"ann/screen", "ann/video", "bob/video", "carl/video"}; !slices.Equal(got, want) {
 		t.Errorf("order with nobody speaking = %v, want %v", got, want)
+	}
+}
+
+// TestPauseDelay: a video track the allocator finds no room for keeps its
+// lowest layer for pauseDelay before it is paused, and a moment of room
+// starts the count again.
+func TestPauseDelay(t *testing.T) {
+	src := &publishedTrack{kind: "video", mime: mimeVP8}
+	for i := range maxLayers {
+		l := &layer{track: src, index: i}
+		l.lastKeyReq.Store(1 << 62) // a keyframe was "just" asked for: no RTCP goes out
+		src.layers[i].Store(l)
+	}
+	d := &downTrack{src: src, kind: webrtc.RTPCodecTypeVideo, maxLayer: layerFull, bwLayer: layerFull, target: layerFull, current: layerFull}
+	t0 := time.Unix(100, 0)
+	d.setBandwidthLayer(layerNone, t0)
+	if d.bwLayer != layerQuarter {
+		t.Fatalf("paused at once: bwLayer %d", d.bwLayer)
+	}
+	d.setBandwidthLayer(layerNone, t0.Add(pauseDelay/2))
+	d.setBandwidthLayer(layerHalf, t0.Add(pauseDelay*3/4)) // room again
+	d.setBandwidthLayer(layerNone, t0.Add(pauseDelay*5/4))
+	if d.bwLayer != layerQuarter {
+		t.Fatalf("paused although room came back in between: bwLayer %d", d.bwLayer)
+	}
+	d.setBandwidthLayer(layerNone, t0.Add(pauseDelay*9/4))
+	if d.bwLayer != layerNone || d.target != layerNone || d.current != layerNone {
+		t.Fatalf("not paused after the delay: bw %d target %d current %d", d.bwLayer, d.target, d.current)
 	}
 }

@@ -26,31 +26,32 @@ type downTrack struct {
 	vp8       bool
 	clockRate uint32
 
-	mu          sync.Mutex
-	bound       bool
-	connected   bool // the subscriber's connection can carry media
-	writer      webrtc.TrackLocalWriter
-	ssrc        uint32
-	pt          uint8
-	maxLayer    int // highest layer the subscriber asked for
-	bwLayer     int // highest layer the subscriber's bandwidth allows; layerNone pauses video
-	target      int // layer to switch to at its next keyframe
-	current     int // layer being forwarded; layerNone until the first keyframe
-	seq         seqRewriter
-	ts          tsRewriter
-	pics        vp8Rewriter
-	lastFwd     time.Time // when the last frame (marker packet) was forwarded
-	lastFwdTS   uint32    // its outgoing RTP timestamp
-	sentPackets uint32    // for sender reports
-	sentOctets  uint32
-	lastSRMid   uint32    // middle 32 bits of the NTP time in our last sender report
-	lastSRAt    time.Time // when we sent it
-	firstSeq    uint16    // random start of the outgoing sequence
-	firstTS     uint32    // random start of the outgoing timeline
-	out         streamCounters
-	switches    prometheus.Counter
-	hdr         rtp.Header // reused for every egress packet, so writes allocate nothing here
-	buf         [1500]byte // payload copy when the VP8 descriptor must be rewritten
+	mu           sync.Mutex
+	bound        bool
+	connected    bool // the subscriber's connection can carry media
+	writer       webrtc.TrackLocalWriter
+	ssrc         uint32
+	pt           uint8
+	maxLayer     int       // highest layer the subscriber asked for
+	bwLayer      int       // highest layer the subscriber's bandwidth allows; layerNone pauses video
+	starvedSince time.Time // since when the allocator has found no room for this track
+	target       int       // layer to switch to at its next keyframe
+	current      int       // layer being forwarded; layerNone until the first keyframe
+	seq          seqRewriter
+	ts           tsRewriter
+	pics         vp8Rewriter
+	lastFwd      time.Time // when the last frame (marker packet) was forwarded
+	lastFwdTS    uint32    // its outgoing RTP timestamp
+	sentPackets  uint32    // for sender reports
+	sentOctets   uint32
+	lastSRMid    uint32    // middle 32 bits of the NTP time in our last sender report
+	lastSRAt     time.Time // when we sent it
+	firstSeq     uint16    // random start of the outgoing sequence
+	firstTS      uint32    // random start of the outgoing timeline
+	out          streamCounters
+	switches     prometheus.Counter
+	hdr          rtp.Header // reused for every egress packet, so writes allocate nothing here
+	buf          [1500]byte // payload copy when the VP8 descriptor must be rewritten
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -238,11 +239,28 @@ func (d *downTrack) setConnected() {
 	d.retarget(true)
 }
 
+// pauseDelay is how long the allocator must find no room for a video track
+// before it is paused; until then it gets its lowest layer. Estimates dip
+// briefly for reasons other than congestion (scheduling jitter reads as
+// queueing delay), and a paused track is slow to come back.
+const pauseDelay = 2 * time.Second
+
 // setBandwidthLayer caps the layer forwarded to what the subscriber's
-// bandwidth allows; layerNone pauses a video track.
-func (d *downTrack) setBandwidthLayer(l int) {
+// bandwidth allows at now; layerNone pauses a video track once it has been
+// asked for for pauseDelay.
+func (d *downTrack) setBandwidthLayer(l int, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if l == layerNone {
+		if d.starvedSince.IsZero() {
+			d.starvedSince = now
+		}
+		if now.Sub(d.starvedSince) < pauseDelay {
+			l = layerQuarter // chooseLayer falls back to the lowest layer received
+		}
+	} else {
+		d.starvedSince = time.Time{}
+	}
 	if l == d.bwLayer {
 		return
 	}

@@ -208,7 +208,7 @@ func (p *Participant) reallocate(now time.Time) {
 		if l == layerNone {
 			m.pausedVideo.Inc()
 		}
-		videos[i].setBandwidthLayer(l)
+		videos[i].setBandwidthLayer(l, now)
 	}
 }
 
@@ -441,7 +441,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 		p.log.Warn("subscribe failed", "kind", t.kind, "err", err)
 		return
 	}
-	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{t.codec}); err != nil {
+	if err := tr.SetCodecPreferences(codecPreferences(t.codec)); err != nil {
 		p.log.Debug("codec preference not applied", "err", err)
 	}
 	p.downs[t] = d

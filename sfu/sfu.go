@@ -19,6 +19,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
@@ -220,7 +221,10 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		return fmt.Errorf("register audio level header extension: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, ir); err != nil {
+	// NACK responses come from a cache of the packets sent on each down
+	// track: 256 packets is about 1.7 s of 1.5 Mbit/s video (several round
+	// trips) and holds a down track's cache to about 300 KiB.
+	if err := webrtc.ConfigureNackWithOptions(me, ir, nil, nack.ResponderSize(nackCacheSize)); err != nil {
 		return fmt.Errorf("configure NACK: %w", err)
 	}
 	// Receiver reports to publishers come from pion; sender reports to
@@ -257,6 +261,10 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
 	return nil
 }
+
+// nackCacheSize is how many sent packets each down track keeps for
+// retransmission.
+const nackCacheSize = 256
 
 // Batched UDP writes (Config.BatchWrites).
 const (
@@ -362,19 +370,58 @@ func (c *tcpConn) Close() error {
 	return c.Conn.Close()
 }
 
-// registerCodecs offers Opus for audio and VP8 then H.264 for video.
-func registerCodecs(me *webrtc.MediaEngine) error {
+// codecEntry is one codec the SFU offers.
+type codecEntry struct {
+	c   webrtc.RTPCodecParameters
+	typ webrtc.RTPCodecType
+}
+
+// supportedCodecs lists Opus for audio and VP8 then H.264 for video, with
+// the payload types the SFU uses. Each video codec's RTX is at the next
+// payload type.
+func supportedCodecs() []codecEntry {
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
-	codecs := []struct {
-		c   webrtc.RTPCodecParameters
-		typ webrtc.RTPCodecType
-	}{
+	h264 := func(profile string, pt webrtc.PayloadType) codecEntry {
+		return codecEntry{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile, RTCPFeedback: fb}, PayloadType: pt}, webrtc.RTPCodecTypeVideo}
+	}
+	return []codecEntry{
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
-		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 102}, webrtc.RTPCodecTypeVideo},
-		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: fb}, PayloadType: 104}, webrtc.RTPCodecTypeVideo},
-		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", RTCPFeedback: fb}, PayloadType: 106}, webrtc.RTPCodecTypeVideo},
+		h264("42e01f", 102),
+		h264("42001f", 104),
+		h264("640032", 106),
 	}
+}
+
+// rtxCodec is the RTX codec the SFU pairs with its codec c.
+func rtxCodec(c webrtc.RTPCodecParameters) webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.PayloadType),
+	}, PayloadType: c.PayloadType + 1}
+}
+
+// codecPreferences is what a down track of a source track with codec src
+// offers: the SFU's codec matching src and, for video, its RTX, so the
+// subscriber can only pick what the source sends.
+func codecPreferences(src webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
+	var ours []webrtc.RTPCodecParameters
+	for _, e := range supportedCodecs() {
+		ours = append(ours, e.c)
+	}
+	c, ok := matchCodec(src, ours)
+	if !ok {
+		return []webrtc.RTPCodecParameters{src}
+	}
+	if kindOf(c.MimeType) == "video" {
+		return []webrtc.RTPCodecParameters{c, rtxCodec(c)}
+	}
+	return []webrtc.RTPCodecParameters{c}
+}
+
+// registerCodecs registers supportedCodecs and their RTX.
+func registerCodecs(me *webrtc.MediaEngine) error {
+	codecs := supportedCodecs()
 	for _, c := range codecs {
 		if err := me.RegisterCodec(c.c, c.typ); err != nil {
 			return fmt.Errorf("register codec %s: %w", c.c.MimeType, err)
@@ -383,10 +430,7 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		// retransmissions then travel on their own SSRC, so they do not
 		// disturb the receiver's loss and jitter statistics.
 		if c.typ == webrtc.RTPCodecTypeVideo {
-			rtx := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
-				MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.c.PayloadType),
-			}, PayloadType: c.c.PayloadType + 1}
-			if err := me.RegisterCodec(rtx, webrtc.RTPCodecTypeVideo); err != nil {
+			if err := me.RegisterCodec(rtxCodec(c.c), webrtc.RTPCodecTypeVideo); err != nil {
 				return fmt.Errorf("register RTX for %s: %w", c.c.MimeType, err)
 			}
 		}
