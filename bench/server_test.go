@@ -1,0 +1,438 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// server is a helpcaster serve process started by a test.
+type server struct {
+	cmd    *exec.Cmd
+	base   string // http://127.0.0.1:PORT
+	log    string // file with the process's stdout and stderr
+	exited chan struct{}
+	err    error // the process's exit status, once exited is closed
+	http   *http.Client
+}
+
+// buildBinary builds ../cmd/helpcaster into dir and returns its path.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(dir, "helpcaster")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/helpcaster").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback port of network ("tcp" or "udp") that was free
+// a moment ago.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs `helpcaster serve --dev` on loopback with media on one
+// UDP port and no ICE over TCP, plus extra flags, waits until /readyz
+// answers, and stops the process when the test ends (SIGTERM, then SIGKILL).
+func startServer(t *testing.T, bin string, extra ...string) *server {
+	t.Helper()
+	httpPort, udpPort := freePort(t, "tcp"), freePort(t, "udp")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--dev", "--listen", addr,
+		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port", "0",
+		"--media-loopback-only", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("start server: %v", err)
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, log: logPath, exited: make(chan struct{}),
+		http: &http.Client{Timeout: 10 * time.Second}}
+	go func() {
+		s.err = cmd.Wait()
+		logFile.Close()
+		close(s.exited)
+	}()
+	t.Cleanup(s.stop)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.http.Get(s.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("server exited before it was ready: %v\n%s", s.err, s.logTail())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready after 30s (last error %v)\n%s", err, s.logTail())
+		}
+	}
+}
+
+// stop ends the process: SIGTERM, up to 15s for a clean exit, then SIGKILL.
+func (s *server) stop() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return
+	case <-time.After(15 * time.Second):
+	}
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// alive reports an error if the process has exited.
+func (s *server) alive() error {
+	select {
+	case <-s.exited:
+		return fmt.Errorf("server exited: %v\n%s", s.err, s.logTail())
+	default:
+		return nil
+	}
+}
+
+// logTail returns the last few KiB the server logged.
+func (s *server) logTail() string {
+	b, err := os.ReadFile(s.log)
+	if err != nil {
+		return "(no server log: " + err.Error() + ")"
+	}
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return string(b)
+}
+
+// get fetches path from the server and returns the body of a 200 answer.
+func (s *server) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// token returns a demo token for role ("agent" or "customer").
+func (s *server) token(ctx context.Context, role string) (string, error) {
+	b, err := s.get(ctx, "/demo/token?role="+role)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Token == "" {
+		return "", fmt.Errorf("demo token: %v in %q", err, b)
+	}
+	return v.Token, nil
+}
+
+// metrics scrapes /metrics.
+func (s *server) metrics(ctx context.Context) (metrics, error) {
+	b, err := s.get(ctx, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(b)
+}
+
+// sample is one line of the Prometheus text format.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
+
+// metrics maps a series name to its samples.
+type metrics map[string][]sample
+
+// sum adds the samples of name whose labels include every pair in match.
+func (m metrics) sum(name string, match ...string) float64 {
+	var total float64
+next:
+	for _, s := range m[name] {
+		for i := 0; i+1 < len(match); i += 2 {
+			if s.labels[match[i]] != match[i+1] {
+				continue next
+			}
+		}
+		total += s.value
+	}
+	return total
+}
+
+// parseMetrics reads the Prometheus text exposition format: comments are
+// skipped, each other line is name{labels} value [timestamp].
+func parseMetrics(b []byte) (metrics, error) {
+	m := metrics{}
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest := line, ""
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			name, rest = line[:i], line[i:]
+		}
+		labels := map[string]string{}
+		if strings.HasPrefix(rest, "{") {
+			var err error
+			if rest, err = parseLabels(rest[1:], labels); err != nil {
+				return nil, fmt.Errorf("metrics line %d: %v: %q", n+1, err, line)
+			}
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("metrics line %d: no value: %q", n+1, line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %d: %v", n+1, err)
+		}
+		m[name] = append(m[name], sample{labels: labels, value: v})
+	}
+	return m, nil
+}
+
+// parseLabels reads `a="x",b="y"}` into labels and returns what follows the
+// closing brace.
+func parseLabels(s string, labels map[string]string) (string, error) {
+	for {
+		s = strings.TrimLeft(s, " ,")
+		if strings.HasPrefix(s, "}") {
+			return s[1:], nil
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			return "", errors.New("bad label")
+		}
+		key := strings.TrimSpace(s[:eq])
+		s = s[eq+2:]
+		var val strings.Builder
+		i := 0
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+				switch s[i] {
+				case 'n':
+					val.WriteByte('\n')
+				default:
+					val.WriteByte(s[i])
+				}
+				continue
+			}
+			val.WriteByte(s[i])
+		}
+		if i == len(s) {
+			return "", errors.New("unterminated label value")
+		}
+		labels[key] = val.String()
+		s = s[i+1:]
+	}
+}
+
+// procStat is a process's CPU time and context switches.
+type procStat struct {
+	user, sys time.Duration // utime, stime (USER_HZ ticks, 100 per second on Linux)
+	threads   int
+	switches  int64 // voluntary and involuntary context switches of its live threads
+}
+
+func (p procStat) cpu() time.Duration { return p.user + p.sys }
+
+// readProc reads /proc/PID/stat and the context switch counts of every
+// thread in /proc/PID/task.
+func readProc(pid int) (procStat, error) {
+	var p procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return p, err
+	}
+	// The command name (field 2) may hold spaces; fields start after ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return p, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 18 {
+		return p, errors.New("short /proc stat")
+	}
+	// f[0] is field 3 (state): utime is field 14, stime 15, num_threads 20.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	threads, err3 := strconv.Atoi(f[17])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return p, err
+	}
+	const tick = time.Second / 100
+	p.user, p.sys, p.threads = time.Duration(utime)*tick, time.Duration(stime)*tick, threads
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, path := range tasks {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				p.switches += n
+			}
+		}
+	}
+	return p, nil
+}
+
+// udpDrops returns how many datagrams the kernel dropped, for lack of
+// receive buffer, on the UDP sockets that process pid ("self" for this one)
+// holds open (the drops column of /proc/net/udp and udp6).
+func udpDrops(pid string) (int64, error) {
+	fds, err := os.ReadDir("/proc/" + pid + "/fd")
+	if err != nil {
+		return 0, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var drops int64
+	for _, table := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 13 || !inodes[f[9]] {
+				continue
+			}
+			n, _ := strconv.ParseInt(f[12], 10, 64)
+			drops += n
+		}
+	}
+	return drops, nil
+}
+
+// selfCPU returns this process's user+system CPU time (all threads).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineIdle returns the idle and iowait time of all cores from /proc/stat.
+// With a tickless kernel these are measured, not sampled, so busy time over
+// a window is cores × wall time minus idle, which also counts the short
+// bursts that tick sampling of the busy fields misses.
+func machineIdle() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait ...
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("bad /proc/stat")
+	}
+	idle, err1 := strconv.ParseInt(f[4], 10, 64)
+	iowait, err2 := strconv.ParseInt(f[5], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(idle+iowait) * time.Second / 100, nil
+}
+
+func TestParseMetrics(t *testing.T) {
+	m, err := parseMetrics([]byte(`# HELP x_total Something.
+# TYPE x_total counter
+x_total{kind="audio",direction="out"} 10
+x_total{kind="video",direction="out"} 2.5e+01
+x_total{kind="video",direction="in"} 7
+y 3 1700000000000
+z{a="q\"u,o}te"} 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.sum("x_total", "direction", "out"); got != 35 {
+		t.Errorf("sum out = %v, want 35", got)
+	}
+	if got := m.sum("x_total"); got != 42 {
+		t.Errorf("sum = %v, want 42", got)
+	}
+	if got := m.sum("y"); got != 3 {
+		t.Errorf("y = %v, want 3", got)
+	}
+	if got := m["z"]; len(got) != 1 || got[0].labels["a"] != `q"u,o}te` {
+		t.Errorf("z = %+v", got)
+	}
+	if _, err := parseMetrics([]byte("bad{a=1} 2\n")); err == nil {
+		t.Error("bad label accepted")
+	}
+}
