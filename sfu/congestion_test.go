@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/webrtc/v4"
 )
 
 // linkLimiter is a receive-side interceptor standing in for a narrow link:
@@ -60,54 +59,20 @@ func (l *linkLimiter) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.
 	})
 }
 
-// limitedAPI is testAPI with the limiter ahead of every other interceptor.
-func limitedAPI(t *testing.T, l *linkLimiter) *webrtc.API {
-	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	ir.Add(l)
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings()))
-}
-
 // TestCongestionMovesLayers: a subscriber behind a narrowing link drops to
 // a lower layer and climbs back when the link widens; a subscriber on a good
 // link keeps the top layer throughout; the climb back switches cleanly.
 func TestCongestionMovesLayers(t *testing.T) {
-	s, err := New(Config{LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	room, err := s.Room("congestion")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-
+	_, room, ctx := newTestRoom(t, Config{LoopbackOnly: true}, "congestion")
 	var link linkLimiter
 	pub, _ := join(t, ctx, room, "publisher", testAPI(t))
-	_, narrow := join(t, ctx, room, "narrow", limitedAPI(t, &link))
+	_, narrow := join(t, ctx, room, "narrow", apiWith(t, true, &link))
 	_, wide := join(t, ctx, room, "wide", testAPI(t))
 	var a, b collector
 	a.attach(narrow)
 	b.attach(wide)
 
-	ss := publishLayers(t, pub)
-	sendCtx, stopSending := context.WithCancel(ctx)
-	done := make(chan struct{})
-	// About 60, 150 and 400 kbit/s.
-	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{40, 140, 400}) }()
-	defer func() { stopSending(); <-done }()
+	sendSimulcast(t, ctx, pub, [maxLayers]int{40, 140, 400}) // about 60, 150 and 400 kbit/s
 
 	waitLayer(t, ctx, "narrow", &a, layerFull)
 	waitLayer(t, ctx, "wide", &b, layerFull)

@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
@@ -10,28 +9,14 @@ import (
 // TestDynacast: layers no subscriber needs are paused at the publisher after
 // the pause delay, and resumed as soon as one is needed again.
 func TestDynacast(t *testing.T) {
-	s, err := New(Config{LoopbackOnly: true, DynacastPause: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	room, err := s.Room("dynacast")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	_, room, ctx := newTestRoom(t, Config{LoopbackOnly: true, DynacastPause: time.Second}, "dynacast")
 	api := testAPI(t)
 	pub, _ := join(t, ctx, room, "publisher", api)
 	_, sub := join(t, ctx, room, "viewer", api)
 	var c collector
 	c.attach(sub)
 
-	ss := publishLayers(t, pub)
-	sendCtx, stopSending := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{8, 16, 32}) }()
-	defer func() { stopSending(); <-done }()
+	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
 
 	expect := func(what string, want ...string) {
 		t.Helper()

@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -56,40 +55,16 @@ func (d *dropOnce) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.
 // from its cache when the subscriber asks (NACK), so it ends up with all of
 // them.
 func TestNACKRecovery(t *testing.T) {
-	s, err := New(Config{LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	room, err := s.Room("nack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
+	s, room, ctx := newTestRoom(t, Config{LoopbackOnly: true}, "nack")
 	loss := &dropOnce{seen: map[uint16]bool{}, dropped: map[uint16]bool{}}
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	ir.Add(loss)
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	lossyAPI := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings()))
+	lossyAPI := apiWith(t, true, loss)
 
 	pub, _ := join(t, ctx, room, "publisher", testAPI(t))
 	_, sub := join(t, ctx, room, "subscriber", lossyAPI)
 	var c collector
 	c.attach(sub)
 
-	ss := publishLayers(t, pub)
-	sendCtx, stopSending := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{8, 16, 32}) }()
-	defer func() { stopSending(); <-done }()
+	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
 
 	waitLayer(t, ctx, "subscriber", &c, layerFull)
 	time.Sleep(time.Second)

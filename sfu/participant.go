@@ -155,12 +155,7 @@ func (p *Participant) allocateLoop() {
 // sendReports sends a sender report for every down track that has sent
 // media, in one compound packet.
 func (p *Participant) sendReports(now time.Time) {
-	p.mu.Lock()
-	downs := make([]*downTrack, 0, len(p.downs))
-	for _, d := range p.downs {
-		downs = append(downs, d)
-	}
-	p.mu.Unlock()
+	downs := p.downTracks()
 	var pkts []rtcp.Packet
 	for _, d := range downs {
 		if sr := d.senderReport(now); sr != nil {
@@ -177,12 +172,7 @@ func (p *Participant) sendReports(now time.Time) {
 // order.
 func (p *Participant) reallocate(now time.Time) {
 	budget := int64(p.bwe.GetTargetBitrate())
-	p.mu.Lock()
-	downs := make([]*downTrack, 0, len(p.downs))
-	for _, d := range p.downs {
-		downs = append(downs, d)
-	}
-	p.mu.Unlock()
+	downs := p.downTracks()
 	speaker := ""
 	if p.room.speakers != nil {
 		speaker = p.room.speakers.speaker()
@@ -410,16 +400,29 @@ func (p *Participant) publishedTracks() []*publishedTrack {
 	return append([]*publishedTrack(nil), p.published...)
 }
 
+// downTracks lists the participant's down tracks.
+func (p *Participant) downTracks() []*downTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.downTracksLocked()
+}
+
+// downTracksLocked is downTracks with p.mu held.
+func (p *Participant) downTracksLocked() []*downTrack {
+	downs := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	return downs
+}
+
 // subConnected starts the down tracks once the sub connection can carry
 // media: pion drops what is written before DTLS completes, so forwarding
 // earlier would lose the keyframe a subscriber must start on.
 func (p *Participant) subConnected() {
 	p.mu.Lock()
 	p.subReady = true
-	downs := make([]*downTrack, 0, len(p.downs))
-	for _, d := range p.downs {
-		downs = append(downs, d)
-	}
+	downs := p.downTracksLocked()
 	p.mu.Unlock()
 	for _, d := range downs {
 		d.setConnected()
@@ -470,10 +473,7 @@ func (p *Participant) SetMaxQuality(q int) {
 	q = max(QualityLow, min(q, QualityHigh))
 	p.mu.Lock()
 	p.maxQuality = q
-	downs := make([]*downTrack, 0, len(p.downs))
-	for _, d := range p.downs {
-		downs = append(downs, d)
-	}
+	downs := p.downTracksLocked()
 	p.mu.Unlock()
 	for _, d := range downs {
 		d.setMaxLayer(q)

@@ -1,13 +1,11 @@
 package sfu
 
 import (
-	"context"
 	"math"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -125,34 +123,14 @@ func TestReceiverReportRTT(t *testing.T) {
 // sends reports; the subscriber's reports from the SFU carry that clock and
 // an RTP time that matches the packets it receives.
 func TestSenderReportsEndToEnd(t *testing.T) {
-	s, err := New(Config{LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	room, err := s.Room("reports")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
+	_, room, ctx := newTestRoom(t, Config{LoopbackOnly: true}, "reports")
 	ahead := time.Hour
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
 	srf, err := report.NewSenderInterceptor(report.SenderNow(func() time.Time { return time.Now().Add(ahead) }),
 		report.SenderInterval(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ir.Add(srf)
-	pubAPI := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings()))
+	pubAPI := apiWith(t, false, srf)
 
 	pub, _ := join(t, ctx, room, "publisher", pubAPI)
 	_, sub := join(t, ctx, room, "subscriber", testAPI(t))
@@ -199,11 +177,7 @@ func TestSenderReportsEndToEnd(t *testing.T) {
 		}
 	})
 
-	ss := publishLayers(t, pub)
-	sendCtx, stopSending := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{8, 16, 32}) }()
-	defer func() { stopSending(); <-done }()
+	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
 
 	waitFor(t, ctx, "three sender reports at the subscriber", func() bool {
 		mu.Lock()

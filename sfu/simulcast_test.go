@@ -21,7 +21,13 @@ import (
 // every switch lands on a keyframe and keeps sequence numbers, timestamps
 // and picture ids continuous.
 
-func testAPI(t *testing.T) *webrtc.API {
+func testAPI(t *testing.T) *webrtc.API { return apiWith(t, true) }
+
+// apiWith builds a loopback-only pion API with pion's default codecs, the
+// simulcast header extensions, the interceptors first (ahead of all
+// others, so they see packets first) and, when defaults, pion's default
+// interceptors.
+func apiWith(t *testing.T, defaults bool, first ...interceptor.Factory) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -31,10 +37,44 @@ func testAPI(t *testing.T) *webrtc.API {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
+	for _, f := range first {
+		ir.Add(f)
+	}
+	if defaults {
+		if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(loopbackSettings()))
+}
+
+// newTestRoom starts an SFU with cfg and opens a room; both close, and the
+// returned context ends, when the test does.
+func newTestRoom(t *testing.T, cfg Config, name string) (*SFU, *Room, context.Context) {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	room, err := s.Room(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return s, room, ctx
+}
+
+// sendSimulcast publishes three synthetic layers from pub and sends them
+// until the test ends.
+func sendSimulcast(t *testing.T, ctx context.Context, pub *testPeer, filler [maxLayers]int) {
+	t.Helper()
+	ss := publishLayers(t, pub)
+	sendCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); sendLayers(sendCtx, ss, filler) }()
+	t.Cleanup(func() { stop(); <-done })
 }
 
 func loopbackSettings() webrtc.SettingEngine {
@@ -82,6 +122,7 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 			}
 		})
 	}
+	ctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -115,6 +156,7 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 		part.Close()
 		pub.pc.Close()
 		sub.pc.Close()
+		stop()
 		wg.Wait()
 	})
 	return pub, sub
@@ -404,17 +446,7 @@ func TestSimulcastSwitching(t *testing.T) {
 }
 
 func testSimulcastSwitching(t *testing.T, cfg Config) {
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	room, err := s.Room("simulcast")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	_, room, ctx := newTestRoom(t, cfg, "simulcast")
 	api := testAPI(t)
 
 	pub, _ := join(t, ctx, room, "publisher", api)
@@ -424,11 +456,7 @@ func testSimulcastSwitching(t *testing.T, cfg Config) {
 	a.attach(subA)
 	b.attach(subB)
 
-	ss := publishLayers(t, pub)
-	sendCtx, stopSending := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); sendLayers(sendCtx, ss, [maxLayers]int{8, 16, 32}) }()
-	defer func() { stopSending(); <-done }()
+	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
 
 	waitLayer(t, ctx, "constrained", &a, layerFull)
 	waitLayer(t, ctx, "steady", &b, layerFull)
