@@ -190,6 +190,8 @@ func (l *layer) run() {
 	m := t.owner.room.sfu.metrics
 	dropped := m.dropped
 	vp8 := t.mime == mimeVP8
+	var lastTS uint32
+	var sawTS bool
 	for count := 0; ; count++ {
 		n, _, err := l.remote.Read(buf)
 		if err != nil {
@@ -221,7 +223,12 @@ func (l *layer) run() {
 		if t.kind == "audio" {
 			t.observeAudio(&h)
 		}
-		key := t.kind == "video" && len(payload) > 0 && IsKeyframe(t.mime, payload)
+		// A keyframe starts where a switch may start: for H.264 only the
+		// first packet of a picture counts (its SPS; an IDR slice later in
+		// the same picture must not start a switch).
+		frameStart := !sawTS || h.Timestamp != lastTS
+		sawTS, lastTS = true, h.Timestamp
+		key := t.kind == "video" && len(payload) > 0 && (vp8 || frameStart) && IsKeyframe(t.mime, payload)
 		if key && vp8 {
 			if w, hh, ok := vp8KeyframeSize(payload); ok {
 				l.size.Store(uint32(w)<<16 | uint32(hh))

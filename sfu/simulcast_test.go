@@ -70,7 +70,13 @@ func newTestRoom(t *testing.T, cfg Config, name string) (*SFU, *Room, context.Co
 // until the test ends.
 func sendSimulcast(t *testing.T, ctx context.Context, pub *testPeer, filler [maxLayers]int) {
 	t.Helper()
-	ss := publishLayers(t, pub)
+	sendSimulcastOf(t, ctx, pub, webrtc.MimeTypeVP8, filler)
+}
+
+// sendSimulcastOf is sendSimulcast for codec mime (VP8 or H.264).
+func sendSimulcastOf(t *testing.T, ctx context.Context, pub *testPeer, mime string, filler [maxLayers]int) {
+	t.Helper()
+	ss := publishLayersOf(t, pub, mime)
 	sendCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); sendLayers(sendCtx, ss, filler) }()
@@ -184,14 +190,15 @@ type simulcastSender struct {
 	rids         [maxLayers]string
 	mid          string
 	midID, ridID uint8
+	h264         bool // send H.264 instead of VP8
 }
 
-// publishLayers offers three simulcast VP8 encodings (q, h, f).
-func publishLayers(t *testing.T, pub *testPeer) *simulcastSender {
+// publishLayersOf offers three simulcast encodings (q, h, f) of codec mime.
+func publishLayersOf(t *testing.T, pub *testPeer, mime string) *simulcastSender {
 	t.Helper()
 	var tracks [maxLayers]*webrtc.TrackLocalStaticRTP
 	for i, rid := range []string{"q", "h", "f"} {
-		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000},
 			"video", "cam", webrtc.WithRTPStreamID(rid))
 		if err != nil {
 			t.Fatal(err)
@@ -229,7 +236,7 @@ func publishLayers(t *testing.T, pub *testPeer) *simulcastSender {
 	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	ss := &simulcastSender{tracks: tracks, rids: [maxLayers]string{"q", "h", "f"}, mid: pub.pc.GetTransceivers()[0].Mid()}
+	ss := &simulcastSender{tracks: tracks, rids: [maxLayers]string{"q", "h", "f"}, mid: pub.pc.GetTransceivers()[0].Mid(), h264: mime == webrtc.MimeTypeH264}
 	for _, ext := range sender.GetParameters().HeaderExtensions {
 		switch ext.URI {
 		case sdp.SDESMidURI:
@@ -288,6 +295,18 @@ func sendLayers(ctx context.Context, ss *simulcastSender, filler [maxLayers]int)
 						body = []byte{0x01, 0, 0}
 					}
 				}
+				if ss.h264 {
+					// One NAL unit per packet: an SPS starts a keyframe,
+					// IDR slices follow it; other pictures are non-IDR slices.
+					nal := byte(0x41)
+					switch {
+					case key && part == 0:
+						nal = 0x67
+					case key:
+						nal = 0x65
+					}
+					desc, body = []byte{nal}, nil
+				}
 				payload := append(append(desc, body...), byte(i))
 				payload = append(payload, make([]byte, filler[i])...)
 				h := rtp.Header{Version: 2, SequenceNumber: s.seq, Timestamp: s.ts, Marker: part == packetsPerFrame-1}
@@ -310,6 +329,7 @@ type received struct {
 	start bool // first packet of a frame
 	key   bool
 	layer int
+	noPID bool // the codec has no picture id (H.264)
 }
 
 // collector records the video packets a subscriber receives.
@@ -324,6 +344,17 @@ func (c *collector) attach(sub *testPeer) {
 			p, _, err := tr.ReadRTP()
 			if err != nil {
 				return
+			}
+			if tr.Codec().MimeType == webrtc.MimeTypeH264 {
+				if len(p.Payload) < 2 {
+					continue
+				}
+				c.mu.Lock()
+				r := received{seq: p.SequenceNumber, ts: p.Timestamp, noPID: true, layer: int(p.Payload[1]),
+					key: p.Payload[0]&0x1f == naluSPS}
+				c.pkts = append(c.pkts, r)
+				c.mu.Unlock()
+				continue
 			}
 			d, ok := parseVP8Desc(p.Payload)
 			if !ok || d.pidAt == 0 || len(p.Payload) < d.header+1 {
@@ -427,7 +458,7 @@ func checkStream(t *testing.T, who string, pkts []received, fromStart bool) []in
 		if !cur.key {
 			t.Errorf("%s: switch %d -> %d starts on a non-keyframe", who, prev.layer, cur.layer)
 		}
-		if want := (prev.pid + 1) & 0x7fff; cur.pid != want {
+		if want := (prev.pid + 1) & 0x7fff; !cur.noPID && cur.pid != want {
 			t.Errorf("%s: picture id %d -> %d across switch, want %d", who, prev.pid, cur.pid, want)
 		}
 		if d := tsDiff(cur.ts, prev.ts); d <= 0 || d > 90000 {
@@ -443,9 +474,14 @@ func checkStream(t *testing.T, who string, pkts []received, fromStart bool) []in
 func TestSimulcastSwitching(t *testing.T) {
 	t.Run("plain writes", func(t *testing.T) { testSimulcastSwitching(t, Config{LoopbackOnly: true}) })
 	t.Run("batched writes", func(t *testing.T) { testSimulcastSwitching(t, Config{LoopbackOnly: true, BatchWrites: true}) })
+	t.Run("H.264", func(t *testing.T) { testSimulcastSwitchingOf(t, Config{LoopbackOnly: true}, webrtc.MimeTypeH264) })
 }
 
 func testSimulcastSwitching(t *testing.T, cfg Config) {
+	testSimulcastSwitchingOf(t, cfg, webrtc.MimeTypeVP8)
+}
+
+func testSimulcastSwitchingOf(t *testing.T, cfg Config, mime string) {
 	_, room, ctx := newTestRoom(t, cfg, "simulcast")
 	api := testAPI(t)
 
@@ -456,7 +492,7 @@ func testSimulcastSwitching(t *testing.T, cfg Config) {
 	a.attach(subA)
 	b.attach(subB)
 
-	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
+	sendSimulcastOf(t, ctx, pub, mime, [maxLayers]int{8, 16, 32})
 
 	waitLayer(t, ctx, "constrained", &a, layerFull)
 	waitLayer(t, ctx, "steady", &b, layerFull)
