@@ -45,7 +45,7 @@ func benchTrack(b *testing.B, n int) *publishedTrack {
 // ingress packet to n egress headers (rewrite, counters, header marshal),
 // excluding SRTP and the socket. ns/op is per ingress packet.
 func BenchmarkFanOut(b *testing.B) {
-	for _, n := range []int{1, 10, 50} {
+	for _, n := range []int{1, 10, 50, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			t := benchTrack(b, n)
 			payload := make([]byte, 1200)
