@@ -124,12 +124,11 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 	return p, nil
 }
 
-// allocateLoop shares the subscriber's bandwidth estimate out among the
-// tracks it receives every allocInterval until the participant closes.
+// allocateLoop runs the participant's periodic work until it closes: every
+// allocInterval it shares its bandwidth estimate out among the tracks it
+// receives and tells it which of its own layers to send (dynacast); every
+// srInterval it sends sender reports.
 func (p *Participant) allocateLoop() {
-	if p.bwe == nil {
-		return
-	}
 	t := time.NewTicker(allocInterval)
 	defer t.Stop()
 	var lastSR time.Time
@@ -171,6 +170,9 @@ func (p *Participant) sendReports(now time.Time) {
 // first, then the active speaker's video, then other video in a stable
 // order.
 func (p *Participant) reallocate(now time.Time) {
+	if p.bwe == nil {
+		return // no estimate for this connection: forward what is asked for
+	}
 	budget := int64(p.bwe.GetTargetBitrate())
 	downs := p.downTracks()
 	speaker := ""
