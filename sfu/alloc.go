@@ -26,6 +26,7 @@ type videoDemand struct {
 	maxLayer int              // the highest layer the subscriber asked for
 	rates    [maxLayers]int64 // measured bits/s of each layer; 0 = not being received
 	current  int              // layer now forwarded (layerNone if none)
+	paused   bool             // paused by the allocator for lack of bandwidth
 }
 
 // allocate returns the layer each video track may use (layerNone = paused)
@@ -41,8 +42,11 @@ func allocate(budget, audioRate int64, videos []videoDemand) []int {
 			if rate <= 0 {
 				continue
 			}
+			// Moving up, or resuming a track paused for bandwidth, needs
+			// headroom; staying, or starting a track that has not begun
+			// (waiting for its first keyframe), does not.
 			need := rate
-			if v.current == layerNone || l > v.current {
+			if v.paused || (v.current != layerNone && l > v.current) {
 				need = int64(float64(rate) * upswitchMargin)
 			}
 			if need <= left {

@@ -24,7 +24,9 @@ func TestAllocate(t *testing.T) {
 		{"request caps the layer", 5_000_000, 0, []videoDemand{{maxLayer: layerQuarter, rates: rates, current: layerQuarter}}, []int{layerQuarter}},
 		{"upswitch needs headroom", 950_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerHalf}}, []int{layerHalf}},
 		{"staying needs none", 950_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerFull}}, []int{layerFull}},
-		{"resume needs headroom", 105_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerNone}}, []int{layerNone}},
+		{"resume needs headroom", 105_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerNone, paused: true}}, []int{layerNone}},
+		{"starting needs none", 105_000, 0, []videoDemand{{maxLayer: layerFull, rates: rates, current: layerNone}}, []int{layerQuarter}},
+		{"single layer starts at the estimate", 1_500_000, 0, []videoDemand{{maxLayer: layerFull, rates: [maxLayers]int64{1_500_000}, current: layerNone}}, []int{layerQuarter}},
 		{"missing layers skipped", 5_000_000, 0, []videoDemand{{maxLayer: layerFull, rates: [maxLayers]int64{100_000, 0, 0}, current: layerNone}}, []int{layerQuarter}},
 		{"single-layer track paused", 400_000, 0, []videoDemand{{maxLayer: layerFull, rates: [maxLayers]int64{600_000}, current: 0}}, []int{layerNone}},
 		{"priority order", 1_000_000, 0, []videoDemand{

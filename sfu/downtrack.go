@@ -268,11 +268,12 @@ func (d *downTrack) setBandwidthLayer(l int, now time.Time) {
 	d.retarget(false)
 }
 
-// state reports the subscriber's requested layer and the layer forwarded.
-func (d *downTrack) state() (maxLayer, current int) {
+// demand reports what the allocator needs to know of this down track,
+// with the rates of its source's layers.
+func (d *downTrack) demand(rates [maxLayers]int64) videoDemand {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.maxLayer, d.current
+	return videoDemand{maxLayer: d.maxLayer, rates: rates, current: d.current, paused: d.bwLayer == layerNone}
 }
 
 // layersChanged implements sink.

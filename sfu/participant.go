@@ -190,9 +190,8 @@ func (p *Participant) reallocate(now time.Time) {
 			audio += rates[0]
 			continue
 		}
-		maxLayer, current := d.state()
 		videos = append(videos, d)
-		demands = append(demands, videoDemand{maxLayer: maxLayer, rates: rates, current: current})
+		demands = append(demands, d.demand(rates))
 	}
 	m := p.room.sfu.metrics
 	m.estimates.Observe(float64(budget))
