@@ -121,8 +121,29 @@ func TestPauseDelay(t *testing.T) {
 	if d.bwLayer != layerQuarter {
 		t.Fatalf("paused although room came back in between: bwLayer %d", d.bwLayer)
 	}
-	d.setBandwidthLayer(layerNone, t0.Add(pauseDelay*9/4))
+	paused := t0.Add(pauseDelay * 9 / 4)
+	d.setBandwidthLayer(layerNone, paused)
 	if d.bwLayer != layerNone || d.target != layerNone || d.current != layerNone {
 		t.Fatalf("not paused after the delay: bw %d target %d current %d", d.bwLayer, d.target, d.current)
+	}
+	// Paused, it is retried on its lowest layer after probeInterval (the
+	// estimator learns nothing while nothing is sent), and paused again if
+	// there is still no room after another pauseDelay.
+	d.setBandwidthLayer(layerNone, paused.Add(probeInterval/2))
+	if d.bwLayer != layerNone {
+		t.Fatalf("probed too early: bwLayer %d", d.bwLayer)
+	}
+	probe := paused.Add(probeInterval)
+	d.setBandwidthLayer(layerNone, probe)
+	if d.bwLayer != layerQuarter || d.target != layerQuarter {
+		t.Fatalf("no probe after %v paused: bw %d target %d", probeInterval, d.bwLayer, d.target)
+	}
+	d.setBandwidthLayer(layerNone, probe.Add(pauseDelay/2))
+	if d.bwLayer != layerQuarter {
+		t.Fatalf("probe cut short: bwLayer %d", d.bwLayer)
+	}
+	d.setBandwidthLayer(layerNone, probe.Add(pauseDelay))
+	if d.bwLayer != layerNone {
+		t.Fatalf("not paused again after a failed probe: bwLayer %d", d.bwLayer)
 	}
 }

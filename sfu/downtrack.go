@@ -35,6 +35,7 @@ type downTrack struct {
 	maxLayer     int       // highest layer the subscriber asked for
 	bwLayer      int       // highest layer the subscriber's bandwidth allows; layerNone pauses video
 	starvedSince time.Time // since when the allocator has found no room for this track
+	pausedAt     time.Time // when the allocator last paused this track
 	target       int       // layer to switch to at its next keyframe
 	current      int       // layer being forwarded; layerNone until the first keyframe
 	seq          seqRewriter
@@ -245,21 +246,36 @@ func (d *downTrack) setConnected() {
 // queueing delay), and a paused track is slow to come back.
 const pauseDelay = 2 * time.Second
 
+// probeInterval is how long a track stays paused before its lowest layer is
+// tried again. While nothing is sent the estimator gets no feedback and its
+// estimate cannot grow, so without such a probe a pause would last forever.
+const probeInterval = 5 * time.Second
+
 // setBandwidthLayer caps the layer forwarded to what the subscriber's
-// bandwidth allows at now; layerNone pauses a video track once it has been
-// asked for for pauseDelay.
+// bandwidth allows at now. layerNone pauses a video track once the
+// allocator has asked for it for pauseDelay; a paused track is retried on
+// its lowest layer every probeInterval.
 func (d *downTrack) setBandwidthLayer(l int, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if l == layerNone {
+	switch {
+	case l != layerNone:
+		d.starvedSince = time.Time{}
+	case d.bwLayer == layerNone: // already paused
+		if now.Sub(d.pausedAt) < probeInterval {
+			return
+		}
+		d.starvedSince = now // a probe: another pauseDelay before pausing again
+		l = layerQuarter
+	default:
 		if d.starvedSince.IsZero() {
 			d.starvedSince = now
 		}
 		if now.Sub(d.starvedSince) < pauseDelay {
 			l = layerQuarter // chooseLayer falls back to the lowest layer received
+		} else {
+			d.pausedAt = now
 		}
-	} else {
-		d.starvedSince = time.Time{}
 	}
 	if l == d.bwLayer {
 		return
