@@ -388,7 +388,7 @@ func ticksSince(t time.Time, clockRate uint32) uint32 {
 	if t.IsZero() || clockRate == 0 {
 		return 1
 	}
-	return uint32(time.Since(t).Seconds() * float64(clockRate))
+	return rtpTicks(time.Since(t), clockRate)
 }
 
 func (d *downTrack) trackClosed() {}
