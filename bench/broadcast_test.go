@@ -81,7 +81,8 @@ func bcAPI() (*webrtc.API, error) {
 // SFU's ingress work), reported separately.
 //
 // Environment: HELPCASTER_BENCH=1 runs it; HELPCASTER_BENCH_SUBSCRIBERS (50),
-// HELPCASTER_BENCH_WINDOW (10s) and HELPCASTER_BENCH_WARMUP (5s) shape it.
+// HELPCASTER_BENCH_WINDOW (10s) and HELPCASTER_BENCH_WARMUP (5s) shape it;
+// HELPCASTER_BENCH_BATCH=1 turns on the SFU's batched writes.
 func TestBroadcastCost(t *testing.T) {
 	if os.Getenv("HELPCASTER_BENCH") != "1" || os.Getenv(broadcastChildEnv) != "" {
 		t.Skip("load measurement, run by hand: " + runBroadcastCost)
@@ -93,7 +94,8 @@ func TestBroadcastCost(t *testing.T) {
 	t.Cleanup(cancel)
 
 	reg := prometheus.NewRegistry()
-	s, err := sfu.New(sfu.Config{LoopbackOnly: true, Registerer: reg})
+	batch := os.Getenv("HELPCASTER_BENCH_BATCH") == "1"
+	s, err := sfu.New(sfu.Config{LoopbackOnly: true, Registerer: reg, BatchWrites: batch})
 	if err != nil {
 		t.Fatal(err)
 	}

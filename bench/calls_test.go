@@ -174,6 +174,14 @@ func TestCallsCost(t *testing.T) {
 	// The window. Server CPU is also sampled once a second to show how
 	// steady it was.
 	before := take(t, ctx, srv, parts)
+	// HELPCASTER_BENCH_PROFILE=FILE saves a CPU profile of the server over
+	// the window (it needs --debug-pprof in HELPCASTER_BENCH_SERVE_FLAGS).
+	profiled := make(chan error, 1)
+	if path := os.Getenv("HELPCASTER_BENCH_PROFILE"); path != "" {
+		go func() { profiled <- srv.saveProfile(ctx, window, path) }()
+	} else {
+		profiled <- nil
+	}
 	var perSec []float64
 	tick := time.NewTicker(time.Second)
 	last := before.proc.cpu()
@@ -195,6 +203,9 @@ window:
 	}
 	tick.Stop()
 	after := take(t, ctx, srv, parts)
+	if err := <-profiled; err != nil {
+		t.Errorf("CPU profile: %v", err)
+	}
 	if err := srv.alive(); err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,9 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port", "0",
 		"--media-loopback-only", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(bin, args...)
+	// HELPCASTER_BENCH_SERVE_ENV adds environment variables to the server
+	// only, e.g. "GOMAXPROCS=1 GOGC=200".
+	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("HELPCASTER_BENCH_SERVE_ENV"))...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -435,4 +438,32 @@ z{a="q\"u,o}te"} 1
 	if _, err := parseMetrics([]byte("bad{a=1} 2\n")); err == nil {
 		t.Error("bad label accepted")
 	}
+}
+
+// saveProfile saves a CPU profile of the server over d to path; the server
+// must run with --debug-pprof.
+func (s *server) saveProfile(ctx context.Context, d time.Duration, path string) error {
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.base, int(d.Round(time.Second)/time.Second))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch profile: %s (is --debug-pprof set?)", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("save profile: %w", err)
+	}
+	return f.Close()
 }

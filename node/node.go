@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/helpcaster/helpcaster/sfu"
@@ -36,6 +37,10 @@ type Config struct {
 	Limits          signaling.Limits
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP listener.
+	// Profiles show code paths and sizes, not user data, but they cost CPU
+	// while taken: turn it on only where the listener is not public.
+	Pprof bool
 }
 
 // Node is a running HelpCaster node.
@@ -138,6 +143,13 @@ func (n *Node) routes() http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	if n.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -25,34 +25,73 @@ const upswitchMargin = 1.15
 type videoDemand struct {
 	maxLayer int              // the highest layer the subscriber asked for
 	rates    [maxLayers]int64 // measured bits/s of each layer; 0 = not being received
-	current  int              // layer now forwarded (layerNone if none)
-	paused   bool             // paused by the allocator for lack of bandwidth
+	// temporal[s][t] is the rate of layer s with VP8 temporal layers up to
+	// t only; all zero for a layer without temporal layers.
+	temporal        [maxLayers][maxTemporal]int64
+	current         int  // layer now forwarded (layerNone if none)
+	currentTemporal int  // temporal layer now forwarded (temporalAll for all)
+	paused          bool // paused by the allocator for lack of bandwidth
 }
 
-// allocate returns the layer each video track may use (layerNone = paused)
-// out of budget bits/s, after audioRate bits/s for the audio tracks. videos
-// must be in priority order.
-func allocate(budget, audioRate int64, videos []videoDemand) []int {
-	out := make([]int, len(videos))
+// VP8 temporal layers: a layer's pictures carry temporal layer ids 0 to 2
+// (a higher id would count as 2); forwarding ids up to t only lowers the
+// frame rate (with three layers: all, half, a quarter).
+const (
+	maxTemporal = 3
+	temporalAll = maxTemporal - 1
+)
+
+// layerChoice is what the allocator gives one video track: a simulcast
+// layer (layerNone: paused) and the highest temporal layer of it.
+type layerChoice struct {
+	spatial, temporal int
+}
+
+// allocate returns the layer each video track may use out of budget bits/s,
+// after audioRate bits/s for the audio tracks. videos must be in priority
+// order. Each track gets the first of these that fits, from its highest
+// layer down: the layer at its full frame rate, then at half (temporal
+// layers 0 and 1); the lowest layer also at a quarter (base layer only)
+// before the track is paused.
+func allocate(budget, audioRate int64, videos []videoDemand) []layerChoice {
+	out := make([]layerChoice, len(videos))
 	left := budget - audioRate
 	for i, v := range videos {
-		out[i] = layerNone
+		out[i] = layerChoice{layerNone, temporalAll}
+		lowest := layerNone
+		for l := range maxLayers {
+			if v.rates[l] > 0 {
+				lowest = l
+				break
+			}
+		}
+	search:
 		for l := min(v.maxLayer, maxLayers-1); l >= 0; l-- {
-			rate := v.rates[l]
-			if rate <= 0 {
+			if v.rates[l] <= 0 {
 				continue
 			}
-			// Moving up, or resuming a track paused for bandwidth, needs
-			// headroom; staying, or starting a track that has not begun
-			// (waiting for its first keyframe), does not.
-			need := rate
-			if v.paused || (v.current != layerNone && l > v.current) {
-				need = int64(float64(rate) * upswitchMargin)
-			}
-			if need <= left {
-				out[i] = l
-				left -= rate
-				break
+			for t := temporalAll; t >= 0; t-- {
+				rate := v.rates[l]
+				if t < temporalAll {
+					rate = v.temporal[l][t]
+					if rate <= 0 || (t == 0 && l != lowest) {
+						break
+					}
+				}
+				// Moving up, or resuming a track paused for bandwidth,
+				// needs headroom; staying, or starting a track that has not
+				// begun (waiting for its first keyframe), does not.
+				need := rate
+				moreFrames := l == v.current && t > v.currentTemporal && v.temporal[l][0] > 0
+				up := v.current != layerNone && (l > v.current || moreFrames)
+				if v.paused || up {
+					need = int64(float64(rate) * upswitchMargin)
+				}
+				if need <= left {
+					out[i] = layerChoice{l, t}
+					left -= rate
+					break search
+				}
 			}
 		}
 	}

@@ -40,10 +40,45 @@ func TestAllocate(t *testing.T) {
 			t.Fatalf("%s: %v, want %v", c.name, got, c.want)
 		}
 		for i := range got {
-			if got[i] != c.want[i] {
+			if got[i] != (layerChoice{c.want[i], temporalAll}) {
 				t.Errorf("%s: allocate = %v, want %v", c.name, got, c.want)
 				break
 			}
+		}
+	}
+}
+
+// TestAllocateTemporal: with VP8 temporal layers a track drops to half its
+// frame rate before it drops a simulcast layer, and to a quarter only on its
+// lowest layer, before it is paused.
+func TestAllocateTemporal(t *testing.T) {
+	rates := [maxLayers]int64{100_000, 300_000, 900_000}
+	var temporal [maxLayers][maxTemporal]int64
+	for i, r := range rates {
+		temporal[i] = [maxTemporal]int64{r * 6 / 10, r * 8 / 10, r}
+	}
+	demand := func(cur, curT int) videoDemand {
+		return videoDemand{maxLayer: layerFull, rates: rates, temporal: temporal, current: cur, currentTemporal: curT}
+	}
+	cases := []struct {
+		name   string
+		budget int64
+		v      videoDemand
+		want   layerChoice
+	}{
+		{"all", 1_000_000, demand(layerFull, temporalAll), layerChoice{layerFull, temporalAll}},
+		{"full size, half the frame rate", 800_000, demand(layerFull, temporalAll), layerChoice{layerFull, 1}},
+		{"a quarter only on the lowest layer", 650_000, demand(layerFull, 1), layerChoice{layerHalf, temporalAll}},
+		{"lowest layer, half rate", 85_000, demand(layerQuarter, temporalAll), layerChoice{layerQuarter, 1}},
+		{"lowest layer, quarter rate", 70_000, demand(layerQuarter, 1), layerChoice{layerQuarter, 0}},
+		{"then paused", 50_000, demand(layerQuarter, 0), layerChoice{layerNone, temporalAll}},
+		{"more frames need headroom", 950_000, demand(layerFull, 1), layerChoice{layerFull, 1}},
+		{"more frames with headroom", 1_050_000, demand(layerFull, 1), layerChoice{layerFull, temporalAll}},
+	}
+	for _, c := range cases {
+		got := allocate(c.budget, 0, []videoDemand{c.v})
+		if got[0] != c.want {
+			t.Errorf("%s: allocate = %+v, want %+v", c.name, got[0], c.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,8 +11,11 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
 // downTrack forwards one published track to one subscriber. It implements
@@ -38,6 +42,8 @@ type downTrack struct {
 	pausedAt     time.Time // when the allocator last paused this track
 	target       int       // layer to switch to at its next keyframe
 	current      int       // layer being forwarded; layerNone until the first keyframe
+	bwTemporal   int       // highest VP8 temporal layer the bandwidth allows
+	temporal     int       // highest temporal layer being forwarded
 	seq          seqRewriter
 	ts           tsRewriter
 	pics         vp8Rewriter
@@ -53,6 +59,45 @@ type downTrack struct {
 	switches     prometheus.Counter
 	hdr          rtp.Header // reused for every egress packet, so writes allocate nothing here
 	buf          [1500]byte // payload copy when the VP8 descriptor must be rewritten
+
+	// Retransmission (video only): sent maps outgoing sequence numbers back
+	// to the layer packets they carried, which the layers' packet caches
+	// still hold; rtxSSRC and rtxPT are set when the subscriber negotiated
+	// RTX (RFC 4588), else retransmissions reuse the media stream.
+	sent    []sentPacket
+	rtxSSRC uint32
+	rtxPT   uint8
+	rtxSeq  uint16
+	rtt     time.Duration // latest round trip from the subscriber's receiver reports
+	rtxHdr  rtp.Header
+	rtxBuf  [1502]byte // two bytes of original sequence number, then the payload
+
+	// Congestion control: every packet carries the connection's
+	// transport-wide sequence number (extension twccID, when negotiated)
+	// from its estimator.
+	bwe     *bwe.Estimator
+	twccID  uint8
+	ext     [1]rtp.Extension
+	twccSeq [2]byte
+}
+
+// sentHistory is how many forwarded packets a video down track remembers
+// for retransmission: a second of video at about 9 Mbit/s.
+const sentHistory = 1024
+
+// sentPacket records what one outgoing sequence number carried, so a NACK
+// for it can be answered from the layer's packet cache with the same
+// rewriting the original got.
+type sentPacket struct {
+	out    uint16 // outgoing sequence number (the ring index's full value)
+	in     uint16 // the layer's sequence number
+	layer  int8
+	valid  bool
+	vp8    bool // the VP8 descriptor was rewritten with pidOff and tl0Off
+	tl0Off uint8
+	pidOff uint16
+	ts     uint32 // outgoing timestamp
+	resent int64  // when it was last retransmitted, unix nanoseconds
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -62,21 +107,33 @@ func newDownTrack(src *publishedTrack) *downTrack {
 	}
 	m := src.owner.room.sfu.metrics
 	return &downTrack{
-		src:       src,
-		id:        src.id,
-		sid:       src.owner.id,
-		kind:      kind,
-		vp8:       src.mime == mimeVP8,
-		clockRate: src.codec.ClockRate,
-		maxLayer:  layerFull,
-		bwLayer:   layerFull,
-		target:    layerNone,
-		current:   layerNone,
-		firstSeq:  uint16(rand.Uint32()),
-		firstTS:   rand.Uint32(),
-		out:       m.counters(src.kind, "out"),
-		switches:  m.layerSwitches,
+		src:        src,
+		id:         src.id,
+		sid:        src.owner.id,
+		kind:       kind,
+		vp8:        src.mime == mimeVP8,
+		clockRate:  src.codec.ClockRate,
+		maxLayer:   layerFull,
+		bwLayer:    layerFull,
+		target:     layerNone,
+		current:    layerNone,
+		bwTemporal: temporalAll,
+		temporal:   temporalAll,
+		firstSeq:   uint16(rand.Uint32()),
+		firstTS:    rand.Uint32(),
+		out:        m.counters(src.kind, "out"),
+		switches:   m.layerSwitches,
+		sent:       sentRing(kind),
 	}
+}
+
+// sentRing returns the retransmission history for a down track of kind:
+// only video is retransmitted (Opus has no NACK; it conceals loss).
+func sentRing(kind webrtc.RTPCodecType) []sentPacket {
+	if kind != webrtc.RTPCodecTypeVideo {
+		return nil
+	}
+	return make([]sentPacket, sentHistory)
 }
 
 // ID is the track id the subscriber sees: the publisher's own track id.
@@ -104,6 +161,18 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.writer = ctx.WriteStream()
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(codec.PayloadType)
+	d.twccID = 0
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+			d.twccID = uint8(e.ID)
+		}
+	}
+	d.rtxSSRC, d.rtxPT = 0, 0
+	if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
+		if pt, ok := rtxPayloadType(ctx.CodecParameters(), codec.PayloadType); ok {
+			d.rtxSSRC, d.rtxPT = rtx, pt
+		}
+	}
 	d.retarget(true)
 	d.mu.Unlock()
 	return codec, nil
@@ -116,6 +185,22 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 	d.writer = nil
 	d.mu.Unlock()
 	return nil
+}
+
+// rtxPayloadType finds the RTX payload type associated with media payload
+// type pt among the negotiated codecs.
+func rtxPayloadType(codecs []webrtc.RTPCodecParameters, pt webrtc.PayloadType) (uint8, bool) {
+	apt := fmt.Sprintf("apt=%d", pt)
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && strings.Contains(c.SDPFmtpLine, apt) {
+			for _, kv := range strings.Split(c.SDPFmtpLine, ";") {
+				if strings.TrimSpace(kv) == apt {
+					return uint8(c.PayloadType), true
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 // matchCodec picks the subscriber's codec for the source's: same MIME type
@@ -285,11 +370,12 @@ func (d *downTrack) setBandwidthLayer(l int, now time.Time) {
 }
 
 // demand reports what the allocator needs to know of this down track,
-// with the rates of its source's layers.
-func (d *downTrack) demand(rates [maxLayers]int64) videoDemand {
+// with the rates of its source's layers and of their temporal layers.
+func (d *downTrack) demand(rates [maxLayers]int64, temporal [maxLayers][maxTemporal]int64) videoDemand {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return videoDemand{maxLayer: d.maxLayer, rates: rates, current: d.current, paused: d.bwLayer == layerNone}
+	return videoDemand{maxLayer: d.maxLayer, rates: rates, temporal: temporal, current: d.current, currentTemporal: d.temporal,
+		paused: d.bwLayer == layerNone}
 }
 
 // layersChanged implements sink.
@@ -318,7 +404,7 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		}
 		d.switchTo(layer, h, payload)
 	}
-	if len(payload) == 0 {
+	if len(payload) == 0 || (d.vp8 && !d.passTemporal(payload, keyframe)) {
 		d.seq.skip(h.SequenceNumber)
 		return
 	}
@@ -356,6 +442,14 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		d.lastFwd = time.Now()
 		d.lastFwdTS = d.hdr.Timestamp
 	}
+	if d.sent != nil {
+		e := &d.sent[seq&(sentHistory-1)]
+		*e = sentPacket{out: seq, in: h.SequenceNumber, layer: int8(layer), valid: true, ts: d.hdr.Timestamp}
+		if d.vp8 && !d.pics.identity {
+			e.vp8, e.pidOff, e.tl0Off = true, d.pics.pidOff, d.pics.tl0Off
+		}
+	}
+	d.stamp(&d.hdr, len(payload))
 	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}
@@ -363,6 +457,19 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 	d.sentOctets += uint32(len(payload))
 	d.out.packets.Inc()
 	d.out.bytes.Add(float64(len(payload)))
+}
+
+// stamp gives h the connection's next transport-wide sequence number and
+// records the packet with the estimator. d.mu must be held.
+func (d *downTrack) stamp(h *rtp.Header, payloadLen int) {
+	if d.twccID == 0 || d.bwe == nil {
+		return
+	}
+	// 12 bytes of fixed header, 8 of extension, 16 of SRTP tag.
+	seq := d.bwe.Sent(12+8+len(h.CSRC)*4+payloadLen+16, time.Now())
+	binary.BigEndian.PutUint16(d.twccSeq[:], seq)
+	h.Extension, h.Extensions = false, d.ext[:0] // appended to without allocating
+	_ = h.SetExtension(d.twccID, d.twccSeq[:])   // cannot fail: 2 bytes, id 1-14
 }
 
 // switchTo makes layer the forwarded one, starting at the keyframe in
@@ -381,6 +488,50 @@ func (d *downTrack) switchTo(layer int, h *rtp.Header, payload []byte) {
 		d.pics.rebase(payload)
 	}
 	d.current = layer
+	d.temporal = d.bwTemporal // a keyframe: every temporal layer can start
+}
+
+// passTemporal applies temporal layer selection to a VP8 packet of the
+// forwarded layer. It moves the forwarded temporal layer toward bwTemporal
+// at the start of a picture: down at once, up only on a keyframe or a
+// layer sync picture (one that depends on base layer pictures only, which
+// the subscriber has). It reports false for a packet of a temporal layer
+// above the forwarded one; the dropped picture's id is taken out of the
+// sequence. Packets without temporal layer information always pass. d.mu
+// must be held.
+func (d *downTrack) passTemporal(p []byte, keyframe bool) bool {
+	desc, ok := parseVP8Desc(p)
+	if !ok {
+		return true // the rewriting refuses it
+	}
+	tid, sync, ok := desc.temporal(p)
+	if !ok {
+		return true
+	}
+	if vp8PictureStart(p) {
+		switch {
+		case d.bwTemporal < d.temporal:
+			d.temporal = d.bwTemporal
+		case d.bwTemporal > d.temporal && (keyframe || (sync && tid <= d.bwTemporal)):
+			d.temporal = d.bwTemporal
+		}
+	}
+	if tid <= d.temporal {
+		return true
+	}
+	if desc.pidAt != 0 {
+		d.pics.dropPicture(desc.pictureID(p))
+	}
+	return false
+}
+
+// setBandwidthTemporal caps the VP8 temporal layers forwarded: temporalAll
+// for all, 0 for the base layer only (a quarter of the frame rate with
+// three temporal layers).
+func (d *downTrack) setBandwidthTemporal(t int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bwTemporal = min(max(t, 0), temporalAll)
 }
 
 // ticksSince converts the time since t into RTP clock ticks.
@@ -393,9 +544,11 @@ func ticksSince(t time.Time, clockRate uint32) uint32 {
 
 func (d *downTrack) trackClosed() {}
 
-// readRTCP consumes the subscriber's RTCP for this track (which also drives
-// the NACK responder and report interceptors) and forwards keyframe
-// requests. It returns when the sender stops.
+// readRTCP consumes the subscriber's RTCP for this track: receiver
+// reports, keyframe requests (forwarded to the publisher) and NACKs
+// (answered from the packet caches). Transport-wide feedback, which the
+// estimator has already taken (see congestion.go), is skipped unparsed. It
+// returns when the sender stops.
 func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 	buf := make([]byte, 1500)
 	m := d.src.owner.room.sfu.metrics
@@ -404,29 +557,121 @@ func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
+		d.handleCompound(buf[:n], m)
+	}
+}
+
+// handleCompound acts on each packet of a compound RTCP packet from the
+// subscriber but transport-wide feedback.
+func (d *downTrack) handleCompound(b []byte, m *metrics) {
+	forEachRTCP(b, func(pt, count uint8, b []byte) {
+		if pt == rtcpTypeTransportFeedback && count == rtcpFmtTransportCC {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(b)
 		if err != nil {
-			continue
+			return
 		}
 		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.ReceiverReport:
-				for _, r := range p.Reports {
-					if r.SSRC == d.ssrcNow() {
-						d.receiverReport(r, time.Now(), m)
-					}
-				}
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.mu.Lock()
-				l := d.current
-				if l == layerNone {
-					l = d.target
-				}
-				d.mu.Unlock()
-				d.src.requestKeyframe(l)
-			case *rtcp.TransportLayerNack:
-				m.nacksIn.Inc()
+			d.handleRTCP(p, m)
+		}
+	})
+}
+
+// handleRTCP acts on one RTCP packet from the subscriber.
+func (d *downTrack) handleRTCP(p rtcp.Packet, m *metrics) {
+	switch p := p.(type) {
+	case *rtcp.ReceiverReport:
+		for _, r := range p.Reports {
+			if r.SSRC == d.ssrcNow() {
+				d.receiverReport(r, time.Now(), m)
+			}
+		}
+	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+		d.mu.Lock()
+		l := d.current
+		if l == layerNone {
+			l = d.target
+		}
+		d.mu.Unlock()
+		d.src.requestKeyframe(l)
+	case *rtcp.TransportLayerNack:
+		m.nacksIn.Inc()
+		d.handleNACK(p, m)
+	}
+}
+
+// handleNACK retransmits the packets a subscriber reports lost, from the
+// packet caches of the layers they were forwarded from, rewritten as they
+// were the first time. A packet is resent at most once per round trip
+// (minRetransmitGap before the first receiver report), so a burst of NACKs
+// for the same loss does not multiply the traffic.
+func (d *downTrack) handleNACK(n *rtcp.TransportLayerNack, m *metrics) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sent == nil || !d.bound || !d.connected {
+		return
+	}
+	now := time.Now().UnixNano()
+	gap := max(d.rtt, minRetransmitGap)
+	resend := func(seq uint16) {
+		if d.retransmit(seq, now, gap) {
+			m.retransmitted.Inc()
+		} else {
+			m.retransmitMissed.Inc()
+		}
+	}
+	for _, pair := range n.Nacks {
+		resend(pair.PacketID)
+		for i := range uint16(16) {
+			if pair.LostPackets&(1<<i) != 0 {
+				resend(pair.PacketID + i + 1)
 			}
 		}
 	}
+}
+
+// minRetransmitGap is the least time between two retransmissions of one
+// packet.
+const minRetransmitGap = 20 * time.Millisecond
+
+// retransmit resends outgoing packet seq if the history and the cache still
+// have it and it was not resent within gap. d.mu must be held.
+func (d *downTrack) retransmit(seq uint16, now int64, gap time.Duration) bool {
+	e := &d.sent[seq&(sentHistory-1)]
+	if !e.valid || e.out != seq || e.layer < 0 || int(e.layer) >= maxLayers {
+		return false
+	}
+	if e.resent != 0 && time.Duration(now-e.resent) < gap {
+		return true // already on its way
+	}
+	l := d.src.layers[e.layer].Load()
+	if l == nil || l.cache == nil {
+		return false
+	}
+	n, _, marker, ok := l.cache.get(e.in, d.rtxBuf[2:])
+	if !ok {
+		return false
+	}
+	payload := d.rtxBuf[2 : 2+n]
+	if e.vp8 {
+		r := vp8Rewriter{pidOff: e.pidOff, tl0Off: e.tl0Off}
+		if !r.rewrite(payload) {
+			return false
+		}
+	}
+	d.rtxHdr = rtp.Header{Version: 2, Marker: marker, PayloadType: d.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: d.ssrc}
+	if d.rtxSSRC != 0 {
+		// RFC 4588: the original sequence number, then the original payload.
+		binary.BigEndian.PutUint16(d.rtxBuf[:2], seq)
+		payload = d.rtxBuf[:2+n]
+		d.rtxHdr.PayloadType, d.rtxHdr.SSRC, d.rtxHdr.SequenceNumber = d.rtxPT, d.rtxSSRC, d.rtxSeq
+		d.rtxSeq++
+	}
+	d.stamp(&d.rtxHdr, len(payload))
+	if _, err := d.writer.WriteRTP(&d.rtxHdr, payload); err != nil {
+		return false
+	}
+	e.resent = now
+	return true
 }

@@ -1,12 +1,15 @@
 package sfu
 
 import (
+	"math"
 	"testing"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
 // FuzzForward feeds packets from the network through the forwarding path
@@ -55,15 +58,24 @@ func FuzzForward(f *testing.F) {
 	})
 }
 
-// checkingWriter stands in for pion's writer and checks what it is given.
+// checkingWriter stands in for pion's writer and checks what it is given:
+// media on SSRC 9 with payload type 96, or, when rtxSSRC is set,
+// retransmissions on that SSRC and rtxPT.
 type checkingWriter struct {
-	t   *testing.T
-	buf [1500]byte
+	t       *testing.T
+	rtxSSRC uint32
+	rtxPT   uint8
+	buf     [1500]byte
 }
 
 func (w *checkingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
-	if h.Version != 2 || h.SSRC != 9 || h.PayloadType != 96 || h.Extension || h.Padding {
+	media := h.SSRC == 9 && h.PayloadType == 96
+	rtx := w.rtxSSRC != 0 && h.SSRC == w.rtxSSRC && h.PayloadType == w.rtxPT && len(payload) >= 2
+	if h.Version != 2 || !(media || rtx) || h.Padding {
 		w.t.Fatalf("bad egress header %+v", h)
+	}
+	if h.Extension && (len(h.Extensions) != 1 || len(h.GetExtension(3)) != 2) {
+		w.t.Fatalf("egress header extensions are not one transport-wide sequence number: %+v", h.Extensions)
 	}
 	n, err := h.MarshalTo(w.buf[:])
 	if err != nil {
@@ -75,39 +87,52 @@ func (w *checkingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 func (w *checkingWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // FuzzRTCP feeds RTCP from the network to what the SFU does with it:
-// publishers' sender reports and subscribers' receiver reports. It must
-// never panic.
+// publishers' sender reports, and a subscriber's compound packets through
+// the down track's own path (receiver reports, keyframe requests, NACKs
+// answered from the packet cache over RTX) and the estimator's
+// transport-wide feedback parser. It must never panic, and retransmissions
+// must be valid RTX packets.
 func FuzzRTCP(f *testing.F) {
 	sr, _ := (&rtcp.SenderReport{SSRC: 5, NTPTime: 1 << 40, RTPTime: 9}).Marshal()
-	rr, _ := (&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 77, FractionLost: 3, Jitter: 50, LastSenderReport: 1, Delay: 2}}}).Marshal()
-	pli, _ := (&rtcp.PictureLossIndication{MediaSSRC: 77}).Marshal()
+	rr, _ := (&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 9, FractionLost: 3, Jitter: 50, LastSenderReport: 1, Delay: 2}}}).Marshal()
+	pli, _ := (&rtcp.PictureLossIndication{MediaSSRC: 9}).Marshal()
+	nack, _ := (&rtcp.TransportLayerNack{MediaSSRC: 9, Nacks: []rtcp.NackPair{{PacketID: 1001, LostPackets: 0x8001}}}).Marshal()
+	twcc, _ := (&rtcp.TransportLayerCC{MediaSSRC: 9, BaseSequenceNumber: 1, PacketStatusCount: 2, ReferenceTime: 5, FbPktCount: 1,
+		PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 2}},
+		RecvDeltas:   []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 250}, {Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 500}}}).Marshal()
 	f.Add(sr)
 	f.Add(rr)
 	f.Add(append(sr, pli...))
+	f.Add(append(rr, nack...))
+	f.Add(append(twcc, nack...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pkts, err := rtcp.Unmarshal(data)
-		if err != nil {
-			return
-		}
 		m, _ := newMetrics(nil)
 		src := &publishedTrack{kind: "video", mime: mimeVP8}
-		l := &layer{track: src}
+		l := &layer{track: src, cache: newPacketCache()}
+		l.lastKeyReq.Store(math.MaxInt64) // keyframe requests are throttled: there is no publisher
 		src.layers[0].Store(l)
 		now := time.Now()
-		for _, p := range pkts {
-			if sr, ok := p.(*rtcp.SenderReport); ok {
-				l.sr.Store(&senderInfo{ntp: sr.NTPTime, rtp: sr.RTPTime, at: now})
-			}
+		if pkts, err := rtcp.Unmarshal(data); err == nil {
+			l.noteSenderReportsFrom(pkts, 5, now)
 		}
-		d := &downTrack{src: src, kind: webrtc.RTPCodecTypeVideo, clockRate: 90000, bound: true, connected: true,
-			ssrc: 77, current: 0, sentPackets: 1}
+		w := &checkingWriter{t: t, rtxSSRC: 10, rtxPT: 97}
+		d := &downTrack{src: src, kind: webrtc.RTPCodecTypeVideo, vp8: true, clockRate: 90000, bound: true, connected: true,
+			writer: w, ssrc: 9, pt: 96, rtxSSRC: 10, rtxPT: 97, maxLayer: layerFull, bwLayer: layerFull, target: 0, current: layerNone,
+			out: m.counters("video", "out"), switches: m.layerSwitches, sent: sentRing(webrtc.RTPCodecTypeVideo),
+			bwe: bwe.New(bwe.Config{}), twccID: 3, firstSeq: 1000}
+		// Ten packets forwarded (and cached) before the subscriber's RTCP.
+		for i := range 10 {
+			h := rtp.Header{Version: 2, SequenceNumber: uint16(500 + i), Timestamp: uint32(i * 3000), SSRC: 5, Marker: true}
+			payload := vp8Packet(uint16(100+i), true, i, i == 0)
+			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, now.UnixNano())
+			d.writeRTP(0, &h, payload, i == 0)
+		}
 		d.senderReport(now.Add(time.Second))
-		for _, p := range pkts {
-			if rr, ok := p.(*rtcp.ReceiverReport); ok {
-				for _, r := range rr.Reports {
-					d.receiverReport(r, now.Add(2*time.Second), m)
-				}
+		forEachRTCP(data, func(pt, count uint8, b []byte) {
+			if pt == rtcpTypeTransportFeedback && count == rtcpFmtTransportCC {
+				_ = d.bwe.Feedback(b, now)
 			}
-		}
+		})
+		d.handleCompound(data, m)
 	})
 }

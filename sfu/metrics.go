@@ -9,22 +9,25 @@ import (
 // metrics are the SFU's Prometheus series. Labels carry only the media kind
 // and direction, never anything about a participant.
 type metrics struct {
-	rooms          prometheus.Gauge
-	participants   prometheus.Gauge
-	published      *prometheus.GaugeVec   // kind
-	subscribed     *prometheus.GaugeVec   // kind
-	packets        *prometheus.CounterVec // kind, direction
-	bytes          *prometheus.CounterVec // kind, direction
-	keyframeReqs   prometheus.Counter
-	nacksIn        prometheus.Counter
-	dropped        *prometheus.CounterVec // reason
-	layerSwitches  prometheus.Counter
-	estimates      prometheus.Histogram
-	forwardLatency prometheus.Histogram
-	loss           *prometheus.HistogramVec // kind
-	jitter         *prometheus.HistogramVec // kind
-	rtt            *prometheus.HistogramVec // kind
-	pausedVideo    prometheus.Counter
+	rooms        prometheus.Gauge
+	participants prometheus.Gauge
+	published    *prometheus.GaugeVec   // kind
+	subscribed   *prometheus.GaugeVec   // kind
+	packets      *prometheus.CounterVec // kind, direction
+	bytes        *prometheus.CounterVec // kind, direction
+	keyframeReqs prometheus.Counter
+	nacksIn      prometheus.Counter
+	retransmits  *prometheus.CounterVec // result
+	// retransmitted and retransmitMissed are retransmits' two series.
+	retransmitted, retransmitMissed prometheus.Counter
+	dropped                         *prometheus.CounterVec // reason
+	layerSwitches                   prometheus.Counter
+	estimates                       prometheus.Histogram
+	forwardLatency                  prometheus.Histogram
+	loss                            *prometheus.HistogramVec // kind
+	jitter                          *prometheus.HistogramVec // kind
+	rtt                             *prometheus.HistogramVec // kind
+	pausedVideo                     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_sfu_keyframe_requests_total", Help: "PLIs sent to publishers (after throttling)."}),
 		nacksIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_nacks_received_total", Help: "NACK packets received from subscribers."}),
+		retransmits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_retransmissions_total",
+			Help: "Packets subscribers asked for again (NACK): resent from the packet cache (sent) or no longer held (missed)."},
+			[]string{"result"}),
 		layerSwitches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_layer_switches_total", Help: "Simulcast layer switches made by down tracks."}),
 		estimates: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -70,6 +77,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_rtp_dropped_total", Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
 	}
+	m.retransmitted = m.retransmits.WithLabelValues("sent")
+	m.retransmitMissed = m.retransmits.WithLabelValues("missed")
 	for _, kind := range []string{"audio", "video"} {
 		m.published.WithLabelValues(kind)
 		m.subscribed.WithLabelValues(kind)
@@ -81,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency, m.loss, m.jitter, m.rtt} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.retransmits, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency, m.loss, m.jitter, m.rtt} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

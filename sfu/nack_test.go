@@ -67,14 +67,17 @@ func TestNACKRecovery(t *testing.T) {
 	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
 
 	waitLayer(t, ctx, "subscriber", &c, layerFull)
-	time.Sleep(time.Second)
-	loss.mu.Lock()
-	dropped := make([]uint16, 0, len(loss.dropped))
-	for seq := range loss.dropped {
-		dropped = append(dropped, seq)
+	var dropped []uint16
+	for deadline := time.Now().Add(5 * time.Second); len(dropped) < 8 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		loss.mu.Lock()
+		dropped = dropped[:0]
+		for seq := range loss.dropped {
+			dropped = append(dropped, seq)
+		}
+		loss.mu.Unlock()
 	}
-	loss.mu.Unlock()
-	if len(dropped) < 5 {
+	if len(dropped) < 8 {
 		t.Fatalf("only %d packets dropped; the test did not exercise loss", len(dropped))
 	}
 	// Every dropped packet older than a moment ago must have come back,
@@ -103,6 +106,9 @@ func TestNACKRecovery(t *testing.T) {
 	}
 	if n := testCounter(s.metrics.nacksIn.(interface{ Write(*dto.Metric) error })); n == 0 {
 		t.Error("no NACKs counted")
+	}
+	if n := testCounter(s.metrics.retransmitted.(interface{ Write(*dto.Metric) error })); n < float64(len(dropped)) {
+		t.Errorf("%v retransmissions counted for %d lost packets", n, len(dropped))
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -54,8 +54,8 @@ type Participant struct {
 	log      *slog.Logger
 	onSignal func(Signal)
 	pub, sub *webrtc.PeerConnection
-	bwe      cc.BandwidthEstimator // the sub connection's estimate (nil if none)
-	done     chan struct{}         // closed by Close
+	bwe      *bwe.Estimator // the sub connection's estimate (nil if none)
+	done     chan struct{}  // closed by Close
 
 	pubMu sync.Mutex // serialises offers on pub
 
@@ -89,10 +89,10 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		done:         make(chan struct{}),
 	}
 	var err error
-	if p.pub, _, err = r.sfu.newPeerConnection(); err != nil {
+	if p.pub, _, err = r.sfu.newPeerConnection(false); err != nil {
 		return nil, fmt.Errorf("sfu: create pub connection: %w", err)
 	}
-	if p.sub, p.bwe, err = r.sfu.newPeerConnection(); err != nil {
+	if p.sub, p.bwe, err = r.sfu.newPeerConnection(true); err != nil {
 		p.pub.Close()
 		return nil, fmt.Errorf("sfu: create sub connection: %w", err)
 	}
@@ -173,7 +173,7 @@ func (p *Participant) reallocate(now time.Time) {
 	if p.bwe == nil {
 		return // no estimate for this connection: forward what is asked for
 	}
-	budget := int64(p.bwe.GetTargetBitrate())
+	budget := int64(p.bwe.Estimate())
 	downs := p.downTracks()
 	speaker := ""
 	if p.room.speakers != nil {
@@ -191,15 +191,16 @@ func (p *Participant) reallocate(now time.Time) {
 			continue
 		}
 		videos = append(videos, d)
-		demands = append(demands, d.demand(rates))
+		demands = append(demands, d.demand(rates, d.src.temporalRates(now, rates)))
 	}
 	m := p.room.sfu.metrics
 	m.estimates.Observe(float64(budget))
-	for i, l := range allocate(budget, audio, demands) {
-		if l == layerNone {
+	for i, c := range allocate(budget, audio, demands) {
+		if c.spatial == layerNone {
 			m.pausedVideo.Inc()
 		}
-		videos[i].setBandwidthLayer(l, now)
+		videos[i].setBandwidthLayer(c.spatial, now)
+		videos[i].setBandwidthTemporal(c.temporal)
 	}
 }
 
@@ -333,6 +334,9 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 		p.published = append(p.published, t)
 	}
 	l := &layer{track: t, index: index, remote: remote}
+	if t.kind == "video" {
+		l.cache = newPacketCache()
+	}
 	if !t.addLayer(l) {
 		p.mu.Unlock()
 		p.log.Warn("encoding refused: layer already published", "layer", index)
@@ -438,6 +442,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 		return
 	}
 	d := newDownTrack(t)
+	d.bwe = p.bwe
 	d.maxLayer = p.maxQuality
 	d.connected = p.subReady
 	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})

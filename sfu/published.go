@@ -83,6 +83,10 @@ type layer struct {
 	meter      rateMeter
 	sr         atomic.Pointer[senderInfo] // the publisher's latest sender report for this layer
 	activity   layerActivity
+	cache      *packetCache // recent packets for retransmission; nil for audio
+	// Payload bytes per VP8 temporal layer, for the allocator.
+	tidBytes  [maxTemporal]atomic.Uint64
+	tidMeters [maxTemporal]rateMeter
 }
 
 func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
@@ -192,6 +196,7 @@ func (l *layer) run() {
 	vp8 := t.mime == mimeVP8
 	var lastTS uint32
 	var sawTS bool
+	var fan *fanOut // started when the layer first has more than spreadAbove sinks
 	for count := 0; ; count++ {
 		n, _, err := l.remote.Read(buf)
 		if err != nil {
@@ -234,13 +239,56 @@ func (l *layer) run() {
 				l.size.Store(uint32(w)<<16 | uint32(hh))
 			}
 		}
-		for _, s := range *t.sinks.Load() {
-			s.writeRTP(l.index, &h, payload, key)
-			if !readAt.IsZero() {
-				m.forwardLatency.Observe(time.Since(readAt).Seconds())
+		if vp8 && len(payload) > 0 {
+			if d, ok := parseVP8Desc(payload); ok {
+				if tid, _, ok := d.temporal(payload); ok {
+					l.tidBytes[min(tid, temporalAll)].Add(uint64(len(payload)))
+				}
 			}
 		}
+		if l.cache != nil && len(payload) > 0 {
+			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, time.Now().UnixNano())
+		}
+		sinks := *t.sinks.Load()
+		if len(sinks) > spreadAbove && fan == nil {
+			if fan = newFanOut(m); fan != nil {
+				defer fan.stop()
+			}
+		}
+		if fan != nil && len(sinks) > spreadAbove {
+			fan.deliver(sinks, l.index, &h, payload, key, readAt)
+		} else {
+			writeSinks(sinks, l.index, &h, payload, key, readAt, m)
+		}
 	}
+}
+
+// temporalRates splits each layer's planning rate (rates[i]) over its VP8
+// temporal layers: out[i][t] is the rate of layer i with temporal layers up
+// to t, in the proportions measured; all zero for a layer that carries no
+// temporal layers.
+func (t *publishedTrack) temporalRates(now time.Time, rates [maxLayers]int64) (out [maxLayers][maxTemporal]int64) {
+	for i := range t.layers {
+		l := t.layers[i].Load()
+		if l == nil || rates[i] <= 0 {
+			continue
+		}
+		var per [maxTemporal]int64
+		var total int64
+		for k := range per {
+			per[k] = l.tidMeters[k].update(l.tidBytes[k].Load(), now)
+			total += per[k]
+		}
+		if total <= 0 || per[0] == total {
+			continue
+		}
+		var cum int64
+		for k := range per {
+			cum += per[k]
+			out[i][k] = rates[i] * cum / total
+		}
+	}
+	return out
 }
 
 // latencySample is how often (one packet in so many) the forwarding latency

@@ -52,7 +52,11 @@ type senderInfo struct {
 // noteSenderReports records the sender reports in an RTCP compound packet
 // read for layer l.
 func (l *layer) noteSenderReports(pkts []rtcp.Packet, now time.Time) {
-	ssrc := uint32(l.remote.SSRC())
+	l.noteSenderReportsFrom(pkts, uint32(l.remote.SSRC()), now)
+}
+
+// noteSenderReportsFrom is noteSenderReports for the layer's SSRC ssrc.
+func (l *layer) noteSenderReportsFrom(pkts []rtcp.Packet, ssrc uint32, now time.Time) {
 	for _, p := range pkts {
 		if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == ssrc {
 			l.sr.Store(&senderInfo{ntp: sr.NTPTime, rtp: sr.RTPTime, at: now})
@@ -110,6 +114,9 @@ func (d *downTrack) receiverReport(r rtcp.ReceptionReport, now time.Time, m *met
 	if r.LastSenderReport != 0 && r.LastSenderReport == lastMid && !lastAt.IsZero() {
 		held := time.Duration(uint64(r.Delay) * uint64(time.Second) >> 16)
 		if rtt := now.Sub(lastAt) - held; rtt >= 0 && rtt < time.Minute {
+			d.mu.Lock()
+			d.rtt = rtt
+			d.mu.Unlock()
 			m.rtt.WithLabelValues(kind).Observe(rtt.Seconds())
 		}
 	}

@@ -17,8 +17,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
@@ -26,6 +24,8 @@ import (
 	"github.com/pion/transport/v5/udp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
 const (
@@ -82,9 +82,9 @@ type SFU struct {
 	dynacastPause time.Duration
 
 	// pcMu serialises peer connection creation so the bandwidth estimator
-	// pion builds for a connection can be picked up (see newPeerConnection).
-	pcMu      sync.Mutex
-	estimator cc.BandwidthEstimator // set during NewPeerConnection, under pcMu
+	// made for a connection can be picked up (see newPeerConnection).
+	pcMu     sync.Mutex
+	feedback *feedbackFactory // its last estimator is read under pcMu
 
 	mu     sync.Mutex
 	rooms  map[string]*Room
@@ -221,12 +221,14 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		return fmt.Errorf("register audio level header extension: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	// NACK responses come from a cache of the packets sent on each down
-	// track: 256 packets is about 1.7 s of 1.5 Mbit/s video (several round
-	// trips) and holds a down track's cache to about 300 KiB.
-	if err := webrtc.ConfigureNackWithOptions(me, ir, nil, nack.ResponderSize(nackCacheSize)); err != nil {
-		return fmt.Errorf("configure NACK: %w", err)
+	// NACKs to publishers come from pion's generator; NACKs from
+	// subscribers are answered from the SFU's own packet caches, one per
+	// layer rather than one per subscriber (packetcache.go).
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return fmt.Errorf("configure NACK generator: %w", err)
 	}
+	ir.Add(gen)
 	// Receiver reports to publishers come from pion; sender reports to
 	// subscribers the down tracks write themselves (see reports.go).
 	rr, err := report.NewReceiverInterceptor()
@@ -235,36 +237,19 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	}
 	ir.Add(rr)
 	// Congestion control: every connection gets a send-side bandwidth
-	// estimate (pion's GCC) fed by the subscriber's transport-wide feedback;
-	// the allocator turns a subscriber's estimate into layers. Publishers get
-	// transport-wide feedback from us so their own estimators work too.
-	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(initialEstimate),
-			gcc.SendSideBWEMinBitrate(minEstimate),
-			gcc.SendSideBWEMaxBitrate(maxEstimate),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-			gcc.WithLoggerFactory(quietLoggers{}),
-		)
-	})
-	if err != nil {
-		return fmt.Errorf("configure congestion control: %w", err)
-	}
-	ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { s.estimator = e })
-	ir.Add(ccf)
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
-		return fmt.Errorf("configure transport-wide sequence numbers: %w", err)
-	}
+	// estimate fed by the subscriber's transport-wide feedback (see
+	// congestion.go); the allocator turns a subscriber's estimate into
+	// layers. ConfigureTWCCSender negotiates the transport-wide sequence
+	// number extension and gives publishers feedback from us, so their own
+	// estimators work too.
+	s.feedback = &feedbackFactory{}
+	ir.Add(s.feedback)
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return fmt.Errorf("configure transport-wide feedback: %w", err)
 	}
 	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
 	return nil
 }
-
-// nackCacheSize is how many sent packets each down track keeps for
-// retransmission.
-const nackCacheSize = 256
 
 // Batched UDP writes (Config.BatchWrites).
 const (
@@ -445,18 +430,19 @@ const (
 	maxEstimate     = 20_000_000
 )
 
-// newPeerConnection creates a connection and returns the bandwidth
-// estimator pion built for it. pion hands estimators out through one
-// callback per API, so creation is serialised to pair them up.
-func (s *SFU) newPeerConnection() (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+// newPeerConnection creates a connection and, when it will send media
+// (withEstimator), its bandwidth estimator. Estimators are made by an
+// interceptor factory that pion calls once per connection, so creation is
+// serialised to pair them up.
+func (s *SFU) newPeerConnection(withEstimator bool) (*webrtc.PeerConnection, *bwe.Estimator, error) {
 	s.pcMu.Lock()
 	defer s.pcMu.Unlock()
-	s.estimator = nil
+	s.feedback.want, s.feedback.last = withEstimator, nil
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, nil, err
 	}
-	return pc, s.estimator, nil
+	return pc, s.feedback.last, nil
 }
 
 // ErrClosed is returned for operations on a closed SFU, room or participant.

@@ -9,6 +9,8 @@ type vp8Desc struct {
 	pidAt  int // offset of the picture id; 0 when absent
 	pid15  bool
 	tl0At  int // offset of TL0PICIDX; 0 when absent
+	tidAt  int // offset of the TID/Y/KEYIDX byte; 0 when absent
+	hasTID bool
 	header int // length of the descriptor (offset of the VP8 payload header)
 }
 
@@ -40,6 +42,8 @@ func parseVP8Desc(p []byte) (d vp8Desc, ok bool) {
 			i++
 		}
 		if ext&0x30 != 0 { // T or K
+			d.tidAt = i
+			d.hasTID = ext&0x20 != 0
 			i++
 		}
 	}
@@ -56,6 +60,20 @@ func (d vp8Desc) pictureID(p []byte) uint16 {
 	}
 	return uint16(p[d.pidAt] & 0x7f)
 }
+
+// temporal returns the packet's temporal layer id and its layer sync bit
+// (Y: the picture depends only on base layer pictures); ok is false when the
+// descriptor carries no TID.
+func (d vp8Desc) temporal(p []byte) (tid int, sync, ok bool) {
+	if !d.hasTID {
+		return 0, false, false
+	}
+	return int(p[d.tidAt] >> 6), p[d.tidAt]&0x20 != 0, true
+}
+
+// vp8PictureStart reports whether p is the first packet of a picture (S set,
+// partition index 0).
+func vp8PictureStart(p []byte) bool { return len(p) > 0 && p[0]&0x10 != 0 && p[0]&0x0f == 0 }
 
 func (d vp8Desc) setPictureID(p []byte, id uint16) {
 	if d.pid15 {
@@ -91,6 +109,10 @@ type vp8Rewriter struct {
 	tl0Off   uint8
 	lastTL0  uint8
 	identity bool // both offsets are zero: nothing to rewrite
+	// The last picture dropped for its temporal layer, so that each dropped
+	// picture closes its gap in the picture ids once.
+	dropped     bool
+	lastDropped uint16
 }
 
 // rebase makes the next picture (the one in p) follow the last one sent.
@@ -113,6 +135,18 @@ func (r *vp8Rewriter) rebase(p []byte) {
 	}
 	r.started = true
 	r.identity = r.pidOff == 0 && r.tl0Off == 0
+}
+
+// dropPicture records that the picture with incoming id pid is not
+// forwarded (its temporal layer is off), so the ids of the pictures after it
+// close the gap: a receiver sees consecutive picture ids and no loss.
+func (r *vp8Rewriter) dropPicture(pid uint16) {
+	if r.dropped && r.lastDropped == pid {
+		return
+	}
+	r.dropped, r.lastDropped = true, pid
+	r.pidOff = (r.pidOff - 1) & 0x7fff
+	r.identity = false
 }
 
 // rewrite applies the offsets to the descriptor in p, which the caller owns.

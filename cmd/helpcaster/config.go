@@ -58,6 +58,7 @@ type Config struct {
 	MediaPublicIPs    []string // public IPs to announce (1:1 NAT); nil = none
 	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
 	MediaBatchWrites  bool     // write media with sendmmsg in batches
+	Pprof             bool     // serve /debug/pprof/
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -157,6 +158,9 @@ func settings(c *Config) []setting {
 		{flag: "media-batch-writes", yaml: "media.batch_writes", kind: kindBool, def: "false",
 			usage: "queue outgoing media and write it with sendmmsg in batches (up to 1 ms more latency, fewer system calls)",
 			set:   func(v string) error { return setBool(&c.MediaBatchWrites, v) }},
+		{flag: "debug-pprof", yaml: "debug.pprof", kind: kindBool, def: "false",
+			usage: "serve Go's profiler under /debug/pprof/ on the HTTP listener (keep that listener private)",
+			set:   func(v string) error { return setBool(&c.Pprof, v) }},
 		{flag: "max-message-bytes", yaml: "signaling.max_message_bytes", arg: "N", def: "65536",
 			usage: "largest signaling message, in bytes",
 			set:   func(v string) error { return setInt(&c.MaxMessageBytes, v, 1024, 64<<20) }},

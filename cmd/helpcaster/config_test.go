@@ -74,6 +74,7 @@ func TestPrecedence(t *testing.T) {
 		{"media-public-ip", "media.public_ips", "", "203.0.113.1,203.0.113.2", "203.0.113.3", "203.0.113.4", func(c *Config) string { return strings.Join(c.MediaPublicIPs, ",") }, false},
 		{"media-loopback-only", "media.loopback_only", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaLoopbackOnly) }, false},
 		{"media-batch-writes", "media.batch_writes", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaBatchWrites) }, false},
+		{"debug-pprof", "debug.pprof", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.Pprof) }, false},
 		{"max-message-bytes", "signaling.max_message_bytes", "65536", "2048", "4096", "8192", func(c *Config) string { return fmt.Sprint(c.MaxMessageBytes) }, false},
 		{"messages-per-second", "signaling.messages_per_second", "20", "1.5", "2", "3", func(c *Config) string { return fmt.Sprint(c.MessagesPerSecond) }, false},
 		{"message-burst", "signaling.message_burst", "40", "5", "6", "7", func(c *Config) string { return fmt.Sprint(c.MessageBurst) }, false},

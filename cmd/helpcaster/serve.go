@@ -55,6 +55,7 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		},
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          logger,
+		Pprof:           cfg.Pprof,
 	})
 	if err != nil {
 		ln.Close()

@@ -110,10 +110,14 @@ func TestServeProcess(t *testing.T) {
 			t.Errorf("GET %s = %d", path, code)
 		}
 	}
+	// The profiler is served only with --debug-pprof.
+	if code, _ := get("/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ without --debug-pprof = %d, want 404", code)
+	}
 	code, metrics := get("/metrics")
 	for _, name := range []string{"helpcaster_signaling_connections", "helpcaster_sfu_rooms", "helpcaster_sfu_participants",
 		"helpcaster_sfu_published_tracks", "helpcaster_sfu_subscribed_tracks", "helpcaster_sfu_rtp_packets_total",
-		"helpcaster_sfu_rtp_bytes_total", "process_cpu_seconds_total", "go_goroutines"} {
+		"helpcaster_sfu_rtp_bytes_total", "helpcaster_sfu_retransmissions_total", "process_cpu_seconds_total", "go_goroutines"} {
 		if code != http.StatusOK || !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
