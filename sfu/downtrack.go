@@ -387,8 +387,9 @@ func (d *downTrack) layersChanged() {
 
 // writeRTP forwards one packet of layer. Called from that layer's read
 // goroutine; packets of other layers than the one forwarded are dropped,
-// and a switch to the target layer happens only on its keyframe.
-func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool) {
+// and a switch to the target layer happens only on its keyframe. now is when
+// the packet was read: it stands for the send time.
+func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.bound || !d.connected {
@@ -439,7 +440,7 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 	if h.Marker || d.kind == webrtc.RTPCodecTypeAudio {
 		// The end of a frame: what a switch measures its gap from, and
 		// what a sender report without the publisher's extrapolates from.
-		d.lastFwd = time.Now()
+		d.lastFwd = now
 		d.lastFwdTS = d.hdr.Timestamp
 	}
 	if d.sent != nil {
@@ -449,7 +450,7 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 			e.vp8, e.pidOff, e.tl0Off = true, d.pics.pidOff, d.pics.tl0Off
 		}
 	}
-	d.stamp(&d.hdr, len(payload))
+	d.stamp(&d.hdr, len(payload), now)
 	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}
@@ -461,12 +462,12 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 
 // stamp gives h the connection's next transport-wide sequence number and
 // records the packet with the estimator. d.mu must be held.
-func (d *downTrack) stamp(h *rtp.Header, payloadLen int) {
+func (d *downTrack) stamp(h *rtp.Header, payloadLen int, now time.Time) {
 	if d.twccID == 0 || d.bwe == nil {
 		return
 	}
 	// 12 bytes of fixed header, 8 of extension, 16 of SRTP tag.
-	seq := d.bwe.Sent(12+8+len(h.CSRC)*4+payloadLen+16, time.Now())
+	seq := d.bwe.Sent(12+8+len(h.CSRC)*4+payloadLen+16, now)
 	binary.BigEndian.PutUint16(d.twccSeq[:], seq)
 	h.Extension, h.Extensions = false, d.ext[:0] // appended to without allocating
 	_ = h.SetExtension(d.twccID, d.twccSeq[:])   // cannot fail: 2 bytes, id 1-14
@@ -668,7 +669,7 @@ func (d *downTrack) retransmit(seq uint16, now int64, gap time.Duration) bool {
 		d.rtxHdr.PayloadType, d.rtxHdr.SSRC, d.rtxHdr.SequenceNumber = d.rtxPT, d.rtxSSRC, d.rtxSeq
 		d.rtxSeq++
 	}
-	d.stamp(&d.rtxHdr, len(payload))
+	d.stamp(&d.rtxHdr, len(payload), time.Unix(0, now))
 	if _, err := d.writer.WriteRTP(&d.rtxHdr, payload); err != nil {
 		return false
 	}

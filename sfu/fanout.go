@@ -28,6 +28,7 @@ type fanJob struct {
 	h       *rtp.Header
 	payload []byte
 	key     bool
+	now     time.Time
 	readAt  time.Time
 	done    *sync.WaitGroup
 }
@@ -54,7 +55,7 @@ func newFanOut(m *metrics) *fanOut {
 		go func() {
 			defer f.wg.Done()
 			for j := range f.jobs {
-				writeSinks(j.sinks, j.layer, j.h, j.payload, j.key, j.readAt, f.metrics)
+				writeSinks(j.sinks, j.layer, j.h, j.payload, j.key, j.now, j.readAt, f.metrics)
 				j.done.Done()
 			}
 		}()
@@ -69,22 +70,22 @@ func (f *fanOut) stop() {
 }
 
 // deliver writes one packet to all sinks, spread over the helpers.
-func (f *fanOut) deliver(sinks []sink, layer int, h *rtp.Header, payload []byte, key bool, readAt time.Time) {
+func (f *fanOut) deliver(sinks []sink, layer int, h *rtp.Header, payload []byte, key bool, now, readAt time.Time) {
 	parts := min(f.helpers+1, len(sinks)/(spreadAbove/2))
 	per := (len(sinks) + parts - 1) / parts
 	for i := per; i < len(sinks); i += per {
 		f.done.Add(1)
-		f.jobs <- fanJob{sinks: sinks[i:min(i+per, len(sinks))], layer: layer, h: h, payload: payload, key: key, readAt: readAt, done: &f.done}
+		f.jobs <- fanJob{sinks: sinks[i:min(i+per, len(sinks))], layer: layer, h: h, payload: payload, key: key, now: now, readAt: readAt, done: &f.done}
 	}
-	writeSinks(sinks[:per], layer, h, payload, key, readAt, f.metrics)
+	writeSinks(sinks[:per], layer, h, payload, key, now, readAt, f.metrics)
 	f.done.Wait()
 }
 
 // writeSinks writes one packet to each of sinks in turn; with a non-zero
 // readAt it measures each write's forwarding latency.
-func writeSinks(sinks []sink, layer int, h *rtp.Header, payload []byte, key bool, readAt time.Time, m *metrics) {
+func writeSinks(sinks []sink, layer int, h *rtp.Header, payload []byte, key bool, now, readAt time.Time, m *metrics) {
 	for _, s := range sinks {
-		s.writeRTP(layer, h, payload, key)
+		s.writeRTP(layer, h, payload, key, now)
 		if !readAt.IsZero() {
 			m.forwardLatency.Observe(time.Since(readAt).Seconds())
 		}

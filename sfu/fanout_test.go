@@ -16,7 +16,7 @@ type countingSink struct {
 	seqs []uint16
 }
 
-func (c *countingSink) writeRTP(_ int, h *rtp.Header, _ []byte, _ bool) {
+func (c *countingSink) writeRTP(_ int, h *rtp.Header, _ []byte, _ bool, _ time.Time) {
 	c.mu.Lock()
 	c.seqs = append(c.seqs, h.SequenceNumber)
 	c.mu.Unlock()
@@ -31,11 +31,11 @@ type helperSink struct {
 	helped bool
 }
 
-func (s *helperSink) writeRTP(l int, h *rtp.Header, p []byte, k bool) {
+func (s *helperSink) writeRTP(l int, h *rtp.Header, p []byte, k bool, now time.Time) {
 	if !s.main() {
 		s.helped = true
 	}
-	s.countingSink.writeRTP(l, h, p, k)
+	s.countingSink.writeRTP(l, h, p, k, now)
 }
 
 func TestFanOutSpreadsAndKeepsOrder(t *testing.T) {
@@ -56,7 +56,7 @@ func TestFanOutSpreadsAndKeepsOrder(t *testing.T) {
 	}
 	h := rtp.Header{SequenceNumber: 65530}
 	for range 20 {
-		f.deliver(sinks, 0, &h, []byte{1}, false, time.Now())
+		f.deliver(sinks, 0, &h, []byte{1}, false, time.Now(), time.Time{})
 		h.SequenceNumber++
 	}
 	helped := 0

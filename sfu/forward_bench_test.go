@@ -3,9 +3,12 @@ package sfu
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
 // nullWriter stands in for pion's SRTP writer: it marshals the header into
@@ -29,21 +32,26 @@ func benchTrack(b *testing.B, n int) *publishedTrack {
 	s := &SFU{metrics: m}
 	owner := &Participant{room: &Room{sfu: s}}
 	t := &publishedTrack{owner: owner, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
+	t.layers[0].Store(&layer{track: t, cache: newPacketCache()})
 	empty := []sink{}
 	t.sinks.Store(&empty)
 	for i := range n {
+		// Each subscriber has its own connection, so its own estimator.
 		d := &downTrack{src: t, kind: webrtc.RTPCodecTypeVideo, vp8: true, clockRate: 90000, bound: true, connected: true,
 			writer: &nullWriter{}, ssrc: uint32(1000 + i), pt: 96, maxLayer: layerFull, bwLayer: layerFull, target: 0, current: layerNone,
-			firstSeq: uint16(i * 7919), firstTS: uint32(i) * 104729, out: m.counters("video", "out"),
-			switches: m.layerSwitches}
+			bwTemporal: temporalAll, temporal: temporalAll, firstSeq: uint16(i * 7919), firstTS: uint32(i) * 104729,
+			out: m.counters("video", "out"), switches: m.layerSwitches, sent: sentRing(webrtc.RTPCodecTypeVideo),
+			bwe: bwe.New(bwe.Config{}), twccID: 3}
 		t.addSink(d)
 	}
 	return t
 }
 
 // BenchmarkFanOut measures the SFU's own per-packet work from a parsed
-// ingress packet to n egress headers (rewrite, counters, header marshal),
-// excluding SRTP and the socket. ns/op is per ingress packet.
+// ingress packet to n egress headers: the packet cache, and per down track
+// the rewrite, the retransmission history, the transport-wide sequence
+// number and its record in the estimator, counters and the header marshal.
+// SRTP and the socket are excluded. ns/op is per ingress packet.
 func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{1, 10, 50, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
@@ -60,8 +68,10 @@ func BenchmarkFanOut(b *testing.B) {
 				h.Timestamp = uint32(i/6) * 3000
 				h.Marker = i%6 == 5
 				key := IsKeyframe(t.mime, payload)
+				now := time.Unix(0, int64(i)*1e6)
+				t.layers[0].Load().cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, int64(i)*1e6)
 				for _, s := range *t.sinks.Load() {
-					s.writeRTP(0, &h, payload, key)
+					s.writeRTP(0, &h, payload, key, now)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/egress")

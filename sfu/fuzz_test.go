@@ -49,11 +49,11 @@ func FuzzForward(f *testing.F) {
 		key := len(payload) > 0 && IsKeyframe(src.mime, payload)
 		vp8KeyframeSize(payload)
 		// Twice on one layer, then on another: a start, a repeat and a switch.
-		d.writeRTP(layerFull, &h, payload, true)
-		d.writeRTP(layerFull, &h, payload, key)
+		d.writeRTP(layerFull, &h, payload, true, time.Now())
+		d.writeRTP(layerFull, &h, payload, key, time.Now())
 		d.target = layerIdx
 		h.SequenceNumber += 7
-		d.writeRTP(layerIdx, &h, payload, true)
+		d.writeRTP(layerIdx, &h, payload, true, time.Now())
 		d.senderReport(time.Now())
 	})
 }
@@ -125,7 +125,7 @@ func FuzzRTCP(f *testing.F) {
 			h := rtp.Header{Version: 2, SequenceNumber: uint16(500 + i), Timestamp: uint32(i * 3000), SSRC: 5, Marker: true}
 			payload := vp8Packet(uint16(100+i), true, i, i == 0)
 			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, now.UnixNano())
-			d.writeRTP(0, &h, payload, i == 0)
+			d.writeRTP(0, &h, payload, i == 0, now)
 		}
 		d.senderReport(now.Add(time.Second))
 		forEachRTCP(data, func(pt, count uint8, b []byte) {

@@ -43,9 +43,10 @@ func layerOfRID(rid string) (int, bool) {
 // sink is what a published track fans its packets out to: down tracks and
 // external sinks. writeRTP is called from the read goroutine of the layer
 // the packet belongs to, so calls for different layers may be concurrent;
-// payload has padding removed and is empty for padding-only packets.
+// payload has padding removed and is empty for padding-only packets; now is
+// when the packet was read (one clock read per packet, not per sink).
 type sink interface {
-	writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool)
+	writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool, now time.Time)
 	// layersChanged is called when a layer appears or ends.
 	layersChanged()
 	trackClosed()
@@ -204,9 +205,10 @@ func (l *layer) run() {
 		}
 		// One packet in latencySample has its forwarding latency measured,
 		// from here to each egress write.
+		now := time.Now()
 		var readAt time.Time
 		if count%latencySample == 0 {
-			readAt = time.Now()
+			readAt = now
 		}
 		hn, err := h.Unmarshal(buf[:n])
 		if err != nil {
@@ -247,7 +249,7 @@ func (l *layer) run() {
 			}
 		}
 		if l.cache != nil && len(payload) > 0 {
-			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, time.Now().UnixNano())
+			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, now.UnixNano())
 		}
 		sinks := *t.sinks.Load()
 		if len(sinks) > spreadAbove && fan == nil {
@@ -256,9 +258,9 @@ func (l *layer) run() {
 			}
 		}
 		if fan != nil && len(sinks) > spreadAbove {
-			fan.deliver(sinks, l.index, &h, payload, key, readAt)
+			fan.deliver(sinks, l.index, &h, payload, key, now, readAt)
 		} else {
-			writeSinks(sinks, l.index, &h, payload, key, readAt, m)
+			writeSinks(sinks, l.index, &h, payload, key, now, readAt, m)
 		}
 	}
 }

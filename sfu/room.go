@@ -194,7 +194,7 @@ type externalSink struct {
 	t *publishedTrack
 }
 
-func (e *externalSink) writeRTP(layer int, h *rtp.Header, payload []byte, _ bool) {
+func (e *externalSink) writeRTP(layer int, h *rtp.Header, payload []byte, _ bool, _ time.Time) {
 	if len(payload) > 0 && layer == e.t.topLayer() {
 		e.s.WriteRTP(h, payload)
 	}

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -77,7 +78,7 @@ func TestTemporalLayers(t *testing.T) {
 			}
 			h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(pid) * 3000, SSRC: 5, Marker: true}
 			key := seq == 65500
-			d.writeRTP(0, &h, vp8TemporalPacket(pid, tl0, tid, tid != 0 && (i == 1 || i == 2), key), key)
+			d.writeRTP(0, &h, vp8TemporalPacket(pid, tl0, tid, tid != 0 && (i == 1 || i == 2), key), key, time.Now())
 			seq++
 			pid = (pid + 1) & 0x7fff
 		}
@@ -131,7 +132,7 @@ func TestTemporalUpNeedsSync(t *testing.T) {
 	d := temporalDownTrack(w, 0)
 	write := func(seq, pid uint16, tid int, sync, key bool) {
 		h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(pid) * 3000, Marker: true}
-		d.writeRTP(0, &h, vp8TemporalPacket(pid, 1, tid, sync, key), key)
+		d.writeRTP(0, &h, vp8TemporalPacket(pid, 1, tid, sync, key), key, time.Now())
 	}
 	write(1, 10, 0, false, true)
 	write(2, 11, 1, false, false) // dropped: layer 1 is off
