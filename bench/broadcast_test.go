@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -267,6 +268,7 @@ func TestBroadcastCost(t *testing.T) {
 	t.Logf("server process: %.1f%% of a core (/proc: %.1f%%), %.2f ctx switches / forwarded pkt; child (subscribers): %.1f%% of a core",
 		m.cpuPct(), 100*m.procCPU.Seconds()/m.wall.Seconds(), float64(m.switches)/m.out, 100*m.childCPU.Seconds()/m.wall.Seconds())
 	logEstimates(t, reg)
+	logLatency(t, reg)
 	t.Logf("UDP receive drops in the window: server %d, child %d", m.drops, m.childDrops)
 	t.Logf("RESULT subscribers=%d µs/forwarded pkt=%.2f (minus no-subscriber baseline %.2f) server%%=%.1f baseline%%=%.1f ctxsw/pkt=%.2f child%%=%.1f out/s=%.0f",
 		n, m.usPerOut(), sub.Seconds()*1e6/m.out, m.cpuPct(), base.cpuPct(), float64(m.switches)/m.out,
@@ -341,6 +343,37 @@ func logEstimates(t *testing.T, reg *prometheus.Registry) {
 					100*float64(b.GetCumulativeCount())/float64(h.GetSampleCount()), h.GetSampleCount())
 			}
 		}
+	}
+}
+
+// logLatency logs the SFU's forwarding latency (read to each egress write,
+// sampled; all samples since the start): mean, and the bucket bounds that
+// hold the median and the 99th percentile.
+func logLatency(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "helpcaster_sfu_forward_latency_seconds" || len(f.GetMetric()) == 0 {
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		n := float64(h.GetSampleCount())
+		if n == 0 {
+			return
+		}
+		upTo := func(q float64) float64 {
+			for _, b := range h.GetBucket() {
+				if float64(b.GetCumulativeCount()) >= q*n {
+					return b.GetUpperBound()
+				}
+			}
+			return math.Inf(1)
+		}
+		t.Logf("forwarding latency (read to write): mean %.0f µs, median ≤ %.0f µs, p99 ≤ %.0f µs (%d samples)",
+			1e6*h.GetSampleSum()/n, 1e6*upTo(0.5), 1e6*upTo(0.99), h.GetSampleCount())
 	}
 }
 

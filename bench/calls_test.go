@@ -175,12 +175,15 @@ func TestCallsCost(t *testing.T) {
 	// steady it was.
 	before := take(t, ctx, srv, parts)
 	// HELPCASTER_BENCH_PROFILE=FILE saves a CPU profile of the server over
-	// the window (it needs --debug-pprof in HELPCASTER_BENCH_SERVE_FLAGS).
-	profiled := make(chan error, 1)
-	if path := os.Getenv("HELPCASTER_BENCH_PROFILE"); path != "" {
-		go func() { profiled <- srv.saveProfile(ctx, window, path) }()
-	} else {
-		profiled <- nil
+	// the window, HELPCASTER_BENCH_ALLOCS=FILE the allocations made in it
+	// (both need --debug-pprof in HELPCASTER_BENCH_SERVE_FLAGS).
+	profiled := make(chan error, 2)
+	for env, kind := range map[string]string{"HELPCASTER_BENCH_PROFILE": "profile", "HELPCASTER_BENCH_ALLOCS": "allocs"} {
+		if path := os.Getenv(env); path != "" {
+			go func() { profiled <- srv.saveProfile(ctx, kind, window, path) }()
+		} else {
+			profiled <- nil
+		}
 	}
 	var perSec []float64
 	tick := time.NewTicker(time.Second)
@@ -203,8 +206,10 @@ window:
 	}
 	tick.Stop()
 	after := take(t, ctx, srv, parts)
-	if err := <-profiled; err != nil {
-		t.Errorf("CPU profile: %v", err)
+	for range 2 {
+		if err := <-profiled; err != nil {
+			t.Errorf("profile: %v", err)
+		}
 	}
 	if err := srv.alive(); err != nil {
 		t.Fatal(err)

@@ -29,9 +29,14 @@ type server struct {
 	http   *http.Client
 }
 
-// buildBinary builds ../cmd/helpcaster into dir and returns its path.
+// buildBinary builds ../cmd/helpcaster into dir and returns its path, or
+// returns HELPCASTER_BENCH_BINARY when set (a binary built beforehand, so a
+// run measures a fixed build while the tree changes).
 func buildBinary(t *testing.T, dir string) string {
 	t.Helper()
+	if bin := os.Getenv("HELPCASTER_BENCH_BINARY"); bin != "" {
+		return bin
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := filepath.Join(dir, "helpcaster")
@@ -440,10 +445,10 @@ z{a="q\"u,o}te"} 1
 	}
 }
 
-// saveProfile saves a CPU profile of the server over d to path; the server
-// must run with --debug-pprof.
-func (s *server) saveProfile(ctx context.Context, d time.Duration, path string) error {
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.base, int(d.Round(time.Second)/time.Second))
+// saveProfile saves the server's profile of kind ("profile" for CPU,
+// "allocs") over d to path; the server must run with --debug-pprof.
+func (s *server) saveProfile(ctx context.Context, kind string, d time.Duration, path string) error {
+	url := fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", s.base, kind, int(d.Round(time.Second)/time.Second))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

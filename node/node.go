@@ -149,6 +149,7 @@ func (n *Node) routes() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.Handle("GET /debug/pprof/allocs", pprof.Handler("allocs"))
 	}
 	return mux
 }

@@ -30,6 +30,7 @@ type sentPacket struct {
 	seq   uint32 // low 32 bits of the extended sequence number, to detect stale slots
 	size  uint16 // bytes
 	state uint8  // stateUnreported, stateLost or stateReceived
+	probe uint8  // probeNoTag, or the probe cluster's slot + probeFirstTag
 }
 
 const (
@@ -80,6 +81,7 @@ type Estimator struct {
 	acked    ackedRate
 	rc       rateControl
 	loss     lossControl
+	probes   probeSet
 }
 
 // New returns an estimator whose estimate starts at cfg.Initial.
@@ -111,12 +113,30 @@ func New(cfg Config) *Estimator {
 // size in bytes. Called for every egress packet, from any goroutine; it holds
 // the estimator's mutex for a few stores and allocates nothing.
 func (e *Estimator) Sent(size int, now time.Time) uint16 {
+	return e.sent(size, now, 0)
+}
+
+// SentProbe is Sent for a packet of probe cluster id cluster: typically a
+// padding-only packet, one of a short run paced at the rate to be probed.
+// Cluster ids are chosen by the caller, are positive, and increase from one
+// cluster to the next; a packet whose cluster id is not positive, or older
+// than the newest cluster and no longer open, is recorded as an ordinary
+// packet. Like Sent it is safe for concurrent use and allocates nothing.
+func (e *Estimator) SentProbe(size int, now time.Time, cluster int) uint16 {
+	return e.sent(size, now, cluster)
+}
+
+func (e *Estimator) sent(size int, now time.Time, cluster int) uint16 {
 	size = min(max(size, 0), 0xffff)
 	e.mu.Lock()
 	t := e.clock(now)
 	e.sentExt++
 	ext := e.sentExt
-	e.ring[ext&ringMask] = sentPacket{send: t, seq: uint32(ext), size: uint16(size)}
+	tag := probeNoTag
+	if cluster > 0 {
+		tag = e.probes.sent(cluster, ext, t, size)
+	}
+	e.ring[ext&ringMask] = sentPacket{send: t, seq: uint32(ext), size: uint16(size), probe: tag}
 	e.mu.Unlock()
 	return uint16(ext)
 }
@@ -146,15 +166,17 @@ func (e *Estimator) Feedback(b []byte, now time.Time) error {
 	e.fbNew = 0
 	emitFeedback(b, h, l, e.onStatus)
 
+	u := e.delay.usage
+	if e.delay.sawOveruse {
+		u = UsageOverusing
+	}
 	if e.fbNew > 0 {
 		e.rc.observeRTT(e.fbNow - e.fbNewest)
-		u := e.delay.usage
-		if e.delay.sawOveruse {
-			u, e.delay.sawOveruse = UsageOverusing, false
-		}
+		e.delay.sawOveruse = false
 		acked, ok := e.acked.rate()
 		e.rc.update(u, acked, ok, e.fbNow)
 	}
+	e.checkProbes(u == UsageOverusing)
 	e.loss.maybeUpdate(e.fbNow, e.combined())
 	e.estimate.Store(int64(e.combined()))
 	return nil
@@ -174,10 +196,14 @@ func (e *Estimator) onStatus(_ uint16, received bool, delta time.Duration) {
 	if p.seq != uint32(ext) || p.state == stateReceived {
 		return
 	}
+	c := e.probes.cluster(p.probe, ext)
 	if !received {
 		if p.state == stateUnreported {
 			p.state = stateLost
 			e.loss.packet(false, e.fbNow)
+			if c != nil {
+				c.reportedLost()
+			}
 		}
 		return
 	}
@@ -186,8 +212,11 @@ func (e *Estimator) onStatus(_ uint16, received bool, delta time.Duration) {
 	} else {
 		e.loss.packet(true, e.fbNow)
 	}
-	p.state = stateReceived
 	arr := e.fbArr
+	if c != nil {
+		c.reportedReceived(p.state == stateUnreported, int(p.size), arr)
+	}
+	p.state = stateReceived
 	e.acked.add(arr, int(p.size))
 	e.rc.observePacket(int(p.size))
 	e.delay.add(p.send, arr)
