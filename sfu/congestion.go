@@ -39,19 +39,14 @@ func (f *feedbackInterceptor) BindRTCPReader(r interceptor.RTCPReader) intercept
 	})
 }
 
-// feedbackFactory creates the estimator and interceptor of each connection
-// that sends media (a subscriber's). The SFU sets want before, and reads the
-// estimator created right after, pion builds a connection
-// (SFU.newPeerConnection serialises that).
+// feedbackFactory creates the estimator and interceptor of each
+// subscriber's connection. The SFU reads the estimator created right after
+// pion builds a connection (SFU.newPeerConnection serialises that).
 type feedbackFactory struct {
-	want bool
 	last *bwe.Estimator
 }
 
 func (f *feedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	if !f.want {
-		return &interceptor.NoOp{}, nil
-	}
 	est := bwe.New(bwe.Config{Initial: initialEstimate, Min: minEstimate, Max: maxEstimate})
 	f.last = est
 	return &feedbackInterceptor{est: est}, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v5/udp"
@@ -70,7 +71,8 @@ type Config struct {
 
 // SFU owns the media sockets and the rooms.
 type SFU struct {
-	api     *webrtc.API
+	pubAPI  *webrtc.API // for publishers' connections
+	subAPI  *webrtc.API // for subscribers' connections
 	conn    *net.UDPConn
 	batch   *udp.BatchConn // wraps conn when Config.BatchWrites
 	mux     ice.UDPMux
@@ -161,7 +163,7 @@ func (s *SFU) TCPAddr() *net.TCPAddr {
 	return s.tcpLn.Addr().(*net.TCPAddr)
 }
 
-// buildAPI sets s.api with the ICE muxes over s's sockets (s.mux and, with
+// buildAPI sets s.pubAPI and s.subAPI with the ICE muxes over s's sockets (s.mux and, with
 // a TCP listener, s.tcpMux), codecs and interceptors.
 func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	var se webrtc.SettingEngine
@@ -208,19 +210,15 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		}
 	}
 
-	me := &webrtc.MediaEngine{}
-	if err := registerCodecs(me); err != nil {
+	// Publishers' (pub) and subscribers' (sub) connections carry media one
+	// way each, so each kind gets only the interceptors its direction needs:
+	// every interceptor on a connection costs per packet or per RTCP packet,
+	// and most run a timer goroutine per connection.
+	pubME, err := newMediaEngine()
+	if err != nil {
 		return err
 	}
-	// MID, RID and repaired-RID header extensions, which simulcast needs.
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		return fmt.Errorf("register simulcast header extensions: %w", err)
-	}
-	// RFC 6464 audio levels, for active speaker detection.
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		return fmt.Errorf("register audio level header extension: %w", err)
-	}
-	ir := &interceptor.Registry{}
+	pubIR := &interceptor.Registry{}
 	// NACKs to publishers come from pion's generator; NACKs from
 	// subscribers are answered from the SFU's own packet caches, one per
 	// layer rather than one per subscriber (packetcache.go).
@@ -228,27 +226,60 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	if err != nil {
 		return fmt.Errorf("configure NACK generator: %w", err)
 	}
-	ir.Add(gen)
+	pubIR.Add(gen)
 	// Receiver reports to publishers come from pion; sender reports to
 	// subscribers the down tracks write themselves (see reports.go).
 	rr, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return fmt.Errorf("configure receiver reports: %w", err)
 	}
-	ir.Add(rr)
-	// Congestion control: every connection gets a send-side bandwidth
-	// estimate fed by the subscriber's transport-wide feedback (see
-	// congestion.go); the allocator turns a subscriber's estimate into
-	// layers. ConfigureTWCCSender negotiates the transport-wide sequence
-	// number extension and gives publishers feedback from us, so their own
-	// estimators work too.
-	s.feedback = &feedbackFactory{}
-	ir.Add(s.feedback)
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+	pubIR.Add(rr)
+	// Publishers get transport-wide feedback from us, so their own
+	// estimators work.
+	twccFeedback, err := twcc.NewSenderInterceptor()
+	if err != nil {
 		return fmt.Errorf("configure transport-wide feedback: %w", err)
 	}
-	s.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	pubIR.Add(twccFeedback)
+	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(pubME), webrtc.WithInterceptorRegistry(pubIR))
+
+	// Subscribers: every sub connection gets a send-side bandwidth estimate
+	// fed by the subscriber's transport-wide feedback (congestion.go); the
+	// allocator turns it into layers. Down tracks stamp the sequence
+	// numbers and answer NACKs themselves, so nothing else is needed.
+	subME, err := newMediaEngine()
+	if err != nil {
+		return err
+	}
+	subIR := &interceptor.Registry{}
+	s.feedback = &feedbackFactory{}
+	subIR.Add(s.feedback)
+	s.subAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subIR))
 	return nil
+}
+
+// newMediaEngine registers the SFU's codecs (with RTX) and the header
+// extensions it uses: MID and RIDs for simulcast, RFC 6464 audio levels for
+// speaker detection, and transport-wide sequence numbers (with their RTCP
+// feedback) for congestion control both ways.
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("register simulcast header extensions: %w", err)
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register audio level header extension: %w", err)
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("register transport-wide sequence number extension: %w", err)
+		}
+	}
+	return me, nil
 }
 
 // Batched UDP writes (Config.BatchWrites).
@@ -430,15 +461,19 @@ const (
 	maxEstimate     = 20_000_000
 )
 
-// newPeerConnection creates a connection and, when it will send media
-// (withEstimator), its bandwidth estimator. Estimators are made by an
+// newPeerConnection creates a publisher's connection, or with withEstimator
+// a subscriber's and its bandwidth estimator. Estimators are made by an
 // interceptor factory that pion calls once per connection, so creation is
 // serialised to pair them up.
 func (s *SFU) newPeerConnection(withEstimator bool) (*webrtc.PeerConnection, *bwe.Estimator, error) {
 	s.pcMu.Lock()
 	defer s.pcMu.Unlock()
-	s.feedback.want, s.feedback.last = withEstimator, nil
-	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
+	s.feedback.last = nil
+	api := s.pubAPI
+	if withEstimator {
+		api = s.subAPI
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, nil, err
 	}
