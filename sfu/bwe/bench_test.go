@@ -24,11 +24,26 @@ func BenchmarkSentParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkSentProbe sends probe clusters of 15 packets.
+func BenchmarkSentProbe(b *testing.B) {
+	e := New(Config{})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e.SentProbe(1000, epoch.Add(time.Duration(i)*time.Microsecond), i/15+1)
+	}
+}
+
 // BenchmarkFeedback feeds 50-packet feedback packets (10 Mbit/s of 1200-byte
 // packets, one feedback per 50 ms, 2% loss) in steady state. The same 64
 // packets are replayed with send history and reference time shifted forward
 // each round, so every packet is new to the estimator.
-func BenchmarkFeedback(b *testing.B) {
+func BenchmarkFeedback(b *testing.B) { benchFeedback(b, false) }
+
+// BenchmarkFeedbackProbes is BenchmarkFeedback with every eighth feedback
+// packet starting with a 15-packet probe cluster, measured when reported.
+func BenchmarkFeedbackProbes(b *testing.B) { benchFeedback(b, true) }
+
+func benchFeedback(b *testing.B, probes bool) {
 	const (
 		perFb = 50
 		nFb   = 64
@@ -36,9 +51,14 @@ func BenchmarkFeedback(b *testing.B) {
 		round = nFb * perFb * gap
 	)
 	e := New(Config{Initial: 10e6})
-	for range nFb * perFb {
-		e.Sent(1200, epoch) // send times are set below
+	for k := range nFb * perFb {
+		if i := k / perFb; probes && i%8 == 0 && k%perFb < 15 {
+			e.SentProbe(1200, epoch.Add(time.Duration(k)*gap), i/8+1)
+		} else {
+			e.Sent(1200, epoch) // send times are set below
+		}
 	}
+	clusters := e.probes // replayed every round
 	fbs := make([][]byte, nFb)
 	for i := range fbs {
 		st := make([]status, perFb)
@@ -70,6 +90,14 @@ func BenchmarkFeedback(b *testing.B) {
 				p := &e.ring[k]
 				p.send, p.state = int64(shift+time.Duration(k)*gap), stateUnreported
 			}
+			if probes {
+				e.probes.c = clusters.c
+				for j := range e.probes.c {
+					c := &e.probes.c[j]
+					c.firstSend += int64(shift)
+					c.lastSend += int64(shift)
+				}
+			}
 			for j, fb := range fbs {
 				r := refs[j] + uint32(pass)*uint32(round/(64*time.Millisecond))
 				fb[16], fb[17], fb[18] = byte(r>>16), byte(r>>8), byte(r)
@@ -82,6 +110,9 @@ func BenchmarkFeedback(b *testing.B) {
 	}
 	if e.Estimate() < 5e6 {
 		b.Fatalf("estimate fell to %d on an uncongested replay", e.Estimate())
+	}
+	if r := e.ProbeResult(); probes && r.Rate == 0 {
+		b.Fatalf("no probe cluster measured: %+v", r)
 	}
 }
 

@@ -12,6 +12,11 @@
 //	err := e.Feedback(rtcpPkt, time.Now()) // per incoming TWCC feedback (PT=205, FMT=15)
 //	target := e.Estimate()                 // bit/s, read as often as needed
 //
+// To find out whether the path could carry more than an application-limited
+// connection sends, send short clusters of padding with
+// e.SentProbe(len(pkt), time.Now(), clusterID) instead of Sent (see
+// Probing).
+//
 // All methods are safe for concurrent use. Sent and Feedback share one
 // mutex; Sent holds it for a handful of stores, Feedback for about 20 ns per
 // reported packet. Estimate reads an atomic. Times are the caller's: pass
@@ -63,7 +68,8 @@
 // second either way; time credited per step is capped at 1 s. An increase
 // never takes the rate above max(1.5 × acked + 10 kbit/s, Initial), so an
 // idle or application-limited connection does not race to Max, while one
-// sending at its estimate keeps growing. RTT is the smoothed time from
+// sending at its estimate keeps growing. The cap only limits increases: it
+// never lowers a rate set by a probe. RTT is the smoothed time from
 // sending the newest reported packet to receiving its feedback (so it
 // includes the feedback interval).
 //
@@ -75,6 +81,41 @@
 // 2 % raises the limit by 5 % per second; in between the limit holds at the
 // current estimate. The limit starts at Max, so it constrains nothing until
 // loss is seen.
+//
+// # Probing
+//
+// The cap above keeps an application-limited connection's estimate within
+// about 1.5× what it sends, so a subscriber held on a low layer could never
+// show room for a higher one. The caller measures the path instead by
+// sending a probe cluster: a short run of packets (typically padding, about
+// 15 over 40 ms) paced at the rate in question, each sent with SentProbe and
+// a cluster id that is positive and larger than any before. The history
+// slot keeps a one-byte tag naming one of 8 cluster slots (so a slot stays
+// 16 bytes); a ninth open cluster evicts the oldest, and a packet of a
+// cluster already measured or evicted is an ordinary packet.
+//
+// A cluster is measured once, during the first Feedback after which at
+// least 5 of its packets are reported received, at least 80 % of the
+// packets sent in it are reported (received or lost), and no more are
+// expected: a newer cluster has started or none of its packets was sent in
+// the last 20 ms. Its send rate is its bytes except the last-sent packet's
+// over its send span, its receive rate its received bytes except the
+// first-arrived packet's over its arrival span; spans under 10 ms (send),
+// empty (arrival) or over 1 s measure nothing. The result is the lower
+// rate, and the path counts as saturated when the receive rate is under
+// 0.9 × the send rate. Media queued between probe packets at the
+// bottleneck slows their arrival, so a result is a lower bound.
+//
+// If the delay detector is not overusing (in this feedback) and under 10 %
+// of the cluster's reported packets were lost, a result above the
+// delay-based rate sets that rate to 0.95 × the result (at most Max) at
+// once, and lifts the loss-based limit to it too unless the last loss
+// window was above 10 %. Otherwise the result raises nothing. ProbeResult
+// reports the last measured cluster. Probe packets are otherwise ordinary:
+// they count toward the acked bitrate, the loss windows and the delay
+// detector, so a probe well above the capacity builds a queue that the
+// detector may then answer with a decrease; a caller should not keep
+// probing far above a rate a saturated probe has measured.
 //
 // # Estimate
 //

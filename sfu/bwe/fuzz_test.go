@@ -24,8 +24,13 @@ func FuzzFeedback(f *testing.F) {
 	}
 	e := New(Config{})
 	now := time.Unix(0, 0)
-	for range 200 {
-		e.Sent(1200, now)
+	for i := range 200 {
+		// Every other run of 10 packets is a probe cluster, paced 2 ms apart.
+		if id := i / 10; id%2 == 1 {
+			e.SentProbe(1000, now.Add(time.Duration(i)*2*time.Millisecond), id)
+		} else {
+			e.Sent(1200, now)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := parseAll(b)

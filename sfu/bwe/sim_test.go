@@ -9,8 +9,9 @@ import (
 // A simulated path for the estimator, in synthetic time: a sender emitting
 // video-like frames at min(estimate, application rate), a bottleneck with a
 // FIFO queue, optional random loss, receiver-side scheduling jitter and
-// stalls, sender-side scheduling delay, and a receiver that sends
-// transport-wide feedback (built with pion/rtcp) every 50 ms.
+// stalls, sender-side scheduling delay, optional probe clusters of paced
+// padding packets, and a receiver that sends transport-wide feedback (built
+// with pion/rtcp) every 50 ms.
 
 const (
 	simStep      = time.Millisecond
@@ -35,6 +36,17 @@ type simConfig struct {
 	recvClock   time.Duration // offset of the receiver's clock (for reference time wrap)
 	sampleEvery time.Duration
 	onSample    func(t time.Duration, e *Estimator)
+
+	// Probing: every probeEvery (first at probeEvery; 0 = never) the
+	// sender sends a cluster of probeCount padding packets of probeSize
+	// bytes (defaults 15 and 1000) paced at probeRate bit/s, on top of the
+	// media. Probe packets are lost with probability probeLoss (instead of
+	// loss).
+	probeEvery time.Duration
+	probeRate  float64
+	probeCount int
+	probeSize  int
+	probeLoss  float64
 }
 
 // simPacket is a packet between the sender and the receiver.
@@ -48,6 +60,7 @@ type simResult struct {
 	times     []time.Duration
 	estimates []int
 	feedbacks int
+	probes    []ProbeResult // each measured cluster, in the order measured
 }
 
 func runSim(t *testing.T, c simConfig) simResult {
@@ -57,6 +70,12 @@ func runSim(t *testing.T, c simConfig) simResult {
 	}
 	if c.oneWay == 0 {
 		c.oneWay = 20 * time.Millisecond
+	}
+	if c.probeCount == 0 {
+		c.probeCount = 15
+	}
+	if c.probeSize == 0 {
+		c.probeSize = 1000
 	}
 	rng := rand.New(rand.NewPCG(c.seed, 99))
 	e := New(c.est)
@@ -78,7 +97,50 @@ func runSim(t *testing.T, c simConfig) simResult {
 		nextSample time.Duration
 		stallStart = time.Duration(-1)
 		stallEnd   time.Duration
+		cluster    int            // id of the newest probe cluster
+		probeLeft  int            // packets of it still to send
+		nextProbe  = c.probeEvery // send time of its next packet
 	)
+	// transmit sends one packet at time at (at most now) into the path.
+	transmit := func(size int, at time.Duration, probe bool) {
+		var seq uint16
+		if probe {
+			seq = e.SentProbe(size, epoch.Add(at), cluster)
+		} else {
+			seq = e.Sent(size, epoch.Add(at))
+		}
+		leave := at
+		if c.sendDelay > 0 {
+			leave += time.Duration(rng.Int64N(int64(c.sendDelay)))
+		}
+		p := simPacket{seq: seq}
+		loss := c.loss
+		if probe {
+			loss = c.probeLoss
+		}
+		if loss > 0 && rng.Float64() < loss {
+			p.lost = true
+		} else {
+			// FIFO bottleneck, then propagation.
+			start := max(leave, queueFree)
+			queueFree = start + time.Duration(float64(size*8)/c.capacity(at)*1e9)
+			arr := queueFree + c.oneWay
+			if c.jitter > 0 {
+				arr += time.Duration(rng.Int64N(int64(2*c.jitter))) - c.jitter
+			}
+			for c.stallEvery > 0 && arr >= stallEnd {
+				stallStart = stallEnd + time.Duration(rng.Int64N(int64(2*c.stallEvery)))
+				stallEnd = stallStart + c.stallLen
+			}
+			if arr >= stallStart && arr < stallEnd {
+				arr = stallEnd // the receiver was not scheduled
+			}
+			arr = max(arr, lastStamp)
+			lastStamp = arr
+			p.arr = arr
+		}
+		inFlight = append(inFlight, p)
+	}
 	if c.stallEvery > 0 {
 		stallStart = time.Duration(rng.Int64N(int64(2 * c.stallEvery)))
 		stallEnd = stallStart + c.stallLen
@@ -90,7 +152,26 @@ func runSim(t *testing.T, c simConfig) simResult {
 				t.Fatalf("Feedback at %v: %v", now, err)
 			}
 			res.feedbacks++
+			if r := e.ProbeResult(); r.Cluster != 0 && (len(res.probes) == 0 || res.probes[len(res.probes)-1].Cluster != r.Cluster) {
+				res.probes = append(res.probes, r)
+			}
 			fbQueue = fbQueue[1:]
+		}
+		// Probe packets due by now, each at its paced send time.
+		if c.probeEvery > 0 && nextProbe <= now {
+			if probeLeft == 0 {
+				cluster++
+				probeLeft = c.probeCount
+			}
+			gap := time.Duration(float64(c.probeSize*8) / c.probeRate * 1e9)
+			for probeLeft > 0 && nextProbe <= now {
+				transmit(c.probeSize, nextProbe, true)
+				probeLeft--
+				nextProbe += gap
+			}
+			if probeLeft == 0 {
+				nextProbe += c.probeEvery - time.Duration(c.probeCount)*gap
+			}
 		}
 		// The sender emits one frame's worth of packets back to back.
 		if now >= nextFrame {
@@ -104,34 +185,7 @@ func runSim(t *testing.T, c simConfig) simResult {
 				size := min(bytes, simPacketMax)
 				bytes -= size
 				size = max(size, 100)
-				seq := e.Sent(size, epoch.Add(now))
-				leave := now
-				if c.sendDelay > 0 {
-					leave += time.Duration(rng.Int64N(int64(c.sendDelay)))
-				}
-				p := simPacket{seq: seq}
-				if c.loss > 0 && rng.Float64() < c.loss {
-					p.lost = true
-				} else {
-					// FIFO bottleneck, then propagation.
-					start := max(leave, queueFree)
-					queueFree = start + time.Duration(float64(size*8)/c.capacity(now)*1e9)
-					arr := queueFree + c.oneWay
-					if c.jitter > 0 {
-						arr += time.Duration(rng.Int64N(int64(2*c.jitter))) - c.jitter
-					}
-					for c.stallEvery > 0 && arr >= stallEnd {
-						stallStart = stallEnd + time.Duration(rng.Int64N(int64(2*c.stallEvery)))
-						stallEnd = stallStart + c.stallLen
-					}
-					if arr >= stallStart && arr < stallEnd {
-						arr = stallEnd // the receiver was not scheduled
-					}
-					arr = max(arr, lastStamp)
-					lastStamp = arr
-					p.arr = arr
-				}
-				inFlight = append(inFlight, p)
+				transmit(size, now, false)
 			}
 		}
 		// The receiver reports everything up to the newest arrival.
