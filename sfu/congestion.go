@@ -43,11 +43,12 @@ func (f *feedbackInterceptor) BindRTCPReader(r interceptor.RTCPReader) intercept
 // subscriber's connection. The SFU reads the estimator created right after
 // pion builds a connection (SFU.newPeerConnection serialises that).
 type feedbackFactory struct {
-	last *bwe.Estimator
+	initial int // bits/s
+	last    *bwe.Estimator
 }
 
 func (f *feedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	est := bwe.New(bwe.Config{Initial: initialEstimate, Min: minEstimate, Max: maxEstimate})
+	est := bwe.New(bwe.Config{Initial: f.initial, Min: minEstimate, Max: maxEstimate})
 	f.last = est
 	return &feedbackInterceptor{est: est}, nil
 }

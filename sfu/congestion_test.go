@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // linkLimiter is a receive-side interceptor standing in for a narrow link:
@@ -101,4 +102,28 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// TestProbingClimbs: a subscriber whose estimate starts below its top layer
+// reaches that layer. Its estimate cannot grow on the lower layers' traffic
+// alone (the estimator stays near what it has seen delivered), so only
+// probe clusters get it there.
+func TestProbingClimbs(t *testing.T) {
+	s, room, ctx := newTestRoom(t, Config{LoopbackOnly: true, InitialEstimate: 300_000}, "probing")
+	pub, _ := join(t, ctx, room, "publisher", testAPI(t))
+	_, sub := join(t, ctx, room, "subscriber", testAPI(t))
+	var c collector
+	c.attach(sub)
+
+	sendSimulcast(t, ctx, pub, [maxLayers]int{40, 140, 1100}) // about 40, 135 and 1060 kbit/s
+
+	// Until the first allocation it forwards what it is asked for; the
+	// 300 kbit/s estimate then moves it down.
+	waitFor(t, ctx, "the subscriber goes below the top layer", func() bool { l := c.lastLayer(); return l != layerNone && l != layerFull })
+	c.reset()
+	waitLayer(t, ctx, "subscriber", &c, layerFull)
+	if n := testCounter(s.metrics.probePackets.(interface{ Write(*dto.Metric) error })); n == 0 {
+		t.Error("reached the top layer without probing")
+	}
+	checkStream(t, "subscriber after probing", c.snapshot(), false)
 }

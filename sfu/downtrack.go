@@ -463,11 +463,16 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 // stamp gives h the connection's next transport-wide sequence number and
 // records the packet with the estimator. d.mu must be held.
 func (d *downTrack) stamp(h *rtp.Header, payloadLen int, now time.Time) {
+	d.stampAs(h, payloadLen, now, 0)
+}
+
+// stampAs is stamp for a packet of probe cluster (0: none).
+func (d *downTrack) stampAs(h *rtp.Header, payloadLen int, now time.Time, cluster int) {
 	if d.twccID == 0 || d.bwe == nil {
 		return
 	}
 	// 12 bytes of fixed header, 8 of extension, 16 of SRTP tag.
-	seq := d.bwe.Sent(12+8+len(h.CSRC)*4+payloadLen+16, now)
+	seq := d.bwe.SentProbe(12+8+len(h.CSRC)*4+payloadLen+16, now, cluster)
 	binary.BigEndian.PutUint16(d.twccSeq[:], seq)
 	h.Extension, h.Extensions = false, d.ext[:0] // appended to without allocating
 	_ = h.SetExtension(d.twccID, d.twccSeq[:])   // cannot fail: 2 bytes, id 1-14

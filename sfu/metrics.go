@@ -28,6 +28,7 @@ type metrics struct {
 	jitter                          *prometheus.HistogramVec // kind
 	rtt                             *prometheus.HistogramVec // kind
 	pausedVideo                     prometheus.Counter
+	probePackets                    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -74,6 +75,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"kind"}),
 		pausedVideo: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
+		probePackets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_probe_packets_total", Help: "Padding packets sent to subscribers to probe for bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_rtp_dropped_total", Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
 	}
@@ -90,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.retransmits, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.forwardLatency, m.loss, m.jitter, m.rtt} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.retransmits, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.probePackets, m.forwardLatency, m.loss, m.jitter, m.rtt} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

@@ -55,6 +55,7 @@ type Participant struct {
 	onSignal func(Signal)
 	pub, sub *webrtc.PeerConnection
 	bwe      *bwe.Estimator // the sub connection's estimate (nil if none)
+	probe    prober         // used by the allocation loop only
 	done     chan struct{}  // closed by Close
 
 	pubMu sync.Mutex // serialises offers on pub
@@ -202,6 +203,7 @@ func (p *Participant) reallocate(now time.Time) {
 		videos[i].setBandwidthLayer(c.spatial, now)
 		videos[i].setBandwidthTemporal(c.temporal)
 	}
+	p.maybeProbe(now, budget, probeWant(audio, demands))
 }
 
 // ID is the participant's id in its room.

@@ -64,6 +64,9 @@ type Config struct {
 	// sendmmsg, up to batchWriteSize at a time or every batchWriteInterval,
 	// trading up to that interval of latency for fewer system calls.
 	BatchWrites bool
+	// InitialEstimate is a subscriber's bandwidth estimate before any
+	// feedback, in bits per second; 0 means 1.5 Mbit/s.
+	InitialEstimate int
 	// DynacastPause is how long a simulcast layer no subscriber needs keeps
 	// being sent before the publisher is told to pause it; 0 means 5 s.
 	DynacastPause time.Duration
@@ -252,7 +255,10 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		return err
 	}
 	subIR := &interceptor.Registry{}
-	s.feedback = &feedbackFactory{}
+	s.feedback = &feedbackFactory{initial: cfg.InitialEstimate}
+	if s.feedback.initial <= 0 {
+		s.feedback.initial = initialEstimate
+	}
 	subIR.Add(s.feedback)
 	s.subAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subIR))
 	return nil
@@ -454,7 +460,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
-// Bounds of a subscriber's bandwidth estimate, in bits per second.
+// A subscriber's bandwidth estimate: where it starts (unless
+// Config.InitialEstimate says otherwise) and its bounds, in bits per second.
 const (
 	initialEstimate = 1_500_000
 	minEstimate     = 50_000
