@@ -135,6 +135,7 @@ func (r *vp8Rewriter) rebase(p []byte) {
 	}
 	r.started = true
 	r.identity = r.pidOff == 0 && r.tl0Off == 0
+	r.dropped = false // picture ids of the old source mean nothing now
 }
 
 // dropPicture records that the picture with incoming id pid is not
