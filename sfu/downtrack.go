@@ -69,6 +69,8 @@ type downTrack struct {
 	rtxPT   uint8
 	rtxSeq  uint16
 	rtt     time.Duration // latest round trip from the subscriber's receiver reports
+	rtxBits float64       // retransmission budget left, bits (see retransmitShare)
+	rtxAt   int64         // when rtxBits was last topped up, unix nanoseconds
 	rtxHdr  rtp.Header
 	rtxBuf  [1502]byte // two bytes of original sequence number, then the payload
 
@@ -89,15 +91,16 @@ const sentHistory = 1024
 // for it can be answered from the layer's packet cache with the same
 // rewriting the original got.
 type sentPacket struct {
-	out    uint16 // outgoing sequence number (the ring index's full value)
-	in     uint16 // the layer's sequence number
-	layer  int8
-	valid  bool
-	vp8    bool // the VP8 descriptor was rewritten with pidOff and tl0Off
-	tl0Off uint8
-	pidOff uint16
-	ts     uint32 // outgoing timestamp
-	resent int64  // when it was last retransmitted, unix nanoseconds
+	out     uint16 // outgoing sequence number (the ring index's full value)
+	in      uint16 // the layer's sequence number
+	layer   int8
+	valid   bool
+	vp8     bool // the VP8 descriptor was rewritten with pidOff and tl0Off
+	tl0Off  uint8
+	pidOff  uint16
+	ts      uint32 // outgoing timestamp
+	resent  int64  // when it was last retransmitted, unix nanoseconds
+	resends uint8
 }
 
 func newDownTrack(src *publishedTrack) *downTrack {
@@ -637,9 +640,20 @@ func (d *downTrack) handleNACK(n *rtcp.TransportLayerNack, m *metrics) {
 	}
 }
 
-// minRetransmitGap is the least time between two retransmissions of one
-// packet.
-const minRetransmitGap = 20 * time.Millisecond
+// Retransmission limits. A packet is resent at most maxRetransmits times,
+// at least a round trip (and minRetransmitGap) apart, and all of a down
+// track's retransmissions together take at most retransmitShare of its
+// subscriber's bandwidth estimate: on a congested link, where losses are
+// many, resending everything would only deepen the congestion (and the
+// receiver asks again for what is lost again).
+const (
+	minRetransmitGap = 20 * time.Millisecond
+	maxRetransmits   = 3
+	retransmitShare  = 0.25
+	// retransmitBurst is how long a budget may save up for a burst of
+	// losses.
+	retransmitBurst = 200 * time.Millisecond
+)
 
 // retransmit resends outgoing packet seq if the history and the cache still
 // have it and it was not resent within gap. d.mu must be held.
@@ -651,12 +665,15 @@ func (d *downTrack) retransmit(seq uint16, now int64, gap time.Duration) bool {
 	if e.resent != 0 && time.Duration(now-e.resent) < gap {
 		return true // already on its way
 	}
+	if e.resends >= maxRetransmits {
+		return false
+	}
 	l := d.src.layers[e.layer].Load()
 	if l == nil || l.cache == nil {
 		return false
 	}
 	n, _, marker, ok := l.cache.get(e.in, d.rtxBuf[2:])
-	if !ok {
+	if !ok || !d.retransmitBudget(n+2+12+8+16, now) {
 		return false
 	}
 	payload := d.rtxBuf[2 : 2+n]
@@ -679,5 +696,29 @@ func (d *downTrack) retransmit(seq uint16, now int64, gap time.Duration) bool {
 		return false
 	}
 	e.resent = now
+	e.resends++
+	return true
+}
+
+// retransmitBudget takes size bytes from the retransmission budget, which
+// refills at retransmitShare of the subscriber's estimate; false when it
+// cannot pay. Without an estimator there is no limit. d.mu must be held.
+func (d *downTrack) retransmitBudget(size int, now int64) bool {
+	if d.bwe == nil {
+		return true
+	}
+	rate := retransmitShare * float64(d.bwe.Estimate()) // bits per second
+	burst := rate * retransmitBurst.Seconds()
+	if d.rtxAt == 0 {
+		d.rtxBits = burst
+	} else {
+		d.rtxBits = min(d.rtxBits+rate*time.Duration(now-d.rtxAt).Seconds(), burst)
+	}
+	d.rtxAt = now
+	bits := float64(size * 8)
+	if d.rtxBits < bits {
+		return false
+	}
+	d.rtxBits -= bits
 	return true
 }

@@ -24,7 +24,7 @@ const (
 	// probePadding is the padding per probe packet: RTP padding is counted
 	// in one byte, so 255 is the most a padding-only packet carries.
 	probePadding = 255
-	probeMinGap  = 2 * time.Second
+	probeMinGap  = 3 * time.Second
 	probeMaxGap  = 30 * time.Second
 	// probeMaxFactor bounds a probe's rate to this many times the current
 	// estimate, so a wish far beyond it is approached in steps.
@@ -41,7 +41,18 @@ type prober struct {
 	next    time.Time // earliest next probe
 	gap     time.Duration
 	pending bool // the last cluster's result has not been looked at
+	// A probe that raised the estimate to raisedTo is judged again at
+	// judgeAt: if the estimate has fallen back well below it by then (a
+	// burst got through a policer that the media rate does not), the probe
+	// counts as failed.
+	raisedTo int64
+	judgeAt  time.Time
 }
+
+// probeJudgeAfter is how long after a successful probe the estimate must
+// hold for the probe to count as a success: the earliest next probe, so a
+// failure is known before it.
+const probeJudgeAfter = probeMinGap
 
 // maybeProbe sends a probe cluster toward want bits/s when the estimate
 // (budget) falls short of it and the backoff allows. It runs on the
@@ -52,10 +63,18 @@ func (p *Participant) maybeProbe(now time.Time, budget, want int64) {
 		pr.pending = false
 		if res := p.bwe.ProbeResult(); res.Cluster == pr.cluster && res.Raised {
 			pr.gap = probeMinGap
+			pr.raisedTo, pr.judgeAt = int64(p.bwe.Estimate()), now.Add(probeJudgeAfter)
 		} else {
 			pr.gap = min(max(2*pr.gap, probeMinGap), probeMaxGap)
 		}
 		pr.next = now.Add(pr.gap)
+	}
+	if pr.raisedTo > 0 && !now.Before(pr.judgeAt) {
+		if budget < pr.raisedTo*85/100 {
+			pr.gap = min(max(2*pr.gap, probeMinGap), probeMaxGap)
+			pr.next = now.Add(pr.gap)
+		}
+		pr.raisedTo = 0
 	}
 	if want <= budget || now.Before(pr.next) {
 		return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -196,6 +197,14 @@ type simulcastSender struct {
 // publishLayersOf offers three simulcast encodings (q, h, f) of codec mime.
 func publishLayersOf(t *testing.T, pub *testPeer, mime string) *simulcastSender {
 	t.Helper()
+	return publishLayersWith(t, pub, mime, nil)
+}
+
+// publishLayersWith is publishLayersOf that hands each layer's RTCP to
+// onRTCP (nil: it is read and dropped, so the sender's interceptors run).
+func publishLayersWith(t *testing.T, pub *testPeer, mime string, onRTCP func(layer int, pkts []rtcp.Packet)) *simulcastSender {
+	t.Helper()
+	rids := [maxLayers]string{"q", "h", "f"}
 	var tracks [maxLayers]*webrtc.TrackLocalStaticRTP
 	for i, rid := range []string{"q", "h", "f"} {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000},
@@ -214,14 +223,33 @@ func publishLayersOf(t *testing.T, pub *testPeer, mime string) *simulcastSender 
 			t.Fatal(err)
 		}
 	}
-	go func() { // consume RTCP so the sender's interceptors run
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
+	if onRTCP == nil {
+		go func() { // ends when the connection closes
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := sender.Read(buf); err != nil {
+					return
+				}
 			}
+		}()
+	}
+	for i, rid := range rids {
+		if onRTCP == nil {
+			break
 		}
-	}()
+		go func() { // ends when the connection closes
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := sender.ReadSimulcast(buf, rid)
+				if err != nil {
+					return
+				}
+				if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
+					onRTCP(i, pkts)
+				}
+			}
+		}()
+	}
 	offer, err := pub.pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +264,7 @@ func publishLayersOf(t *testing.T, pub *testPeer, mime string) *simulcastSender 
 	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	ss := &simulcastSender{tracks: tracks, rids: [maxLayers]string{"q", "h", "f"}, mid: pub.pc.GetTransceivers()[0].Mid(), h264: mime == webrtc.MimeTypeH264}
+	ss := &simulcastSender{tracks: tracks, rids: rids, mid: pub.pc.GetTransceivers()[0].Mid(), h264: mime == webrtc.MimeTypeH264}
 	for _, ext := range sender.GetParameters().HeaderExtensions {
 		switch ext.URI {
 		case sdp.SDESMidURI:

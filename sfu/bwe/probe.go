@@ -192,19 +192,25 @@ func (e *Estimator) checkProbes(overusing bool) {
 	}
 }
 
-// applyProbe raises the delay-based rate to probeUtilization × rate if that
-// is higher, and lets the loss-based limit follow unless the last loss
-// window called for a decrease. It reports whether the rate was raised.
+// applyProbe raises the delay-based rate and the loss-based limit to
+// probeUtilization × rate where that is higher (the loss-based limit only
+// unless the last loss window called for a decrease). It reports whether
+// either was raised.
 func (e *Estimator) applyProbe(rate float64) bool {
 	target := min(probeUtilization*rate, e.rc.hi)
-	if target <= e.rc.rate {
-		return false
+	raised := false
+	if target > e.rc.rate {
+		e.rc.rate = target
+		raised = true
 	}
-	e.rc.rate = target
-	if e.loss.fraction <= lossHigh {
-		e.loss.rate = max(e.loss.rate, target)
+	// A loss-limited estimate (the loss-based limit below the delay-based
+	// rate) is lifted by a clean probe too; the last loss window must not
+	// itself say the link is losing heavily.
+	if e.loss.fraction <= lossHigh && target > e.loss.rate {
+		e.loss.rate = target
+		raised = true
 	}
-	return true
+	return raised
 }
 
 // ProbeResult returns the result of the most recently measured probe
