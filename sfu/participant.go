@@ -145,7 +145,9 @@ func (p *Participant) allocateLoop() {
 				}
 			}
 			if now.Sub(lastSR) >= srInterval {
-				p.sendReports(now)
+				// Allocation may have probed for tens of milliseconds:
+				// reports are written as of when they leave.
+				p.sendReports(time.Now())
 				lastSR = now
 			}
 		}

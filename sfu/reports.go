@@ -82,8 +82,10 @@ func (d *downTrack) senderReport(now time.Time) *rtcp.SenderReport {
 		si = l.sr.Load()
 	}
 	switch {
-	case si != nil && now.Sub(si.at) < srMaxAge && !now.Before(si.at):
-		el := now.Sub(si.at)
+	case si != nil && now.Sub(si.at) < srMaxAge:
+		// A report that arrived after now (now is the allocation tick's
+		// time) is used as of its arrival: the pair stays consistent.
+		el := max(now.Sub(si.at), 0)
 		ntpNow = ntpAdd(si.ntp, el)
 		rtpNow = si.rtp + d.ts.offset + rtpTicks(el, d.clockRate)
 	case !d.lastFwd.IsZero() && !now.Before(d.lastFwd):
