@@ -270,3 +270,41 @@ func TestFmtpEqual(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchPoints: in H.264 only a picture's first packet can start a
+// switch, so an IDR slice that follows the start of a picture (whose SPS
+// packet was lost, or which began as a non-IDR slice) does not; in VP8 the
+// keyframe's first packet says so itself; audio never switches.
+func TestSwitchPoints(t *testing.T) {
+	sps, idr, slice := []byte{0x67, 0x42}, []byte{0x65, 0x88}, []byte{0x41, 0x9a}
+	h264 := switchPoints{video: true, mime: mimeH264}
+	steps := []struct {
+		name string
+		ts   uint32
+		p    []byte
+		want bool
+	}{
+		{"SPS starting a picture", 1000, sps, true},
+		{"IDR slice of the same picture", 1000, idr, false},
+		{"non-IDR picture", 4000, slice, false},
+		{"IDR slice after a non-IDR start of the same picture", 4000, idr, false},
+		{"IDR slice starting a picture", 7000, idr, true},
+		{"padding-only packet", 10000, nil, false},
+	}
+	for _, s := range steps {
+		if got := h264.keyframe(s.ts, s.p); got != s.want {
+			t.Errorf("H.264 %s: switch point %v, want %v", s.name, got, s.want)
+		}
+	}
+	vp8 := switchPoints{video: true, vp8: true, mime: mimeVP8}
+	if !vp8.keyframe(1, vp8Packet(1, true, -1, true)) {
+		t.Error("VP8 keyframe's first packet is not a switch point")
+	}
+	if vp8.keyframe(1, vp8Packet(1, true, -1, false)) || vp8.keyframe(2, vp8Packet(2, true, -1, false)) {
+		t.Error("a VP8 delta frame is a switch point")
+	}
+	audio := switchPoints{mime: mimeOpus}
+	if audio.keyframe(1, []byte{0xfc, 0xff}) {
+		t.Error("an audio packet is a switch point")
+	}
+}

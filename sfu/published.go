@@ -195,8 +195,7 @@ func (l *layer) run() {
 	m := t.owner.room.sfu.metrics
 	dropped := m.dropped
 	vp8 := t.mime == mimeVP8
-	var lastTS uint32
-	var sawTS bool
+	starts := switchPoints{video: t.kind == "video", vp8: vp8, mime: t.mime}
 	var fan *fanOut // started when the layer first has more than spreadAbove sinks
 	for count := 0; ; count++ {
 		n, _, err := l.remote.Read(buf)
@@ -230,12 +229,7 @@ func (l *layer) run() {
 		if t.kind == "audio" {
 			t.observeAudio(&h)
 		}
-		// A keyframe starts where a switch may start: for H.264 only the
-		// first packet of a picture counts (its SPS; an IDR slice later in
-		// the same picture must not start a switch).
-		frameStart := !sawTS || h.Timestamp != lastTS
-		sawTS, lastTS = true, h.Timestamp
-		key := t.kind == "video" && len(payload) > 0 && (vp8 || frameStart) && IsKeyframe(t.mime, payload)
+		key := starts.keyframe(h.Timestamp, payload)
 		if key && vp8 {
 			if w, hh, ok := vp8KeyframeSize(payload); ok {
 				l.size.Store(uint32(w)<<16 | uint32(hh))
@@ -291,6 +285,26 @@ func (t *publishedTrack) temporalRates(now time.Time, rates [maxLayers]int64) (o
 		}
 	}
 	return out
+}
+
+// switchPoints finds, in one layer's packets in arrival order, those where
+// a subscriber may start or switch to the layer: the first packet of a
+// keyframe. For VP8 that is the packet that says so; for H.264 only the
+// first packet of a picture (a new timestamp) counts, so an IDR slice later
+// in a picture whose start was missed cannot start a switch.
+type switchPoints struct {
+	video, vp8 bool
+	mime       string
+	sawTS      bool
+	lastTS     uint32
+}
+
+// keyframe reports whether the packet with timestamp ts and payload (padding
+// removed) starts a keyframe.
+func (s *switchPoints) keyframe(ts uint32, payload []byte) bool {
+	frameStart := !s.sawTS || ts != s.lastTS
+	s.sawTS, s.lastTS = true, ts
+	return s.video && len(payload) > 0 && (s.vp8 || frameStart) && IsKeyframe(s.mime, payload)
 }
 
 // latencySample is how often (one packet in so many) the forwarding latency
