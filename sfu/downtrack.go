@@ -408,7 +408,14 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		}
 		d.switchTo(layer, h, payload)
 	}
-	if len(payload) == 0 || (d.vp8 && !d.passTemporal(payload, keyframe)) {
+	// The VP8 descriptor is parsed once here for temporal layers and
+	// picture id rewriting.
+	var desc vp8Desc
+	descOK := false
+	if d.vp8 && len(payload) > 0 {
+		desc, descOK = parseVP8Desc(payload)
+	}
+	if len(payload) == 0 || (descOK && !d.passTemporal(payload, desc, keyframe)) {
 		d.seq.skip(h.SequenceNumber)
 		return
 	}
@@ -417,17 +424,18 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		return
 	}
 	if d.vp8 {
-		if d.pics.identity {
+		switch {
+		case d.pics.identity:
 			// Once per picture (its first packet, S set) is enough to
 			// continue from after a switch.
-			if payload[0]&0x10 != 0 {
-				d.pics.track(payload)
+			if descOK && payload[0]&0x10 != 0 {
+				d.pics.trackDesc(payload, desc)
 			}
-		} else if len(payload) <= len(d.buf) {
+		case !descOK || len(payload) > len(d.buf):
+			return // not a VP8 payload this track can rewrite
+		default:
 			n := copy(d.buf[:], payload)
-			if !d.pics.rewrite(d.buf[:n]) {
-				return
-			}
+			d.pics.rewriteDesc(d.buf[:n], desc)
 			payload = d.buf[:n]
 		}
 	}
@@ -508,11 +516,7 @@ func (d *downTrack) switchTo(layer int, h *rtp.Header, payload []byte) {
 // above the forwarded one; the dropped picture's id is taken out of the
 // sequence. Packets without temporal layer information always pass. d.mu
 // must be held.
-func (d *downTrack) passTemporal(p []byte, keyframe bool) bool {
-	desc, ok := parseVP8Desc(p)
-	if !ok {
-		return true // the rewriting refuses it
-	}
+func (d *downTrack) passTemporal(p []byte, desc vp8Desc, keyframe bool) bool {
 	tid, sync, ok := desc.temporal(p)
 	if !ok {
 		return true

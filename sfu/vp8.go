@@ -157,6 +157,12 @@ func (r *vp8Rewriter) rewrite(p []byte) bool {
 	if !ok {
 		return false
 	}
+	r.rewriteDesc(p, d)
+	return true
+}
+
+// rewriteDesc is rewrite for p's already parsed descriptor d.
+func (r *vp8Rewriter) rewriteDesc(p []byte, d vp8Desc) {
 	if d.pidAt != 0 {
 		out := (d.pictureID(p) + r.pidOff) & 0x7fff
 		if !d.pid15 {
@@ -169,16 +175,18 @@ func (r *vp8Rewriter) rewrite(p []byte) bool {
 		p[d.tl0At] += r.tl0Off
 		r.lastTL0 = p[d.tl0At]
 	}
-	return true
 }
 
 // track records the picture id and TL0PICIDX of a packet forwarded
 // unchanged (identity offsets), so a later rebase can continue from them.
 func (r *vp8Rewriter) track(p []byte) {
-	d, ok := parseVP8Desc(p)
-	if !ok {
-		return
+	if d, ok := parseVP8Desc(p); ok {
+		r.trackDesc(p, d)
 	}
+}
+
+// trackDesc is track for p's already parsed descriptor d.
+func (r *vp8Rewriter) trackDesc(p []byte, d vp8Desc) {
 	if d.pidAt != 0 {
 		r.lastPID = d.pictureID(p)
 	}
