@@ -8,9 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/helpcaster/helpcaster/sfu/bwe"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
 // Names of a participant's two peer connections. "pub" carries what the
