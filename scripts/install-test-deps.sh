@@ -23,6 +23,7 @@ system_needs=(
 	"ffprobe|ffmpeg|regenerating and probing test media (make samples)"
 	"ip|iproute2|ip, to bring up loopback in the test network namespace"
 	"unshare|util-linux|unshare, to run the browser test in a network namespace"
+	"redis-server|redis-server|private Redis servers for the queue store tests (started by the tests; the system service is not started)"
 )
 
 have() {
@@ -47,7 +48,7 @@ install_system() {
 	done
 
 	if ((${#missing[@]} == 0)); then
-		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux present)"
+		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux, redis-server present)"
 		return 0
 	fi
 
@@ -63,7 +64,22 @@ install_system() {
 	log "apt-get update"
 	apt-get update -q
 	log "apt-get install ${missing[*]}"
+	# Packages such as redis-server start a system service when installed:
+	# the tests run their own private servers, so keep services from starting
+	# (policy-rc.d exit 101 = "not allowed"), unless the admin has a policy.
+	local policy=/usr/sbin/policy-rc.d added_policy=0
+	if [[ ! -e "$policy" ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		added_policy=1
+		# shellcheck disable=SC2064 # expand now: remove exactly this file
+		trap "rm -f '$policy'" EXIT
+	fi
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	if ((added_policy)); then
+		rm -f "$policy"
+		trap - EXIT
+	fi
 
 	for entry in "${system_needs[@]}"; do
 		IFS='|' read -r check pkgs why <<<"$entry"
