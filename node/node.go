@@ -37,6 +37,10 @@ type Config struct {
 	Limits          signaling.Limits
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// RedisURL, when set, keeps queues and agent presence in that Redis
+	// instead of in memory. Only one node may use a Redis for now: a node
+	// cannot yet connect its customers to another node's agents.
+	RedisURL string
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP listener.
 	// Profiles show code paths and sizes, not user data, but they cost CPU
 	// while taken: turn it on only where the listener is not public.
@@ -53,6 +57,9 @@ type Node struct {
 	http     *http.Server
 	tls      bool // serving HTTPS; not read from http.TLSConfig, which Serve itself fills in
 	listener net.Listener
+	// closeStore releases the queue store (its Redis connections) once
+	// signaling has shut down.
+	closeStore func()
 }
 
 // New opens the node's sockets (HTTP and media) and builds its parts. It
@@ -81,26 +88,33 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	store, closeStore, err := openStore(cfg.RedisURL, log)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	sig, err := signaling.NewServer(signaling.Config{
 		Verifier:   &auth.Verifier{Dir: cfg.Orgs},
-		Store:      queue.NewMemory(nil),
+		Store:      store,
 		SFU:        s,
 		Limits:     cfg.Limits,
 		Logger:     log.With("component", "signaling"),
 		Registerer: reg,
 	})
 	if err != nil {
+		closeStore()
 		s.Close()
 		return nil, err
 	}
 	ln := cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			closeStore()
 			s.Close()
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln}
+	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln, closeStore: closeStore}
 	n.http = &http.Server{
 		Handler:           n.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -110,6 +124,7 @@ func New(cfg Config) (*Node, error) {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			ln.Close()
+			closeStore()
 			s.Close()
 			return nil, fmt.Errorf("load TLS certificate: %w", err)
 		}
@@ -186,6 +201,7 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		n.media.Close()
+		n.closeStore()
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
@@ -204,8 +220,30 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.media.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close media: %w", err))
 	}
+	n.closeStore()
 	if err := <-errc; err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// openStore returns the queue store: Redis at redisURL, or memory when it
+// is empty, and a function that releases it. A Redis that does not answer
+// yet is not an error: joins get "unavailable" until it does.
+func openStore(redisURL string, log *slog.Logger) (queue.Store, func(), error) {
+	if redisURL == "" {
+		return queue.NewMemory(nil), func() {}, nil
+	}
+	r, err := queue.DialRedis(redisURL)
+	if err != nil {
+		return nil, nil, err // the error names no password: ParseURL's do not echo the URL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := r.Ping(ctx); err != nil {
+		log.Warn("queue store: redis does not answer yet; joins get \"unavailable\" until it does", "err", err)
+	} else {
+		log.Info("queue store: redis")
+	}
+	return r, func() { _ = r.Close() }, nil
 }

@@ -38,10 +38,12 @@ type envOption func(*envConfig)
 type envConfig struct {
 	limits   signaling.Limits
 	maxQueue int
+	store    queue.Store
 }
 
 func withLimits(l signaling.Limits) envOption { return func(c *envConfig) { c.limits = l } }
 func withMaxQueue(n int) envOption            { return func(c *envConfig) { c.maxQueue = n } }
+func withStore(s queue.Store) envOption       { return func(c *envConfig) { c.store = s } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -64,9 +66,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.store == nil {
+		cfg.store = queue.NewMemory(nil)
+	}
 	srv, err := signaling.NewServer(signaling.Config{
 		Verifier:   &auth.Verifier{Dir: dir},
-		Store:      queue.NewMemory(nil),
+		Store:      cfg.store,
 		SFU:        media,
 		Limits:     cfg.limits,
 		Registerer: reg,

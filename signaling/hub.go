@@ -102,7 +102,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	case errors.Is(err, queue.ErrFull):
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
 	case err != nil:
-		return fmt.Errorf("enqueue: %w", err)
+		return storeError("enqueue", err)
 	}
 	length := pos
 	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
@@ -136,7 +136,7 @@ func (h *hub) setAvailable(s *session, available bool) error {
 	err := h.srv.store.SetAgent(ctx, h.agentRecord(s), available)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("set agent presence: %w", err)
+		return storeError("set agent presence", err)
 	}
 	state := protocol.AgentAway
 	switch {
@@ -150,6 +150,16 @@ func (h *hub) setAvailable(s *session, available bool) error {
 		h.place(s.org.ID, s.queue)
 	}
 	return nil
+}
+
+// storeError is what a client is told when the queue store failed in op:
+// unavailable (retry) when the store cannot be reached, else the error
+// itself (an internal error to the client).
+func storeError(op string, err error) error {
+	if errors.Is(err, queue.ErrUnavailable) {
+		return protocol.Errorf(protocol.CodeUnavailable, "the queue is unavailable right now; retry in a few seconds")
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 func (h *hub) agentRecord(s *session) queue.Agent {

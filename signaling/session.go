@@ -303,8 +303,11 @@ func (s *session) join(m protocol.Message) {
 		pe := protocol.AsError(err)
 		s.sendError(err, m.ID)
 		code := websocket.StatusPolicyViolation
-		if pe.Code == protocol.CodeQueueFull {
+		switch pe.Code {
+		case protocol.CodeQueueFull:
 			code = websocket.StatusNormalClosure
+		case protocol.CodeUnavailable:
+			code = websocket.StatusTryAgainLater
 		}
 		s.closeWith(code, string(pe.Code))
 	}

@@ -59,6 +59,7 @@ type Config struct {
 	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
 	MediaBatchWrites  bool     // write media with sendmmsg in batches
 	Pprof             bool     // serve /debug/pprof/
+	RedisURL          string   // queue store in Redis; "" keeps it in memory
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -158,6 +159,9 @@ func settings(c *Config) []setting {
 		{flag: "media-batch-writes", yaml: "media.batch_writes", kind: kindBool, def: "false",
 			usage: "queue outgoing media and write it with sendmmsg in batches (up to 1 ms more latency, fewer system calls)",
 			set:   func(v string) error { return setBool(&c.MediaBatchWrites, v) }},
+		{flag: "redis", yaml: "redis.url", arg: "URL",
+			usage: "keep queues and agent presence in Redis (redis://[user:password@]host:port/db, rediss:// for TLS) instead of in memory; one node per Redis until nodes can relay calls to each other",
+			set:   func(v string) error { return setRedisURL(&c.RedisURL, v) }},
 		{flag: "debug-pprof", yaml: "debug.pprof", kind: kindBool, def: "false",
 			usage: "serve Go's profiler under /debug/pprof/ on the HTTP listener (keep that listener private)",
 			set:   func(v string) error { return setBool(&c.Pprof, v) }},
@@ -664,6 +668,23 @@ func setPublicURL(c *Config, v string) error {
 		return fmt.Errorf("%q is not an http(s) URL like https://support.example.com", v)
 	}
 	c.PublicURL, c.publicURLSet = strings.TrimRight(v, "/"), true
+	return nil
+}
+
+// setRedisURL accepts a redis:// or rediss:// URL with a host (or unix://
+// with a socket path). The error never repeats the URL: it may hold a
+// password.
+func setRedisURL(dst *string, v string) error {
+	if v == "" {
+		*dst = ""
+		return nil
+	}
+	u, err := url.Parse(v)
+	ok := err == nil && ((u.Scheme == "redis" || u.Scheme == "rediss") && u.Host != "" || u.Scheme == "unix" && u.Path != "")
+	if !ok || u.Fragment != "" {
+		return errors.New("not a Redis URL like redis://host:6379/0 (or rediss://, unix:///path)")
+	}
+	*dst = v
 	return nil
 }
 

@@ -74,6 +74,7 @@ func TestPrecedence(t *testing.T) {
 		{"media-public-ip", "media.public_ips", "", "203.0.113.1,203.0.113.2", "203.0.113.3", "203.0.113.4", func(c *Config) string { return strings.Join(c.MediaPublicIPs, ",") }, false},
 		{"media-loopback-only", "media.loopback_only", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaLoopbackOnly) }, false},
 		{"media-batch-writes", "media.batch_writes", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaBatchWrites) }, false},
+		{"redis", "redis.url", "", "redis://a:1/0", "redis://b:2/1", "rediss://u:p@c:3/2", func(c *Config) string { return c.RedisURL }, true},
 		{"debug-pprof", "debug.pprof", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.Pprof) }, false},
 		{"max-message-bytes", "signaling.max_message_bytes", "65536", "2048", "4096", "8192", func(c *Config) string { return fmt.Sprint(c.MaxMessageBytes) }, false},
 		{"messages-per-second", "signaling.messages_per_second", "20", "1.5", "2", "3", func(c *Config) string { return fmt.Sprint(c.MessagesPerSecond) }, false},
@@ -284,6 +285,8 @@ func TestRunConfigErrors(t *testing.T) {
 		{"bad burst", []string{"--dev", "--message-burst", "many"}, nil, "", `"many" is not an integer`},
 		{"small max message", []string{"--dev", "--max-message-bytes", "10"}, nil, "", "out of range"},
 		{"bad public url", []string{"--dev", "--public-url", "ftp://x"}, nil, "", "is not an http(s) URL"},
+		{"bad redis url", []string{"--dev", "--redis", "localhost:6379"}, nil, "", "--redis: not a Redis URL"},
+		{"redis url without host", []string{"--dev"}, map[string]string{"HELPCASTER_REDIS": "redis://"}, "", "HELPCASTER_REDIS: not a Redis URL"},
 		{"tls cert without key", []string{"--dev", "--tls-cert", "cert.pem"}, nil, "", "--tls-cert and --tls-key must be given together"},
 		{"tls key without cert", []string{"--dev"}, map[string]string{"HELPCASTER_TLS_KEY": "key.pem"}, "", "must be given together"},
 		{"tls files missing", []string{"--dev", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, nil, "", "cannot load certificate and key"},
@@ -635,5 +638,17 @@ func TestBuildVersion(t *testing.T) {
 		if got := buildVersion(tt.ldflags, tt.info, tt.info != nil); got != tt.want {
 			t.Errorf("%s: %q; want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestRedisURLErrorHidesPassword: a rejected Redis URL is not repeated in
+// the error, since it may carry a password.
+func TestRedisURLErrorHidesPassword(t *testing.T) {
+	_, err := loadServeConfig([]string{"--dev", "--redis", "http://user:hunter2@cache:6379"}, envFunc(nil), &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("an http URL was accepted as a Redis URL")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error repeats the password: %v", err)
 	}
 }

@@ -56,6 +56,7 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          logger,
 		Pprof:           cfg.Pprof,
+		RedisURL:        cfg.RedisURL,
 	})
 	if err != nil {
 		ln.Close()

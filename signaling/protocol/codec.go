@@ -24,6 +24,7 @@ const (
 	CodeUnsupportedVersion Code = "unsupported_version" // v is not a version this server speaks
 	CodeInvalidState       Code = "invalid_state"       // message not allowed now (e.g. offer before assigned)
 	CodeBadSDP             Code = "bad_sdp"             // SDP could not be applied
+	CodeUnavailable        Code = "unavailable"         // the queue cannot be reached right now; retry in a few seconds
 	CodeInternal           Code = "internal_error"      // the server failed; retry later
 )
 

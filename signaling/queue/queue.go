@@ -13,6 +13,11 @@ import (
 // ErrFull is returned by Enqueue when the queue is at its maximum length.
 var ErrFull = errors.New("queue: full")
 
+// ErrUnavailable is wrapped by a store's errors when its backing service
+// cannot be reached or cannot serve right now; the same call may succeed
+// later.
+var ErrUnavailable = errors.New("queue: store unavailable")
+
 // ErrExists is returned by Enqueue for a session already waiting.
 var ErrExists = errors.New("queue: session already waiting")
 

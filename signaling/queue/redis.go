@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -59,9 +60,9 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) *Redis {
 // or rediss:// for TLS), checks that it answers, and returns a store that
 // owns the connection: Close it when done.
 func OpenRedis(ctx context.Context, url string, opts ...RedisOption) (*Redis, error) {
-	o, err := redis.ParseURL(url)
+	o, err := parseRedisURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("queue: parse redis url: %w", err)
+		return nil, err
 	}
 	c := redis.NewClient(o)
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -73,7 +74,62 @@ func OpenRedis(ctx context.Context, url string, opts ...RedisOption) (*Redis, er
 	return r, nil
 }
 
-// Close closes the connection if the store opened it (OpenRedis).
+// unavailable marks err as ErrUnavailable when Redis could not be reached
+// or cannot serve now (a network error, a timeout, a server still loading
+// its data or without a master), as opposed to a reply saying the request
+// itself failed. A caller that gave up (context.Canceled) is not unavailability.
+func unavailable(err error) error {
+	var re redis.Error
+	if errors.As(err, &re) {
+		for _, p := range []string{"LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN"} {
+			if strings.HasPrefix(re.Error(), p) {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+		}
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// parseRedisURL parses a redis:// URL. Its errors leave the URL out: it may
+// hold a password.
+func parseRedisURL(s string) (*redis.Options, error) {
+	o, err := redis.ParseURL(s)
+	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("queue: parse redis url: %w", err)
+	}
+	return o, nil
+}
+
+// DialRedis is OpenRedis without the ping: the store connects when first
+// used, and a Redis that is down makes its calls fail with ErrUnavailable
+// until it is back.
+func DialRedis(url string, opts ...RedisOption) (*Redis, error) {
+	o, err := parseRedisURL(url)
+	if err != nil {
+		return nil, err
+	}
+	r := NewRedis(redis.NewClient(o), opts...)
+	r.owned = true
+	return r, nil
+}
+
+// Ping checks that Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.c.Ping(ctx).Err(); err != nil {
+		return unavailable(fmt.Errorf("queue: ping redis: %w", err))
+	}
+	return nil
+}
+
+// Close closes the connection if the store opened it (OpenRedis, DialRedis).
 func (r *Redis) Close() error {
 	if !r.owned {
 		return nil
@@ -333,7 +389,7 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)},
 		e.Session, raw, max(maxLen, 0)).Int()
 	if err != nil {
-		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, err)
+		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, unavailable(err))
 	}
 	switch n {
 	case -1:
@@ -362,7 +418,7 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	}
 	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)}, e.Session, raw).Int()
 	if err != nil {
-		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, err)
+		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, unavailable(err))
 	}
 	if n == -1 {
 		return ErrExists
@@ -384,7 +440,7 @@ func (r *Redis) Remove(ctx context.Context, org, queue, session string) (bool, e
 	}
 	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)}, session).Int()
 	if err != nil {
-		return false, fmt.Errorf("queue: remove from %s/%s: %w", org, queue, err)
+		return false, fmt.Errorf("queue: remove from %s/%s: %w", org, queue, unavailable(err))
 	}
 	return n == 1, nil
 }
@@ -400,7 +456,7 @@ func (r *Redis) Waiting(ctx context.Context, org, queue string) ([]string, error
 	}
 	ids, err := r.c.ZRange(ctx, waitKey(o, q), 0, -1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("queue: waiting in %s/%s: %w", org, queue, err)
+		return nil, fmt.Errorf("queue: waiting in %s/%s: %w", org, queue, unavailable(err))
 	}
 	if len(ids) == 0 {
 		return nil, nil
@@ -439,7 +495,7 @@ func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 	err = setAgentScript.Run(ctx, r.c, []string{agentsKey(o)},
 		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now())).Err()
 	if err != nil {
-		return fmt.Errorf("queue: set agent in %s: %w", a.Org, err)
+		return fmt.Errorf("queue: set agent in %s: %w", a.Org, unavailable(err))
 	}
 	return nil
 }
@@ -457,7 +513,7 @@ func (r *Redis) RemoveAgent(ctx context.Context, org, session string) error {
 		return fmt.Errorf("queue: remove agent: %w", err)
 	}
 	if err := removeAgentScript.Run(ctx, r.c, []string{agentsKey(o)}, queuePrefix(o), session).Err(); err != nil {
-		return fmt.Errorf("queue: remove agent in %s: %w", org, err)
+		return fmt.Errorf("queue: remove agent in %s: %w", org, unavailable(err))
 	}
 	return nil
 }
@@ -476,7 +532,7 @@ func (r *Redis) Release(ctx context.Context, org, agent string) error {
 	}
 	err = releaseScript.Run(ctx, r.c, []string{agentsKey(o)}, queuePrefix(o), agent, idleStamp(r.now())).Err()
 	if err != nil {
-		return fmt.Errorf("queue: release agent in %s: %w", org, err)
+		return fmt.Errorf("queue: release agent in %s: %w", org, unavailable(err))
 	}
 	return nil
 }
@@ -496,7 +552,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string) (Assignment, bool
 		return Assignment{}, false, nil
 	}
 	if err != nil {
-		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: %w", org, queue, err)
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: %w", org, queue, unavailable(err))
 	}
 	if len(res) != 3 {
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 3", org, queue, len(res))
