@@ -38,10 +38,13 @@ import (
 //	             released: two round trips per placement.
 //
 // Metrics: placements/s, p50-µs and p99-µs (wall time of each placement's
-// Enqueue+Assign), bench-cpu-% (this process, % of one core over the timed
-// run), and for Redis redis-cpu-% and redis-cpu-µs/placement (the
-// redis-server process, from /proc/<pid>/stat). redis-server and this
-// process share the machine's cores.
+// Enqueue+Assign); bench-cpu-% and bench-cpu-µs/placement (this process:
+// clients, go-redis and the Go runtime); for Redis, redis-cpu-% and
+// redis-cpu-µs/placement (the redis-server process, from /proc/<pid>/stat)
+// and redis-cmd-µs/placement (time Redis spent executing the commands and
+// scripts themselves, from INFO commandstats; the rest of its CPU is
+// networking and the event loop). redis-server and this process share the
+// machine's cores.
 //
 // Run: go test -run '^$' -bench Placement -benchtime 3s -count 3 ./signaling/queue
 
@@ -61,6 +64,9 @@ type placementEnv struct {
 	reset  func(b *testing.B)
 	close  func()
 	cpu    func() time.Duration // CPU used by the store's server so far; nil if none
+	// cmdTime, if set, returns the time the server spent executing
+	// commands (scripts included) since the last reset, and resets it.
+	cmdTime func(b *testing.B) time.Duration
 }
 
 func BenchmarkRedisPlacement(b *testing.B) {
@@ -102,6 +108,13 @@ func BenchmarkRedisPlacement(b *testing.B) {
 				}
 			},
 			cpu: serverCPU,
+			cmdTime: func(b *testing.B) time.Duration {
+				d, err := redisCommandTime(b.Context(), admin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return d
+			},
 		}
 	}
 	runPlacement(b, open)
@@ -206,6 +219,9 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 	if cpu0 != nil {
 		server0 = cpu0()
 	}
+	if env.cmdTime != nil {
+		env.cmdTime(b) // reset
+	}
 	self0 := selfCPU()
 	b.ResetTimer()
 	start := time.Now()
@@ -230,6 +246,10 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 	elapsed := time.Since(start)
 	b.StopTimer()
 	self := selfCPU() - self0
+	var cmd time.Duration
+	if env.cmdTime != nil {
+		cmd = env.cmdTime(b)
+	}
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
@@ -239,10 +259,14 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 	b.ReportMetric(micros(percentile(lat, 50)), "p50-µs")
 	b.ReportMetric(micros(percentile(lat, 99)), "p99-µs")
 	b.ReportMetric(100*self.Seconds()/elapsed.Seconds(), "bench-cpu-%")
+	b.ReportMetric(micros(self)/float64(b.N), "bench-cpu-µs/placement")
 	if cpu0 != nil {
 		server := cpu0() - server0
 		b.ReportMetric(100*server.Seconds()/elapsed.Seconds(), "redis-cpu-%")
 		b.ReportMetric(micros(server)/float64(b.N), "redis-cpu-µs/placement")
+	}
+	if env.cmdTime != nil {
+		b.ReportMetric(micros(cmd)/float64(b.N), "redis-cmd-µs/placement")
 	}
 }
 
@@ -269,6 +293,36 @@ func redisPID(ctx context.Context, c *redis.Client) (int, error) {
 		}
 	}
 	return 0, errors.New("INFO server has no process_id")
+}
+
+// redisCommandTime returns the total time the server spent executing
+// commands since the last CONFIG RESETSTAT (from INFO commandstats), then
+// resets the statistics.
+func redisCommandTime(ctx context.Context, c *redis.Client) (time.Duration, error) {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		return 0, err
+	}
+	var usec int64
+	for l := range strings.Lines(info) {
+		// cmdstat_evalsha:calls=3,usec=49,usec_per_call=16.33,...
+		if !strings.HasPrefix(l, "cmdstat_") {
+			continue
+		}
+		for f := range strings.SplitSeq(strings.TrimSpace(l), ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("INFO commandstats: %q: %w", l, err)
+				}
+				usec += n
+			}
+		}
+	}
+	return time.Duration(usec) * time.Microsecond, nil
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
