@@ -109,6 +109,7 @@ func New(cfg Config) (*Node, error) {
 	ln := cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			_ = sig.Shutdown(context.Background()) // no sessions yet: returns at once
 			closeStore()
 			s.Close()
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -124,6 +125,7 @@ func New(cfg Config) (*Node, error) {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			ln.Close()
+			_ = sig.Shutdown(context.Background()) // no sessions yet: returns at once
 			closeStore()
 			s.Close()
 			return nil, fmt.Errorf("load TLS certificate: %w", err)

@@ -28,7 +28,8 @@ type hub struct {
 	mu       sync.Mutex
 	sessions map[string]*session // joined sessions by id
 	agents   map[*session]*agentState
-	queued   map[*session]position // customers waiting, with what they were last told
+	queued   map[*session]position    // customers waiting, with what they were last told
+	entries  map[*session]queue.Entry // each waiting customer's queue entry, to restore it
 	calls    map[*session]*call
 }
 
@@ -55,6 +56,7 @@ func newHub(s *Server) *hub {
 		sessions: make(map[string]*session),
 		agents:   make(map[*session]*agentState),
 		queued:   make(map[*session]position),
+		entries:  make(map[*session]queue.Entry),
 		calls:    make(map[*session]*call),
 	}
 }
@@ -95,9 +97,8 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	defer h.placeMu.Unlock()
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	pos, err := h.srv.store.Enqueue(ctx, queue.Entry{
-		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs,
-	}, maxLen)
+	entry := queue.Entry{Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now()}
+	pos, err := h.srv.store.Enqueue(ctx, entry, maxLen)
 	switch {
 	case errors.Is(err, queue.ErrFull):
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
@@ -110,6 +111,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	}
 	h.mu.Lock()
 	h.queued[s] = position{pos: pos, length: length}
+	h.entries[s] = entry
 	h.mu.Unlock()
 	s.send(welcome)
 	s.send(protocol.Message{Type: protocol.TypeQueued, Queue: s.queue, Position: pos, Length: length})
@@ -121,6 +123,7 @@ func (h *hub) forget(s *session) {
 	delete(h.sessions, s.id)
 	delete(h.agents, s)
 	delete(h.queued, s)
+	delete(h.entries, s)
 	h.mu.Unlock()
 }
 
@@ -260,6 +263,7 @@ func (h *hub) startCall(a queue.Assignment) error {
 	stillHere := h.sessions[cust.id] == cust && h.sessions[agent.id] == agent
 	if stillHere {
 		delete(h.queued, cust)
+		delete(h.entries, cust)
 		h.calls[cust] = c
 		h.calls[agent] = c
 	}
@@ -490,6 +494,7 @@ func (h *hub) leaveQueue(s *session) {
 	}
 	h.mu.Lock()
 	delete(h.queued, s)
+	delete(h.entries, s)
 	h.mu.Unlock()
 	if removed {
 		h.srv.metrics.abandoned.WithLabelValues(s.org.ID, s.queue).Inc()

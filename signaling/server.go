@@ -115,6 +115,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // session and call goroutines
 
+	// The hub's reconcile loop (reconcile.go) runs until stopReconcile
+	// closes, and closes reconcileDone when it has returned.
+	stopReconcile, reconcileDone chan struct{}
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	closing  bool
@@ -151,6 +155,11 @@ func NewServer(cfg Config) (*Server, error) {
 		sessions:   make(map[*session]struct{}),
 	}
 	s.hub = newHub(s)
+	s.stopReconcile, s.reconcileDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.reconcileDone)
+		s.hub.reconcileLoop(s.stopReconcile)
+	}()
 	return s, nil
 }
 
@@ -206,6 +215,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // or ctx to expire.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stopReconcile)
+	}
 	s.closing = true
 	sessions := make([]*session, 0, len(s.sessions))
 	for sess := range s.sessions {
@@ -223,6 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	<-s.reconcileDone
 	select {
 	case <-done:
 		s.cancel()

@@ -1,0 +1,115 @@
+package signaling
+
+import (
+	"slices"
+	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/queue"
+)
+
+// Reconciling with the queue store. A store that lost its data (a Redis
+// restarted without persistence, or failed over to a replica that had not
+// caught up) would leave this node's waiting customers connected but in no
+// queue, and its available agents unknown: nobody would be served. Every
+// reconcileInterval the hub checks that each customer waiting here is in
+// its queue; any that is missing goes back in (in the order they joined,
+// keeping when they joined), and the node's agents announce their presence
+// again. Calls in progress never depend on the store.
+
+// reconcileInterval is how often the hub checks the store.
+const reconcileInterval = 2 * time.Second
+
+// reconcileLoop runs reconcile every reconcileInterval until stop closes.
+func (h *hub) reconcileLoop(stop <-chan struct{}) {
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			h.reconcile()
+		}
+	}
+}
+
+// reconcile restores this node's waiting customers and agents in the store
+// if it has lost them. A store that cannot be reached is left for the next
+// round.
+func (h *hub) reconcile() {
+	h.placeMu.Lock()
+	type queueKey struct{ org, queue string }
+	missing := map[queueKey][]queue.Entry{}
+	h.mu.Lock()
+	local := map[queueKey][]queue.Entry{}
+	for s := range h.queued {
+		if e, ok := h.entries[s]; ok {
+			k := queueKey{e.Org, e.Queue}
+			local[k] = append(local[k], e)
+		}
+	}
+	h.mu.Unlock()
+	lost := false
+	for k, entries := range local {
+		ctx, cancel := h.storeCtx()
+		waiting, err := h.srv.store.Waiting(ctx, k.org, k.queue)
+		cancel()
+		if err != nil {
+			h.placeMu.Unlock()
+			return
+		}
+		for _, e := range entries {
+			if !slices.Contains(waiting, e.Session) {
+				missing[k] = append(missing[k], e)
+				lost = true
+			}
+		}
+	}
+	for k, entries := range missing {
+		// Requeue puts each at the front: the youngest first, so the
+		// oldest ends up first.
+		slices.SortFunc(entries, func(a, b queue.Entry) int { return b.Since.Compare(a.Since) })
+		for _, e := range entries {
+			ctx, cancel := h.storeCtx()
+			err := h.srv.store.Requeue(ctx, e)
+			cancel()
+			if err != nil {
+				h.srv.log.Warn("restoring waiting customers failed", "org", k.org, "queue", k.queue, "err", err)
+				break
+			}
+		}
+		h.srv.log.Warn("queue store had lost waiting customers; restored", "org", k.org, "queue", k.queue, "customers", len(entries))
+	}
+	if lost {
+		h.restoreAgents()
+	}
+	h.placeMu.Unlock()
+	for k := range missing {
+		h.place(k.org, k.queue)
+	}
+}
+
+// restoreAgents announces this node's agents to the store again, each as
+// available as it asked to be and not in a call. h.placeMu must be held.
+func (h *hub) restoreAgents() {
+	h.mu.Lock()
+	type agent struct {
+		rec       queue.Agent
+		available bool
+	}
+	var agents []agent
+	for s, st := range h.agents {
+		_, busy := h.calls[s]
+		agents = append(agents, agent{h.agentRecord(s), st.wantAvailable && !busy})
+	}
+	h.mu.Unlock()
+	for _, a := range agents {
+		ctx, cancel := h.storeCtx()
+		err := h.srv.store.SetAgent(ctx, a.rec, a.available)
+		cancel()
+		if err != nil {
+			h.srv.log.Warn("restoring agent presence failed", "org", a.rec.Org, "err", err)
+			return
+		}
+	}
+}
