@@ -72,12 +72,14 @@ func Decode(data []byte) (Message, error) {
 	if err := dec.Decode(&m); err != nil {
 		return Message{ID: peekID(data)}, Errorf(CodeBadMessage, "invalid JSON: %s", jsonProblem(err))
 	}
-	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
-		return m, Errorf(CodeBadMessage, "trailing data after the JSON object")
-	}
+	// The id is checked first: every later error returns m, whose id the
+	// caller echoes.
 	if len(m.ID) > MaxIDLen {
 		m.ID = ""
 		return m, Errorf(CodeBadMessage, "id longer than %d bytes", MaxIDLen)
+	}
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
+		return m, Errorf(CodeBadMessage, "trailing data after the JSON object")
 	}
 	if m.V != Version {
 		return m, Errorf(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", m.V, Version)
