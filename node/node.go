@@ -41,6 +41,9 @@ type Config struct {
 	// instead of in memory. Only one node may use a Redis for now: a node
 	// cannot yet connect its customers to another node's agents.
 	RedisURL string
+	// NodeID names this node in the cluster registry (with RedisURL);
+	// "" picks a random id.
+	NodeID string
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP listener.
 	// Profiles show code paths and sizes, not user data, but they cost CPU
 	// while taken: turn it on only where the listener is not public.
@@ -60,6 +63,7 @@ type Node struct {
 	// closeStore releases the queue store (its Redis connections) once
 	// signaling has shut down.
 	closeStore func()
+	member     *membership // nil without Redis
 }
 
 // New opens the node's sockets (HTTP and media) and builds its parts. It
@@ -116,6 +120,15 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln, closeStore: closeStore}
+	if cfg.RedisURL != "" {
+		if n.member, err = newMembership(cfg.RedisURL, cfg.NodeID, n.URL, s, log); err != nil {
+			ln.Close()
+			_ = sig.Shutdown(context.Background())
+			closeStore()
+			s.Close()
+			return nil, fmt.Errorf("cluster registry: %w", err)
+		}
+	}
 	n.http = &http.Server{
 		Handler:           n.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -187,6 +200,19 @@ func (n *Node) MediaAddr() *net.UDPAddr { return n.media.Addr() }
 // tells connected clients, closes rooms, and returns within the configured
 // shutdown timeout.
 func (n *Node) Run(ctx context.Context) error {
+	memberCtx, stopMember := context.WithCancel(context.Background())
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		if n.member != nil {
+			if err := n.member.run(memberCtx); err != nil {
+				n.log.Warn("cluster registry", "err", err)
+			}
+		}
+	}()
+	// The node leaves the registry first when it stops, so no room is
+	// placed on it while it drains.
+	defer func() { stopMember(); <-memberDone }()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -207,6 +233,8 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	stopMember()
+	<-memberDone
 	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()

@@ -515,6 +515,35 @@ func (s *SFU) removeRoom(r *Room) {
 	}
 }
 
+// Load is how much the SFU is carrying.
+type Load struct {
+	Rooms, Participants, Tracks int // tracks counts published tracks
+}
+
+// Load counts the SFU's rooms, participants and published tracks.
+func (s *SFU) Load() Load {
+	s.mu.Lock()
+	rooms := make([]*Room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	l := Load{Rooms: len(rooms)}
+	for _, r := range rooms {
+		r.mu.Lock()
+		parts := make([]*Participant, 0, len(r.participants))
+		for _, p := range r.participants {
+			parts = append(parts, p)
+		}
+		r.mu.Unlock()
+		l.Participants += len(parts)
+		for _, p := range parts {
+			l.Tracks += len(p.publishedTracks())
+		}
+	}
+	return l
+}
+
 // Close closes every room and the media sockets.
 func (s *SFU) Close() error {
 	s.mu.Lock()

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/helpcaster/helpcaster/cluster"
+	"github.com/helpcaster/helpcaster/sfu"
+)
+
+// membership keeps this node registered in the cluster registry (with
+// --redis): a heartbeat with its load every third of the registry's TTL,
+// until the node shuts down.
+type membership struct {
+	reg   *cluster.Registry
+	rdb   *redis.Client
+	id    string
+	addr  func() string
+	media *sfu.SFU
+
+	mu      sync.Mutex
+	lastCPU time.Duration // process CPU time at the last heartbeat
+	lastAt  time.Time
+}
+
+// newMembership prepares the registration of a node whose media is media
+// and whose address addr returns. id "" picks a random one.
+func newMembership(redisURL, id string, addr func() string, media *sfu.SFU, log *slog.Logger) (*membership, error) {
+	o, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, err // the store reported this one already; it does not happen here
+	}
+	if id == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id = "node-" + hex.EncodeToString(b)
+	}
+	rdb := redis.NewClient(o)
+	reg := cluster.NewRegistry(rdb, cluster.WithErrorHandler(func(err error) {
+		log.Warn("cluster heartbeat failed", "err", err)
+	}))
+	return &membership{reg: reg, rdb: rdb, id: id, addr: addr, media: media}, nil
+}
+
+// run heartbeats until ctx ends, then leaves the registry and closes its
+// connection.
+func (m *membership) run(ctx context.Context) error {
+	defer m.rdb.Close()
+	return m.reg.Run(ctx, m.self, 0)
+}
+
+// self describes this node now.
+func (m *membership) self() cluster.Node {
+	l := m.media.Load()
+	return cluster.Node{ID: m.id, Addr: m.addr(), Load: cluster.Load{
+		Rooms: l.Rooms, Participants: l.Participants, Tracks: l.Tracks, CPU: m.cpu(),
+	}}
+}
+
+// cpu is the share of the machine's CPUs the process used since the last
+// call (0 on the first).
+func (m *membership) cpu() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, at := m.lastCPU, m.lastAt
+	m.lastCPU, m.lastAt = used, now
+	if at.IsZero() || !now.After(at) {
+		return 0
+	}
+	return min(max(float64(used-prev)/float64(now.Sub(at))/float64(runtime.NumCPU()), 0), 1)
+}
