@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
@@ -26,8 +26,9 @@ type membership struct {
 	addr  func() string
 	media *sfu.SFU
 
-	mu      sync.Mutex
-	lastCPU time.Duration // process CPU time at the last heartbeat
+	// CPU time at the last heartbeat; only the heartbeat goroutine uses
+	// them.
+	lastCPU time.Duration
 	lastAt  time.Time
 }
 
@@ -36,7 +37,9 @@ type membership struct {
 func newMembership(redisURL, id string, addr func() string, media *sfu.SFU, log *slog.Logger) (*membership, error) {
 	o, err := redis.ParseURL(redisURL)
 	if err != nil {
-		return nil, err // the store reported this one already; it does not happen here
+		// openStore has parsed it already; its error may repeat the URL,
+		// password included, so it is not passed on.
+		return nil, errors.New("redis url is not valid")
 	}
 	if id == "" {
 		b := make([]byte, 8)
@@ -74,8 +77,6 @@ func (m *membership) cpu() float64 {
 	}
 	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	prev, at := m.lastCPU, m.lastAt
 	m.lastCPU, m.lastAt = used, now
 	if at.IsZero() || !now.After(at) {
