@@ -31,13 +31,20 @@ type hub struct {
 	queued   map[*session]position    // customers waiting, with what they were last told
 	entries  map[*session]queue.Entry // each waiting customer's queue entry, to restore it
 	calls    map[*session]*call
+	invites  map[string]*invite // open invites by id (invite.go)
+
+	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
+	kicked chan struct{}     // wakes the refresher
 }
 
 type agentState struct {
-	wantAvailable bool // what the agent asked for; applies again after a call
+	wantAvailable bool                // what the agent asked for; applies again after a call
+	stats         protocol.QueueStats // the queue summary it was last sent
 }
 
-type position struct{ pos, length int }
+// position is what a waiting customer was last told: its place, the queue's
+// length and the estimated wait in seconds (-1: unknown).
+type position struct{ pos, length, wait int }
 
 // call is one customer and one agent in one room.
 type call struct {
@@ -58,6 +65,9 @@ func newHub(s *Server) *hub {
 		queued:   make(map[*session]position),
 		entries:  make(map[*session]queue.Entry),
 		calls:    make(map[*session]*call),
+		invites:  make(map[string]*invite),
+		dirty:    make(map[queueKey]bool),
+		kicked:   make(chan struct{}, 1),
 	}
 }
 
@@ -97,7 +107,11 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	defer h.placeMu.Unlock()
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	entry := queue.Entry{Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now()}
+	cfg, _ := s.org.Queue(s.queue)
+	entry := queue.Entry{
+		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now(),
+		Priority: cfg.Policy.Priority(s.claims.Attrs),
+	}
 	pos, err := h.srv.store.Enqueue(ctx, entry, maxLen)
 	switch {
 	case errors.Is(err, queue.ErrFull):
@@ -109,12 +123,14 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
 		length = max(len(waiting), pos)
 	}
+	first := position{pos: pos, length: length, wait: -1}
 	h.mu.Lock()
-	h.queued[s] = position{pos: pos, length: length}
+	h.queued[s] = first
 	h.entries[s] = entry
 	h.mu.Unlock()
 	s.send(welcome)
-	s.send(protocol.Message{Type: protocol.TypeQueued, Queue: s.queue, Position: pos, Length: length})
+	s.send(queuedMessage(s.queue, first))
+	h.kick(s.org.ID, s.queue) // the estimate follows
 	return nil
 }
 
@@ -165,15 +181,24 @@ func storeError(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// agentRecord is an agent's presence for the store. Its skills come from
+// its token. The hub holds one call per agent session, so the store is told
+// capacity 1 whatever the token says.
 func (h *hub) agentRecord(s *session) queue.Agent {
-	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: 1}
+	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: 1, Skills: s.claims.Skills}
 }
 
-// place assigns waiting customers of a queue to available agents for as
-// long as both exist, then tells the customers still waiting where they are.
-// It stops at the first assignment it cannot connect, so a failing SFU never
-// makes it spin.
+// place assigns waiting customers of a queue to eligible available agents
+// for as long as pairs exist (by the queue's routing policy), starting each
+// call or, where the queue asks for it, inviting the agent first. Then the
+// queue is refreshed. It stops at the first assignment it cannot connect, so
+// a failing SFU never makes it spin.
 func (h *hub) place(org, q string) {
+	defer h.kick(org, q)
+	cfg, ok := h.queueConfig(org, q)
+	if !ok {
+		return
+	}
 	h.placeMu.Lock()
 	defer h.placeMu.Unlock()
 	if !h.srv.Ready() {
@@ -181,7 +206,7 @@ func (h *hub) place(org, q string) {
 	}
 	for {
 		ctx, cancel := h.storeCtx()
-		a, ok, err := h.srv.store.Assign(ctx, org, q)
+		a, ok, err := h.srv.store.Assign(ctx, org, q, cfg.Policy)
 		cancel()
 		if err != nil {
 			h.srv.log.Error("queue placement failed", "org", org, "queue", q, "err", err)
@@ -190,56 +215,35 @@ func (h *hub) place(org, q string) {
 		if !ok {
 			break
 		}
-		if err := h.startCall(a); err != nil {
+		if cfg.OfferTimeout > 0 {
+			h.invite(a, cfg.OfferTimeout)
+			continue
+		}
+		if err := h.startCall(a, randomID(12)); err != nil {
 			h.srv.log.Error("could not start a call", "org", org, "queue", q, "err", err)
 			break
 		}
 	}
-	h.pushPositions(org, q)
 }
 
-// pushPositions sends queued to each waiting customer on this node whose
-// position or the queue's length changed since it was last told.
-func (h *hub) pushPositions(org, q string) {
-	ctx, cancel := h.storeCtx()
-	waiting, err := h.srv.store.Waiting(ctx, org, q)
-	cancel()
-	if err != nil {
-		h.srv.log.Error("read queue failed", "org", org, "queue", q, "err", err)
-		return
-	}
-	h.srv.metrics.queueLength.WithLabelValues(org, q).Set(float64(len(waiting)))
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i, id := range waiting {
-		s := h.sessions[id]
-		if s == nil {
-			continue // waiting on another node
-		}
-		last, ok := h.queued[s]
-		now := position{pos: i + 1, length: len(waiting)}
-		if !ok || last == now {
-			continue
-		}
-		h.queued[s] = now
-		s.send(protocol.Message{Type: protocol.TypeQueued, Queue: q, Position: now.pos, Length: now.length})
-	}
-}
-
-// startCall connects an assignment's customer and agent in a new room. If
-// either has left meanwhile, the assignment is undone (the customer, if
-// still here, goes back to the front of the queue). Called with placeMu
-// held; an error means the SFU could not host the call.
-func (h *hub) startCall(a queue.Assignment) error {
+// startCall connects an assignment's customer and agent in a new room id. If
+// either has left meanwhile (or the customer left the queue), the assignment
+// is undone (the customer, if still waiting, goes back to its place in the
+// queue). Called with placeMu held; an error means the SFU could not host
+// the call.
+func (h *hub) startCall(a queue.Assignment, id string) error {
 	h.mu.Lock()
 	cust := h.sessions[a.Customer.Session]
 	agent := h.sessions[a.Agent]
+	if _, waiting := h.entries[cust]; cust != nil && !waiting {
+		cust = nil // left the queue while the agent was invited
+	}
 	h.mu.Unlock()
 	if cust == nil || agent == nil {
 		h.undoAssignment(a, cust != nil, agent != nil)
 		return nil
 	}
-	c := &call{id: randomID(12), org: a.Org, queue: a.Queue, customer: cust, agent: agent, started: time.Now()}
+	c := &call{id: id, org: a.Org, queue: a.Queue, customer: cust, agent: agent, started: time.Now()}
 	room, err := h.srv.sfu.Room(c.id)
 	if err == nil {
 		c.room = room
@@ -260,7 +264,8 @@ func (h *hub) startCall(a queue.Assignment) error {
 	// removes a session under h.mu before it looks for its call, so either
 	// it sees this call or this check sees it gone.
 	h.mu.Lock()
-	stillHere := h.sessions[cust.id] == cust && h.sessions[agent.id] == agent
+	_, waiting := h.entries[cust]
+	stillHere := h.sessions[cust.id] == cust && h.sessions[agent.id] == agent && waiting
 	if stillHere {
 		delete(h.queued, cust)
 		delete(h.entries, cust)
@@ -271,7 +276,8 @@ func (h *hub) startCall(a queue.Assignment) error {
 	if !stillHere {
 		c.room.Close()
 		h.mu.Lock()
-		custHere, agentHere := h.sessions[cust.id] == cust, h.sessions[agent.id] == agent
+		_, waiting := h.entries[cust]
+		custHere, agentHere := h.sessions[cust.id] == cust && waiting, h.sessions[agent.id] == agent
 		h.mu.Unlock()
 		h.undoAssignment(a, custHere, agentHere)
 		return nil
@@ -482,24 +488,29 @@ func (h *hub) hangup(s *session) error {
 	}
 }
 
-// leaveQueue removes a waiting customer and updates the others.
+// leaveQueue removes a waiting customer (from the queue, or from an invite
+// it was in) and updates the others.
 func (h *hub) leaveQueue(s *session) {
 	h.placeMu.Lock()
-	defer h.placeMu.Unlock()
-	ctx, cancel := h.storeCtx()
-	removed, err := h.srv.store.Remove(ctx, s.org.ID, s.queue, s.id)
-	cancel()
-	if err != nil {
-		h.srv.log.Error("leave queue failed", "err", err)
-	}
 	h.mu.Lock()
+	e, ok := h.entries[s]
 	delete(h.queued, s)
 	delete(h.entries, s)
 	h.mu.Unlock()
-	if removed {
-		h.srv.metrics.abandoned.WithLabelValues(s.org.ID, s.queue).Inc()
-		h.pushPositions(s.org.ID, s.queue)
+	if !ok {
+		h.placeMu.Unlock()
+		return
 	}
+	ctx, cancel := h.storeCtx()
+	_, err := h.srv.store.Remove(ctx, e.Org, e.Queue, s.id)
+	cancel()
+	h.placeMu.Unlock()
+	if err != nil {
+		h.srv.log.Error("leave queue failed", "err", err)
+	}
+	h.srv.metrics.abandoned.WithLabelValues(e.Org, e.Queue).Inc()
+	h.withdrawInvites(s)
+	h.kick(e.Org, e.Queue)
 }
 
 // endCall ends c once. by is the session that hung up (nil when the call
@@ -520,8 +531,10 @@ func (h *hub) endCall(c *call, by *session, reason string) {
 	c.custPart.Close()
 	c.agentPart.Close()
 	c.room.Close()
+	handled := time.Since(c.started)
 	h.srv.metrics.callsActive.Dec()
 	h.srv.metrics.callsEnded.WithLabelValues(reason).Inc()
+	h.srv.metrics.handleSeconds.WithLabelValues(c.org, c.queue).Observe(handled.Seconds())
 	h.srv.log.Info("call ended", "org", c.org, "queue", c.queue, "call", c.id, "reason", reason,
 		"duration_s", int(time.Since(c.started).Seconds()))
 
@@ -540,6 +553,9 @@ func (h *hub) endCall(c *call, by *session, reason string) {
 	defer cancel()
 	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
 		h.srv.log.Error("release agent failed", "err", err)
+	}
+	if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
+		h.srv.log.Warn("record handle time failed", "err", err)
 	}
 	if !agentConnected || agentState == nil || reason == protocol.ReasonShutdown {
 		return
@@ -569,6 +585,7 @@ func (h *hub) disconnected(s *session) {
 		h.leaveQueue(s)
 	}
 	if isAgent {
+		h.withdrawInvites(s)
 		ctx, cancel := h.storeCtx()
 		if err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id); err != nil {
 			h.srv.log.Error("remove agent failed", "err", err)
@@ -582,6 +599,7 @@ func (h *hub) disconnected(s *session) {
 
 // endAll ends every call (server shutdown).
 func (h *hub) endAll(reason string) {
+	h.stopInvites()
 	h.mu.Lock()
 	calls := make(map[*call]struct{})
 	for _, c := range h.calls {

@@ -21,7 +21,21 @@ type metrics struct {
 	abandoned    *prometheus.CounterVec // org, queue
 	callsActive  prometheus.Gauge
 	callsEnded   *prometheus.CounterVec // reason
+
+	// Queue state by org and queue, as this node last read it from the
+	// store (with several nodes, each reports the same shared queue).
+	longestWait     *prometheus.GaugeVec
+	agentsAvailable *prometheus.GaugeVec
+	agentsBusy      *prometheus.GaugeVec
+	agentsAway      *prometheus.GaugeVec
+	handleSeconds   *prometheus.HistogramVec // org, queue
+	overflowed      *prometheus.CounterVec   // org, queue (the queue left)
+	invitesDeclined *prometheus.CounterVec   // org, queue
+	invitesExpired  *prometheus.CounterVec   // org, queue
 }
+
+// orgQueue are the labels of per-queue series.
+var orgQueue = []string{"org", "queue"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -47,12 +61,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_calls_active", Help: "Calls in progress on this node."}),
 		callsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_calls_ended_total", Help: "Calls ended, by reason."}, []string{"reason"}),
+		longestWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_queue_longest_wait_seconds", Help: "How long the longest-waiting customer has waited."}, orgQueue),
+		agentsAvailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_queue_agents_available", Help: "Agents serving the queue with a free slot."}, orgQueue),
+		agentsBusy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_queue_agents_busy", Help: "Agents serving the queue in calls with no free slot."}, orgQueue),
+		agentsAway: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "helpcaster_queue_agents_away", Help: "Agents serving the queue who are away."}, orgQueue),
+		handleSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "helpcaster_queue_handle_seconds", Help: "Length of calls, from start to end.",
+			Buckets: []float64{10, 30, 60, 120, 300, 600, 1200, 2400, 3600}}, orgQueue),
+		overflowed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_queue_overflowed_total", Help: "Customers moved to the overflow queue, by the queue they left."}, orgQueue),
+		invitesDeclined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_queue_invites_declined_total", Help: "Invites agents declined."}, orgQueue),
+		invitesExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_queue_invites_expired_total", Help: "Invites agents did not answer in time."}, orgQueue),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.messages, m.errors, m.authFailures, m.queueLength,
-		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.callsEnded} {
+		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.callsEnded, m.longestWait, m.agentsAvailable,
+		m.agentsBusy, m.agentsAway, m.handleSeconds, m.overflowed, m.invitesDeclined, m.invitesExpired} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register signaling metrics: %w", err)
 		}
@@ -65,7 +97,8 @@ func knownType(typ string) bool {
 	switch typ {
 	case protocol.TypeJoin, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
 		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome, protocol.TypeQueued,
-		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeLayers, protocol.TypeSpeaker:
+		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeLayers, protocol.TypeSpeaker,
+		protocol.TypeAccept, protocol.TypeDecline, protocol.TypeInvite, protocol.TypeWithdrawn, protocol.TypeQueueStats:
 		return true
 	}
 	return false

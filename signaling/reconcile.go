@@ -19,16 +19,24 @@ import (
 // reconcileInterval is how often the hub checks the store.
 const reconcileInterval = 2 * time.Second
 
-// reconcileLoop runs reconcile every reconcileInterval until stop closes.
-func (h *hub) reconcileLoop(stop <-chan struct{}) {
-	t := time.NewTicker(reconcileInterval)
-	defer t.Stop()
+// loop runs reconcile every reconcileInterval, the queue tick every
+// refreshInterval and a refresh when kicked (queuestats.go), until stop
+// closes.
+func (h *hub) loop(stop <-chan struct{}) {
+	rt := time.NewTicker(reconcileInterval)
+	defer rt.Stop()
+	qt := time.NewTicker(refreshInterval)
+	defer qt.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-rt.C:
 			h.reconcile()
+		case <-qt.C:
+			h.tick(true)
+		case <-h.kicked:
+			h.tick(false)
 		}
 	}
 }
@@ -38,11 +46,13 @@ func (h *hub) reconcileLoop(stop <-chan struct{}) {
 // round.
 func (h *hub) reconcile() {
 	h.placeMu.Lock()
-	type queueKey struct{ org, queue string }
 	missing := map[queueKey][]queue.Entry{}
 	h.mu.Lock()
 	local := map[queueKey][]queue.Entry{}
 	for s := range h.queued {
+		if h.invitedLocked(s) {
+			continue // out of the queue while its agent is invited
+		}
 		if e, ok := h.entries[s]; ok {
 			k := queueKey{e.Org, e.Queue}
 			local[k] = append(local[k], e)

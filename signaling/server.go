@@ -158,7 +158,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.stopReconcile, s.reconcileDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(s.reconcileDone)
-		s.hub.reconcileLoop(s.stopReconcile)
+		s.hub.loop(s.stopReconcile)
 	}()
 	return s, nil
 }

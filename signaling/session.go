@@ -261,6 +261,15 @@ func (s *session) handle(m protocol.Message) {
 		err = s.srv.hub.hangup(s)
 	case protocol.TypeQuality:
 		err = s.srv.hub.quality(s, m)
+	case protocol.TypeAccept, protocol.TypeDecline:
+		switch {
+		case s.role != protocol.RoleAgent:
+			err = protocol.Errorf(protocol.CodeInvalidState, "only agents answer invites")
+		case m.Type == protocol.TypeAccept:
+			err = s.srv.hub.accept(s, m.Room)
+		default:
+			err = s.srv.hub.decline(s, m.Room)
+		}
 	}
 	if err != nil {
 		s.sendError(err, m.ID)

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // Demo organization added by --dev.
@@ -555,28 +557,131 @@ func parseQueues(n *yaml.Node, path string) ([]auth.Queue, error) {
 			return nil, err
 		}
 		var q auth.Queue
+		var rules queueRules
 		for _, kv := range kvs {
 			k, v := kv[0], kv[1]
 			key := where + "." + k.Value
-			s, err := scalarValue(v, false)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
-			}
 			switch k.Value {
-			case "name":
-				q.Name = s
-			case "max_length":
-				if err := setInt(&q.MaxLength, s, 0, auth.MaxQueueMaxLength); err != nil {
+			case "name", "max_length", "offer_timeout":
+				s, err := scalarValue(v, false)
+				if err == nil {
+					switch k.Value {
+					case "name":
+						q.Name = s
+					case "max_length":
+						err = setInt(&q.MaxLength, s, 0, auth.MaxQueueMaxLength)
+					default:
+						err = setDuration(&q.OfferTimeout, s, true)
+					}
+				}
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
+				}
+			case "overflow", "priority", "match":
+				if err := decodeStrict(v, rules.field(k.Value)); err != nil {
 					return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
 				}
 			default:
 				return nil, fmt.Errorf("line %d: unknown key %q", k.Line, key)
 			}
 		}
+		if err := rules.apply(&q); err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", item.Line, where, err)
+		}
 		qs = append(qs, q)
 	}
 	return qs, nil
 }
+
+// queueRules are a queue's routing settings as the file writes them.
+type queueRules struct {
+	Overflow *struct {
+		After string `yaml:"after"`
+		To    string `yaml:"to"`
+	}
+	Priority []struct {
+		Attr     string `yaml:"attr"`
+		Value    string `yaml:"value"`
+		Priority int    `yaml:"priority"`
+	}
+	Match []struct {
+		Attr     string `yaml:"attr"`
+		Skill    string `yaml:"skill"`
+		MinLevel *int   `yaml:"min_level"`
+		Widen    []struct {
+			After    string `yaml:"after"`
+			MinLevel *int   `yaml:"min_level"`
+		} `yaml:"widen"`
+	}
+}
+
+func (r *queueRules) field(key string) any {
+	switch key {
+	case "overflow":
+		return &r.Overflow
+	case "priority":
+		return &r.Priority
+	default:
+		return &r.Match
+	}
+}
+
+// apply converts the rules into q's settings; auth checks them further.
+func (r *queueRules) apply(q *auth.Queue) error {
+	if o := r.Overflow; o != nil {
+		if err := setDuration(&q.Overflow.After, o.After, false); err != nil {
+			return fmt.Errorf("overflow.after: %w", err)
+		}
+		q.Overflow.To = o.To
+	}
+	if len(r.Priority) == 0 && len(r.Match) == 0 {
+		return nil
+	}
+	p := &routing.Policy{}
+	for _, pr := range r.Priority {
+		p.Priorities = append(p.Priorities, routing.PriorityRule{Attr: pr.Attr, Value: pr.Value, Priority: pr.Priority})
+	}
+	for i, m := range r.Match {
+		req := routing.Requirement{Attr: m.Attr, Skill: m.Skill, Steps: []routing.Step{{Level: 1}}}
+		if m.MinLevel != nil {
+			req.Steps[0].Level = *m.MinLevel
+		}
+		for j, w := range m.Widen {
+			st := routing.Step{}
+			if err := setDuration(&st.After, w.After, false); err != nil {
+				return fmt.Errorf("match[%d].widen[%d].after: %w", i, j, err)
+			}
+			if w.MinLevel == nil {
+				return fmt.Errorf("match[%d].widen[%d]: min_level is required (0 means any agent)", i, j)
+			}
+			st.Level = *w.MinLevel
+			req.Steps = append(req.Steps, st)
+		}
+		p.Requirements = append(p.Requirements, req)
+	}
+	q.Policy = p
+	return nil
+}
+
+// decodeStrict decodes n into dst, refusing keys dst does not have.
+func decodeStrict(n *yaml.Node, dst any) error {
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(dst); err != nil {
+		// yaml's line numbers are relative to the snippet; keep the rest.
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+		return errors.New(lineRef.ReplaceAllString(msg, ""))
+	}
+	return nil
+}
+
+// lineRef matches yaml's "line N: " prefixes.
+var lineRef = regexp.MustCompile(`line \d+: `)
 
 // pairs returns the key/value pairs of a mapping, refusing duplicate keys.
 func pairs(m *yaml.Node, where string) ([][2]*yaml.Node, error) {

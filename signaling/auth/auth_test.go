@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +214,26 @@ func TestVerify(t *testing.T) {
 		}, protocol.CodeBadToken},
 		{"attrs wrong type", func() string {
 			c := map[string]any{"org": "acme", "sub": "x", "role": "customer", "exp": t0.Add(time.Hour).Unix(), "attrs": map[string]int{"a": 1}}
+			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
+		}, protocol.CodeBadToken},
+		{"skills wrong type", func() string {
+			c := map[string]any{"org": "acme", "sub": "x", "role": "agent", "exp": t0.Add(time.Hour).Unix(), "skills": map[string]string{"language": "de"}}
+			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
+		}, protocol.CodeBadToken},
+		{"skill level out of range", func() string {
+			c := map[string]any{"org": "acme", "sub": "x", "role": "agent", "exp": t0.Add(time.Hour).Unix(), "skills": map[string]any{"language": map[string]int{"de": 11}}}
+			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
+		}, protocol.CodeBadToken},
+		{"customer with skills", func() string {
+			c := map[string]any{"org": "acme", "sub": "x", "role": "customer", "exp": t0.Add(time.Hour).Unix(), "skills": map[string]any{"language": map[string]int{"de": 1}}}
+			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
+		}, protocol.CodeBadToken},
+		{"capacity too high", func() string {
+			c := map[string]any{"org": "acme", "sub": "x", "role": "agent", "exp": t0.Add(time.Hour).Unix(), "capacity": MaxCapacity + 1}
+			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
+		}, protocol.CodeBadToken},
+		{"capacity not a number", func() string {
+			c := map[string]any{"org": "acme", "sub": "x", "role": "agent", "exp": t0.Add(time.Hour).Unix(), "capacity": "2"}
 			return signWith(jwt.SigningMethodHS256, acme.APISecret, jwt.MapClaims(c), "")
 		}, protocol.CodeBadToken},
 		{"too long", func() string { return strings.Repeat("a", protocol.MaxTokenLen+1) }, protocol.CodeBadToken},
@@ -452,6 +473,23 @@ func TestNewDirectory(t *testing.T) {
 		{"bad queue name", func(o []Org) []Org { o[0].Queues[1].Name = "Sales Team"; return o }, "queue 2 name"},
 		{"duplicate queue", func(o []Org) []Org { o[0].Queues[1].Name = "support"; return o }, "listed twice"},
 		{"negative max length", func(o []Org) []Org { o[0].Queues[0].MaxLength = -1; return o }, "max length"},
+		{"overflow ok", func(o []Org) []Org { o[0].Queues[0].Overflow = Overflow{After: time.Minute, To: "sales"}; return o }, ""},
+		{"overflow unknown queue", func(o []Org) []Org { o[0].Queues[0].Overflow = Overflow{After: time.Minute, To: "help"}; return o }, "does not have"},
+		{"overflow into itself", func(o []Org) []Org {
+			o[0].Queues[0].Overflow = Overflow{After: time.Minute, To: "support"}
+			return o
+		}, "into itself"},
+		{"overflow circle", func(o []Org) []Org {
+			o[0].Queues[0].Overflow = Overflow{After: time.Minute, To: "sales"}
+			o[0].Queues[1].Overflow = Overflow{After: time.Minute, To: "support"}
+			return o
+		}, "in a circle"},
+		{"overflow without after", func(o []Org) []Org { o[0].Queues[0].Overflow = Overflow{To: "sales"}; return o }, "after"},
+		{"offer timeout too long", func(o []Org) []Org { o[0].Queues[0].OfferTimeout = time.Hour; return o }, "offer timeout"},
+		{"bad routing", func(o []Org) []Org {
+			o[0].Queues[0].Policy = &routing.Policy{Priorities: []routing.PriorityRule{{Attr: "tier", Value: "gold"}}}
+			return o
+		}, `queue "support" routing: priority rule 1`},
 		{"origin no scheme", func(o []Org) []Org { o[0].Origins = []string{"shop.example.com"}; return o }, "origin"},
 		{"origin ftp", func(o []Org) []Org { o[0].Origins = []string{"ftp://shop.example.com"}; return o }, "scheme"},
 		{"origin path", func(o []Org) []Org { o[0].Origins = []string{"https://shop.example.com/"}; return o }, "origin"},

@@ -13,6 +13,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // Limits on organization settings.
@@ -35,7 +38,25 @@ type Queue struct {
 	// MaxLength is the most customers that may wait; 0 means
 	// DefaultQueueMaxLength.
 	MaxLength int
+	// Policy holds the routing rules: which agents may take which customers,
+	// and which customers go first. nil: any agent, first come first served.
+	Policy *routing.Policy
+	// Overflow moves customers who have waited Overflow.After to the queue
+	// Overflow.To. A zero After means no overflow.
+	Overflow Overflow
+	// OfferTimeout is how long an agent has to accept an offered customer.
+	// 0: assignments start the call at once, with no offer.
+	OfferTimeout time.Duration
 }
+
+// Overflow sends customers who have waited After to the queue To.
+type Overflow struct {
+	After time.Duration
+	To    string
+}
+
+// MaxOfferTimeout is the longest Queue.OfferTimeout.
+const MaxOfferTimeout = 5 * time.Minute
 
 // Org is one organization (tenant).
 type Org struct {
@@ -137,6 +158,17 @@ func (o *Org) validate() error {
 		if q.MaxLength < 0 || q.MaxLength > MaxQueueMaxLength {
 			return fmt.Errorf("queue %q max length %d is out of range (0-%d, 0 = %d)", q.Name, q.MaxLength, MaxQueueMaxLength, DefaultQueueMaxLength)
 		}
+		if q.Policy != nil {
+			if err := q.Policy.Validate(); err != nil {
+				return fmt.Errorf("queue %q routing: %w", q.Name, err)
+			}
+		}
+		if q.OfferTimeout < 0 || q.OfferTimeout > MaxOfferTimeout {
+			return fmt.Errorf("queue %q offer timeout %v is out of range (0 to %v)", q.Name, q.OfferTimeout, MaxOfferTimeout)
+		}
+	}
+	if err := o.checkOverflow(); err != nil {
+		return err
 	}
 	for _, origin := range o.Origins {
 		if origin == "*" {
@@ -149,6 +181,40 @@ func (o *Org) validate() error {
 	return nil
 }
 
+// checkOverflow checks that overflow targets exist and that no chain of
+// overflows comes back to where it started.
+func (o *Org) checkOverflow() error {
+	next := make(map[string]string, len(o.Queues))
+	for _, q := range o.Queues {
+		switch {
+		case q.Overflow.After < 0:
+			return fmt.Errorf("queue %q overflow: after must not be negative", q.Name)
+		case q.Overflow.After == 0 && q.Overflow.To != "":
+			return fmt.Errorf("queue %q overflow: give how long customers wait before they overflow (after)", q.Name)
+		case q.Overflow.After == 0:
+			continue
+		case q.Overflow.To == q.Name:
+			return fmt.Errorf("queue %q overflows into itself", q.Name)
+		case !slices.ContainsFunc(o.Queues, func(x Queue) bool { return x.Name == q.Overflow.To }):
+			return fmt.Errorf("queue %q overflows into %q, which the organization does not have", q.Name, q.Overflow.To)
+		}
+		next[q.Name] = q.Overflow.To
+	}
+	for start := range next {
+		at := start
+		for range len(next) {
+			var ok bool
+			if at, ok = next[at]; !ok {
+				break
+			}
+			if at == start {
+				return fmt.Errorf("queue %q overflows in a circle back to itself", start)
+			}
+		}
+	}
+	return nil
+}
+
 // clone returns a deep copy of o with queue defaults filled in.
 func (o *Org) clone() *Org {
 	c := *o
@@ -156,6 +222,7 @@ func (o *Org) clone() *Org {
 	c.Origins = slices.Clone(o.Origins)
 	c.Queues = slices.Clone(o.Queues)
 	for i := range c.Queues {
+		c.Queues[i].Policy = o.Queues[i].Policy.Clone()
 		if c.Queues[i].MaxLength == 0 {
 			c.Queues[i].MaxLength = DefaultQueueMaxLength
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // Limits on token claims.
@@ -36,7 +37,15 @@ type Claims struct {
 	Name                 string            `json:"name,omitempty"`  // display name shown to the other side
 	Queue                string            `json:"queue,omitempty"` // customer: queue to join; agent: queue to serve ("" = default queue)
 	Attrs                map[string]string `json:"attrs,omitempty"` // routing attributes (language, region, tier, ...)
+	// Agents only: skills with levels, matched against customers' attrs by
+	// the queue's routing rules, and how many calls the agent takes at once
+	// (0 means 1).
+	Skills   routing.Skills `json:"skills,omitempty"`
+	Capacity int            `json:"capacity,omitempty"`
 }
+
+// MaxCapacity is the most concurrent calls a token may give an agent.
+const MaxCapacity = 8
 
 // check validates the HelpCaster claims against org. Its messages never
 // contain claim values, which may be personal data.
@@ -63,6 +72,15 @@ func (c *Claims) check(org *Org) error {
 			return fmt.Errorf("queue %q does not exist in organization %q", c.Queue, org.ID)
 		}
 		return fmt.Errorf("queue does not exist in organization %q", org.ID)
+	}
+	if c.Role != protocol.RoleAgent && (len(c.Skills) > 0 || c.Capacity != 0) {
+		return errors.New("skills and capacity are for agents only")
+	}
+	if err := c.Skills.Check(); err != nil {
+		return fmt.Errorf("skills: %w", err)
+	}
+	if c.Capacity < 0 || c.Capacity > MaxCapacity {
+		return fmt.Errorf("capacity %d is out of range (1 to %d)", c.Capacity, MaxCapacity)
 	}
 	if len(c.Attrs) > MaxAttrs {
 		return fmt.Errorf("more than %d attributes", MaxAttrs)

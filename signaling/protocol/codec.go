@@ -162,6 +162,11 @@ func validate(m *Message) error {
 			return Errorf(CodeBadMessage, "quality needs quality, or width and height from 1 to %d", MaxVideoSize)
 		}
 		allowed = fQuality
+	case TypeAccept, TypeDecline:
+		if m.Room == "" || len(m.Room) > MaxIDLen {
+			return Errorf(CodeBadMessage, "%s needs the invite's room, at most %d bytes", m.Type, MaxIDLen)
+		}
+		allowed = fRoom
 	case "":
 		return Errorf(CodeBadMessage, "message has no type")
 	default:
@@ -183,6 +188,7 @@ const (
 	fCandidate
 	fText
 	fQuality
+	fRoom
 	fServerOnly
 )
 
@@ -190,7 +196,7 @@ func (f fieldSet) first() string {
 	for _, n := range []struct {
 		f    fieldSet
 		name string
-	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fQuality, "quality"}, {fServerOnly, "a server-only field"}} {
+	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fQuality, "quality"}, {fRoom, "room"}, {fServerOnly, "a server-only field"}} {
 		if f&n.f != 0 {
 			return n.name
 		}
@@ -218,8 +224,12 @@ func present(m *Message) fieldSet {
 	if m.Quality != "" || m.Width != 0 || m.Height != 0 {
 		f |= fQuality
 	}
+	if m.Room != "" {
+		f |= fRoom
+	}
 	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
-		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.State != "" || m.Room != "" || m.Peer != nil ||
+		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.Wait != 0 || m.Timeout != 0 || m.Stats != nil ||
+		m.State != "" || m.Peer != nil ||
 		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" ||
 		m.Track != "" || m.Active != nil || m.Paused != nil {
 		f |= fServerOnly

@@ -53,6 +53,8 @@ var validClientMessages = []decodeOK{
 	{"available", `{"v":1,"type":"available"}`, Message{V: 1, Type: TypeAvailable}},
 	{"away", `{"v":1,"type":"away","id":"a"}`, Message{V: 1, Type: TypeAway, ID: "a"}},
 	{"hangup", `{"v":1,"type":"hangup"}`, Message{V: 1, Type: TypeHangup}},
+	{"accept", `{"v":1,"type":"accept","room":"r-1"}`, Message{V: 1, Type: TypeAccept, Room: "r-1"}},
+	{"decline", `{"v":1,"type":"decline","room":"r-1","id":"d"}`, Message{V: 1, Type: TypeDecline, Room: "r-1", ID: "d"}},
 	{"quality by name", `{"v":1,"type":"quality","quality":"low"}`, Message{V: 1, Type: TypeQuality, Quality: QualityLow}},
 	{"quality by size", `{"v":1,"type":"quality","width":640,"height":360}`, Message{V: 1, Type: TypeQuality, Width: 640, Height: 360}},
 	{"offer pub", `{"v":1,"type":"offer","pc":"pub","sdp":` + q(sdpOffer) + `}`,
@@ -132,7 +134,9 @@ var serverOnlyFields = map[string]string{
 	"position":   `1`,
 	"length":     `3`,
 	"state":      `"available"`,
-	"room":       `"r1"`,
+	"wait":       `60`,
+	"timeout":    `20`,
+	"stats":      `{"waiting":1}`,
 	"peer":       `{"role":"customer"}`,
 	"iceServers": `[]`,
 	"reason":     `"hangup"`,
@@ -145,6 +149,11 @@ func invalidClientMessages() []decodeBad {
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	deepObj := strings.Repeat(`{"a":`, 20000) + "1" + strings.Repeat("}", 20000)
 	cs := []decodeBad{
+		// accept, decline
+		{name: "accept without room", in: `{"v":1,"type":"accept","id":"a"}`, code: bad, id: "a", has: "room"},
+		{name: "decline long room", in: `{"v":1,"type":"decline","room":"` + strings.Repeat("r", 65) + `"}`, code: bad, has: "room"},
+		{name: "accept with text", in: `{"v":1,"type":"accept","room":"r","text":"hi"}`, code: bad, has: "text"},
+		{name: "hangup with room", in: `{"v":1,"type":"hangup","room":"r"}`, code: bad, has: "room"},
 		// join
 		{name: "join without token", in: `{"v":1,"type":"join","id":"j"}`, code: bad, id: "j", has: "token"},
 		{name: "join empty token", in: `{"v":1,"type":"join","id":"j","token":""}`, code: bad, id: "j", has: "token"},

@@ -18,6 +18,8 @@ const (
 	TypeChat      = "chat"      // chat text, either direction
 	TypeHangup    = "hangup"    // end the call (or leave the queue)
 	TypeQuality   = "quality"   // the video quality a client wants to receive
+	TypeAccept    = "accept"    // agent: take the customer an invite offered
+	TypeDecline   = "decline"   // agent: do not take the customer an invite offered
 )
 
 // Message types sent by the server.
@@ -31,6 +33,9 @@ const (
 	TypeBye        = "bye"         // the server is closing this connection
 	TypeLayers     = "layers"      // publisher: which simulcast encodings of a track to send
 	TypeSpeaker    = "speaker"     // in a call: who is speaking now (Role; empty: nobody)
+	TypeInvite     = "invite"      // agent: a customer is offered; accept or decline before Timeout
+	TypeWithdrawn  = "withdrawn"   // agent: an invite is no longer valid (Reason)
+	TypeQueueStats = "queue_stats" // agent: a summary of its queue, sent whenever it changes
 )
 
 // Peer connection names. Each participant has two: "pub" carries what it
@@ -71,6 +76,8 @@ const (
 	ReasonPeerLeft = "peer_left" // the other side hung up or went away
 	ReasonShutdown = "shutdown"  // the server is shutting down
 	ReasonFailed   = "failed"    // media could not be set up
+	ReasonTimeout  = "timeout"   // withdrawn: the agent did not answer the invite in time
+	ReasonDeclined = "declined"  // withdrawn: the agent declined
 )
 
 // Limits on client input.
@@ -111,8 +118,11 @@ type Message struct {
 	Limits     *Limits     `json:"limits,omitempty"`     // welcome
 	Position   int         `json:"position,omitempty"`   // queued: 1 = next
 	Length     int         `json:"length,omitempty"`     // queued: customers waiting
+	Wait       int         `json:"wait,omitempty"`       // queued: estimated seconds still to wait; absent when unknown
+	Timeout    int         `json:"timeout,omitempty"`    // invite: seconds the agent has to answer
+	Stats      *QueueStats `json:"stats,omitempty"`      // queue_stats
 	State      string      `json:"state,omitempty"`      // agent_state
-	Room       string      `json:"room,omitempty"`       // assigned
+	Room       string      `json:"room,omitempty"`       // assigned, invite, withdrawn; accept, decline (client→server)
 	Peer       *Peer       `json:"peer,omitempty"`       // assigned
 	ICEServers []ICEServer `json:"iceServers,omitempty"` // welcome, assigned
 	Reason     string      `json:"reason,omitempty"`     // ended, bye
@@ -145,6 +155,20 @@ type ICEServer struct {
 type Peer struct {
 	Role string `json:"role"`
 	Name string `json:"name,omitempty"`
+}
+
+// QueueStats summarizes a queue for agents. Durations are whole seconds;
+// averages are over the last WindowSeconds.
+type QueueStats struct {
+	Waiting       int `json:"waiting"`       // customers waiting
+	LongestWait   int `json:"longestWait"`   // how long the first-come of them has waited
+	Available     int `json:"available"`     // agents serving the queue with a free slot
+	Busy          int `json:"busy"`          // agents serving the queue with no free slot, or away mid-call
+	Away          int `json:"away"`          // agents serving the queue who are away and idle
+	Answered      int `json:"answered"`      // customers answered in the window
+	AvgWait       int `json:"avgWait"`       // their average wait
+	AvgHandle     int `json:"avgHandle"`     // average length of calls that ended in the window
+	WindowSeconds int `json:"windowSeconds"` // the window
 }
 
 // Limits tells a client what the server enforces on its connection.

@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // Memory is a Store held in this process: the default for a single node.
@@ -16,12 +19,38 @@ type Memory struct {
 }
 
 type memOrg struct {
-	queues map[string][]Entry // oldest first
+	queues map[string]*memQueue
 	agents map[string]*memAgent
+}
+
+type memQueue struct {
+	waiting  []memEntry // in service order
+	seq      uint64     // last sequence number handed out
+	answered []Sample
+	handled  []Sample
+}
+
+// memEntry is an entry with its sequence number, which orders customers
+// of equal priority and Since by arrival.
+type memEntry struct {
+	Entry
+	seq uint64
+}
+
+// before reports whether a is served before b.
+func (a *memEntry) before(b *memEntry) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.Since.Equal(b.Since) {
+		return a.Since.Before(b.Since)
+	}
+	return a.seq < b.seq
 }
 
 type memAgent struct {
 	queues    []string
+	skills    routing.Skills
 	capacity  int
 	active    int
 	available bool
@@ -39,10 +68,43 @@ func NewMemory(now func() time.Time) *Memory {
 func (m *Memory) org(id string) *memOrg {
 	o := m.orgs[id]
 	if o == nil {
-		o = &memOrg{queues: make(map[string][]Entry), agents: make(map[string]*memAgent)}
+		o = &memOrg{queues: make(map[string]*memQueue), agents: make(map[string]*memAgent)}
 		m.orgs[id] = o
 	}
 	return o
+}
+
+func (o *memOrg) queue(name string) *memQueue {
+	q := o.queues[name]
+	if q == nil {
+		q = &memQueue{}
+		o.queues[name] = q
+	}
+	return q
+}
+
+// lookup returns a queue without creating it.
+func (m *Memory) lookup(org, queue string) *memQueue {
+	if o := m.orgs[org]; o != nil {
+		return o.queues[queue]
+	}
+	return nil
+}
+
+func (q *memQueue) index(session string) int {
+	return slices.IndexFunc(q.waiting, func(x memEntry) bool { return x.Session == session })
+}
+
+// insert places e in service order and returns its 1-based position.
+func (q *memQueue) insert(e memEntry) int {
+	i, _ := slices.BinarySearchFunc(q.waiting, &e, func(x memEntry, t *memEntry) int {
+		if x.before(t) {
+			return -1
+		}
+		return 1
+	})
+	q.waiting = slices.Insert(q.waiting, i, e)
+	return i + 1
 }
 
 // Enqueue implements Store.
@@ -52,20 +114,19 @@ func (m *Memory) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o := m.org(e.Org)
-	q := o.queues[e.Queue]
-	if slices.ContainsFunc(q, func(x Entry) bool { return x.Session == e.Session }) {
+	q := m.org(e.Org).queue(e.Queue)
+	if q.index(e.Session) >= 0 {
 		return 0, ErrExists
 	}
-	if maxLen > 0 && len(q) >= maxLen {
+	if maxLen > 0 && len(q.waiting) >= maxLen {
 		return 0, ErrFull
 	}
 	if e.Since.IsZero() {
 		e.Since = m.now()
 	}
-	e.Attrs = cloneMap(e.Attrs)
-	o.queues[e.Queue] = append(q, e)
-	return len(q) + 1, nil
+	e.Attrs = maps.Clone(e.Attrs)
+	q.seq++
+	return q.insert(memEntry{Entry: e, seq: q.seq}), nil
 }
 
 // Requeue implements Store.
@@ -75,14 +136,45 @@ func (m *Memory) Requeue(ctx context.Context, e Entry) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o := m.org(e.Org)
-	q := o.queues[e.Queue]
-	if slices.ContainsFunc(q, func(x Entry) bool { return x.Session == e.Session }) {
+	q := m.org(e.Org).queue(e.Queue)
+	if q.index(e.Session) >= 0 {
 		return ErrExists
 	}
-	e.Attrs = cloneMap(e.Attrs)
-	o.queues[e.Queue] = slices.Insert(q, 0, e)
+	e.Attrs = maps.Clone(e.Attrs)
+	// Sequence 0 puts it ahead of anyone of equal priority and Since.
+	q.insert(memEntry{Entry: e})
 	return nil
+}
+
+// Move implements Store.
+func (m *Memory) Move(ctx context.Context, e Entry, to string, priority, maxLen int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := m.lookup(e.Org, e.Queue)
+	if from == nil {
+		return false, nil
+	}
+	i := from.index(e.Session)
+	if i < 0 {
+		return false, nil
+	}
+	dst := m.org(e.Org).queue(to)
+	if dst.index(e.Session) >= 0 {
+		return false, ErrExists
+	}
+	if maxLen > 0 && len(dst.waiting) >= maxLen {
+		return false, ErrFull
+	}
+	moved := from.waiting[i]
+	from.waiting = slices.Delete(from.waiting, i, i+1)
+	moved.Queue, moved.Priority = to, priority
+	dst.seq++
+	moved.seq = dst.seq
+	dst.insert(moved)
+	return true, nil
 }
 
 // Remove implements Store.
@@ -92,16 +184,15 @@ func (m *Memory) Remove(ctx context.Context, org, queue, session string) (bool, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o := m.orgs[org]
-	if o == nil {
+	q := m.lookup(org, queue)
+	if q == nil {
 		return false, nil
 	}
-	q := o.queues[queue]
-	i := slices.IndexFunc(q, func(x Entry) bool { return x.Session == session })
+	i := q.index(session)
 	if i < 0 {
 		return false, nil
 	}
-	o.queues[queue] = slices.Delete(q, i, i+1)
+	q.waiting = slices.Delete(q.waiting, i, i+1)
 	return true, nil
 }
 
@@ -112,13 +203,12 @@ func (m *Memory) Waiting(ctx context.Context, org, queue string) ([]string, erro
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o := m.orgs[org]
-	if o == nil {
+	q := m.lookup(org, queue)
+	if q == nil || len(q.waiting) == 0 {
 		return nil, nil
 	}
-	q := o.queues[queue]
-	out := make([]string, len(q))
-	for i, e := range q {
+	out := make([]string, len(q.waiting))
+	for i, e := range q.waiting {
 		out[i] = e.Session
 	}
 	return out, nil
@@ -138,6 +228,7 @@ func (m *Memory) SetAgent(ctx context.Context, a Agent, available bool) error {
 		o.agents[a.Session] = ag
 	}
 	ag.queues = slices.Clone(a.Queues)
+	ag.skills = cloneSkills(a.Skills)
 	ag.capacity = max(a.Capacity, 1)
 	if available && !ag.available && ag.active == 0 {
 		ag.idleSince = m.now()
@@ -180,44 +271,138 @@ func (m *Memory) Release(ctx context.Context, org, agent string) error {
 }
 
 // Assign implements Store.
-func (m *Memory) Assign(ctx context.Context, org, queue string) (Assignment, bool, error) {
+func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Policy) (Assignment, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Assignment{}, false, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o := m.orgs[org]
-	if o == nil || len(o.queues[queue]) == 0 {
+	q := m.lookup(org, queue)
+	if q == nil || len(q.waiting) == 0 {
 		return Assignment{}, false, nil
 	}
-	var best string
-	var bestAgent *memAgent
+	// Ready agents, idle longest first (ties by id, as the Redis store).
+	type ready struct {
+		id string
+		ag *memAgent
+	}
+	var agents []ready
 	for id, ag := range o.agents {
-		if !ag.available || ag.active >= ag.capacity || !slices.Contains(ag.queues, queue) {
-			continue
-		}
-		if bestAgent == nil || ag.idleSince.Before(bestAgent.idleSince) ||
-			(ag.idleSince.Equal(bestAgent.idleSince) && id < best) {
-			best, bestAgent = id, ag
+		if ag.available && ag.active < ag.capacity && slices.Contains(ag.queues, queue) {
+			agents = append(agents, ready{id, ag})
 		}
 	}
-	if bestAgent == nil {
+	if len(agents) == 0 {
 		return Assignment{}, false, nil
 	}
-	q := o.queues[queue]
-	e := q[0]
-	o.queues[queue] = slices.Delete(q, 0, 1)
-	bestAgent.active++
-	return Assignment{Org: org, Queue: queue, Customer: e, Agent: best}, true, nil
+	slices.SortFunc(agents, func(a, b ready) int {
+		if c := a.ag.idleSince.Compare(b.ag.idleSince); c != 0 {
+			return c
+		}
+		if a.id < b.id {
+			return -1
+		}
+		return 1
+	})
+	now := m.now()
+	scan := len(q.waiting)
+	if p.Matches() {
+		scan = min(scan, ScanLimit)
+	}
+	for i := range scan {
+		e := q.waiting[i]
+		for _, r := range agents {
+			if !p.Eligible(e.Attrs, r.ag.skills, now.Sub(e.Since)) {
+				continue
+			}
+			q.waiting = slices.Delete(q.waiting, i, i+1)
+			r.ag.active++
+			q.answered = appendSample(q.answered, Sample{At: now, D: now.Sub(e.Since)}, now)
+			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id}, true, nil
+		}
+	}
+	return Assignment{}, false, nil
 }
 
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
+// appendSample adds s and drops what retention no longer keeps.
+func appendSample(ss []Sample, s Sample, now time.Time) []Sample {
+	ss = append(ss, s)
+	cut := 0
+	for cut < len(ss) && (len(ss)-cut > MaxSamples || ss[cut].At.Before(now.Add(-SampleAge))) {
+		cut++
+	}
+	if cut > 0 {
+		ss = slices.Delete(ss, 0, cut)
+	}
+	return ss
+}
+
+// RecordHandled implements Store.
+func (m *Memory) RecordHandled(ctx context.Context, org, queue string, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.org(org).queue(queue)
+	now := m.now()
+	q.handled = appendSample(q.handled, Sample{At: now, D: d}, now)
+	return nil
+}
+
+// Snapshot implements Store.
+func (m *Memory) Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return Snapshot{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var s Snapshot
+	o := m.orgs[org]
+	if o == nil {
+		return s, nil
+	}
+	if q := o.queues[queue]; q != nil {
+		for _, e := range q.waiting {
+			e.Attrs = maps.Clone(e.Attrs)
+			s.Waiting = append(s.Waiting, e.Entry)
+		}
+		s.Answered = samplesSince(q.answered, since)
+		s.Handled = samplesSince(q.handled, since)
+	}
+	for id, ag := range o.agents {
+		if slices.Contains(ag.queues, queue) {
+			s.Agents = append(s.Agents, AgentState{
+				Session: id, Skills: cloneSkills(ag.skills), Capacity: ag.capacity,
+				Active: ag.active, Available: ag.available,
+			})
+		}
+	}
+	slices.SortFunc(s.Agents, func(a, b AgentState) int {
+		if a.Session < b.Session {
+			return -1
+		}
+		return 1
+	})
+	return s, nil
+}
+
+func samplesSince(ss []Sample, since time.Time) []Sample {
+	i := slices.IndexFunc(ss, func(s Sample) bool { return !s.At.Before(since) })
+	if i < 0 {
 		return nil
 	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
+	return slices.Clone(ss[i:])
+}
+
+func cloneSkills(s routing.Skills) routing.Skills {
+	if s == nil {
+		return nil
+	}
+	out := make(routing.Skills, len(s))
+	for k, v := range s {
+		out[k] = maps.Clone(v)
 	}
 	return out
 }

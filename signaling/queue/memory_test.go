@@ -42,7 +42,7 @@ func TestMemoryNilClock(t *testing.T) {
 	if err := m.SetAgent(t.Context(), queue.Agent{Org: "o", Session: "a", Queues: []string{"q"}}, true); err != nil {
 		t.Fatal(err)
 	}
-	a, ok, err := m.Assign(t.Context(), "o", "q")
+	a, ok, err := m.Assign(t.Context(), "o", "q", nil)
 	if err != nil || !ok {
 		t.Fatalf("Assign = %v, %v", ok, err)
 	}

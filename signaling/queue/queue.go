@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // ErrFull is returned by Enqueue when the queue is at its maximum length.
@@ -29,6 +31,11 @@ type Entry struct {
 	Session string
 	Attrs   map[string]string // routing attributes from the token
 	Since   time.Time         // when the customer joined the queue
+	// Priority ranks the customer in its queue (0 to routing.MaxPriority;
+	// higher first), as its queue's routing.Policy gives it. Within one
+	// priority, the customer waiting since longest comes first, and among
+	// equal Since, the first to join.
+	Priority int
 }
 
 // Agent is an agent's presence: which queues it serves and how many calls
@@ -38,7 +45,39 @@ type Agent struct {
 	Session  string
 	Queues   []string
 	Capacity int // concurrent calls; values below 1 mean 1
+	Skills   routing.Skills
 }
+
+// AgentState is an agent's presence as the store keeps it.
+type AgentState struct {
+	Session   string
+	Skills    routing.Skills
+	Capacity  int  // at least 1
+	Active    int  // calls in progress
+	Available bool // takes new customers (when Active < Capacity)
+}
+
+// Sample is one recorded duration: a customer's wait when it was answered,
+// or a call's length when it ended.
+type Sample struct {
+	At time.Time
+	D  time.Duration
+}
+
+// Snapshot is a queue's state at one instant.
+type Snapshot struct {
+	Waiting  []Entry      // in the order they will be served
+	Agents   []AgentState // agents serving the queue, connected, any state
+	Answered []Sample     // waits of customers answered since the requested time, oldest first
+	Handled  []Sample     // lengths of calls that ended since the requested time, oldest first
+}
+
+// Sample retention: the most recent MaxSamples of each kind, none older than
+// SampleAge.
+const (
+	MaxSamples = 1000
+	SampleAge  = time.Hour
+)
 
 // Assignment pairs one customer with one agent.
 type Assignment struct {
@@ -56,8 +95,14 @@ type Store interface {
 	// position. maxLen > 0 limits the queue's length (ErrFull).
 	Enqueue(ctx context.Context, e Entry, maxLen int) (int, error)
 	// Requeue puts a customer that was assigned but could not be connected
-	// back at the front of its queue, keeping its original Since.
+	// back in its queue with its original Since and Priority, so it is served
+	// before everyone who joined after it.
 	Requeue(ctx context.Context, e Entry) error
+	// Move takes a waiting customer out of e.Queue and puts it in queue to,
+	// keeping its Since, with priority (to's policy may rank it differently).
+	// false if it was not waiting in e.Queue; ErrFull (nothing moved) when
+	// maxLen > 0 and to already holds maxLen customers.
+	Move(ctx context.Context, e Entry, to string, priority, maxLen int) (bool, error)
 	// Remove takes a waiting customer out of its queue; false if it was not
 	// waiting (already assigned or gone).
 	Remove(ctx context.Context, org, queue, session string) (bool, error)
@@ -70,8 +115,21 @@ type Store interface {
 	RemoveAgent(ctx context.Context, org, session string) error
 	// Release ends one of an agent's calls, freeing capacity.
 	Release(ctx context.Context, org, agent string) error
-	// Assign takes the oldest customer waiting in a queue and gives it to the
-	// available agent serving that queue with free capacity that has been
-	// idle longest. ok is false when there is no customer or no agent.
-	Assign(ctx context.Context, org, queue string) (a Assignment, ok bool, err error)
+	// Assign takes the first customer waiting in a queue (highest priority,
+	// then longest waiting) for whom p finds an eligible agent, and gives it
+	// to the eligible agent, available with free capacity and serving the
+	// queue, that has been idle longest. p may be nil: any agent is eligible.
+	// Customers beyond the first ScanLimit are not considered. ok is false
+	// when no pair is found. The customer's wait is recorded as a Sample.
+	Assign(ctx context.Context, org, queue string, p *routing.Policy) (a Assignment, ok bool, err error)
+	// RecordHandled records the length of a call of queue that ended.
+	RecordHandled(ctx context.Context, org, queue string, d time.Duration) error
+	// Snapshot returns a queue's waiting customers, the agents serving it,
+	// and the samples recorded at or after since.
+	Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error)
 }
+
+// ScanLimit is how many waiting customers, from the front, Assign considers
+// when the policy restricts agents. A customer further back whom only a
+// rare agent could take waits until it has moved up.
+const ScanLimit = 500

@@ -2,12 +2,17 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	neturl "net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/routing"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -222,17 +227,73 @@ func idleStamp(t time.Time) string {
 	return fmt.Sprintf("%020d", uint64(t.UnixNano())^(1<<63))
 }
 
-// storedEntry is the value kept per waiting customer.
+// Waiting customers. A queue's wait set is a sorted set whose scores are all
+// 0, so that it is ordered by member, bytewise. A member is
+//
+//	<priority: 3 digits, 999 minus the priority><Since: idleStamp, 20 digits><sequence: 12 digits>:<session>
+//
+// which sorts highest priority first, then longest waiting, then first to
+// join (the queue's seq counter; a requeued customer gets 0). The entries
+// hash maps the session to the member's 35-byte prefix followed by the
+// entry's JSON (storedEntry), so that Remove can find the member.
+const (
+	prefixLen    = 35 // priority, Since and sequence
+	rankLen      = 23 // priority and Since, chosen by Go; Lua adds the sequence
+	sessionStart = prefixLen + 2
+)
+
+// rankPrefix is the member's priority and Since.
+func rankPrefix(priority int, since time.Time) string {
+	priority = min(max(priority, 0), routing.MaxPriority)
+	return fmt.Sprintf("%03d%s", routing.MaxPriority-priority, idleStamp(since))
+}
+
+// storedEntry is the JSON kept per waiting customer.
 type storedEntry struct {
-	Since time.Time         `json:"since"`
-	Attrs map[string]string `json:"attrs,omitempty"`
+	Since  time.Time         `json:"since"`
+	Millis int64             `json:"ms"` // Since in Unix milliseconds, for the scripts
+	Attrs  map[string]string `json:"attrs,omitempty"`
+}
+
+func encodeEntry(e Entry) ([]byte, error) {
+	return json.Marshal(storedEntry{Since: e.Since, Millis: e.Since.UnixMilli(), Attrs: e.Attrs})
+}
+
+// decodeEntry reads an entries hash value (prefix and JSON).
+func decodeEntry(org, queue, session, v string) (Entry, error) {
+	e := Entry{Org: org, Queue: queue, Session: session}
+	if len(v) < prefixLen {
+		return e, fmt.Errorf("entry of %d bytes", len(v))
+	}
+	inv, err := strconv.Atoi(v[:3])
+	if err != nil {
+		return e, fmt.Errorf("entry priority: %w", err)
+	}
+	e.Priority = routing.MaxPriority - inv
+	var se storedEntry
+	if err := json.Unmarshal([]byte(v[prefixLen:]), &se); err != nil {
+		return e, err
+	}
+	e.Since, e.Attrs = se.Since, se.Attrs
+	return e, nil
+}
+
+// storedAgent is the JSON kept per agent in the org's agents hash; the
+// scripts read and write it.
+type storedAgent struct {
+	Queues    []string       `json:"queues"` // escaped queue names
+	Capacity  int            `json:"cap"`
+	Active    int            `json:"active"`
+	Available bool           `json:"avail"`
+	Idle      string         `json:"idle"`
+	Skills    routing.Skills `json:"sk,omitempty"`
 }
 
 // Lua helpers shared by the agent scripts. An agent's record (a JSON object
 // in the org's agents hash) holds: queues (escaped queue names), cap, active,
-// avail, idle (an idleStamp). unready/ready remove/add the agent's member in
-// the ready set of each of its queues; the member is present exactly when
-// the agent is available and has free capacity.
+// avail, idle (an idleStamp), sk (skills). unready/ready remove/add the
+// agent's member in the ready set of each of its queues; the member is
+// present exactly when the agent is available and has free capacity.
 const luaAgentHelpers = `
 local function ready_member(ag, id) return ag.idle .. ':' .. id end
 local function unready(qprefix, ag, id)
@@ -260,46 +321,98 @@ local function load(key, id)
 end
 `
 
+// luaSamples records a sample in a sorted set scored by time and trims the
+// set to the retention (ARGV positions are the caller's).
+const luaSamples = `
+local function record(key, at, member, cut, keep)
+  redis.call('ZADD', key, at, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut)
+  local n = redis.call('ZCARD', key)
+  if n > keep then redis.call('ZREMRANGEBYRANK', key, 0, n - keep - 1) end
+end
+`
+
+// luaEligible mirrors routing.Policy.Eligible for the encoded requirements.
+const luaEligible = `
+local function eligible(reqs, attrs, sk, waited)
+  if type(attrs) ~= 'table' then return true end
+  for _, r in ipairs(reqs) do
+    local v = attrs[r.a]
+    if type(v) == 'string' and v ~= '' then
+      local need = 1
+      for _, st in ipairs(r.st) do
+        if waited < st[1] then break end
+        need = st[2]
+      end
+      if need > 0 then
+        local lv = 0
+        if type(sk) == 'table' and type(sk[r.s]) == 'table' and type(sk[r.s][v]) == 'number' then
+          lv = sk[r.s][v]
+        end
+        if lv < need then return false end
+      end
+    end
+  end
+  return true
+end
+`
+
 // Scripts. Immutable after creation (go-redis keeps only the SHA cache).
 var (
-	// KEYS: wait zset, entries hash. ARGV: session, entry JSON, maxLen.
-	// Returns the 1-based position, -1 if already waiting, -2 if full.
+	// KEYS: wait zset, entries hash, seq counter. ARGV: session, rank
+	// prefix, entry JSON, maxLen. Returns the 1-based position, -1 if
+	// already waiting, -2 if full.
 	enqueueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
-local n = redis.call('ZCARD', KEYS[1])
-local maxlen = tonumber(ARGV[3])
-if maxlen > 0 and n >= maxlen then return -2 end
-local score = 0
-if n > 0 then
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  score = tonumber(last[2]) + 1
-end
-redis.call('ZADD', KEYS[1], score, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return n + 1
+local maxlen = tonumber(ARGV[4])
+if maxlen > 0 and redis.call('ZCARD', KEYS[1]) >= maxlen then return -2 end
+local pre = ARGV[2] .. string.format('%012d', redis.call('INCR', KEYS[3]))
+local m = pre .. ':' .. ARGV[1]
+redis.call('ZADD', KEYS[1], 0, m)
+redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
+return redis.call('ZRANK', KEYS[1], m) + 1
 `)
 
-	// KEYS: wait zset, entries hash. ARGV: session, entry JSON.
+	// KEYS: wait zset, entries hash. ARGV: session, rank prefix, entry JSON.
 	// Returns 1, or -1 if already waiting.
 	requeueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
-local score = 0
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #first > 0 then score = tonumber(first[2]) - 1 end
-redis.call('ZADD', KEYS[1], score, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local pre = ARGV[2] .. '000000000000'
+redis.call('ZADD', KEYS[1], 0, pre .. ':' .. ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
 return 1
 `)
 
 	// KEYS: wait zset, entries hash. ARGV: session. Returns 1 if removed.
 	removeScript = redis.NewScript(`
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then return 0 end
+redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 `)
 
+	// KEYS: source wait zset, source entries, destination wait zset,
+	// destination entries, destination seq. ARGV: session, new priority
+	// (3 digits, inverted), maxLen. Returns 1 if moved, 0 if not waiting,
+	// -1 if already in the destination, -2 if the destination is full.
+	moveScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then return 0 end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return -1 end
+local maxlen = tonumber(ARGV[3])
+if maxlen > 0 and redis.call('ZCARD', KEYS[3]) >= maxlen then return -2 end
+redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local pre = ARGV[2] .. string.sub(v, 4, 23) .. string.format('%012d', redis.call('INCR', KEYS[5]))
+redis.call('ZADD', KEYS[3], 0, pre .. ':' .. ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], pre .. string.sub(v, 36))
+return 1
+`)
+
 	// KEYS: agents hash. ARGV: queue key prefix, agent, queues (JSON array
-	// of escaped names), capacity, available (1/0), now (idleStamp).
+	// of escaped names), capacity, available (1/0), now (idleStamp), skills
+	// (JSON object, or "").
 	setAgentScript = redis.NewScript(luaAgentHelpers + `
 local id, now = ARGV[2], ARGV[6]
 local avail = ARGV[5] == '1'
@@ -312,6 +425,8 @@ end
 ag.queues = cjson.decode(ARGV[3])
 if type(ag.queues) ~= 'table' then ag.queues = {} end
 ag.cap = tonumber(ARGV[4])
+ag.sk = nil
+if ARGV[7] ~= '' then ag.sk = cjson.decode(ARGV[7]) end
 if avail and not ag.avail and ag.active == 0 then ag.idle = now end
 ag.avail = avail
 save(KEYS[1], ag, id)
@@ -341,31 +456,80 @@ ready(ARGV[1], ag, id)
 return 1
 `)
 
-	// KEYS: wait zset, entries hash, ready zset, agents hash.
-	// ARGV: queue key prefix.
-	// Returns false when there is no customer or no agent, else
-	// {session, entry JSON, agent}.
-	assignScript = redis.NewScript(luaAgentHelpers + `
-local first = redis.call('ZRANGE', KEYS[1], 0, 0)
-if #first == 0 then return false end
-local best = redis.call('ZRANGE', KEYS[3], 0, 0)
-if #best == 0 then return false end
-local id = string.sub(best[1], 22)
-local ag = load(KEYS[4], id)
-if not ag then
-  return redis.error_reply('queue store corrupt: ready agent ' .. id .. ' has no record')
+	// KEYS: wait zset, entries hash, ready zset, agents hash, answered
+	// samples. ARGV: queue key prefix, encoded requirements ("" for none),
+	// now (Unix ms), scan limit, sample cutoff (Unix ms), samples kept.
+	// Returns false when no pair is found, else {session, entry, agent}.
+	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + `
+local now = tonumber(ARGV[3])
+local sid, entry, id, ag
+if ARGV[2] == '' then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0)
+  if #first == 0 then return false end
+  local best = redis.call('ZRANGE', KEYS[3], 0, 0)
+  if #best == 0 then return false end
+  sid = string.sub(first[1], 37)
+  entry = redis.call('HGET', KEYS[2], sid)
+  if not entry then
+    return redis.error_reply('queue store corrupt: waiting ' .. sid .. ' has no entry')
+  end
+  id = string.sub(best[1], 22)
+  ag = load(KEYS[4], id)
+  if not ag then
+    return redis.error_reply('queue store corrupt: ready agent ' .. id .. ' has no record')
+  end
+else
+  local members = redis.call('ZRANGE', KEYS[3], 0, -1)
+  if #members == 0 then return false end
+  local agents = {}
+  for i, m in ipairs(members) do
+    local aid = string.sub(m, 22)
+    local rec = load(KEYS[4], aid)
+    if not rec then
+      return redis.error_reply('queue store corrupt: ready agent ' .. aid .. ' has no record')
+    end
+    agents[i] = {aid, rec}
+  end
+  local reqs = cjson.decode(ARGV[2])
+  local waiting = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+  for _, m in ipairs(waiting) do
+    local s = string.sub(m, 37)
+    local v = redis.call('HGET', KEYS[2], s)
+    if v then
+      local e = cjson.decode(string.sub(v, 36))
+      local waited = now - (tonumber(e.ms) or now)
+      for _, a in ipairs(agents) do
+        if eligible(reqs, e.attrs, a[2].sk, waited) then
+          sid, entry, id, ag = s, v, a[1], a[2]
+          break
+        end
+      end
+    end
+    if sid then break end
+  end
+  if not sid then return false end
 end
-local sid = first[1]
-local entry = redis.call('HGET', KEYS[2], sid)
-redis.call('ZREM', KEYS[1], sid)
+redis.call('ZREM', KEYS[1], string.sub(entry, 1, 35) .. ':' .. sid)
 redis.call('HDEL', KEYS[2], sid)
 unready(ARGV[1], ag, id)
 ag.active = ag.active + 1
 save(KEYS[4], ag, id)
 ready(ARGV[1], ag, id)
-return {sid, entry or '', id}
+local since = tonumber(cjson.decode(string.sub(entry, 36)).ms) or now
+record(KEYS[5], now, now .. ':' .. (now - since) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
+return {sid, entry, id}
+`)
+
+	// KEYS: samples zset. ARGV: now (Unix ms), member, cutoff, kept.
+	recordScript = redis.NewScript(luaSamples + `
+record(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+return 1
 `)
 )
+
+func seqKey(o, q string) string      { return queuePrefix(o) + q + ":seq" }
+func answeredKey(o, q string) string { return queuePrefix(o) + q + ":answered" }
+func handledKey(o, q string) string  { return queuePrefix(o) + q + ":handled" }
 
 // Enqueue implements Store.
 func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
@@ -382,12 +546,12 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if e.Since.IsZero() {
 		e.Since = r.now()
 	}
-	raw, err := json.Marshal(storedEntry{Since: e.Since, Attrs: e.Attrs})
+	raw, err := encodeEntry(e)
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)},
-		e.Session, raw, max(maxLen, 0)).Int()
+	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q)},
+		e.Session, rankPrefix(e.Priority, e.Since), raw, max(maxLen, 0)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, unavailable(err))
 	}
@@ -412,11 +576,12 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	if err := checkSession("session", e.Session); err != nil {
 		return fmt.Errorf("queue: requeue: %w", err)
 	}
-	raw, err := json.Marshal(storedEntry{Since: e.Since, Attrs: e.Attrs})
+	raw, err := encodeEntry(e)
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)}, e.Session, raw).Int()
+	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)},
+		e.Session, rankPrefix(e.Priority, e.Since), raw).Int()
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, unavailable(err))
 	}
@@ -424,6 +589,37 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 		return ErrExists
 	}
 	return nil
+}
+
+// Move implements Store.
+func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	o, q, err := escapeOrgQueue(e.Org, e.Queue)
+	if err != nil {
+		return false, fmt.Errorf("queue: move: %w", err)
+	}
+	dst, err := escapeID("queue", to)
+	if err != nil {
+		return false, fmt.Errorf("queue: move: %w", err)
+	}
+	if err := checkSession("session", e.Session); err != nil {
+		return false, fmt.Errorf("queue: move: %w", err)
+	}
+	keys := []string{waitKey(o, q), entriesKey(o, q), waitKey(o, dst), entriesKey(o, dst), seqKey(o, dst)}
+	inv := fmt.Sprintf("%03d", routing.MaxPriority-min(max(priority, 0), routing.MaxPriority))
+	n, err := moveScript.Run(ctx, r.c, keys, e.Session, inv, max(maxLen, 0)).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue: move from %s/%s to %s: %w", e.Org, e.Queue, to, unavailable(err))
+	}
+	switch n {
+	case -1:
+		return false, ErrExists
+	case -2:
+		return false, ErrFull
+	}
+	return n == 1, nil
 }
 
 // Remove implements Store.
@@ -454,12 +650,18 @@ func (r *Redis) Waiting(ctx context.Context, org, queue string) ([]string, error
 	if err != nil {
 		return nil, fmt.Errorf("queue: waiting: %w", err)
 	}
-	ids, err := r.c.ZRange(ctx, waitKey(o, q), 0, -1).Result()
+	members, err := r.c.ZRange(ctx, waitKey(o, q), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("queue: waiting in %s/%s: %w", org, queue, unavailable(err))
 	}
-	if len(ids) == 0 {
+	if len(members) == 0 {
 		return nil, nil
+	}
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		if len(m) >= sessionStart {
+			ids = append(ids, m[sessionStart-1:])
+		}
 	}
 	return ids, nil
 }
@@ -488,12 +690,18 @@ func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 	if err != nil {
 		return fmt.Errorf("queue: set agent: encode queues: %w", err)
 	}
+	var skills []byte
+	if len(a.Skills) > 0 {
+		if skills, err = json.Marshal(a.Skills); err != nil {
+			return fmt.Errorf("queue: set agent: encode skills: %w", err)
+		}
+	}
 	avail := "0"
 	if available {
 		avail = "1"
 	}
 	err = setAgentScript.Run(ctx, r.c, []string{agentsKey(o)},
-		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now())).Err()
+		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now()), skills).Err()
 	if err != nil {
 		return fmt.Errorf("queue: set agent in %s: %w", a.Org, unavailable(err))
 	}
@@ -538,7 +746,7 @@ func (r *Redis) Release(ctx context.Context, org, agent string) error {
 }
 
 // Assign implements Store.
-func (r *Redis) Assign(ctx context.Context, org, queue string) (Assignment, bool, error) {
+func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy) (Assignment, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Assignment{}, false, err
 	}
@@ -546,8 +754,10 @@ func (r *Redis) Assign(ctx context.Context, org, queue string) (Assignment, bool
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("queue: assign: %w", err)
 	}
-	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o)}
-	res, err := assignScript.Run(ctx, r.c, keys, queuePrefix(o)).StringSlice()
+	now := r.now()
+	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q)}
+	res, err := assignScript.Run(ctx, r.c, keys, queuePrefix(o), p.Encoded(), now.UnixMilli(), ScanLimit,
+		now.Add(-SampleAge).UnixMilli(), MaxSamples).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return Assignment{}, false, nil
 	}
@@ -557,27 +767,117 @@ func (r *Redis) Assign(ctx context.Context, org, queue string) (Assignment, bool
 	if len(res) != 3 {
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 3", org, queue, len(res))
 	}
-	var se storedEntry
-	if res[1] != "" {
-		if err := json.Unmarshal([]byte(res[1]), &se); err != nil {
-			// Only a foreign writer can leave an entry this store cannot
-			// read; the customer has left the queue and the agent counts
-			// the call, as for any assignment.
-			return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode entry of %s: %w", org, queue, res[0], err)
-		}
+	e, err := decodeEntry(org, queue, res[0], res[1])
+	if err != nil {
+		// Only a foreign writer can leave an entry this store cannot
+		// read; the customer has left the queue and the agent counts
+		// the call, as for any assignment.
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode entry of %s: %w", org, queue, res[0], err)
 	}
-	return Assignment{
-		Org:   org,
-		Queue: queue,
-		Customer: Entry{
-			Org:     org,
-			Queue:   queue,
-			Session: res[0],
-			Attrs:   se.Attrs,
-			Since:   se.Since,
-		},
-		Agent: res[2],
-	}, true, nil
+	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2]}, true, nil
+}
+
+// RecordHandled implements Store.
+func (r *Redis) RecordHandled(ctx context.Context, org, queue string, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o, q, err := escapeOrgQueue(org, queue)
+	if err != nil {
+		return fmt.Errorf("queue: record handle time: %w", err)
+	}
+	now := r.now()
+	member := fmt.Sprintf("%d:%d:%s", now.UnixMilli(), d.Milliseconds(), randomTag())
+	err = recordScript.Run(ctx, r.c, []string{handledKey(o, q)}, now.UnixMilli(), member,
+		now.Add(-SampleAge).UnixMilli(), MaxSamples).Err()
+	if err != nil {
+		return fmt.Errorf("queue: record handle time in %s/%s: %w", org, queue, unavailable(err))
+	}
+	return nil
+}
+
+// randomTag makes sample members unique.
+func randomTag() string { return rand.Text()[:10] }
+
+// Snapshot implements Store. It reads everything in one MULTI/EXEC, so the
+// queue and the agents are seen at one instant.
+func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return Snapshot{}, err
+	}
+	o, q, err := escapeOrgQueue(org, queue)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("queue: snapshot: %w", err)
+	}
+	from := strconv.FormatInt(since.UnixMilli(), 10)
+	var (
+		wait              *redis.StringSliceCmd
+		entries, agents   *redis.MapStringStringCmd
+		answered, handled *redis.StringSliceCmd
+	)
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		wait = p.ZRange(ctx, waitKey(o, q), 0, -1)
+		entries = p.HGetAll(ctx, entriesKey(o, q))
+		agents = p.HGetAll(ctx, agentsKey(o))
+		answered = p.ZRangeByScore(ctx, answeredKey(o, q), &redis.ZRangeBy{Min: from, Max: "+inf"})
+		handled = p.ZRangeByScore(ctx, handledKey(o, q), &redis.ZRangeBy{Min: from, Max: "+inf"})
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: %w", org, queue, unavailable(err))
+	}
+	var s Snapshot
+	ev := entries.Val()
+	for _, m := range wait.Val() {
+		if len(m) < sessionStart {
+			continue
+		}
+		sid := m[sessionStart-1:]
+		e, err := decodeEntry(org, queue, sid, ev[sid])
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: entry of %s: %w", org, queue, sid, err)
+		}
+		s.Waiting = append(s.Waiting, e)
+	}
+	for id, raw := range agents.Val() {
+		var a storedAgent
+		if err := json.Unmarshal([]byte(raw), &a); err != nil {
+			return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: agent %s: %w", org, queue, id, err)
+		}
+		if !slices.Contains(a.Queues, q) {
+			continue
+		}
+		s.Agents = append(s.Agents, AgentState{
+			Session: id, Skills: a.Skills, Capacity: max(a.Capacity, 1), Active: a.Active, Available: a.Available,
+		})
+	}
+	slices.SortFunc(s.Agents, func(a, b AgentState) int { return strings.Compare(a.Session, b.Session) })
+	if s.Answered, err = parseSamples(answered.Val()); err != nil {
+		return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: %w", org, queue, err)
+	}
+	if s.Handled, err = parseSamples(handled.Val()); err != nil {
+		return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: %w", org, queue, err)
+	}
+	return s, nil
+}
+
+// parseSamples reads sample members "<at ms>:<duration ms>:<tag>".
+func parseSamples(members []string) ([]Sample, error) {
+	if len(members) == 0 {
+		return nil, nil
+	}
+	out := make([]Sample, 0, len(members))
+	for _, m := range members {
+		at, rest, ok1 := strings.Cut(m, ":")
+		d, _, ok2 := strings.Cut(rest, ":")
+		ms, err1 := strconv.ParseInt(at, 10, 64)
+		dms, err2 := strconv.ParseInt(d, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("sample %q is malformed", m)
+		}
+		out = append(out, Sample{At: time.UnixMilli(ms), D: time.Duration(dms) * time.Millisecond})
+	}
+	return out, nil
 }
 
 var _ Store = (*Redis)(nil)

@@ -184,7 +184,7 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 		if _, err := s.Enqueue(ctx, queue.Entry{Org: org, Queue: benchQueue, Session: sid, Attrs: benchAttrs}, 0); err != nil {
 			return 0, fmt.Errorf("Enqueue: %w", err)
 		}
-		a, ok, err := s.Assign(ctx, org, benchQueue)
+		a, ok, err := s.Assign(ctx, org, benchQueue, nil)
 		d := time.Since(start)
 		if err != nil {
 			return 0, fmt.Errorf("Assign: %w", err)

@@ -123,7 +123,7 @@ func TestRedisIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready))$`)
+	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled))$`)
 	tags := map[string]bool{}
 	for _, k := range keys {
 		if !valid.MatchString(k) {
@@ -135,7 +135,7 @@ func TestRedisIDs(t *testing.T) {
 		t.Errorf("%d distinct hash tags %v, want %d", len(tags), tags, want)
 	}
 	for _, tc := range tricky {
-		a, ok, err := s.Assign(ctx, tc.org, tc.q)
+		a, ok, err := s.Assign(ctx, tc.org, tc.q, nil)
 		if err != nil || !ok || a.Customer.Session != "c" || a.Org != tc.org || a.Queue != tc.q {
 			t.Fatalf("Assign(%q/%q) = %+v, %v, %v", tc.org, tc.q, a, ok, err)
 		}
@@ -178,7 +178,7 @@ func TestRedisIDs(t *testing.T) {
 		"RemoveAgent empty org": func() error { return s.RemoveAgent(ctx, "", "a") },
 		"Release long agent":    func() error { return s.Release(ctx, "o", long) },
 		"Assign long queue": func() error {
-			_, _, err := s.Assign(ctx, "o", long)
+			_, _, err := s.Assign(ctx, "o", long, nil)
 			return err
 		},
 	}
@@ -214,7 +214,7 @@ func TestRedisRestart(t *testing.T) {
 	if err := s.SetAgent(ctx, queue.Agent{Org: "o", Session: "a", Queues: []string{"q"}}, true); err != nil {
 		t.Fatal(err)
 	}
-	if a, ok, err := s.Assign(ctx, "o", "q"); err != nil || !ok || a.Customer.Session != "c2" {
+	if a, ok, err := s.Assign(ctx, "o", "q", nil); err != nil || !ok || a.Customer.Session != "c2" {
 		t.Fatalf("Assign after restart = %+v, %v, %v", a, ok, err)
 	}
 }
@@ -296,7 +296,7 @@ func TestRedisRace(t *testing.T) {
 					return
 				}
 				q := queues[(g+n)%2]
-				a, ok, err := s.Assign(ctx, org, q)
+				a, ok, err := s.Assign(ctx, org, q, nil)
 				if err != nil {
 					fail(fmt.Errorf("Assign(%s): %w", q, err))
 					return
@@ -420,7 +420,7 @@ func TestRedisRace(t *testing.T) {
 	}
 	got := 0
 	for {
-		_, ok, err := stores[got%nodes].Assign(bg, org, "support")
+		_, ok, err := stores[got%nodes].Assign(bg, org, "support", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

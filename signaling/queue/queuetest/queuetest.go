@@ -127,6 +127,14 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 		}
 		setAgent(t, e.s, orgA, "agent", 2, true, qSup)
 
+		// c2 has waited longer (its Since is earlier): it is served first.
+		b := mustAssign(t, e.s, orgA, qSup)
+		if b.Customer.Session != "c2" || !b.Customer.Since.Equal(since) {
+			t.Errorf("first assignment = %+v, want c2 with Since kept at %v", b.Customer, since)
+		}
+		if len(b.Customer.Attrs) != 0 {
+			t.Errorf("Attrs = %v, want none", b.Customer.Attrs)
+		}
 		a := mustAssign(t, e.s, orgA, qSup)
 		if a.Org != orgA || a.Queue != qSup || a.Agent != "agent" ||
 			a.Customer.Org != orgA || a.Customer.Queue != qSup || a.Customer.Session != "c1" {
@@ -137,13 +145,6 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 		}
 		if !a.Customer.Since.Equal(t0) {
 			t.Errorf("Since = %v, want the clock at Enqueue %v", a.Customer.Since, t0)
-		}
-		b := mustAssign(t, e.s, orgA, qSup)
-		if b.Customer.Session != "c2" || !b.Customer.Since.Equal(since) {
-			t.Errorf("second assignment = %+v, want c2 with Since kept at %v", b.Customer, since)
-		}
-		if len(b.Customer.Attrs) != 0 {
-			t.Errorf("Attrs = %v, want none", b.Customer.Attrs)
 		}
 	})
 
@@ -549,7 +550,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 			{"RemoveAgent", func() error { return e.s.RemoveAgent(ctx, orgA, "agent") }},
 			{"Release", func() error { return e.s.Release(ctx, orgA, "agent") }},
 			{"Assign", func() error {
-				_, ok, err := e.s.Assign(ctx, orgA, qSup)
+				_, ok, err := e.s.Assign(ctx, orgA, qSup, nil)
 				if ok {
 					return errors.New("ok with a cancelled context")
 				}
@@ -567,6 +568,8 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 			t.Fatalf("assignment = %+v", a)
 		}
 	})
+
+	t.Run("Routing", func(t *testing.T) { runRouting(t, newStore) })
 
 	t.Run("Concurrent", func(t *testing.T) {
 		e := mk(t)
@@ -701,7 +704,7 @@ func stress(t *testing.T, clients []queue.Store) {
 					fail(fmt.Errorf("set agent: %w", err))
 					return
 				}
-				a, ok, err := s.Assign(ctx, orgA, qSup)
+				a, ok, err := s.Assign(ctx, orgA, qSup, nil)
 				if err != nil {
 					fail(fmt.Errorf("assign: %w", err))
 					return
@@ -826,7 +829,7 @@ func release(t *testing.T, s queue.Store, org, id string) {
 
 func mustAssign(t *testing.T, s queue.Store, org, q string) queue.Assignment {
 	t.Helper()
-	a, ok, err := s.Assign(context.Background(), org, q)
+	a, ok, err := s.Assign(context.Background(), org, q, nil)
 	if err != nil {
 		t.Fatalf("Assign(%s/%s): %v", org, q, err)
 	}
@@ -838,7 +841,7 @@ func mustAssign(t *testing.T, s queue.Store, org, q string) queue.Assignment {
 
 func noAssign(t *testing.T, s queue.Store, org, q string) {
 	t.Helper()
-	a, ok, err := s.Assign(context.Background(), org, q)
+	a, ok, err := s.Assign(context.Background(), org, q, nil)
 	if err != nil {
 		t.Fatalf("Assign(%s/%s): %v", org, q, err)
 	}

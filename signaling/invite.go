@@ -1,0 +1,177 @@
+package signaling
+
+import (
+	"time"
+
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/queue"
+)
+
+// Invites. In a queue with an offer timeout, an assignment is first offered
+// to the agent (invite); the call starts when the agent accepts. If it
+// declines or does not answer in time, the customer goes back to its place
+// in the queue (Requeue keeps its Since, so it is ahead of everyone who came
+// later) and the agent is set away: an agent who does not answer is not at
+// the desk, and one who declines says when it is ready again. If the
+// customer leaves meanwhile, the invite is withdrawn and the agent keeps its
+// state.
+
+// invite is an assignment offered to an agent.
+type invite struct {
+	id     string // the room the call will have
+	a      queue.Assignment
+	cust   *session
+	agent  *session
+	timer  *time.Timer
+	closed bool // answered, expired or withdrawn; guarded by hub.mu
+}
+
+// invite sends an assignment to its agent as an invite. Called with placeMu
+// held. Either party may already have left: then the assignment is undone.
+func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
+	h.mu.Lock()
+	cust := h.sessions[a.Customer.Session]
+	agent := h.sessions[a.Agent]
+	h.mu.Unlock()
+	if cust == nil || agent == nil {
+		h.undoAssignment(a, cust != nil, agent != nil)
+		return
+	}
+	inv := &invite{id: randomID(12), a: a, cust: cust, agent: agent}
+	h.mu.Lock()
+	h.invites[inv.id] = inv
+	h.mu.Unlock()
+	inv.timer = time.AfterFunc(timeout, func() {
+		h.srv.goTracked(func() { h.inviteDone(inv, protocol.ReasonTimeout, nil) })
+	})
+	agent.send(protocol.Message{
+		Type:    protocol.TypeInvite,
+		Room:    inv.id,
+		Queue:   a.Queue,
+		Peer:    cust.peer(),
+		Timeout: int(timeout / time.Second),
+	})
+}
+
+// takeInvite removes and returns the open invite id of agent s.
+func (h *hub) takeInvite(s *session, id string) *invite {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	inv := h.invites[id]
+	if inv == nil || inv.agent != s || inv.closed {
+		return nil
+	}
+	inv.closed = true
+	delete(h.invites, id)
+	return inv
+}
+
+var errNoInvite = protocol.Errorf(protocol.CodeInvalidState, "no such invite: it was withdrawn, expired or never sent to you")
+
+// accept starts the call an agent accepted.
+func (h *hub) accept(s *session, id string) error {
+	inv := h.takeInvite(s, id)
+	if inv == nil {
+		return errNoInvite
+	}
+	inv.timer.Stop()
+	h.placeMu.Lock()
+	err := h.startCall(inv.a, inv.id)
+	h.placeMu.Unlock()
+	if err != nil {
+		h.srv.log.Error("could not start a call", "org", inv.a.Org, "queue", inv.a.Queue, "err", err)
+		return protocol.Errorf(protocol.CodeInternal, "the call could not be started")
+	}
+	return nil
+}
+
+// decline turns an invite down.
+func (h *hub) decline(s *session, id string) error {
+	h.mu.Lock()
+	inv := h.invites[id]
+	h.mu.Unlock()
+	if inv == nil || inv.agent != s {
+		return errNoInvite
+	}
+	h.inviteDone(inv, protocol.ReasonDeclined, s)
+	return nil
+}
+
+// inviteDone closes an invite that did not become a call: the agent declined
+// it (by is the agent), it expired, or one side left. The customer, if still
+// here, goes back to its place; the agent is set away unless it is the
+// customer who left.
+func (h *hub) inviteDone(inv *invite, reason string, by *session) {
+	h.mu.Lock()
+	if inv.closed {
+		h.mu.Unlock()
+		return
+	}
+	inv.closed = true
+	delete(h.invites, inv.id)
+	_, waiting := h.entries[inv.cust]
+	custHere := h.sessions[inv.cust.id] == inv.cust && waiting
+	agentHere := h.sessions[inv.agent.id] == inv.agent
+	st := h.agents[inv.agent]
+	h.mu.Unlock()
+	inv.timer.Stop()
+
+	h.placeMu.Lock()
+	h.undoAssignment(inv.a, custHere, agentHere)
+	h.placeMu.Unlock()
+
+	m := h.srv.metrics
+	switch reason {
+	case protocol.ReasonDeclined:
+		m.invitesDeclined.WithLabelValues(inv.a.Org, inv.a.Queue).Inc()
+	case protocol.ReasonTimeout:
+		m.invitesExpired.WithLabelValues(inv.a.Org, inv.a.Queue).Inc()
+	}
+	if agentHere {
+		inv.agent.send(protocol.Message{Type: protocol.TypeWithdrawn, Room: inv.id, Reason: reason})
+		if reason != protocol.ReasonPeerLeft && st != nil {
+			// Not answering or declining makes the agent away.
+			if err := h.setAvailable(inv.agent, false); err != nil {
+				h.srv.log.Warn("set agent away after a missed invite failed", "err", err)
+			}
+		}
+	}
+	h.place(inv.a.Org, inv.a.Queue)
+}
+
+// withdrawInvites closes the invites of a session that left.
+func (h *hub) withdrawInvites(s *session) {
+	h.mu.Lock()
+	var mine []*invite
+	for _, inv := range h.invites {
+		if inv.cust == s || inv.agent == s {
+			mine = append(mine, inv)
+		}
+	}
+	h.mu.Unlock()
+	for _, inv := range mine {
+		h.inviteDone(inv, protocol.ReasonPeerLeft, s)
+	}
+}
+
+// invitedLocked reports whether customer s is in an open invite. h.mu is
+// held.
+func (h *hub) invitedLocked(s *session) bool {
+	for _, inv := range h.invites {
+		if inv.cust == s {
+			return true
+		}
+	}
+	return false
+}
+
+// stopInvites stops every invite's timer (shutdown).
+func (h *hub) stopInvites() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, inv := range h.invites {
+		inv.timer.Stop()
+		inv.closed = true
+		delete(h.invites, id)
+	}
+}
