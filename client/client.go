@@ -209,6 +209,9 @@ func (c *Client) Close() {
 	c.conn.Close(websocket.StatusNormalClosure, "bye")
 	c.closePCs()
 	c.wg.Wait()
+	// The read loop may have created a call's connections after the first
+	// closePCs, while it was handling an assigned.
+	c.closePCs()
 }
 
 func (c *Client) readLoop() {

@@ -39,11 +39,13 @@ type envConfig struct {
 	limits   signaling.Limits
 	maxQueue int
 	store    queue.Store
+	queues   []auth.Queue // acme's queues, when set
 }
 
 func withLimits(l signaling.Limits) envOption { return func(c *envConfig) { c.limits = l } }
 func withMaxQueue(n int) envOption            { return func(c *envConfig) { c.maxQueue = n } }
 func withStore(s queue.Store) envOption       { return func(c *envConfig) { c.store = s } }
+func withQueues(qs ...auth.Queue) envOption   { return func(c *envConfig) { c.queues = qs } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -56,6 +58,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 			Queues: []auth.Queue{{Name: "support", MaxLength: cfg.maxQueue}}},
 		{ID: "globex", APIKey: "globex-key", APISecret: []byte(strings.Repeat("g", 32)), Origins: []string{"http://globex.test"},
 			Queues: []auth.Queue{{Name: "support"}}},
+	}
+	if cfg.queues != nil {
+		orgs[0].Queues = cfg.queues
 	}
 	dir, err := auth.NewDirectory(orgs)
 	if err != nil {

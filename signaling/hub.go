@@ -87,8 +87,17 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 	h.mu.Unlock()
 
 	if s.role == protocol.RoleAgent {
+		// Logged in and away: counted in the queue's statistics.
+		ctx, cancel := h.storeCtx()
+		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), false)
+		cancel()
+		if err != nil {
+			h.forget(s)
+			return storeError("set agent presence", err)
+		}
 		s.send(welcome)
 		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentAway})
+		h.kick(s.org.ID, s.queue)
 		return nil
 	}
 	if err := h.enqueue(s, maxLen, welcome); err != nil {

@@ -348,7 +348,17 @@ Organizations in the config file:
       api_secret_env: ACME_SECRET    # or api_secret: "..." (at least 32 bytes)
       origins: ["https://shop.acme.example", "https://*.acme.example"]
       queues:                        # the first is the default queue
-        - {name: support, max_length: 100}
+        - name: support
+          max_length: 100                # new customers beyond it get queue_full
+          offer_timeout: 20s             # agents accept or decline; 0 (default): calls start at once
+          overflow: {after: 5m, to: general}
+          priority:                      # higher first, then longest waiting
+            - {attr: tier, value: gold, priority: 10}
+          match:                         # customer attr -> agent skill level
+            - attr: language
+              min_level: 2
+              widen: [{after: 60s, min_level: 0}]   # any agent after 60 s
+        - general
 `)
 	_, _ = io.WriteString(w, b.String())
 }

@@ -311,6 +311,15 @@ func TestRunConfigErrors(t *testing.T) {
 		{"unknown queue key", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, size: 3}]\n", `unknown key "orgs[0].queues[0].size"`},
 		{"bad max_length", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, max_length: lots}]\n", `orgs[0].queues[0].max_length: "lots" is not an integer`},
 		{"orgs not list", nil, nil, "orgs: acme\n", "orgs must be a list"},
+		{"unknown match key", nil, nil, routingYAML("match: [{attr: language, level: 3}]"), `orgs[0].queues[0].match: field level not found`},
+		{"match not a list", nil, nil, routingYAML("match: language"), `orgs[0].queues[0].match: cannot unmarshal`},
+		{"bad widen duration", nil, nil, routingYAML("match: [{attr: language, widen: [{after: soon, min_level: 0}]}]"), `match[0].widen[0].after: "soon" is not a duration`},
+		{"widen without level", nil, nil, routingYAML("match: [{attr: language, widen: [{after: 1m}]}]"), "min_level is required"},
+		{"widen raises level", nil, nil, routingYAML("match: [{attr: language, min_level: 1, widen: [{after: 1m, min_level: 3}]}]"), "raises the level"},
+		{"priority not a number", nil, nil, routingYAML("priority: [{attr: tier, value: gold, priority: high}]"), "orgs[0].queues[0].priority: cannot unmarshal"},
+		{"overflow unknown queue", nil, nil, routingYAML("overflow: {after: 1m, to: nowhere}"), `overflows into "nowhere"`},
+		{"overflow bad after", nil, nil, routingYAML("overflow: {after: -1m, to: q}"), "overflow.after"},
+		{"bad offer timeout", nil, nil, routingYAML("offer_timeout: 1h"), "offer timeout 1h0m0s is out of range"},
 		{"short secret", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: short\n    queues: [q]\n", `=orgs: org "acme": api secret is 5 bytes; it must be at least 32`},
 		{"bad org id", nil, nil, "orgs:\n  - id: Acme Inc\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [q]\n", `org "Acme Inc": id:`},
 		{"no queues", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + testSecret + "\n", `org "acme": no queues`},
@@ -397,6 +406,60 @@ func TestServeHelp(t *testing.T) {
 	}
 	if _, err := loadServeConfig([]string{"--help"}, envFunc(nil), &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("loadServeConfig(--help) error %v; want flag.ErrHelp", err)
+	}
+}
+
+// routingYAML is an org whose first queue "q" has the given extra line;
+// a second queue "other" exists.
+func routingYAML(line string) string {
+	return "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret +
+		"\n    queues:\n      - name: q\n        " + line + "\n      - other\n"
+}
+
+func TestYAMLRouting(t *testing.T) {
+	file := `
+orgs:
+  - id: acme
+    api_key: acme-key
+    api_secret: ` + testSecret + `
+    queues:
+      - name: support
+        max_length: 50
+        offer_timeout: 20s
+        overflow: {after: 5m, to: general}
+        priority:
+          - {attr: tier, value: gold, priority: 10}
+        match:
+          - attr: language
+            min_level: 3
+            widen:
+              - {after: 30s, min_level: 1}
+              - {after: 60s, min_level: 0}
+          - {attr: product, skill: products}
+      - general
+`
+	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file)}, envFunc(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := auth.NewDirectory(cfg.Orgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := dir.Org("acme")
+	q, ok := o.Queue("support")
+	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (auth.Overflow{After: 5 * time.Minute, To: "general"}) {
+		t.Fatalf("queue = %+v", q)
+	}
+	want := `[{"a":"language","s":"language","st":[[0,3],[30000,1],[60000,0]]},{"a":"product","s":"products","st":[[0,1]]}]`
+	if got := q.Policy.Encoded(); got != want {
+		t.Errorf("match rules = %s, want %s", got, want)
+	}
+	if q.Policy.Priority(map[string]string{"tier": "gold"}) != 10 {
+		t.Errorf("priority rules = %+v", q.Policy.Priorities)
+	}
+	if g, _ := o.Queue("general"); g.Policy != nil || g.OfferTimeout != 0 || g.Overflow != (auth.Overflow{}) {
+		t.Errorf("general = %+v, want no rules", g)
 	}
 }
 

@@ -1,0 +1,247 @@
+package signaling_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/routing"
+)
+
+// joinWith joins acme with claims c (role, name, queue, attrs, skills).
+func (e *env) joinWith(ctx context.Context, c auth.Claims) *client.Client {
+	e.t.Helper()
+	c.Subject = "user-" + c.Name
+	tok, err := auth.Mint(e.orgs["acme"], c, time.Hour, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cl := e.dial(ctx, testOrigin)
+	if _, err := cl.Join(ctx, tok); err != nil {
+		e.t.Fatalf("%s join: %v", c.Name, err)
+	}
+	return cl
+}
+
+func available(t *testing.T, ctx context.Context, agent *client.Client) {
+	t.Helper()
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitQueued waits for a queued message saying position pos.
+func waitQueued(t *testing.T, ctx context.Context, c *client.Client, pos int) protocol.Message {
+	t.Helper()
+	for {
+		m := next(t, ctx, c, protocol.TypeQueued)
+		if m.Position == pos {
+			return m
+		}
+	}
+}
+
+func assignedTo(t *testing.T, ctx context.Context, c *client.Client, peer string) protocol.Message {
+	t.Helper()
+	m := next(t, ctx, c, protocol.TypeAssigned)
+	if m.Peer == nil || m.Peer.Name != peer {
+		t.Fatalf("assigned to %+v, want %s", m.Peer, peer)
+	}
+	return m
+}
+
+// TestRouting routes customers by language to agents with that skill, gold
+// customers first, and widens the match after a wait.
+func TestRouting(t *testing.T) {
+	policy := &routing.Policy{
+		Requirements: []routing.Requirement{{Attr: "language", Steps: []routing.Step{{Level: 2}, {After: 2 * time.Second, Level: 0}}}},
+		Priorities:   []routing.PriorityRule{{Attr: "tier", Value: "gold", Priority: 10}},
+	}
+	e := newEnv(t, withQueues(auth.Queue{Name: "support", Policy: policy}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	de := e.joinWith(ctx, auth.Claims{Role: protocol.RoleCustomer, Name: "de", Attrs: map[string]string{"language": "de"}})
+	waitQueued(t, ctx, de, 1)
+	en := e.joinWith(ctx, auth.Claims{Role: protocol.RoleCustomer, Name: "en", Attrs: map[string]string{"language": "en"}})
+	waitQueued(t, ctx, en, 2)
+	gold := e.joinWith(ctx, auth.Claims{Role: protocol.RoleCustomer, Name: "gold", Attrs: map[string]string{"language": "en", "tier": "gold"}})
+	// Gold goes first; the others are told they moved back.
+	if m := waitQueued(t, ctx, gold, 1); m.Length != 3 {
+		t.Fatalf("gold queued %+v, want position 1 of 3", m)
+	}
+	waitQueued(t, ctx, de, 2)
+	waitQueued(t, ctx, en, 3)
+
+	// An English agent takes gold (en), not de who waited longer.
+	enAgent := e.joinWith(ctx, auth.Claims{Role: protocol.RoleAgent, Name: "en-agent", Skills: routing.Skills{"language": {"en": 3}}})
+	available(t, ctx, enAgent)
+	assignedTo(t, ctx, gold, "en-agent")
+	assignedTo(t, ctx, enAgent, "gold")
+	// A German agent below the level takes nobody at first; after 2 s the
+	// match widens to any agent and de (first in line) gets it.
+	weak := e.joinWith(ctx, auth.Claims{Role: protocol.RoleAgent, Name: "weak", Skills: routing.Skills{"language": {"de": 1}}})
+	start := time.Now()
+	available(t, ctx, weak)
+	assignedTo(t, ctx, weak, "de")
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("de was assigned to an agent below its level after %v, before the match widened", waited)
+	}
+	waitQueued(t, ctx, en, 1)
+}
+
+// TestQueueStats checks the estimated wait pushed to customers and the
+// summaries pushed to agents.
+func TestQueueStats(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+	first, _ := e.join(ctx, protocol.RoleCustomer, "first")
+	// No agent is available or busy: the wait is unknown.
+	m := next(t, ctx, first, protocol.TypeQueued)
+	if m.Wait != 0 {
+		t.Fatalf("queued with no agent = %+v, want no wait", m)
+	}
+	st := next(t, ctx, agent, protocol.TypeQueueStats)
+	for st.Stats.Waiting != 1 || st.Stats.Away != 1 {
+		st = next(t, ctx, agent, protocol.TypeQueueStats)
+	}
+	available(t, ctx, agent)
+	next(t, ctx, first, protocol.TypeAssigned)
+
+	// The one agent is busy: the next customer waits about one default
+	// handle time (5 min, no call has ended yet).
+	second, _ := e.join(ctx, protocol.RoleCustomer, "second")
+	for {
+		m := next(t, ctx, second, protocol.TypeQueued)
+		if m.Wait != 0 {
+			if m.Position != 1 || m.Wait != 300 {
+				t.Fatalf("queued = %+v, want position 1, wait 300 s", m)
+			}
+			break
+		}
+	}
+	for {
+		st := next(t, ctx, agent, protocol.TypeQueueStats).Stats
+		if st.Waiting == 1 && st.Busy == 1 && st.Answered == 1 {
+			if st.Available != 0 || st.Away != 0 || st.WindowSeconds != 3600 {
+				t.Fatalf("stats = %+v", st)
+			}
+			break
+		}
+	}
+	if got := counter(t, e.reg, "helpcaster_queue_agents_busy", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
+		t.Errorf("helpcaster_queue_agents_busy = %v, want 1", got)
+	}
+}
+
+// TestInvite: an agent is offered a customer and must accept; declining or
+// not answering puts the customer back at the front and the agent away.
+func TestInvite(t *testing.T) {
+	e := newEnv(t, withQueues(auth.Queue{Name: "support", OfferTimeout: time.Second}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	cust, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
+	later, _ := e.join(ctx, protocol.RoleCustomer, "Later")
+	ann, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+	bob, _ := e.join(ctx, protocol.RoleAgent, "Bob")
+
+	available(t, ctx, ann)
+	inv := next(t, ctx, ann, protocol.TypeInvite)
+	if inv.Room == "" || inv.Peer == nil || inv.Peer.Name != "Carl" || inv.Timeout != 1 || inv.Queue != "support" {
+		t.Fatalf("invite = %+v", inv)
+	}
+	// Bob cannot answer Ann's invite.
+	if err := bob.Send(ctx, protocol.Message{ID: "steal", Type: protocol.TypeAccept, Room: inv.Room}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, bob, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) || m.Ref != "steal" {
+		t.Fatalf("accepting another agent's invite: %+v", m)
+	}
+	if err := ann.Send(ctx, protocol.Message{Type: protocol.TypeDecline, Room: inv.Room}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, ann, protocol.TypeWithdrawn); m.Room != inv.Room || m.Reason != protocol.ReasonDeclined {
+		t.Fatalf("withdrawn = %+v", m)
+	}
+	for m := next(t, ctx, ann, protocol.TypeAgentState); m.State != protocol.AgentAway; m = next(t, ctx, ann, protocol.TypeAgentState) {
+	}
+	// Carl is back ahead of Later; Bob gets him and lets the invite expire.
+	available(t, ctx, bob)
+	inv2 := next(t, ctx, bob, protocol.TypeInvite)
+	if inv2.Peer.Name != "Carl" || inv2.Room == inv.Room {
+		t.Fatalf("second invite = %+v", inv2)
+	}
+	if m := next(t, ctx, bob, protocol.TypeWithdrawn); m.Room != inv2.Room || m.Reason != protocol.ReasonTimeout {
+		t.Fatalf("withdrawn = %+v", m)
+	}
+	for m := next(t, ctx, bob, protocol.TypeAgentState); m.State != protocol.AgentAway; m = next(t, ctx, bob, protocol.TypeAgentState) {
+	}
+	// An old invite cannot be accepted.
+	if err := ann.Send(ctx, protocol.Message{ID: "old", Type: protocol.TypeAccept, Room: inv.Room}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, ann, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) || m.Ref != "old" {
+		t.Fatalf("accepting a declined invite: %+v", m)
+	}
+	available(t, ctx, ann)
+	inv3 := next(t, ctx, ann, protocol.TypeInvite)
+	if inv3.Peer.Name != "Carl" {
+		t.Fatalf("third invite = %+v, want Carl again", inv3)
+	}
+	if err := ann.Send(ctx, protocol.Message{Type: protocol.TypeAccept, Room: inv3.Room}); err != nil {
+		t.Fatal(err)
+	}
+	if m := assignedTo(t, ctx, cust, "Ann"); m.Room != inv3.Room {
+		t.Fatalf("room %q, want the invite's %q", m.Room, inv3.Room)
+	}
+	assignedTo(t, ctx, ann, "Carl")
+	waitQueued(t, ctx, later, 1)
+	if got := counter(t, e.reg, "helpcaster_queue_invites_declined_total", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
+		t.Errorf("declined = %v, want 1", got)
+	}
+	if got := counter(t, e.reg, "helpcaster_queue_invites_expired_total", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
+		t.Errorf("expired = %v, want 1", got)
+	}
+
+	// A customer who leaves during an invite withdraws it; the agent stays
+	// available.
+	available(t, ctx, bob)
+	inv4 := next(t, ctx, bob, protocol.TypeInvite)
+	if inv4.Peer.Name != "Later" {
+		t.Fatalf("fourth invite = %+v", inv4)
+	}
+	later.Close()
+	if m := next(t, ctx, bob, protocol.TypeWithdrawn); m.Room != inv4.Room || m.Reason != protocol.ReasonPeerLeft {
+		t.Fatalf("withdrawn = %+v", m)
+	}
+}
+
+// TestOverflow moves a customer who waited too long to the overflow queue,
+// where an agent takes it.
+func TestOverflow(t *testing.T) {
+	e := newEnv(t, withQueues(
+		auth.Queue{Name: "support", Overflow: auth.Overflow{After: time.Second, To: "general"}},
+		auth.Queue{Name: "general"},
+	))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	general := e.joinWith(ctx, auth.Claims{Role: protocol.RoleAgent, Name: "general", Queue: "general"})
+	available(t, ctx, general)
+	next(t, ctx, general, protocol.TypeAgentState)
+	cust, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
+	if m := next(t, ctx, cust, protocol.TypeQueued); m.Queue != "support" {
+		t.Fatalf("queued in %q", m.Queue)
+	}
+	assignedTo(t, ctx, cust, "general")
+	if got := counter(t, e.reg, "helpcaster_queue_overflowed_total", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
+		t.Errorf("overflowed = %v, want 1", got)
+	}
+}
