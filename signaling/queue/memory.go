@@ -49,6 +49,8 @@ func (a *memEntry) before(b *memEntry) bool {
 }
 
 type memAgent struct {
+	node      string
+	name      string
 	queues    []string
 	skills    routing.Skills
 	capacity  int
@@ -229,6 +231,7 @@ func (m *Memory) SetAgent(ctx context.Context, a Agent, available bool) error {
 	}
 	ag.queues = slices.Clone(a.Queues)
 	ag.skills = cloneSkills(a.Skills)
+	ag.node, ag.name = a.Node, a.Name
 	ag.capacity = max(a.Capacity, 1)
 	if available && !ag.available && ag.active == 0 {
 		ag.idleSince = m.now()
@@ -306,12 +309,12 @@ func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Polic
 		return 1
 	})
 	now := m.now()
-	scan := len(q.waiting)
-	if p.Matches() {
-		scan = min(scan, ScanLimit)
-	}
+	scan := min(len(q.waiting), ScanLimit)
 	for i := range scan {
 		e := q.waiting[i]
+		if !e.Detached.IsZero() {
+			continue
+		}
 		for _, r := range agents {
 			if !p.Eligible(e.Attrs, r.ag.skills, now.Sub(e.Since)) {
 				continue
@@ -319,7 +322,7 @@ func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Polic
 			q.waiting = slices.Delete(q.waiting, i, i+1)
 			r.ag.active++
 			q.answered = appendSample(q.answered, Sample{At: now, D: now.Sub(e.Since)}, now)
-			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id}, true, nil
+			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id, AgentNode: r.ag.node, AgentName: r.ag.name}, true, nil
 		}
 	}
 	return Assignment{}, false, nil
@@ -336,6 +339,81 @@ func appendSample(ss []Sample, s Sample, now time.Time) []Sample {
 		ss = slices.Delete(ss, 0, cut)
 	}
 	return ss
+}
+
+// Lookup implements Store.
+func (m *Memory) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.lookup(org, queue)
+	if q == nil {
+		return Entry{}, false, nil
+	}
+	i := q.index(session)
+	if i < 0 {
+		return Entry{}, false, nil
+	}
+	e := q.waiting[i].Entry
+	e.Attrs = maps.Clone(e.Attrs)
+	return e, true, nil
+}
+
+// Detach implements Store.
+func (m *Memory) Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error) {
+	return m.edit(ctx, org, queue, session, func(e *Entry) bool {
+		if e.Detached.IsZero() {
+			e.Detached = at
+		}
+		return true
+	})
+}
+
+// Attach implements Store.
+func (m *Memory) Attach(ctx context.Context, org, queue, session, node string) (bool, error) {
+	return m.edit(ctx, org, queue, session, func(e *Entry) bool {
+		e.Detached, e.Node = time.Time{}, node
+		return true
+	})
+}
+
+// RemoveDetached implements Store.
+func (m *Memory) RemoveDetached(ctx context.Context, org, queue, session string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.lookup(org, queue)
+	if q == nil {
+		return false, nil
+	}
+	i := q.index(session)
+	if i < 0 || q.waiting[i].Detached.IsZero() {
+		return false, nil
+	}
+	q.waiting = slices.Delete(q.waiting, i, i+1)
+	return true, nil
+}
+
+// edit applies f to a waiting customer's entry.
+func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*Entry) bool) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.lookup(org, queue)
+	if q == nil {
+		return false, nil
+	}
+	i := q.index(session)
+	if i < 0 {
+		return false, nil
+	}
+	return f(&q.waiting[i].Entry), nil
 }
 
 // RecordHandled implements Store.
@@ -374,7 +452,7 @@ func (m *Memory) Snapshot(ctx context.Context, org, queue string, since time.Tim
 	for id, ag := range o.agents {
 		if slices.Contains(ag.queues, queue) {
 			s.Agents = append(s.Agents, AgentState{
-				Session: id, Skills: cloneSkills(ag.skills), Capacity: ag.capacity,
+				Session: id, Node: ag.node, Skills: cloneSkills(ag.skills), Capacity: ag.capacity,
 				Active: ag.active, Available: ag.available,
 			})
 		}

@@ -31,6 +31,14 @@ type Entry struct {
 	Session string
 	Attrs   map[string]string // routing attributes from the token
 	Since   time.Time         // when the customer joined the queue
+	// Node is the id of the node holding the customer's connection ("" on
+	// a single node). Name is the display name its token gave (shown to the
+	// agent). ResumeKey is a hash of the customer's resume secret.
+	Node, Name, ResumeKey string
+	// Detached is when the customer's connection was lost (zero while
+	// connected). A detached customer keeps its place but is not assigned
+	// until it resumes (Attach).
+	Detached time.Time
 	// Priority ranks the customer in its queue (0 to routing.MaxPriority;
 	// higher first), as its queue's routing.Policy gives it. Within one
 	// priority, the customer waiting since longest comes first, and among
@@ -46,11 +54,14 @@ type Agent struct {
 	Queues   []string
 	Capacity int // concurrent calls; values below 1 mean 1
 	Skills   routing.Skills
+	Node     string // the node holding the agent's connection
+	Name     string // display name, shown to customers
 }
 
 // AgentState is an agent's presence as the store keeps it.
 type AgentState struct {
 	Session   string
+	Node      string
 	Skills    routing.Skills
 	Capacity  int  // at least 1
 	Active    int  // calls in progress
@@ -85,6 +96,8 @@ type Assignment struct {
 	Queue    string
 	Customer Entry
 	Agent    string // the agent's session
+	// AgentNode and AgentName are the agent's Node and Name.
+	AgentNode, AgentName string
 }
 
 // Store keeps queues and agent presence. Implementations must make each call
@@ -122,6 +135,17 @@ type Store interface {
 	// Customers beyond the first ScanLimit are not considered. ok is false
 	// when no pair is found. The customer's wait is recorded as a Sample.
 	Assign(ctx context.Context, org, queue string, p *routing.Policy) (a Assignment, ok bool, err error)
+	// Lookup returns a waiting customer's entry.
+	Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error)
+	// Detach marks a waiting customer as disconnected since at: it keeps its
+	// place but is not assigned. false if it was not waiting.
+	Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error)
+	// Attach marks a waiting customer as connected through node. false if it
+	// was not waiting.
+	Attach(ctx context.Context, org, queue, session, node string) (bool, error)
+	// RemoveDetached removes a waiting customer only if it is detached (its
+	// grace ran out and it did not resume); true if removed.
+	RemoveDetached(ctx context.Context, org, queue, session string) (bool, error)
 	// RecordHandled records the length of a call of queue that ended.
 	RecordHandled(ctx context.Context, org, queue string, d time.Duration) error
 	// Snapshot returns a queue's waiting customers, the agents serving it,

@@ -253,10 +253,15 @@ type storedEntry struct {
 	Since  time.Time         `json:"since"`
 	Millis int64             `json:"ms"` // Since in Unix milliseconds, for the scripts
 	Attrs  map[string]string `json:"attrs,omitempty"`
+	Node   string            `json:"n,omitempty"`
+	Name   string            `json:"nm,omitempty"`
+	Resume string            `json:"rk,omitempty"`
 }
 
 func encodeEntry(e Entry) ([]byte, error) {
-	return json.Marshal(storedEntry{Since: e.Since, Millis: e.Since.UnixMilli(), Attrs: e.Attrs})
+	return json.Marshal(storedEntry{
+		Since: e.Since, Millis: e.Since.UnixMilli(), Attrs: e.Attrs, Node: e.Node, Name: e.Name, Resume: e.ResumeKey,
+	})
 }
 
 // decodeEntry reads an entries hash value (prefix and JSON).
@@ -274,7 +279,7 @@ func decodeEntry(org, queue, session, v string) (Entry, error) {
 	if err := json.Unmarshal([]byte(v[prefixLen:]), &se); err != nil {
 		return e, err
 	}
-	e.Since, e.Attrs = se.Since, se.Attrs
+	e.Since, e.Attrs, e.Node, e.Name, e.ResumeKey = se.Since, se.Attrs, se.Node, se.Name, se.Resume
 	return e, nil
 }
 
@@ -287,6 +292,8 @@ type storedAgent struct {
 	Available bool           `json:"avail"`
 	Idle      string         `json:"idle"`
 	Skills    routing.Skills `json:"sk,omitempty"`
+	Node      string         `json:"n,omitempty"`
+	Name      string         `json:"nm,omitempty"`
 }
 
 // Lua helpers shared by the agent scripts. An agent's record (a JSON object
@@ -359,11 +366,12 @@ end
 
 // Scripts. Immutable after creation (go-redis keeps only the SHA cache).
 var (
-	// KEYS: wait zset, entries hash, seq counter. ARGV: session, rank
-	// prefix, entry JSON, maxLen. Returns the 1-based position, -1 if
-	// already waiting, -2 if full.
+	// KEYS: wait zset, entries hash, seq counter, detached hash. ARGV:
+	// session, rank prefix, entry JSON, maxLen. Returns the 1-based
+	// position, -1 if already waiting, -2 if full.
 	enqueueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+redis.call('HDEL', KEYS[4], ARGV[1])
 local maxlen = tonumber(ARGV[4])
 if maxlen > 0 and redis.call('ZCARD', KEYS[1]) >= maxlen then return -2 end
 local pre = ARGV[2] .. string.format('%012d', redis.call('INCR', KEYS[3]))
@@ -373,35 +381,43 @@ redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
 return redis.call('ZRANK', KEYS[1], m) + 1
 `)
 
-	// KEYS: wait zset, entries hash. ARGV: session, rank prefix, entry JSON.
-	// Returns 1, or -1 if already waiting.
+	// KEYS: wait zset, entries hash, detached hash. ARGV: session, rank
+	// prefix, entry JSON. Returns 1, or -1 if already waiting.
 	requeueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+redis.call('HDEL', KEYS[3], ARGV[1])
 local pre = ARGV[2] .. '000000000000'
 redis.call('ZADD', KEYS[1], 0, pre .. ':' .. ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
 return 1
 `)
 
-	// KEYS: wait zset, entries hash. ARGV: session. Returns 1 if removed.
+	// KEYS: wait zset, entries hash, detached hash. ARGV: session, "1" to
+	// remove only a detached customer. Returns 1 if removed.
 	removeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return 0 end
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 `)
 
 	// KEYS: source wait zset, source entries, destination wait zset,
-	// destination entries, destination seq. ARGV: session, new priority
-	// (3 digits, inverted), maxLen. Returns 1 if moved, 0 if not waiting,
-	// -1 if already in the destination, -2 if the destination is full.
+	// destination entries, destination seq, source detached, destination
+	// detached. ARGV: session, new priority (3 digits, inverted), maxLen.
+	// Returns 1 if moved, 0 if not waiting, -1 if already in the
+	// destination, -2 if the destination is full.
 	moveScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return 0 end
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return -1 end
 local maxlen = tonumber(ARGV[3])
 if maxlen > 0 and redis.call('ZCARD', KEYS[3]) >= maxlen then return -2 end
+local det = redis.call('HGET', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+if det then redis.call('HSET', KEYS[7], ARGV[1], det) end
 redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 local pre = ARGV[2] .. string.sub(v, 4, 23) .. string.format('%012d', redis.call('INCR', KEYS[5]))
@@ -412,7 +428,7 @@ return 1
 
 	// KEYS: agents hash. ARGV: queue key prefix, agent, queues (JSON array
 	// of escaped names), capacity, available (1/0), now (idleStamp), skills
-	// (JSON object, or "").
+	// (JSON object, or ""), node, name.
 	setAgentScript = redis.NewScript(luaAgentHelpers + `
 local id, now = ARGV[2], ARGV[6]
 local avail = ARGV[5] == '1'
@@ -427,6 +443,7 @@ if type(ag.queues) ~= 'table' then ag.queues = {} end
 ag.cap = tonumber(ARGV[4])
 ag.sk = nil
 if ARGV[7] ~= '' then ag.sk = cjson.decode(ARGV[7]) end
+ag.n, ag.nm = ARGV[8], ARGV[9]
 if avail and not ag.avail and ag.active == 0 then ag.idle = now end
 ag.avail = avail
 save(KEYS[1], ag, id)
@@ -457,18 +474,24 @@ return 1
 `)
 
 	// KEYS: wait zset, entries hash, ready zset, agents hash, answered
-	// samples. ARGV: queue key prefix, encoded requirements ("" for none),
-	// now (Unix ms), scan limit, sample cutoff (Unix ms), samples kept.
-	// Returns false when no pair is found, else {session, entry, agent}.
+	// samples, detached hash. ARGV: queue key prefix, encoded requirements
+	// ("" for none), now (Unix ms), scan limit, sample cutoff (Unix ms),
+	// samples kept. Detached customers are skipped. Returns false when no
+	// pair is found, else {session, entry, agent, agent record}.
 	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + `
 local now = tonumber(ARGV[3])
 local sid, entry, id, ag
+local function attached(s) return redis.call('HEXISTS', KEYS[6], s) == 0 end
 if ARGV[2] == '' then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if #first == 0 then return false end
   local best = redis.call('ZRANGE', KEYS[3], 0, 0)
   if #best == 0 then return false end
-  sid = string.sub(first[1], 37)
+  local limit = 0
+  if redis.call('HLEN', KEYS[6]) > 0 then limit = tonumber(ARGV[4]) - 1 end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, limit)) do
+    local s = string.sub(m, 37)
+    if attached(s) then sid = s break end
+  end
+  if not sid then return false end
   entry = redis.call('HGET', KEYS[2], sid)
   if not entry then
     return redis.error_reply('queue store corrupt: waiting ' .. sid .. ' has no entry')
@@ -495,7 +518,7 @@ else
   for _, m in ipairs(waiting) do
     local s = string.sub(m, 37)
     local v = redis.call('HGET', KEYS[2], s)
-    if v then
+    if v and attached(s) then
       local e = cjson.decode(string.sub(v, 36))
       local waited = now - (tonumber(e.ms) or now)
       for _, a in ipairs(agents) do
@@ -517,7 +540,27 @@ save(KEYS[4], ag, id)
 ready(ARGV[1], ag, id)
 local since = tonumber(cjson.decode(string.sub(entry, 36)).ms) or now
 record(KEYS[5], now, now .. ':' .. (now - since) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {sid, entry, id}
+return {sid, entry, id, cjson.encode(ag)}
+`)
+
+	// KEYS: entries hash, detached hash. ARGV: session, detached since
+	// (Unix ms). Returns 1 if the customer is waiting.
+	detachScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`)
+
+	// KEYS: entries hash, detached hash. ARGV: session, node. Returns 1 if
+	// the customer is waiting.
+	attachScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local e = cjson.decode(string.sub(v, 36))
+if ARGV[2] == '' then e.n = nil else e.n = ARGV[2] end
+redis.call('HSET', KEYS[1], ARGV[1], string.sub(v, 1, 35) .. cjson.encode(e))
+return 1
 `)
 
 	// KEYS: samples zset. ARGV: now (Unix ms), member, cutoff, kept.
@@ -530,6 +573,7 @@ return 1
 func seqKey(o, q string) string      { return queuePrefix(o) + q + ":seq" }
 func answeredKey(o, q string) string { return queuePrefix(o) + q + ":answered" }
 func handledKey(o, q string) string  { return queuePrefix(o) + q + ":handled" }
+func detachedKey(o, q string) string { return queuePrefix(o) + q + ":detached" }
 
 // Enqueue implements Store.
 func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
@@ -550,7 +594,7 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q)},
+	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q), detachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw, max(maxLen, 0)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -580,7 +624,7 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)},
+	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw).Int()
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -607,7 +651,8 @@ func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen i
 	if err := checkSession("session", e.Session); err != nil {
 		return false, fmt.Errorf("queue: move: %w", err)
 	}
-	keys := []string{waitKey(o, q), entriesKey(o, q), waitKey(o, dst), entriesKey(o, dst), seqKey(o, dst)}
+	keys := []string{waitKey(o, q), entriesKey(o, q), waitKey(o, dst), entriesKey(o, dst), seqKey(o, dst),
+		detachedKey(o, q), detachedKey(o, dst)}
 	inv := fmt.Sprintf("%03d", routing.MaxPriority-min(max(priority, 0), routing.MaxPriority))
 	n, err := moveScript.Run(ctx, r.c, keys, e.Session, inv, max(maxLen, 0)).Int()
 	if err != nil {
@@ -624,8 +669,21 @@ func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen i
 
 // Remove implements Store.
 func (r *Redis) Remove(ctx context.Context, org, queue, session string) (bool, error) {
+	return r.remove(ctx, org, queue, session, false)
+}
+
+// RemoveDetached implements Store.
+func (r *Redis) RemoveDetached(ctx context.Context, org, queue, session string) (bool, error) {
+	return r.remove(ctx, org, queue, session, true)
+}
+
+func (r *Redis) remove(ctx context.Context, org, queue, session string, detachedOnly bool) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
+	}
+	only := "0"
+	if detachedOnly {
+		only = "1"
 	}
 	o, q, err := escapeOrgQueue(org, queue)
 	if err != nil {
@@ -634,7 +692,7 @@ func (r *Redis) Remove(ctx context.Context, org, queue, session string) (bool, e
 	if err := checkSession("session", session); err != nil {
 		return false, fmt.Errorf("queue: remove: %w", err)
 	}
-	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q)}, session).Int()
+	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)}, session, only).Int()
 	if err != nil {
 		return false, fmt.Errorf("queue: remove from %s/%s: %w", org, queue, unavailable(err))
 	}
@@ -701,7 +759,7 @@ func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 		avail = "1"
 	}
 	err = setAgentScript.Run(ctx, r.c, []string{agentsKey(o)},
-		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now()), skills).Err()
+		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now()), skills, a.Node, a.Name).Err()
 	if err != nil {
 		return fmt.Errorf("queue: set agent in %s: %w", a.Org, unavailable(err))
 	}
@@ -755,7 +813,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		return Assignment{}, false, fmt.Errorf("queue: assign: %w", err)
 	}
 	now := r.now()
-	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q)}
+	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q), detachedKey(o, q)}
 	res, err := assignScript.Run(ctx, r.c, keys, queuePrefix(o), p.Encoded(), now.UnixMilli(), ScanLimit,
 		now.Add(-SampleAge).UnixMilli(), MaxSamples).StringSlice()
 	if errors.Is(err, redis.Nil) {
@@ -764,8 +822,12 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: %w", org, queue, unavailable(err))
 	}
-	if len(res) != 3 {
-		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 3", org, queue, len(res))
+	if len(res) != 4 {
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 4", org, queue, len(res))
+	}
+	var ag storedAgent
+	if err := json.Unmarshal([]byte(res[3]), &ag); err != nil {
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode agent %s: %w", org, queue, res[2], err)
 	}
 	e, err := decodeEntry(org, queue, res[0], res[1])
 	if err != nil {
@@ -774,7 +836,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		// the call, as for any assignment.
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode entry of %s: %w", org, queue, res[0], err)
 	}
-	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2]}, true, nil
+	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: ag.Node, AgentName: ag.Name}, true, nil
 }
 
 // RecordHandled implements Store.
@@ -811,14 +873,15 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 	}
 	from := strconv.FormatInt(since.UnixMilli(), 10)
 	var (
-		wait              *redis.StringSliceCmd
-		entries, agents   *redis.MapStringStringCmd
+		wait                      *redis.StringSliceCmd
+		entries, agents, detached *redis.MapStringStringCmd
 		answered, handled *redis.StringSliceCmd
 	)
 	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		wait = p.ZRange(ctx, waitKey(o, q), 0, -1)
 		entries = p.HGetAll(ctx, entriesKey(o, q))
 		agents = p.HGetAll(ctx, agentsKey(o))
+		detached = p.HGetAll(ctx, detachedKey(o, q))
 		answered = p.ZRangeByScore(ctx, answeredKey(o, q), &redis.ZRangeBy{Min: from, Max: "+inf"})
 		handled = p.ZRangeByScore(ctx, handledKey(o, q), &redis.ZRangeBy{Min: from, Max: "+inf"})
 		return nil
@@ -837,6 +900,9 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 		if err != nil {
 			return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: entry of %s: %w", org, queue, sid, err)
 		}
+		if ms, ok := detached.Val()[sid]; ok {
+			e.Detached = parseMillis(ms)
+		}
 		s.Waiting = append(s.Waiting, e)
 	}
 	for id, raw := range agents.Val() {
@@ -848,7 +914,7 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 			continue
 		}
 		s.Agents = append(s.Agents, AgentState{
-			Session: id, Skills: a.Skills, Capacity: max(a.Capacity, 1), Active: a.Active, Available: a.Available,
+			Session: id, Node: a.Node, Skills: a.Skills, Capacity: max(a.Capacity, 1), Active: a.Active, Available: a.Available,
 		})
 	}
 	slices.SortFunc(s.Agents, func(a, b AgentState) int { return strings.Compare(a.Session, b.Session) })
@@ -859,6 +925,78 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 		return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: %w", org, queue, err)
 	}
 	return s, nil
+}
+
+// parseMillis reads Unix milliseconds; a malformed value counts as the epoch
+// (detached long ago), so that a corrupt mark can only end a grace early.
+func parseMillis(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.UnixMilli(0)
+	}
+	return time.UnixMilli(ms)
+}
+
+// Lookup implements Store.
+func (r *Redis) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, false, err
+	}
+	o, q, err := escapeOrgQueue(org, queue)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("queue: lookup: %w", err)
+	}
+	if err := checkSession("session", session); err != nil {
+		return Entry{}, false, fmt.Errorf("queue: lookup: %w", err)
+	}
+	var v, det *redis.StringCmd
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		v = p.HGet(ctx, entriesKey(o, q), session)
+		det = p.HGet(ctx, detachedKey(o, q), session)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Entry{}, false, fmt.Errorf("queue: lookup in %s/%s: %w", org, queue, unavailable(err))
+	}
+	if errors.Is(v.Err(), redis.Nil) {
+		return Entry{}, false, nil
+	}
+	e, err := decodeEntry(org, queue, session, v.Val())
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("queue: lookup in %s/%s: %w", org, queue, err)
+	}
+	if det.Err() == nil {
+		e.Detached = parseMillis(det.Val())
+	}
+	return e, true, nil
+}
+
+// Detach implements Store.
+func (r *Redis) Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error) {
+	return r.mark(ctx, "detach", detachScript, org, queue, session, strconv.FormatInt(at.UnixMilli(), 10))
+}
+
+// Attach implements Store.
+func (r *Redis) Attach(ctx context.Context, org, queue, session, node string) (bool, error) {
+	return r.mark(ctx, "attach", attachScript, org, queue, session, node)
+}
+
+func (r *Redis) mark(ctx context.Context, op string, script *redis.Script, org, queue, session, arg string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	o, q, err := escapeOrgQueue(org, queue)
+	if err != nil {
+		return false, fmt.Errorf("queue: %s: %w", op, err)
+	}
+	if err := checkSession("session", session); err != nil {
+		return false, fmt.Errorf("queue: %s: %w", op, err)
+	}
+	n, err := script.Run(ctx, r.c, []string{entriesKey(o, q), detachedKey(o, q)}, session, arg).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue: %s in %s/%s: %w", op, org, queue, unavailable(err))
+	}
+	return n == 1, nil
 }
 
 // parseSamples reads sample members "<at ms>:<duration ms>:<tag>".

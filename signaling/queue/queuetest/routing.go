@@ -302,4 +302,95 @@ func runRouting(t *testing.T, newStore func(t *testing.T, now func() time.Time) 
 			t.Errorf("Snapshot of an empty queue = %+v, %v", other, err)
 		}
 	})
+
+	t.Run("DetachAttach", func(t *testing.T) {
+		s, clk := mk(t)
+		e1 := queue.Entry{Org: orgA, Queue: qSup, Session: "c1", Node: "n1", Name: "Carl", ResumeKey: "rk1", Attrs: map[string]string{"a": "b"}}
+		if _, err := s.Enqueue(ctx, e1, 0); err != nil {
+			t.Fatal(err)
+		}
+		add(t, s, qSup, "c2", 0, nil)
+		got, ok, err := s.Lookup(ctx, orgA, qSup, "c1")
+		if err != nil || !ok || got.Node != "n1" || got.Name != "Carl" || got.ResumeKey != "rk1" || got.Attrs["a"] != "b" || !got.Detached.IsZero() {
+			t.Fatalf("Lookup = %+v, %v, %v", got, ok, err)
+		}
+		if _, ok, err := s.Lookup(ctx, orgB, qSup, "c1"); ok || err != nil {
+			t.Fatalf("Lookup in another org = %v, %v", ok, err)
+		}
+		at := clk.Now()
+		if ok, err := s.Detach(ctx, orgA, qSup, "c1", at); !ok || err != nil {
+			t.Fatalf("Detach = %v, %v", ok, err)
+		}
+		if ok, err := s.Detach(ctx, orgA, qSup, "nobody", at); ok || err != nil {
+			t.Fatalf("Detach of nobody = %v, %v", ok, err)
+		}
+		clk.Advance(time.Second)
+		if ok, _ := s.Detach(ctx, orgA, qSup, "c1", clk.Now()); !ok {
+			t.Fatal("second Detach")
+		}
+		got, _, _ = s.Lookup(ctx, orgA, qSup, "c1")
+		if !got.Detached.Equal(at) {
+			t.Fatalf("Detached = %v, want the first detach %v", got.Detached, at)
+		}
+		// A detached customer keeps its place but is skipped.
+		setAgent(t, s, orgA, "agent", 1, true, qSup)
+		wantWaiting(t, s, orgA, qSup, "c1", "c2")
+		if a := mustAssign(t, s, orgA, qSup); a.Customer.Session != "c2" {
+			t.Fatalf("assigned %s, want c2 (c1 is detached)", a.Customer.Session)
+		}
+		noAssign(t, s, orgA, qSup)
+		release(t, s, orgA, "agent")
+		noAssign(t, s, orgA, qSup)
+		snap, err := s.Snapshot(ctx, orgA, qSup, time.Time{})
+		if err != nil || len(snap.Waiting) != 1 || !snap.Waiting[0].Detached.Equal(at) {
+			t.Fatalf("Snapshot = %+v, %v", snap.Waiting, err)
+		}
+		// RemoveDetached leaves an attached customer alone.
+		if ok, err := s.Attach(ctx, orgA, qSup, "c1", "n2"); !ok || err != nil {
+			t.Fatalf("Attach = %v, %v", ok, err)
+		}
+		if ok, err := s.RemoveDetached(ctx, orgA, qSup, "c1"); ok || err != nil {
+			t.Fatalf("RemoveDetached of an attached customer = %v, %v", ok, err)
+		}
+		got, _, _ = s.Lookup(ctx, orgA, qSup, "c1")
+		if got.Node != "n2" || !got.Detached.IsZero() || got.Name != "Carl" || got.Attrs["a"] != "b" || !got.Since.Equal(at) {
+			t.Fatalf("after Attach = %+v", got)
+		}
+		a := mustAssign(t, s, orgA, qSup)
+		if a.Customer.Session != "c1" || a.Customer.Node != "n2" {
+			t.Fatalf("assignment = %+v", a)
+		}
+		// Detached, then removed when its grace runs out.
+		add(t, s, qSup, "c3", 0, nil)
+		s.Detach(ctx, orgA, qSup, "c3", clk.Now())
+		if ok, err := s.RemoveDetached(ctx, orgA, qSup, "c3"); !ok || err != nil {
+			t.Fatalf("RemoveDetached = %v, %v", ok, err)
+		}
+		wantWaiting(t, s, orgA, qSup)
+		if ok, _ := s.Attach(ctx, orgA, qSup, "c3", "n1"); ok {
+			t.Fatal("Attach of a removed customer")
+		}
+		// A re-enqueued session starts attached.
+		add(t, s, qSup, "c3", 0, nil)
+		if got, _, _ := s.Lookup(ctx, orgA, qSup, "c3"); !got.Detached.IsZero() {
+			t.Fatal("re-enqueued customer is detached")
+		}
+	})
+
+	t.Run("AgentNodeName", func(t *testing.T) {
+		s, _ := mk(t)
+		a := queue.Agent{Org: orgA, Session: "ag", Queues: []string{qSup}, Node: "n3", Name: "Ann"}
+		if err := s.SetAgent(ctx, a, true); err != nil {
+			t.Fatal(err)
+		}
+		add(t, s, qSup, "c1", 0, nil)
+		got := mustAssign(t, s, orgA, qSup)
+		if got.AgentNode != "n3" || got.AgentName != "Ann" {
+			t.Fatalf("assignment = %+v", got)
+		}
+		snap, _ := s.Snapshot(ctx, orgA, qSup, time.Time{})
+		if len(snap.Agents) != 1 || snap.Agents[0].Node != "n3" {
+			t.Fatalf("agents = %+v", snap.Agents)
+		}
+	})
 }
