@@ -175,7 +175,17 @@ func (c *Client) Next(ctx context.Context, types ...string) (protocol.Message, e
 // Join sends join with token and returns the welcome, or the error the
 // server answered with.
 func (c *Client) Join(ctx context.Context, token string) (protocol.Message, error) {
-	if err := c.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Token: token}); err != nil {
+	return c.first(ctx, protocol.TypeJoin, token)
+}
+
+// Resume sends resume with a resume token (from an earlier welcome) and
+// returns the welcome, or the error the server answered with.
+func (c *Client) Resume(ctx context.Context, token string) (protocol.Message, error) {
+	return c.first(ctx, protocol.TypeResume, token)
+}
+
+func (c *Client) first(ctx context.Context, typ, token string) (protocol.Message, error) {
+	if err := c.Send(ctx, protocol.Message{Type: typ, Token: token}); err != nil {
 		return protocol.Message{}, err
 	}
 	m, err := c.Next(ctx, protocol.TypeWelcome, protocol.TypeError)

@@ -40,12 +40,14 @@ type envConfig struct {
 	maxQueue int
 	store    queue.Store
 	queues   []auth.Queue // acme's queues, when set
+	grace    time.Duration
 }
 
 func withLimits(l signaling.Limits) envOption { return func(c *envConfig) { c.limits = l } }
 func withMaxQueue(n int) envOption            { return func(c *envConfig) { c.maxQueue = n } }
 func withStore(s queue.Store) envOption       { return func(c *envConfig) { c.store = s } }
 func withQueues(qs ...auth.Queue) envOption   { return func(c *envConfig) { c.queues = qs } }
+func withGrace(d time.Duration) envOption     { return func(c *envConfig) { c.grace = d } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -75,11 +77,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		cfg.store = queue.NewMemory(nil)
 	}
 	srv, err := signaling.NewServer(signaling.Config{
-		Verifier:   &auth.Verifier{Dir: dir},
-		Store:      cfg.store,
-		SFU:        media,
-		Limits:     cfg.limits,
-		Registerer: reg,
+		Verifier:    &auth.Verifier{Dir: dir},
+		Store:       cfg.store,
+		SFU:         media,
+		Limits:      cfg.limits,
+		Registerer:  reg,
+		ResumeGrace: cfg.grace,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -302,10 +305,10 @@ func labelsMatch(labels []*dto.LabelPair, want map[string]string) bool {
 }
 
 // TestQueueOrder checks first-come-first-served positions, that a customer
-// who leaves is removed and the others move up, and that an agent gets the
-// oldest customer.
+// who leaves is removed (once its resume grace has run out) and the others
+// move up, and that an agent gets the oldest customer.
 func TestQueueOrder(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withGrace(time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -26,15 +26,17 @@ type invite struct {
 	closed bool // answered, expired or withdrawn; guarded by hub.mu
 }
 
-// invite sends an assignment to its agent as an invite. Called with placeMu
-// held. Either party may already have left: then the assignment is undone.
+// invite sends an assignment to its agent, on this node, as an invite. The
+// customer may be on another node (cust nil). If the agent or a local
+// customer has already left, the assignment is undone.
 func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 	h.mu.Lock()
 	cust := h.sessions[a.Customer.Session]
 	agent := h.sessions[a.Agent]
 	h.mu.Unlock()
-	if cust == nil || agent == nil {
-		h.undoAssignment(a, cust != nil, agent != nil)
+	custLocal := h.isSelf(a.Customer.Node)
+	if agent == nil || (custLocal && cust == nil) {
+		h.undoAssignment(a, !custLocal || cust != nil, agent != nil)
 		return
 	}
 	inv := &invite{id: randomID(12), a: a, cust: cust, agent: agent}
@@ -48,7 +50,7 @@ func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 		Type:    protocol.TypeInvite,
 		Room:    inv.id,
 		Queue:   a.Queue,
-		Peer:    cust.peer(),
+		Peer:    &protocol.Peer{Role: protocol.RoleCustomer, Name: a.Customer.Name},
 		Timeout: int(timeout / time.Second),
 	})
 }
@@ -76,7 +78,7 @@ func (h *hub) accept(s *session, id string) error {
 	}
 	inv.timer.Stop()
 	h.placeMu.Lock()
-	err := h.startCall(inv.a, inv.id)
+	err := h.start(inv.a, inv.id)
 	h.placeMu.Unlock()
 	if err != nil {
 		h.srv.log.Error("could not start a call", "org", inv.a.Org, "queue", inv.a.Queue, "err", err)
@@ -109,8 +111,13 @@ func (h *hub) inviteDone(inv *invite, reason string, by *session) {
 	}
 	inv.closed = true
 	delete(h.invites, inv.id)
-	_, waiting := h.entries[inv.cust]
-	custHere := h.sessions[inv.cust.id] == inv.cust && waiting
+	// A customer on another node is put back; it is gone only if it left
+	// here.
+	custHere := true
+	if inv.cust != nil {
+		_, waiting := h.entries[inv.cust]
+		custHere = h.sessions[inv.cust.id] == inv.cust && waiting
+	}
 	agentHere := h.sessions[inv.agent.id] == inv.agent
 	st := h.agents[inv.agent]
 	h.mu.Unlock()
@@ -144,7 +151,7 @@ func (h *hub) withdrawInvites(s *session) {
 	h.mu.Lock()
 	var mine []*invite
 	for _, inv := range h.invites {
-		if inv.cust == s || inv.agent == s {
+		if (inv.cust != nil && inv.cust == s) || inv.agent == s {
 			mine = append(mine, inv)
 		}
 	}
@@ -158,7 +165,7 @@ func (h *hub) withdrawInvites(s *session) {
 // held.
 func (h *hub) invitedLocked(s *session) bool {
 	for _, inv := range h.invites {
-		if inv.cust == s {
+		if inv.cust != nil && inv.cust == s {
 			return true
 		}
 	}

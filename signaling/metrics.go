@@ -95,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // knownType bounds the type label to the protocol's message types.
 func knownType(typ string) bool {
 	switch typ {
-	case protocol.TypeJoin, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
+	case protocol.TypeJoin, protocol.TypeResume, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
 		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome, protocol.TypeQueued,
 		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeLayers, protocol.TypeSpeaker,
 		protocol.TypeAccept, protocol.TypeDecline, protocol.TypeInvite, protocol.TypeWithdrawn, protocol.TypeQueueStats:

@@ -33,6 +33,7 @@ func (h *hub) loop(stop <-chan struct{}) {
 			return
 		case <-rt.C:
 			h.reconcile()
+			h.reap()
 		case <-qt.C:
 			h.tick(true)
 		case <-h.kicked:

@@ -97,6 +97,12 @@ type Config struct {
 	Limits     Limits
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Cluster links this node to the others sharing Store (nil: this node
+	// is alone).
+	Cluster Cluster
+	// ResumeGrace is how long a disconnected customer keeps its place
+	// (0: DefaultResumeGrace).
+	ResumeGrace time.Duration
 }
 
 // Server accepts signaling connections on /v1/signal.
@@ -109,6 +115,9 @@ type Server struct {
 	log        *slog.Logger
 	metrics    *metrics
 	hub        *hub
+
+	resumeGrace time.Duration
+	listenDone  chan struct{} // closed when the cluster listener has returned
 
 	// ctx lives as long as the server; sessions derive from it.
 	ctx    context.Context
@@ -153,8 +162,23 @@ func NewServer(cfg Config) (*Server, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 		sessions:   make(map[*session]struct{}),
+
+		resumeGrace: cfg.ResumeGrace,
+		listenDone:  make(chan struct{}),
+	}
+	if s.resumeGrace <= 0 {
+		s.resumeGrace = DefaultResumeGrace
 	}
 	s.hub = newHub(s)
+	if cfg.Cluster != nil {
+		s.hub.cluster, s.hub.self = cfg.Cluster, cfg.Cluster.NodeID()
+		go func() {
+			defer close(s.listenDone)
+			s.hub.listen()
+		}()
+	} else {
+		close(s.listenDone)
+	}
 	s.stopReconcile, s.reconcileDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(s.reconcileDone)
@@ -239,10 +263,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
+		<-s.listenDone
 		return nil
 	case <-ctx.Done():
 		s.cancel() // force the remaining connections closed
 		<-done
+		<-s.listenDone
 		return fmt.Errorf("signaling shutdown: %w", ctx.Err())
 	}
 }

@@ -232,16 +232,19 @@ func (s *session) pingLoop() {
 // handle acts on one valid message.
 func (s *session) handle(m protocol.Message) {
 	if !s.joined {
-		if m.Type != protocol.TypeJoin {
+		switch m.Type {
+		case protocol.TypeJoin:
+			s.join(m)
+		case protocol.TypeResume:
+			s.resume(m)
+		default:
 			s.fail(protocol.Errorf(protocol.CodeInvalidState, "send join first"), m.ID)
-			return
 		}
-		s.join(m)
 		return
 	}
 	var err error
 	switch m.Type {
-	case protocol.TypeJoin:
+	case protocol.TypeJoin, protocol.TypeResume:
 		err = protocol.Errorf(protocol.CodeInvalidState, "already joined")
 	case protocol.TypeAvailable, protocol.TypeAway:
 		if s.role != protocol.RoleAgent {
@@ -249,18 +252,10 @@ func (s *session) handle(m protocol.Message) {
 			break
 		}
 		err = s.srv.hub.setAvailable(s, m.Type == protocol.TypeAvailable)
-	case protocol.TypeOffer:
-		err = s.srv.hub.offer(s, m.SDP)
-	case protocol.TypeAnswer:
-		err = s.srv.hub.answer(s, m.SDP)
-	case protocol.TypeCandidate:
-		err = s.srv.hub.candidate(s, m.PC, m.Candidate)
-	case protocol.TypeChat:
-		err = s.srv.hub.chat(s, m.Text)
+	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
+		err = s.srv.hub.fromClient(s, m)
 	case protocol.TypeHangup:
 		err = s.srv.hub.hangup(s)
-	case protocol.TypeQuality:
-		err = s.srv.hub.quality(s, m)
 	case protocol.TypeAccept, protocol.TypeDecline:
 		switch {
 		case s.role != protocol.RoleAgent:

@@ -26,6 +26,7 @@ const (
 	CodeBadSDP             Code = "bad_sdp"             // SDP could not be applied
 	CodeUnavailable        Code = "unavailable"         // the queue cannot be reached right now; retry in a few seconds
 	CodeInternal           Code = "internal_error"      // the server failed; retry later
+	CodeBadResume          Code = "bad_resume"          // the resume token is malformed, unknown or its grace ran out; join again
 )
 
 // Error is a protocol error: a code and a message safe to show a user.
@@ -100,9 +101,9 @@ func Encode(m Message) ([]byte, error) {
 func validate(m *Message) error {
 	var allowed fieldSet
 	switch m.Type {
-	case TypeJoin:
+	case TypeJoin, TypeResume:
 		if m.Token == "" {
-			return Errorf(CodeBadMessage, "join needs a token")
+			return Errorf(CodeBadMessage, "%s needs a token", m.Type)
 		}
 		if len(m.Token) > MaxTokenLen {
 			return Errorf(CodeBadMessage, "token longer than %d bytes", MaxTokenLen)
@@ -228,7 +229,7 @@ func present(m *Message) fieldSet {
 		f |= fRoom
 	}
 	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
-		m.Limits != nil || m.Position != 0 || m.Length != 0 || m.Wait != 0 || m.Timeout != 0 || m.Stats != nil ||
+		m.Limits != nil || m.Resume != "" || m.Position != 0 || m.Length != 0 || m.Wait != 0 || m.Timeout != 0 || m.Stats != nil ||
 		m.State != "" || m.Peer != nil ||
 		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" ||
 		m.Track != "" || m.Active != nil || m.Paused != nil {

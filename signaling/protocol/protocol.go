@@ -10,6 +10,7 @@ const Version = 1
 // Message types sent by clients.
 const (
 	TypeJoin      = "join"      // first message: authenticate with a token
+	TypeResume    = "resume"    // first message instead of join: take back a waiting customer's place
 	TypeAvailable = "available" // agent: ready for the next customer
 	TypeAway      = "away"      // agent: take no new customers
 	TypeOffer     = "offer"     // SDP offer (client→server for pc "pub", server→client for pc "sub")
@@ -78,6 +79,7 @@ const (
 	ReasonFailed   = "failed"    // media could not be set up
 	ReasonTimeout  = "timeout"   // withdrawn: the agent did not answer the invite in time
 	ReasonDeclined = "declined"  // withdrawn: the agent declined
+	ReasonResumed  = "resumed"   // bye: the session was resumed on another connection
 )
 
 // Limits on client input.
@@ -100,7 +102,7 @@ type Message struct {
 	// message carry it in Ref.
 	ID string `json:"id,omitempty"`
 
-	Token     string        `json:"token,omitempty"`     // join
+	Token     string        `json:"token,omitempty"`     // join; resume: the resume token
 	PC        string        `json:"pc,omitempty"`        // offer, answer, candidate
 	SDP       string        `json:"sdp,omitempty"`       // offer, answer
 	Candidate *ICECandidate `json:"candidate,omitempty"` // candidate (null = end of candidates)
@@ -112,6 +114,7 @@ type Message struct {
 	Height    int           `json:"height,omitempty"`    // quality: (with width)
 
 	Session    string      `json:"session,omitempty"`    // welcome
+	Resume     string      `json:"resume,omitempty"`     // welcome (customers): the token to resume with after a lost connection
 	Role       string      `json:"role,omitempty"`       // welcome; speaker: the speaking side's role, absent for nobody
 	Org        string      `json:"org,omitempty"`        // welcome
 	Queue      string      `json:"queue,omitempty"`      // welcome, queued

@@ -875,7 +875,7 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 	var (
 		wait                      *redis.StringSliceCmd
 		entries, agents, detached *redis.MapStringStringCmd
-		answered, handled *redis.StringSliceCmd
+		answered, handled         *redis.StringSliceCmd
 	)
 	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		wait = p.ZRange(ctx, waitKey(o, q), 0, -1)

@@ -1,0 +1,555 @@
+package signaling
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/queue"
+	"github.com/pion/webrtc/v4"
+)
+
+// Calls. A call is one customer and one agent in one room. The node that
+// hosts the room holds the call with both participants; each side is either
+// a session on this node or a session on another node, reached through the
+// cluster relay (cluster.go). A node holding a side's connection but not the
+// room keeps a stub of the call (host set, no room) that says where to send
+// that side's messages. On a single node every call is hosted here and
+// both sides are local.
+
+// call is one customer and one agent in one room.
+type call struct {
+	id         string
+	org, queue string
+	host       string // stub: the node hosting the room; "" when hosted here
+	room       *sfu.Room
+	cust       side
+	agent      side
+	entry      queue.Entry // the customer's queue entry, to put back if the call cannot start
+	started    time.Time
+	bound      bool        // hosted call started across nodes: the agent side is bound
+	live       bool        // both sides were told; counted as a call
+	ended      bool        // guarded by hub.mu
+	deadline   *time.Timer // a call started across nodes that is not live in time fails
+}
+
+// side is one party of a call.
+type side struct {
+	role string
+	id   string           // session id
+	node string           // node holding its connection; "" for this node
+	s    *session         // its session when on this node
+	part *sfu.Participant // host only
+	peer protocol.Peer    // how the other side sees it
+}
+
+func (c *call) side(role string) *side {
+	if role == protocol.RoleAgent {
+		return &c.agent
+	}
+	return &c.cust
+}
+
+func (c *call) other(role string) *side {
+	if role == protocol.RoleAgent {
+		return &c.cust
+	}
+	return &c.agent
+}
+
+// sendTo delivers m to a side, here or through the relay.
+func (h *hub) sendTo(c *call, sd *side, m protocol.Message) {
+	switch {
+	case sd.s != nil:
+		sd.s.send(m)
+	case sd.node != "":
+		h.relay(sd.node, relayMsg{Kind: relayDeliver, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
+	}
+}
+
+// start turns an assignment into a call in room id: here, with the
+// classic all-local path when both sides are on this node and this node is
+// the least loaded, else on the room's node with the sides bound through
+// the relay. Called with placeMu held.
+func (h *hub) start(a queue.Assignment, id string) error {
+	room := h.roomNode()
+	local := h.isSelf(a.Customer.Node) && h.isSelf(a.AgentNode)
+	switch {
+	case room == h.self && local:
+		return h.startCall(a, id)
+	case room == h.self:
+		h.hostCall(a, id)
+		return nil
+	}
+	if !h.relay(room, relayMsg{Kind: relayHost, Call: id, A: &a}) {
+		h.hostCall(a, id) // the room's node is gone: host it here
+	}
+	return nil
+}
+
+// startCall connects an assignment's customer and agent, both on this node,
+// in a new room id. If either has left meanwhile (or the customer left the
+// queue), the assignment is undone (the customer, if still waiting, goes back
+// to its place in the queue). Called with placeMu held; an error means the
+// SFU could not host the call.
+func (h *hub) startCall(a queue.Assignment, id string) error {
+	h.mu.Lock()
+	cust := h.sessions[a.Customer.Session]
+	agent := h.sessions[a.Agent]
+	if _, waiting := h.entries[cust]; cust != nil && !waiting {
+		cust = nil // left the queue while the agent was invited
+	}
+	h.mu.Unlock()
+	if cust == nil || agent == nil {
+		h.undoAssignment(a, cust != nil, agent != nil)
+		return nil
+	}
+	c := h.newCall(a, id)
+	c.cust.s, c.agent.s = cust, agent
+	if err := h.openRoom(c); err != nil {
+		h.undoAssignment(a, true, true)
+		return err
+	}
+
+	// Record the call only if both are still connected: disconnected()
+	// removes a session under h.mu before it looks for its call, so either
+	// it sees this call or this check sees it gone.
+	h.mu.Lock()
+	_, waiting := h.entries[cust]
+	stillHere := h.sessions[cust.id] == cust && h.sessions[agent.id] == agent && waiting
+	if stillHere {
+		delete(h.queued, cust)
+		delete(h.entries, cust)
+		h.calls[cust] = c
+		h.calls[agent] = c
+		h.hosted[c.id] = c
+	}
+	h.mu.Unlock()
+	if !stillHere {
+		h.closeRoom(c)
+		h.mu.Lock()
+		_, waiting := h.entries[cust]
+		custHere, agentHere := h.sessions[cust.id] == cust && waiting, h.sessions[agent.id] == agent
+		h.mu.Unlock()
+		h.undoAssignment(a, custHere, agentHere)
+		return nil
+	}
+	agent.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentBusy})
+	agent.send(h.assignedMessage(c, &c.agent))
+	cust.send(h.assignedMessage(c, &c.cust))
+	h.callLive(c)
+	return nil
+}
+
+func (h *hub) newCall(a queue.Assignment, id string) *call {
+	c := &call{id: id, org: a.Org, queue: a.Queue, entry: a.Customer, started: time.Now()}
+	c.cust = side{role: protocol.RoleCustomer, id: a.Customer.Session, node: h.nodeOf(a.Customer.Node),
+		peer: protocol.Peer{Role: protocol.RoleCustomer, Name: a.Customer.Name}}
+	c.agent = side{role: protocol.RoleAgent, id: a.Agent, node: h.nodeOf(a.AgentNode),
+		peer: protocol.Peer{Role: protocol.RoleAgent, Name: a.AgentName}}
+	return c
+}
+
+// openRoom creates c's room and both participants.
+func (h *hub) openRoom(c *call) error {
+	room, err := h.srv.sfu.Room(c.id)
+	if err == nil {
+		c.room = room
+		c.cust.part, err = room.Join(randomID(9), h.mediaSignals(c, protocol.RoleCustomer))
+	}
+	if err == nil {
+		c.agent.part, err = room.Join(randomID(9), h.mediaSignals(c, protocol.RoleAgent))
+	}
+	if err != nil {
+		h.closeRoom(c)
+		return fmt.Errorf("create room: %w", err)
+	}
+	return nil
+}
+
+func (h *hub) closeRoom(c *call) {
+	for _, p := range []*sfu.Participant{c.cust.part, c.agent.part} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	if c.room != nil {
+		c.room.Close()
+	}
+}
+
+func (h *hub) assignedMessage(c *call, to *side) protocol.Message {
+	peer := c.other(to.role).peer
+	return protocol.Message{Type: protocol.TypeAssigned, Room: c.id, Peer: &peer, ICEServers: h.srv.iceServers(c.org, to.id)}
+}
+
+// callLive counts a call whose two sides have been told.
+func (h *hub) callLive(c *call) {
+	h.mu.Lock()
+	c.live = true
+	h.mu.Unlock()
+	m := h.srv.metrics
+	m.placements.WithLabelValues(c.org, c.queue).Inc()
+	m.waitSeconds.WithLabelValues(c.org, c.queue).Observe(time.Since(c.entry.Since).Seconds())
+	m.callsActive.Inc()
+	c.room.OnActiveSpeaker(h.speakerSignals(c))
+	h.srv.log.Info("call started", "org", c.org, "queue", c.queue, "call", c.id)
+}
+
+// speakerSignals tells both sides of c who is speaking whenever the room's
+// active speaker changes. It runs on SFU goroutines (one call at a time, in
+// order, no SFU lock held) and takes no hub lock except through sendTo's
+// relay, which never calls back into the SFU; once endCall has closed the
+// room it is no longer called.
+func (h *hub) speakerSignals(c *call) func(participantID string) {
+	custID, agentID := c.cust.part.ID(), c.agent.part.ID()
+	return func(id string) {
+		m := protocol.Message{Type: protocol.TypeSpeaker}
+		switch id {
+		case "":
+		case custID:
+			m.Role = protocol.RoleCustomer
+		case agentID:
+			m.Role = protocol.RoleAgent
+		default:
+			return // not one of the call's two sides
+		}
+		h.sendTo(c, &c.cust, m)
+		h.sendTo(c, &c.agent, m)
+	}
+}
+
+// mediaSignals relays the SFU's signals for one side to its session.
+func (h *hub) mediaSignals(c *call, role string) func(sfu.Signal) {
+	return func(sig sfu.Signal) {
+		sd := c.side(role)
+		switch {
+		case sig.Offer != "":
+			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
+		case sig.Candidate != nil:
+			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeCandidate, PC: sig.PC, Candidate: toProtoCandidate(sig.Candidate)})
+		case sig.Layers != nil:
+			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeLayers, Track: sig.Layers.TrackID, Active: sig.Layers.Active, Paused: sig.Layers.Paused})
+		case sig.Failed:
+			// Not from this callback's goroutine: ending closes the connection
+			// that is calling us.
+			h.srv.goTracked(func() { h.endCall(c, "", protocol.ReasonFailed) })
+		}
+	}
+}
+
+// inCall reports whether a client message type acts on the current call.
+func inCall(typ string) bool {
+	switch typ {
+	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
+		return true
+	}
+	return false
+}
+
+// fromClient handles a call message of local session s: on the call here,
+// or forwarded to the node hosting it (whose answers and errors come back
+// through the relay).
+func (h *hub) fromClient(s *session, m protocol.Message) error {
+	h.mu.Lock()
+	c := h.calls[s]
+	h.mu.Unlock()
+	if c == nil {
+		return errNotInCall
+	}
+	if c.host != "" {
+		if !h.relay(c.host, relayMsg{Kind: relayClient, Call: c.id, Side: s.role, Msg: &m}) {
+			return protocol.Errorf(protocol.CodeUnavailable, "the call's media server cannot be reached")
+		}
+		return nil
+	}
+	return h.callMsg(c, s.role, m)
+}
+
+// callMsg applies a client message from one side of a call hosted here.
+func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
+	sd := c.side(role)
+	if sd.part == nil {
+		return errNotInCall
+	}
+	switch m.Type {
+	case protocol.TypeOffer:
+		answer, err := sd.part.Offer(m.SDP)
+		if err != nil {
+			return mediaError(err)
+		}
+		h.sendTo(c, sd, protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCPub, SDP: answer})
+	case protocol.TypeAnswer:
+		return mediaError(sd.part.Answer(m.SDP))
+	case protocol.TypeCandidate:
+		if m.Candidate == nil || m.Candidate.Candidate == "" {
+			return nil // end of candidates
+		}
+		cd := m.Candidate
+		return mediaError(sd.part.AddCandidate(m.PC, webrtc.ICECandidateInit{
+			Candidate: cd.Candidate, SDPMid: cd.SDPMid, SDPMLineIndex: cd.SDPMLineIndex, UsernameFragment: cd.UsernameFragment,
+		}))
+	case protocol.TypeQuality:
+		var q int
+		switch m.Quality {
+		case protocol.QualityLow:
+			q = sfu.QualityLow
+		case protocol.QualityMedium:
+			q = sfu.QualityMedium
+		case protocol.QualityHigh:
+			q = sfu.QualityHigh
+		default:
+			q = sd.part.QualityForSize(m.Width, m.Height)
+		}
+		sd.part.SetMaxQuality(q)
+	case protocol.TypeChat:
+		from := sd.peer
+		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
+	case protocol.TypeHangup:
+		h.endCall(c, role, protocol.ReasonHangup)
+	}
+	return nil
+}
+
+// hangup ends s's call, or takes a waiting customer out of the queue.
+func (h *hub) hangup(s *session) error {
+	h.mu.Lock()
+	c := h.calls[s]
+	_, waiting := h.queued[s]
+	h.mu.Unlock()
+	switch {
+	case c != nil:
+		return h.fromClient(s, protocol.Message{Type: protocol.TypeHangup})
+	case waiting:
+		h.leaveQueue(s)
+		s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonHangup})
+		s.closeWith(websocket.StatusNormalClosure, "left the queue")
+		return nil
+	default:
+		return errNotInCall
+	}
+}
+
+// endCall ends a call hosted here, once. byRole is the side that hung up
+// ("" when the call ended for another reason); it gets reason, the other
+// side peer_left.
+func (h *hub) endCall(c *call, byRole, reason string) {
+	h.mu.Lock()
+	if c.ended {
+		h.mu.Unlock()
+		return
+	}
+	c.ended = true
+	live := c.live
+	delete(h.hosted, c.id)
+	for _, sd := range []*side{&c.cust, &c.agent} {
+		if sd.s != nil && h.calls[sd.s] == c {
+			delete(h.calls, sd.s)
+		}
+	}
+	h.mu.Unlock()
+	if c.deadline != nil {
+		c.deadline.Stop()
+	}
+
+	h.closeRoom(c)
+	handled := time.Since(c.started)
+	if live {
+		h.srv.metrics.callsActive.Dec()
+		h.srv.metrics.callsEnded.WithLabelValues(reason).Inc()
+		h.srv.metrics.handleSeconds.WithLabelValues(c.org, c.queue).Observe(handled.Seconds())
+		h.srv.log.Info("call ended", "org", c.org, "queue", c.queue, "call", c.id, "reason", reason,
+			"duration_s", int(handled.Seconds()))
+	}
+
+	for _, sd := range []*side{&c.cust, &c.agent} {
+		r := reason
+		if byRole != "" && sd.role != byRole {
+			r = protocol.ReasonPeerLeft
+		}
+		m := protocol.Message{Type: protocol.TypeEnded, Reason: r}
+		switch {
+		case sd.s != nil:
+			h.sideEnded(sd.s, m, c.org, c.queue)
+		case sd.node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
+			h.relay(sd.node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
+		}
+	}
+
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
+		h.srv.log.Error("release agent failed", "err", err)
+	}
+	if live {
+		if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
+			h.srv.log.Warn("record handle time failed", "err", err)
+		}
+	}
+}
+
+// sideEnded tells a local session its call ended: a customer's connection
+// then closes; an agent goes back to the state it asked for.
+func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
+	s.send(m)
+	if m.Reason == protocol.ReasonShutdown {
+		return // at shutdown, bye and 1001 follow
+	}
+	if s.role == protocol.RoleCustomer {
+		s.closeWith(websocket.StatusNormalClosure, "call ended")
+		return
+	}
+	h.mu.Lock()
+	st := h.agents[s]
+	connected := h.sessions[s.id] == s
+	h.mu.Unlock()
+	if !connected || st == nil {
+		return
+	}
+	state := protocol.AgentAway
+	if st.wantAvailable {
+		state = protocol.AgentAvailable
+	}
+	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
+	if st.wantAvailable {
+		h.place(org, q)
+	}
+}
+
+// disconnected cleans up after a joined session's connection ended. A
+// waiting customer keeps its place for the resume grace (resume.go).
+func (h *hub) disconnected(s *session) {
+	// Forget the session and read its call in one step; see startCall.
+	h.mu.Lock()
+	if h.sessions[s.id] == s {
+		delete(h.sessions, s.id)
+	}
+	c := h.calls[s]
+	delete(h.calls, s)
+	_, waiting := h.queued[s]
+	_, isAgent := h.agents[s]
+	delete(h.agents, s)
+	h.mu.Unlock()
+
+	if waiting {
+		h.detach(s)
+	}
+	if isAgent {
+		h.withdrawInvites(s)
+		ctx, cancel := h.storeCtx()
+		if err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id); err != nil {
+			h.srv.log.Error("remove agent failed", "err", err)
+		}
+		cancel()
+	}
+	switch {
+	case c == nil:
+	case c.host != "":
+		h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: s.role})
+	default:
+		h.endCall(c, s.role, protocol.ReasonHangup)
+	}
+}
+
+// endAll ends every call hosted here and leaves those hosted elsewhere
+// (server shutdown).
+func (h *hub) endAll(reason string) {
+	h.stopInvites()
+	h.stopGraces()
+	h.mu.Lock()
+	calls := make(map[*call]struct{})
+	for _, c := range h.calls {
+		calls[c] = struct{}{}
+	}
+	for _, c := range h.hosted {
+		calls[c] = struct{}{}
+	}
+	h.mu.Unlock()
+	for c := range calls {
+		if c.host != "" {
+			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: c.localSide().role})
+			if s := c.localSide().s; s != nil {
+				s.send(protocol.Message{Type: protocol.TypeEnded, Reason: reason})
+			}
+			continue
+		}
+		h.endCall(c, "", reason)
+	}
+}
+
+// localSide is a stub's side on this node.
+func (c *call) localSide() *side {
+	if c.cust.s != nil {
+		return &c.cust
+	}
+	return &c.agent
+}
+
+// undoAssignment reverses an assignment that could not become a call: a
+// customer still connected goes back to the front of the queue; the agent's
+// capacity is released (or the agent forgotten if it left).
+func (h *hub) undoAssignment(a queue.Assignment, custHere, agentHere bool) {
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	if custHere {
+		if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
+			h.srv.log.Error("requeue failed", "org", a.Org, "queue", a.Queue, "err", err)
+		}
+	}
+	var err error
+	if agentHere {
+		err = h.srv.store.Release(ctx, a.Org, a.Agent)
+	} else {
+		err = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
+	}
+	if err != nil {
+		h.srv.log.Error("release agent failed", "org", a.Org, "err", err)
+	}
+}
+
+func toProtoCandidate(c *webrtc.ICECandidateInit) *protocol.ICECandidate {
+	return &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+}
+
+func mediaError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sfu.ErrBadSDP):
+		return protocol.Errorf(protocol.CodeBadSDP, "%v", err)
+	case errors.Is(err, sfu.ErrState):
+		return protocol.Errorf(protocol.CodeInvalidState, "%v", err)
+	case errors.Is(err, sfu.ErrClosed):
+		return errNotInCall
+	default:
+		return err
+	}
+}
+
+// leaveQueue removes a waiting customer (from the queue, or from an invite
+// it was in) and updates the others.
+func (h *hub) leaveQueue(s *session) {
+	h.placeMu.Lock()
+	h.mu.Lock()
+	e, ok := h.entries[s]
+	delete(h.queued, s)
+	delete(h.entries, s)
+	h.mu.Unlock()
+	if !ok {
+		h.placeMu.Unlock()
+		return
+	}
+	ctx, cancel := h.storeCtx()
+	_, err := h.srv.store.Remove(ctx, e.Org, e.Queue, s.id)
+	cancel()
+	h.placeMu.Unlock()
+	if err != nil {
+		h.srv.log.Error("leave queue failed", "err", err)
+	}
+	h.srv.metrics.abandoned.WithLabelValues(e.Org, e.Queue).Inc()
+	h.withdrawInvites(s)
+	h.kick(e.Org, e.Queue)
+}

@@ -1,0 +1,307 @@
+package signaling
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/queue"
+)
+
+// Resume. Every waiting customer gets a resume token in its welcome:
+// "<org>.<session>.<secret>". The queue entry keeps a hash of the secret. A
+// customer whose connection drops (or whose node dies) keeps its place,
+// detached (not assigned), for the resume grace; sending resume with the
+// token as the first message on a new connection, to any node, attaches it
+// there with the same session and place. A customer that does not come back
+// in time is removed and counted as abandoned: by the node it was on (a
+// timer), or, if that node died, by any node's reaper (reap).
+
+// DefaultResumeGrace is how long a disconnected customer keeps its place.
+const DefaultResumeGrace = time.Minute
+
+// grace is a disconnected customer's place being kept.
+type grace struct {
+	timer *time.Timer
+	entry queue.Entry
+}
+
+// newResume returns a resume token for a session and the hash to keep.
+func newResume(org, session string) (token, key string) {
+	secret := randomID(24)
+	return org + "." + session + "." + secret, hashSecret(secret)
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// parseResume splits a resume token. Org ids and session ids never contain
+// a dot.
+func parseResume(tok string) (org, session, secret string, ok bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || len(parts[2]) < 16 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+var errBadResume = protocol.Errorf(protocol.CodeBadResume, "this resume token is not valid here: the place was given up, its grace ran out or the customer was assigned; join again")
+
+// detach keeps a disconnected customer's place for the grace.
+func (h *hub) detach(s *session) {
+	h.mu.Lock()
+	e, ok := h.entries[s]
+	delete(h.queued, s)
+	delete(h.entries, s)
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	h.withdrawInvites(s)
+	now := time.Now()
+	ctx, cancel := h.storeCtx()
+	detached, err := h.srv.store.Detach(ctx, e.Org, e.Queue, s.id, now)
+	if err == nil && !detached {
+		// It was out of the queue, offered to an agent: put it back.
+		if err = h.srv.store.Requeue(ctx, e); err == nil {
+			_, err = h.srv.store.Detach(ctx, e.Org, e.Queue, s.id, now)
+		}
+	}
+	cancel()
+	if err != nil {
+		h.srv.log.Warn("keeping a disconnected customer's place failed", "org", e.Org, "queue", e.Queue, "err", err)
+	}
+	if !h.srv.Ready() {
+		return // shutting down: the place stays for another node to keep or reap
+	}
+	g := &grace{entry: e}
+	g.timer = time.AfterFunc(h.srv.resumeGrace, func() {
+		h.srv.goTracked(func() { h.graceOver(s.id, g) })
+	})
+	h.mu.Lock()
+	h.graces[s.id] = g
+	h.mu.Unlock()
+	h.kick(e.Org, e.Queue)
+}
+
+// graceOver removes a customer that did not resume in time.
+func (h *hub) graceOver(id string, g *grace) {
+	h.mu.Lock()
+	if h.graces[id] != g {
+		h.mu.Unlock()
+		return // resumed
+	}
+	delete(h.graces, id)
+	h.mu.Unlock()
+	h.removeDetached(g.entry.Org, g.entry.Queue, id)
+}
+
+func (h *hub) removeDetached(org, q, id string) {
+	ctx, cancel := h.storeCtx()
+	removed, err := h.srv.store.RemoveDetached(ctx, org, q, id)
+	cancel()
+	if err != nil {
+		h.srv.log.Warn("removing a customer whose grace ran out failed", "org", org, "queue", q, "err", err)
+		return
+	}
+	if removed {
+		h.srv.metrics.abandoned.WithLabelValues(org, q).Inc()
+		h.kick(org, q)
+	}
+}
+
+// stopGraces stops the grace timers (shutdown); the places stay in the
+// store for other nodes to keep or reap.
+func (h *hub) stopGraces() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, g := range h.graces {
+		g.timer.Stop()
+		delete(h.graces, id)
+	}
+}
+
+// resume handles a resume message: the session becomes the customer the
+// token names, at its place.
+func (s *session) resume(m protocol.Message) {
+	fail := func(err error) {
+		s.srv.metrics.authFailures.WithLabelValues(string(protocol.AsError(err).Code)).Inc()
+		s.fail(err, m.ID)
+	}
+	orgID, id, secret, ok := parseResume(m.Token)
+	org, known := s.srv.verifier.Dir.Org(orgID)
+	if !ok || !known {
+		fail(errBadResume)
+		return
+	}
+	if !org.AllowsOrigin(s.origin) {
+		fail(protocol.Errorf(protocol.CodeForbiddenOrigin, "this page's origin is not allowed for organization %q", org.ID))
+		return
+	}
+	h := s.srv.hub
+	var e queue.Entry
+	found := false
+	for _, q := range org.Queues {
+		ctx, cancel := h.storeCtx()
+		got, ok, err := s.srv.store.Lookup(ctx, org.ID, q.Name, id)
+		cancel()
+		if err != nil {
+			s.fail(storeError("look up resumed customer", err), m.ID)
+			return
+		}
+		if ok {
+			e, found = got, true
+			break
+		}
+	}
+	if !found || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(e.ResumeKey)) != 1 {
+		fail(errBadResume)
+		return
+	}
+	s.joinTimer.Stop()
+	s.id = id
+	s.joined, s.role, s.org, s.queue = true, protocol.RoleCustomer, org, e.Queue
+	s.claims = &auth.Claims{Role: protocol.RoleCustomer, Name: e.Name, Queue: e.Queue, Attrs: e.Attrs}
+	s.log = s.log.With("org", org.ID, "role", protocol.RoleCustomer)
+	if err := h.resumed(s, e, m.Token); err != nil {
+		s.sendError(err, m.ID)
+		s.closeWith(websocket.StatusPolicyViolation, string(protocol.AsError(err).Code))
+	}
+}
+
+// resumed attaches a customer that resumed on session s.
+func (h *hub) resumed(s *session, e queue.Entry, token string) error {
+	h.placeMu.Lock()
+	h.mu.Lock()
+	old := h.sessions[s.id]
+	if old != nil {
+		delete(h.queued, old)
+		delete(h.entries, old)
+	}
+	g := h.graces[s.id]
+	delete(h.graces, s.id)
+	h.mu.Unlock()
+	if g != nil {
+		g.timer.Stop()
+	}
+	if old != nil {
+		old.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
+		old.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
+	}
+
+	ctx, cancel := h.storeCtx()
+	attached, err := h.srv.store.Attach(ctx, e.Org, e.Queue, s.id, h.self)
+	var waiting []string
+	if err == nil && attached {
+		waiting, err = h.srv.store.Waiting(ctx, e.Org, e.Queue)
+	}
+	cancel()
+	if err != nil {
+		h.placeMu.Unlock()
+		return storeError("resume", err)
+	}
+	if !attached {
+		h.placeMu.Unlock()
+		return errBadResume
+	}
+	if !h.isSelf(e.Node) {
+		prev := e.Node
+		h.srv.goTracked(func() { h.relay(prev, relayMsg{Kind: relayMoved, Session: s.id}) })
+	}
+	e.Node, e.Detached = h.self, time.Time{}
+	pos := position{pos: slices.Index(waiting, s.id) + 1, length: len(waiting), wait: -1}
+	h.mu.Lock()
+	h.sessions[s.id] = s
+	h.entries[s] = e
+	h.queued[s] = pos
+	h.mu.Unlock()
+	h.placeMu.Unlock()
+
+	s.send(protocol.Message{
+		Type: protocol.TypeWelcome, Session: s.id, Role: s.role, Org: e.Org, Queue: e.Queue, Resume: token,
+		Limits: &protocol.Limits{
+			MaxMessageBytes: h.srv.limits.MaxMessageBytes,
+			MessagesPerSec:  h.srv.limits.MessagesPerSec,
+			Burst:           h.srv.limits.Burst,
+		},
+	})
+	s.send(queuedMessage(e.Queue, pos))
+	h.srv.log.Info("customer resumed", "org", e.Org, "queue", e.Queue)
+	h.place(e.Org, e.Queue)
+	return nil
+}
+
+// movedAway forgets a customer that resumed on another node: its old
+// connection here, if still open, is closed.
+func (h *hub) movedAway(id string) {
+	h.mu.Lock()
+	s := h.sessions[id]
+	if s != nil && s.role == protocol.RoleCustomer {
+		delete(h.sessions, id)
+		delete(h.queued, s)
+		delete(h.entries, s)
+	}
+	g := h.graces[id]
+	delete(h.graces, id)
+	h.mu.Unlock()
+	if g != nil {
+		g.timer.Stop()
+	}
+	if s != nil && s.role == protocol.RoleCustomer {
+		s.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
+		s.closeWith(websocket.StatusNormalClosure, "resumed on another node")
+	}
+}
+
+// reap looks after what dead nodes left in the store: their waiting
+// customers are detached (to resume elsewhere within the grace), detached
+// customers whose grace ran out are removed, and their agents are
+// forgotten. Every node reaps; the store's atomic operations make that safe.
+func (h *hub) reap() {
+	if h.cluster == nil {
+		return
+	}
+	ctx, cancel := h.storeCtx()
+	live, err := h.cluster.Live(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	live[h.self] = true
+	now := time.Now()
+	for _, org := range h.srv.verifier.Dir.Orgs() {
+		for _, q := range org.Queues {
+			ctx, cancel := h.storeCtx()
+			snap, err := h.srv.store.Snapshot(ctx, org.ID, q.Name, now)
+			cancel()
+			if err != nil {
+				return
+			}
+			for _, e := range snap.Waiting {
+				switch {
+				case e.Detached.IsZero() && e.Node != "" && !live[e.Node]:
+					ctx, cancel := h.storeCtx()
+					_, _ = h.srv.store.Detach(ctx, org.ID, q.Name, e.Session, now)
+					cancel()
+				case !e.Detached.IsZero() && now.Sub(e.Detached) > h.srv.resumeGrace:
+					h.removeDetached(org.ID, q.Name, e.Session)
+				}
+			}
+			for _, a := range snap.Agents {
+				if a.Node != "" && !live[a.Node] {
+					ctx, cancel := h.storeCtx()
+					_ = h.srv.store.RemoveAgent(ctx, org.ID, a.Session)
+					cancel()
+				}
+			}
+		}
+	}
+}
