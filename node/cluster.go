@@ -14,6 +14,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/cluster"
 	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling"
 )
 
 // membership keeps this node registered in the cluster registry (with
@@ -21,6 +22,7 @@ import (
 // until the node shuts down.
 type membership struct {
 	reg   *cluster.Registry
+	bus   *cluster.Bus
 	rdb   *redis.Client
 	id    string
 	addr  func() string
@@ -50,14 +52,53 @@ func newMembership(redisURL, id string, addr func() string, media *sfu.SFU, log 
 	reg := cluster.NewRegistry(rdb, cluster.WithErrorHandler(func(err error) {
 		log.Warn("cluster heartbeat failed", "err", err)
 	}))
-	return &membership{reg: reg, rdb: rdb, id: id, addr: addr, media: media}, nil
+	return &membership{reg: reg, bus: cluster.NewBus(rdb), rdb: rdb, id: id, addr: addr, media: media}, nil
 }
 
-// run heartbeats until ctx ends, then leaves the registry and closes its
-// connection.
+// run heartbeats until ctx ends, then leaves the registry.
 func (m *membership) run(ctx context.Context) error {
-	defer m.rdb.Close()
 	return m.reg.Run(ctx, m.self, 0)
+}
+
+// close closes the connection to Redis; after signaling has shut down.
+func (m *membership) close() { _ = m.rdb.Close() }
+
+// membership is signaling's view of the cluster.
+var _ signaling.Cluster = (*membership)(nil)
+
+// NodeID implements signaling.Cluster.
+func (m *membership) NodeID() string { return m.id }
+
+// RoomNode implements signaling.Cluster.
+func (m *membership) RoomNode(ctx context.Context) (string, error) {
+	n, ok, err := m.reg.Least(ctx)
+	if err != nil || !ok {
+		return "", err
+	}
+	return n.ID, nil
+}
+
+// Live implements signaling.Cluster.
+func (m *membership) Live(ctx context.Context) (map[string]bool, error) {
+	nodes, err := m.reg.Live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		live[n.ID] = true
+	}
+	return live, nil
+}
+
+// Send implements signaling.Cluster.
+func (m *membership) Send(ctx context.Context, node string, msg []byte) (bool, error) {
+	return m.bus.Send(ctx, node, msg)
+}
+
+// Listen implements signaling.Cluster.
+func (m *membership) Listen(ctx context.Context, ready chan<- struct{}, f func([]byte)) error {
+	return m.bus.Listen(ctx, m.id, ready, f)
 }
 
 // self describes this node now.

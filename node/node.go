@@ -41,6 +41,9 @@ type Config struct {
 	// instead of in memory. Only one node may use a Redis for now: a node
 	// cannot yet connect its customers to another node's agents.
 	RedisURL string
+	// ResumeGrace is how long a disconnected customer keeps its place
+	// (0: signaling.DefaultResumeGrace).
+	ResumeGrace time.Duration
 	// NodeID names this node in the cluster registry (with RedisURL);
 	// "" picks a random id.
 	NodeID string
@@ -97,13 +100,27 @@ func New(cfg Config) (*Node, error) {
 		s.Close()
 		return nil, err
 	}
+	n := &Node{cfg: cfg, log: log, reg: reg, media: s}
+	var link signaling.Cluster
+	if cfg.RedisURL != "" {
+		if n.member, err = newMembership(cfg.RedisURL, cfg.NodeID, n.URL, s, log); err != nil {
+			closeStore()
+			s.Close()
+			return nil, fmt.Errorf("cluster registry: %w", err)
+		}
+		link = n.member
+		prev := closeStore
+		closeStore = func() { prev(); n.member.close() }
+	}
 	sig, err := signaling.NewServer(signaling.Config{
-		Verifier:   &auth.Verifier{Dir: cfg.Orgs},
-		Store:      store,
-		SFU:        s,
-		Limits:     cfg.Limits,
-		Logger:     log.With("component", "signaling"),
-		Registerer: reg,
+		Verifier:    &auth.Verifier{Dir: cfg.Orgs},
+		Store:       store,
+		SFU:         s,
+		Limits:      cfg.Limits,
+		Logger:      log.With("component", "signaling"),
+		Registerer:  reg,
+		Cluster:     link,
+		ResumeGrace: cfg.ResumeGrace,
 	})
 	if err != nil {
 		closeStore()
@@ -119,16 +136,7 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, reg: reg, media: s, signal: sig, listener: ln, closeStore: closeStore}
-	if cfg.RedisURL != "" {
-		if n.member, err = newMembership(cfg.RedisURL, cfg.NodeID, n.URL, s, log); err != nil {
-			ln.Close()
-			_ = sig.Shutdown(context.Background())
-			closeStore()
-			s.Close()
-			return nil, fmt.Errorf("cluster registry: %w", err)
-		}
-	}
+	n.signal, n.listener, n.closeStore = sig, ln, closeStore
 	n.http = &http.Server{
 		Handler:           n.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -23,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/helpcaster/helpcaster/cluster"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/routing"
 )
@@ -54,14 +55,16 @@ type Config struct {
 	LogFormat string     // "text" or "json"
 	LogLevel  slog.Level // debug, info, warn or error
 
-	MediaListenIP     string   // IP address the media UDP socket and ICE-TCP listener bind to
-	MediaUDPPort      int      // the one UDP port all ICE uses (1-65535)
-	MediaTCPPort      int      // the one TCP port for ICE over TCP, the fallback to UDP (1-65535); 0 = off
-	MediaPublicIPs    []string // public IPs to announce (1:1 NAT); nil = none
-	MediaLoopbackOnly bool     // gather and announce only loopback candidates (tests)
-	MediaBatchWrites  bool     // write media with sendmmsg in batches
-	Pprof             bool     // serve /debug/pprof/
-	RedisURL          string   // queue store in Redis; "" keeps it in memory
+	MediaListenIP     string        // IP address the media UDP socket and ICE-TCP listener bind to
+	MediaUDPPort      int           // the one UDP port all ICE uses (1-65535)
+	MediaTCPPort      int           // the one TCP port for ICE over TCP, the fallback to UDP (1-65535); 0 = off
+	MediaPublicIPs    []string      // public IPs to announce (1:1 NAT); nil = none
+	MediaLoopbackOnly bool          // gather and announce only loopback candidates (tests)
+	MediaBatchWrites  bool          // write media with sendmmsg in batches
+	Pprof             bool          // serve /debug/pprof/
+	RedisURL          string        // queue store in Redis; "" keeps it in memory
+	NodeID            string        // this node's id among the nodes sharing RedisURL; "" = random
+	ResumeGrace       time.Duration // how long a disconnected customer keeps its place
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -162,8 +165,14 @@ func settings(c *Config) []setting {
 			usage: "queue outgoing media and write it with sendmmsg in batches (up to 1 ms more latency, fewer system calls)",
 			set:   func(v string) error { return setBool(&c.MediaBatchWrites, v) }},
 		{flag: "redis", yaml: "redis.url", arg: "URL",
-			usage: "keep queues and agent presence in Redis (redis://[user:password@]host:port/db, rediss:// for TLS) instead of in memory; one node per Redis until nodes can relay calls to each other",
+			usage: "keep queues and agent presence in Redis (redis://[user:password@]host:port/db, rediss:// for TLS) instead of in memory; nodes sharing one Redis form a cluster",
 			set:   func(v string) error { return setRedisURL(&c.RedisURL, v) }},
+		{flag: "node-id", yaml: "redis.node_id", arg: "ID",
+			usage: "this node's id in the cluster (with --redis; letters, digits, '.', '_', '-'); default random",
+			set:   func(v string) error { return setNodeID(&c.NodeID, v) }},
+		{flag: "resume-grace", yaml: "signaling.resume_grace", arg: "DURATION", def: "1m",
+			usage: "how long a customer whose connection dropped keeps its place to resume",
+			set:   func(v string) error { return setDuration(&c.ResumeGrace, v, false) }},
 		{flag: "debug-pprof", yaml: "debug.pprof", kind: kindBool, def: "false",
 			usage: "serve Go's profiler under /debug/pprof/ on the HTTP listener (keep that listener private)",
 			set:   func(v string) error { return setBool(&c.Pprof, v) }},
@@ -798,6 +807,19 @@ func setRedisURL(dst *string, v string) error {
 	ok := err == nil && ((u.Scheme == "redis" || u.Scheme == "rediss") && u.Host != "" || u.Scheme == "unix" && u.Path != "")
 	if !ok || u.Fragment != "" {
 		return errors.New("not a Redis URL like redis://host:6379/0 (or rediss://, unix:///path)")
+	}
+	*dst = v
+	return nil
+}
+
+func setNodeID(dst *string, v string) error {
+	if err := cluster.ValidateID(v); err != nil {
+		return err
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%q: use letters, digits, '.', '_' and '-'", v)
+		}
 	}
 	*dst = v
 	return nil

@@ -57,6 +57,8 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		Logger:          logger,
 		Pprof:           cfg.Pprof,
 		RedisURL:        cfg.RedisURL,
+		NodeID:          cfg.NodeID,
+		ResumeGrace:     cfg.ResumeGrace,
 	})
 	if err != nil {
 		ln.Close()

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/cluster"
+	"github.com/helpcaster/helpcaster/internal/redistest"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// cluster3 runs n nodes in this process sharing one private Redis.
+type testNode struct {
+	n    *Node
+	stop context.CancelFunc
+	done chan error
+	ws   string
+}
+
+func startNodes(t *testing.T, rs *redistest.Server, dir *auth.Directory, ids ...string) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for _, id := range ids {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		logLevel := slog.LevelWarn
+		if os.Getenv("HELPCASTER_TEST_LOG") != "" {
+			logLevel = slog.LevelDebug
+		}
+		n, err := New(Config{
+			Listener: ln, Orgs: dir, RedisURL: rs.URL(), NodeID: id,
+			Media:  sfu.Config{LoopbackOnly: true},
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("node", id),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		tn := &testNode{n: n, stop: stop, done: make(chan error, 1), ws: "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"}
+		go func() { tn.done <- n.Run(ctx) }()
+		t.Cleanup(func() {
+			tn.stop()
+			if err := <-tn.done; err != nil {
+				t.Errorf("node %s: %v", id, err)
+			}
+		})
+		nodes = append(nodes, tn)
+	}
+	// Wait until every node is in the registry.
+	o, _ := redis.ParseURL(rs.URL())
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	reg := cluster.NewRegistry(rdb)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		live, err := reg.Live(context.Background())
+		if err == nil && len(live) == len(ids) {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes not registered: %+v %v", live, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func testOrgs(t *testing.T) *auth.Directory {
+	t.Helper()
+	dir, err := auth.NewDirectory([]auth.Org{{ID: "acme", APIKey: "acme-key", APISecret: []byte(strings.Repeat("s", 32)),
+		Queues: []auth.Queue{{Name: "support"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func joinAt(t *testing.T, ctx context.Context, dir *auth.Directory, ws, role, name string) (*client.Client, protocol.Message) {
+	t.Helper()
+	org, _ := dir.Org("acme")
+	tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(ctx, client.Options{URL: ws, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	w, err := c.Join(ctx, tok)
+	if err != nil {
+		t.Fatalf("%s join: %v", name, err)
+	}
+	return c, w
+}
+
+func nextMsg(t *testing.T, ctx context.Context, c *client.Client, types ...string) protocol.Message {
+	t.Helper()
+	m, err := c.Next(ctx, types...)
+	if err != nil {
+		t.Fatalf("waiting for %v: %v", types, err)
+	}
+	return m
+}
+
+func waitMedia(t *testing.T, ctx context.Context, who string, c *client.Client) {
+	t.Helper()
+	for {
+		s := c.Stats()
+		if s.AudioPackets >= 50 && s.VideoPackets >= 50 && s.VideoKeyframes >= 1 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s received %+v (media error: %v)", who, s, c.MediaError())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func sample(name string) string { return filepath.Join("..", "testdata", name) }
+
+// TestCallAcrossNodes: a customer on one node and an agent on another are
+// put in one call, in a room on whichever node is least loaded, with media
+// both ways, chat, and a hangup that reaches both.
+func TestCallAcrossNodes(t *testing.T) {
+	rs := redistest.Start(t)
+	dir := testOrgs(t)
+	nodes := startNodes(t, rs, dir, "n1", "n2", "n3")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	cust, _ := joinAt(t, ctx, dir, nodes[1].ws, protocol.RoleCustomer, "Carl")
+	if m := nextMsg(t, ctx, cust, protocol.TypeQueued); m.Position != 1 {
+		t.Fatalf("queued %+v", m)
+	}
+	agent, _ := joinAt(t, ctx, dir, nodes[2].ws, protocol.RoleAgent, "Ann")
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	aa := nextMsg(t, ctx, agent, protocol.TypeAssigned)
+	ca := nextMsg(t, ctx, cust, protocol.TypeAssigned)
+	if aa.Room == "" || aa.Room != ca.Room || aa.Peer.Name != "Carl" || ca.Peer.Name != "Ann" {
+		t.Fatalf("assigned: agent %+v, customer %+v", aa, ca)
+	}
+	var hosts []string
+	for i, n := range nodes {
+		if n.n.media.Load().Rooms == 1 {
+			hosts = append(hosts, []string{"n1", "n2", "n3"}[i])
+		}
+	}
+	if len(hosts) != 1 {
+		t.Fatalf("rooms on nodes %v, want exactly one", hosts)
+	}
+	t.Logf("room on %s", hosts[0])
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, ctx, "customer", cust)
+	waitMedia(t, ctx, "agent", agent)
+
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := nextMsg(t, ctx, agent, protocol.TypeChat); m.Text != "hello" || m.From.Name != "Carl" {
+		t.Fatalf("chat %+v", m)
+	}
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	if m := nextMsg(t, ctx, agent, protocol.TypeEnded); m.Reason != protocol.ReasonHangup {
+		t.Fatalf("agent ended %+v", m)
+	}
+	if m := nextMsg(t, ctx, cust, protocol.TypeEnded); m.Reason != protocol.ReasonPeerLeft {
+		t.Fatalf("customer ended %+v", m)
+	}
+	if m := nextMsg(t, ctx, agent, protocol.TypeAgentState); m.State != protocol.AgentAvailable {
+		t.Fatalf("agent state after the call %+v", m)
+	}
+}
