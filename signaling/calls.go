@@ -93,8 +93,8 @@ func (h *hub) start(a queue.Assignment, id string) error {
 // startCall connects an assignment's customer and agent, both on this node,
 // in a new room id. If either has left meanwhile (or the customer left the
 // queue), the assignment is undone (the customer, if still waiting, goes back
-// to its place in the queue). Called with placeMu held; an error means the
-// SFU could not host the call.
+// to its place in the queue) and errUndone returned. Called with placeMu
+// held; another error means the SFU could not host the call.
 func (h *hub) startCall(a queue.Assignment, id string) error {
 	h.mu.Lock()
 	cust := h.sessions[a.Customer.Session]
@@ -105,7 +105,7 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 	h.mu.Unlock()
 	if cust == nil || agent == nil {
 		h.undoAssignment(a, cust != nil, agent != nil)
-		return nil
+		return errUndone
 	}
 	c := h.newCall(a, id)
 	c.cust.s, c.agent.s = cust, agent
@@ -135,7 +135,7 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 		custHere, agentHere := h.sessions[cust.id] == cust && waiting, h.sessions[agent.id] == agent
 		h.mu.Unlock()
 		h.undoAssignment(a, custHere, agentHere)
-		return nil
+		return errUndone
 	}
 	agent.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentBusy})
 	agent.send(h.assignedMessage(c, &c.agent))
@@ -143,6 +143,9 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 	h.callLive(c)
 	return nil
 }
+
+// errUndone says an assignment was undone because a side had left.
+var errUndone = errors.New("assignment undone: a side has left")
 
 func (h *hub) newCall(a queue.Assignment, id string) *call {
 	c := &call{id: id, org: a.Org, queue: a.Queue, entry: a.Customer, started: time.Now()}
@@ -444,6 +447,7 @@ func (h *hub) disconnected(s *session) {
 			h.srv.log.Error("remove agent failed", "err", err)
 		}
 		cancel()
+		h.kick(s.org.ID, s.queue)
 	}
 	switch {
 	case c == nil:
@@ -489,7 +493,7 @@ func (c *call) localSide() *side {
 }
 
 // undoAssignment reverses an assignment that could not become a call: a
-// customer still connected goes back to the front of the queue; the agent's
+// customer still connected goes back to its place in the queue; the agent's
 // capacity is released (or the agent forgotten if it left).
 func (h *hub) undoAssignment(a queue.Assignment, custHere, agentHere bool) {
 	ctx, cancel := h.storeCtx()

@@ -228,7 +228,7 @@ func (h *hub) place(org, q string) {
 			}
 			continue
 		}
-		if err := h.start(a, randomID(12)); err != nil {
+		if err := h.start(a, randomID(12)); err != nil && !errors.Is(err, errUndone) {
 			h.srv.log.Error("could not start a call", "org", org, "queue", q, "err", err)
 			break
 		}

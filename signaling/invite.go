@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"errors"
 	"time"
 
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -80,6 +81,11 @@ func (h *hub) accept(s *session, id string) error {
 	h.placeMu.Lock()
 	err := h.start(inv.a, inv.id)
 	h.placeMu.Unlock()
+	if errors.Is(err, errUndone) {
+		// The customer left between the accept and the call.
+		s.send(protocol.Message{Type: protocol.TypeWithdrawn, Room: inv.id, Reason: protocol.ReasonPeerLeft})
+		return nil
+	}
 	if err != nil {
 		h.srv.log.Error("could not start a call", "org", inv.a.Org, "queue", inv.a.Queue, "err", err)
 		return protocol.Errorf(protocol.CodeInternal, "the call could not be started")

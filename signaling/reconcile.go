@@ -77,8 +77,8 @@ func (h *hub) reconcile() {
 		}
 	}
 	for k, entries := range missing {
-		// Requeue puts each at the front: the youngest first, so the
-		// oldest ends up first.
+		// Requeue puts each back at its place (by priority and Since);
+		// the order of the calls does not matter.
 		slices.SortFunc(entries, func(a, b queue.Entry) int { return b.Since.Compare(a.Since) })
 		for _, e := range entries {
 			ctx, cancel := h.storeCtx()
@@ -111,6 +111,9 @@ func (h *hub) restoreAgents() {
 	var agents []agent
 	for s, st := range h.agents {
 		_, busy := h.calls[s]
+		for _, inv := range h.invites {
+			busy = busy || inv.agent == s // holds a customer it was offered
+		}
 		agents = append(agents, agent{h.agentRecord(s), st.wantAvailable && !busy})
 	}
 	h.mu.Unlock()

@@ -163,8 +163,8 @@ func (o *Org) validate() error {
 				return fmt.Errorf("queue %q routing: %w", q.Name, err)
 			}
 		}
-		if q.OfferTimeout < 0 || q.OfferTimeout > MaxOfferTimeout {
-			return fmt.Errorf("queue %q offer timeout %v is out of range (0 to %v)", q.Name, q.OfferTimeout, MaxOfferTimeout)
+		if q.OfferTimeout != 0 && (q.OfferTimeout < time.Second || q.OfferTimeout > MaxOfferTimeout || q.OfferTimeout%time.Second != 0) {
+			return fmt.Errorf("queue %q offer timeout %v is out of range (0 for none, or whole seconds from 1s to %v)", q.Name, q.OfferTimeout, MaxOfferTimeout)
 		}
 	}
 	if err := o.checkOverflow(); err != nil {

@@ -80,7 +80,7 @@ func (c *Claims) check(org *Org) error {
 		return fmt.Errorf("skills: %w", err)
 	}
 	if c.Capacity < 0 || c.Capacity > MaxCapacity {
-		return fmt.Errorf("capacity %d is out of range (1 to %d)", c.Capacity, MaxCapacity)
+		return fmt.Errorf("capacity %d is out of range (1 to %d; absent means 1)", c.Capacity, MaxCapacity)
 	}
 	if len(c.Attrs) > MaxAttrs {
 		return fmt.Errorf("more than %d attributes", MaxAttrs)

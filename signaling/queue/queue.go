@@ -154,6 +154,6 @@ type Store interface {
 }
 
 // ScanLimit is how many waiting customers, from the front, Assign considers
-// when the policy restricts agents. A customer further back whom only a
-// rare agent could take waits until it has moved up.
+// (skipping detached ones and, with a policy, those no ready agent may
+// take). A customer further back waits until it has moved up.
 const ScanLimit = 500

@@ -520,7 +520,7 @@ else
     local v = redis.call('HGET', KEYS[2], s)
     if v and attached(s) then
       local e = cjson.decode(string.sub(v, 36))
-      local waited = now - (tonumber(e.ms) or now)
+      local waited = math.max(now - (tonumber(e.ms) or now), 0)
       for _, a in ipairs(agents) do
         if eligible(reqs, e.attrs, a[2].sk, waited) then
           sid, entry, id, ag = s, v, a[1], a[2]

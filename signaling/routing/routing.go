@@ -173,6 +173,7 @@ func checkName(kind, s string) error {
 
 // level returns the skill level r needs after waiting waited.
 func (r *Requirement) level(waited time.Duration) int {
+	waited = max(waited, 0) // clocks of different nodes may disagree a little
 	lvl := 1
 	for _, s := range r.Steps {
 		if waited < s.After {
