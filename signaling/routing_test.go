@@ -2,9 +2,12 @@ package signaling_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -244,4 +247,74 @@ func TestOverflow(t *testing.T) {
 	if got := counter(t, e.reg, "helpcaster_queue_overflowed_total", map[string]string{"org": "acme", "queue": "support"}); got != 1 {
 		t.Errorf("overflowed = %v, want 1", got)
 	}
+}
+
+// TestRoutingBadInput: tokens naming an unknown queue, routing attributes
+// or skills of the wrong type, or oversized attribute sets are refused with
+// bad_token and change nothing; an agent of another organization cannot
+// take an invite.
+func TestRoutingBadInput(t *testing.T) {
+	e := newEnv(t, withQueues(auth.Queue{Name: "support", OfferTimeout: 10 * time.Second}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	waiting, _ := e.join(ctx, protocol.RoleCustomer, "waiting")
+	waitQueued(t, ctx, waiting, 1)
+
+	raw := func(claims map[string]any) string {
+		claims["org"], claims["sub"], claims["exp"] = "acme", "u-bad", time.Now().Add(time.Hour).Unix()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims)).SignedString(e.orgs["acme"].APISecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	manyAttrs := map[string]string{}
+	for i := range auth.MaxAttrs + 1 {
+		manyAttrs[strings.Repeat("k", i+1)] = "v"
+	}
+	for name, tok := range map[string]string{
+		"unknown queue":         raw(map[string]any{"role": "customer", "queue": "nope"}),
+		"attrs of wrong type":   raw(map[string]any{"role": "customer", "attrs": map[string]any{"language": 5}}),
+		"attrs not an object":   raw(map[string]any{"role": "customer", "attrs": []string{"de"}}),
+		"too many attrs":        raw(map[string]any{"role": "customer", "attrs": manyAttrs}),
+		"oversized attr value":  raw(map[string]any{"role": "customer", "attrs": map[string]string{"language": strings.Repeat("x", auth.MaxAttrValue+1)}}),
+		"skills of wrong type":  raw(map[string]any{"role": "agent", "skills": map[string]any{"language": "de"}}),
+		"skill level too high":  raw(map[string]any{"role": "agent", "skills": map[string]any{"language": map[string]int{"de": 99}}}),
+		"capacity out of range": raw(map[string]any{"role": "agent", "capacity": 1000}),
+		"customer with skills":  raw(map[string]any{"role": "customer", "skills": map[string]any{"language": map[string]int{"de": 1}}}),
+	} {
+		c := e.dial(ctx, testOrigin)
+		_, err := c.Join(ctx, tok)
+		var pe *protocol.Error
+		if !errors.As(err, &pe) || pe.Code != protocol.CodeBadToken {
+			t.Errorf("%s: join error %v, want bad_token", name, err)
+		}
+	}
+	// Nothing changed: the next customer is second of two.
+	next2, _ := e.join(ctx, protocol.RoleCustomer, "next")
+	if m := next(t, ctx, next2, protocol.TypeQueued); m.Position != 2 || m.Length != 2 {
+		t.Errorf("after refused joins a new customer is %d of %d, want 2 of 2", m.Position, m.Length)
+	}
+
+	// globex's agent cannot answer acme's invite; acme's agent still can.
+	ann, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+	available(t, ctx, ann)
+	inv := next(t, ctx, ann, protocol.TypeInvite)
+	g := e.dial(ctx, "http://globex.test")
+	if _, err := g.Join(ctx, e.token("globex", protocol.RoleAgent, "Gus")); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{protocol.TypeAccept, protocol.TypeDecline} {
+		if err := g.Send(ctx, protocol.Message{ID: typ, Type: typ, Room: inv.Room}); err != nil {
+			t.Fatal(err)
+		}
+		if m := next(t, ctx, g, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) || m.Ref != typ {
+			t.Fatalf("globex %s of acme's invite: %+v", typ, m)
+		}
+	}
+	if err := ann.Send(ctx, protocol.Message{Type: protocol.TypeAccept, Room: inv.Room}); err != nil {
+		t.Fatal(err)
+	}
+	assignedTo(t, ctx, waiting, "Ann")
 }
