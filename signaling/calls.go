@@ -435,6 +435,7 @@ func (h *hub) disconnected(s *session) {
 	_, waiting := h.queued[s]
 	_, isAgent := h.agents[s]
 	delete(h.agents, s)
+	delete(h.supervisors, s)
 	h.mu.Unlock()
 
 	if waiting {

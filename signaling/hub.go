@@ -25,15 +25,16 @@ type hub struct {
 
 	placeMu sync.Mutex
 
-	mu       sync.Mutex
-	sessions map[string]*session // joined sessions by id
-	agents   map[*session]*agentState
-	queued   map[*session]position    // customers waiting, with what they were last told
-	entries  map[*session]queue.Entry // each waiting customer's queue entry, to restore it
-	calls    map[*session]*call       // each local session's call (or stub of a call hosted elsewhere)
-	hosted   map[string]*call         // calls whose room is on this node, by id
-	invites  map[string]*invite       // open invites by id (invite.go)
-	graces   map[string]*grace        // disconnected customers keeping their place, by session (resume.go)
+	mu          sync.Mutex
+	sessions    map[string]*session // joined sessions by id
+	agents      map[*session]*agentState
+	supervisors map[*session]map[string]protocol.QueueStats // each supervisor's last summary per queue
+	queued      map[*session]position                       // customers waiting, with what they were last told
+	entries     map[*session]queue.Entry                    // each waiting customer's queue entry, to restore it
+	calls       map[*session]*call                          // each local session's call (or stub of a call hosted elsewhere)
+	hosted      map[string]*call                            // calls whose room is on this node, by id
+	invites     map[string]*invite                          // open invites by id (invite.go)
+	graces      map[string]*grace                           // disconnected customers keeping their place, by session (resume.go)
 
 	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
 	kicked chan struct{}     // wakes the refresher
@@ -50,17 +51,18 @@ type position struct{ pos, length, wait int }
 
 func newHub(s *Server) *hub {
 	return &hub{
-		srv:      s,
-		sessions: make(map[string]*session),
-		agents:   make(map[*session]*agentState),
-		queued:   make(map[*session]position),
-		entries:  make(map[*session]queue.Entry),
-		calls:    make(map[*session]*call),
-		hosted:   make(map[string]*call),
-		invites:  make(map[string]*invite),
-		graces:   make(map[string]*grace),
-		dirty:    make(map[queueKey]bool),
-		kicked:   make(chan struct{}, 1),
+		srv:         s,
+		sessions:    make(map[string]*session),
+		agents:      make(map[*session]*agentState),
+		supervisors: make(map[*session]map[string]protocol.QueueStats),
+		queued:      make(map[*session]position),
+		entries:     make(map[*session]queue.Entry),
+		calls:       make(map[*session]*call),
+		hosted:      make(map[string]*call),
+		invites:     make(map[string]*invite),
+		graces:      make(map[string]*grace),
+		dirty:       make(map[queueKey]bool),
+		kicked:      make(chan struct{}, 1),
 	}
 }
 
@@ -79,6 +81,16 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 	}
 	h.mu.Unlock()
 
+	if s.role == protocol.RoleSupervisor {
+		h.mu.Lock()
+		h.supervisors[s] = make(map[string]protocol.QueueStats)
+		h.mu.Unlock()
+		s.send(welcome)
+		for _, q := range s.org.Queues {
+			h.kick(s.org.ID, q.Name)
+		}
+		return nil
+	}
 	if s.role == protocol.RoleAgent {
 		// Logged in and away: counted in the queue's statistics.
 		ctx, cancel := h.storeCtx()
@@ -140,6 +152,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 
 func (h *hub) forget(s *session) {
 	h.mu.Lock()
+	delete(h.supervisors, s)
 	delete(h.sessions, s.id)
 	delete(h.agents, s)
 	delete(h.queued, s)

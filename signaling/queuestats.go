@@ -51,6 +51,11 @@ func (h *hub) activeQueues() map[queueKey]bool {
 	for s := range h.agents {
 		out[queueKey{s.org.ID, s.queue}] = true
 	}
+	for s := range h.supervisors {
+		for _, q := range s.org.Queues {
+			out[queueKey{s.org.ID, q.Name}] = true
+		}
+	}
 	return out
 }
 
@@ -212,6 +217,14 @@ func (h *hub) refresh(org, q string) {
 			continue
 		}
 		a.stats = st
+		stats := st
+		s.send(protocol.Message{Type: protocol.TypeQueueStats, Queue: q, Stats: &stats})
+	}
+	for s, last := range h.supervisors {
+		if s.org.ID != org || last[q] == st {
+			continue
+		}
+		last[q] = st
 		stats := st
 		s.send(protocol.Message{Type: protocol.TypeQueueStats, Queue: q, Stats: &stats})
 	}

@@ -318,3 +318,33 @@ func TestRoutingBadInput(t *testing.T) {
 	}
 	assignedTo(t, ctx, waiting, "Ann")
 }
+
+// TestSupervisor: a supervisor gets a summary of every queue of its
+// organization as they change, and takes no calls.
+func TestSupervisor(t *testing.T) {
+	e := newEnv(t, withQueues(auth.Queue{Name: "support"}, auth.Queue{Name: "sales"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	sup := e.joinWith(ctx, auth.Claims{Role: protocol.RoleSupervisor, Name: "Sue"})
+	seen := map[string]protocol.QueueStats{}
+	for len(seen) < 2 {
+		m := next(t, ctx, sup, protocol.TypeQueueStats)
+		seen[m.Queue] = *m.Stats
+	}
+	e.joinWith(ctx, auth.Claims{Role: protocol.RoleCustomer, Name: "c", Queue: "sales"})
+	for {
+		m := next(t, ctx, sup, protocol.TypeQueueStats)
+		if m.Queue == "sales" && m.Stats.Waiting == 1 {
+			break
+		}
+	}
+	for _, typ := range []string{protocol.TypeAvailable, protocol.TypeHangup} {
+		if err := sup.Send(ctx, protocol.Message{ID: typ, Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+		if m := next(t, ctx, sup, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) || m.Ref != typ {
+			t.Fatalf("supervisor %s: %+v", typ, m)
+		}
+	}
+}

@@ -50,8 +50,8 @@ const MaxCapacity = 8
 // check validates the HelpCaster claims against org. Its messages never
 // contain claim values, which may be personal data.
 func (c *Claims) check(org *Org) error {
-	if c.Role != protocol.RoleCustomer && c.Role != protocol.RoleAgent {
-		return fmt.Errorf("role must be %q or %q", protocol.RoleCustomer, protocol.RoleAgent)
+	if c.Role != protocol.RoleCustomer && c.Role != protocol.RoleAgent && c.Role != protocol.RoleSupervisor {
+		return fmt.Errorf("role must be %q, %q or %q", protocol.RoleCustomer, protocol.RoleAgent, protocol.RoleSupervisor)
 	}
 	if c.Subject == "" {
 		return errors.New("subject (sub) is empty")

@@ -49,8 +49,9 @@ const (
 
 // Roles a token can carry.
 const (
-	RoleCustomer = "customer"
-	RoleAgent    = "agent"
+	RoleCustomer   = "customer"
+	RoleAgent      = "agent"
+	RoleSupervisor = "supervisor" // watches the organization's queues; takes no calls
 )
 
 // Video qualities a client may ask for with a quality message: the

@@ -20,6 +20,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/signaling/queue"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // Placement benchmarks: how many customers per second the queue store can
@@ -117,8 +118,26 @@ func BenchmarkRedisPlacement(b *testing.B) {
 			},
 		}
 	}
-	runPlacement(b, open)
+	b.Run("routing=none", func(b *testing.B) { runPlacement(b, open, nil) })
+	b.Run("routing=skills", func(b *testing.B) { runPlacement(b, open, benchPolicy(b)) })
 }
+
+// benchPolicy matches the customers' language to an agent skill at level 2
+// or more and ranks gold customers first: each Assign evaluates the rules
+// for the agents ready and the customers in front.
+func benchPolicy(b *testing.B) *routing.Policy {
+	p := &routing.Policy{
+		Requirements: []routing.Requirement{{Attr: "language", Steps: []routing.Step{{Level: 2}}}, {Attr: "product"}},
+		Priorities:   []routing.PriorityRule{{Attr: "tier", Value: "gold", Priority: 10}},
+	}
+	if err := p.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchSkills lets every agent take every bench customer.
+var benchSkills = routing.Skills{"language": {"en": 3, "de": 3}, "product": {"billing": 1}}
 
 func BenchmarkMemoryPlacement(b *testing.B) {
 	runPlacement(b, func(b *testing.B, clients int) placementEnv {
@@ -128,11 +147,11 @@ func BenchmarkMemoryPlacement(b *testing.B) {
 			stores[i] = m // one store shared by all clients, as on one node
 		}
 		return placementEnv{stores: stores, reset: func(*testing.B) {}, close: func() {}}
-	})
+	}, nil)
 }
 
 // runPlacement runs the release=yes|no × clients=1,4,16 sub-benchmarks.
-func runPlacement(b *testing.B, open func(b *testing.B, clients int) placementEnv) {
+func runPlacement(b *testing.B, open func(b *testing.B, clients int) placementEnv, policy *routing.Policy) {
 	for _, release := range []bool{true, false} {
 		name := "release=no"
 		if release {
@@ -146,14 +165,14 @@ func runPlacement(b *testing.B, open func(b *testing.B, clients int) placementEn
 					// A distinct org per sub-benchmark, and a fresh backend
 					// for each b.N.
 					org := fmt.Sprintf("bench-%s-%d", strings.TrimPrefix(name, "release="), n)
-					benchPlacements(b, env, org, n, release)
+					benchPlacements(b, env, org, n, release, policy)
 				})
 			}
 		})
 	}
 }
 
-func benchPlacements(b *testing.B, env placementEnv, org string, clients int, release bool) {
+func benchPlacements(b *testing.B, env placementEnv, org string, clients int, release bool, policy *routing.Policy) {
 	ctx := b.Context()
 	env.reset(b)
 	capacity := 1
@@ -162,6 +181,9 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 	}
 	for i := range benchAgents {
 		a := queue.Agent{Org: org, Session: "agent-" + strconv.Itoa(i), Queues: []string{benchQueue}, Capacity: capacity}
+		if policy != nil {
+			a.Skills = benchSkills
+		}
 		if err := env.stores[0].SetAgent(ctx, a, true); err != nil {
 			b.Fatalf("SetAgent: %v", err)
 		}
@@ -181,10 +203,11 @@ func benchPlacements(b *testing.B, env placementEnv, org string, clients int, re
 	// it returns the wall time of Enqueue+Assign.
 	place := func(s queue.Store, sid string) (time.Duration, error) {
 		start := time.Now()
-		if _, err := s.Enqueue(ctx, queue.Entry{Org: org, Queue: benchQueue, Session: sid, Attrs: benchAttrs}, 0); err != nil {
+		e := queue.Entry{Org: org, Queue: benchQueue, Session: sid, Attrs: benchAttrs, Priority: policy.Priority(benchAttrs)}
+		if _, err := s.Enqueue(ctx, e, 0); err != nil {
 			return 0, fmt.Errorf("Enqueue: %w", err)
 		}
-		a, ok, err := s.Assign(ctx, org, benchQueue, nil)
+		a, ok, err := s.Assign(ctx, org, benchQueue, policy)
 		d := time.Since(start)
 		if err != nil {
 			return 0, fmt.Errorf("Assign: %w", err)
