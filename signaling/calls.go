@@ -60,8 +60,12 @@ func (c *call) other(role string) *side {
 	return &c.agent
 }
 
-// sendTo delivers m to a side, here or through the relay.
+// sendTo delivers m to a side, here or through the relay. Messages about
+// the call name it in room (an agent may be in several calls).
 func (h *hub) sendTo(c *call, sd *side, m protocol.Message) {
+	if m.Type != protocol.TypeError {
+		m.Room = c.id
+	}
 	switch {
 	case sd.s != nil:
 		sd.s.send(m)
@@ -123,8 +127,8 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 	if stillHere {
 		delete(h.queued, cust)
 		delete(h.entries, cust)
-		h.calls[cust] = c
-		h.calls[agent] = c
+		h.addCallLocked(cust, c)
+		h.addCallLocked(agent, c)
 		h.hosted[c.id] = c
 	}
 	h.mu.Unlock()
@@ -137,7 +141,7 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 		h.undoAssignment(a, custHere, agentHere)
 		return errUndone
 	}
-	agent.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentBusy})
+	h.sendAgentState(agent)
 	agent.send(h.assignedMessage(c, &c.agent))
 	cust.send(h.assignedMessage(c, &c.cust))
 	h.callLive(c)
@@ -257,12 +261,11 @@ func inCall(typ string) bool {
 // or forwarded to the node hosting it (whose answers and errors come back
 // through the relay).
 func (h *hub) fromClient(s *session, m protocol.Message) error {
-	h.mu.Lock()
-	c := h.calls[s]
-	h.mu.Unlock()
-	if c == nil {
-		return errNotInCall
+	c, err := h.callOf(s, m.Room)
+	if err != nil {
+		return err
 	}
+	m.Room = ""
 	if c.host != "" {
 		if !h.relay(c.host, relayMsg{Kind: relayClient, Call: c.id, Side: s.role, Msg: &m}) {
 			return protocol.Errorf(protocol.CodeUnavailable, "the call's media server cannot be reached")
@@ -317,15 +320,16 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	return nil
 }
 
-// hangup ends s's call, or takes a waiting customer out of the queue.
-func (h *hub) hangup(s *session) error {
+// hangup ends s's call (the one named room, if it has several), or takes a
+// waiting customer out of the queue.
+func (h *hub) hangup(s *session, room string) error {
 	h.mu.Lock()
-	c := h.calls[s]
+	inCall := len(h.calls[s]) > 0
 	_, waiting := h.queued[s]
 	h.mu.Unlock()
 	switch {
-	case c != nil:
-		return h.fromClient(s, protocol.Message{Type: protocol.TypeHangup})
+	case inCall:
+		return h.fromClient(s, protocol.Message{Type: protocol.TypeHangup, Room: room})
 	case waiting:
 		h.leaveQueue(s)
 		s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonHangup})
@@ -349,8 +353,8 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 	live := c.live
 	delete(h.hosted, c.id)
 	for _, sd := range []*side{&c.cust, &c.agent} {
-		if sd.s != nil && h.calls[sd.s] == c {
-			delete(h.calls, sd.s)
+		if sd.s != nil {
+			h.removeCallLocked(sd.s, c)
 		}
 	}
 	h.mu.Unlock()
@@ -368,22 +372,9 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 			"duration_s", int(handled.Seconds()))
 	}
 
-	for _, sd := range []*side{&c.cust, &c.agent} {
-		r := reason
-		if byRole != "" && sd.role != byRole {
-			r = protocol.ReasonPeerLeft
-		}
-		m := protocol.Message{Type: protocol.TypeEnded, Reason: r}
-		switch {
-		case sd.s != nil:
-			h.sideEnded(sd.s, m, c.org, c.queue)
-		case sd.node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
-			h.relay(sd.node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
-		}
-	}
-
+	// Free the agent's slot first: it may take the next customer as soon as
+	// it is told.
 	ctx, cancel := h.storeCtx()
-	defer cancel()
 	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
 		h.srv.log.Error("release agent failed", "err", err)
 	}
@@ -392,6 +383,22 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 			h.srv.log.Warn("record handle time failed", "err", err)
 		}
 	}
+	cancel()
+
+	for _, sd := range []*side{&c.cust, &c.agent} {
+		r := reason
+		if byRole != "" && sd.role != byRole {
+			r = protocol.ReasonPeerLeft
+		}
+		m := protocol.Message{Type: protocol.TypeEnded, Reason: r, Room: c.id}
+		switch {
+		case sd.s != nil:
+			h.sideEnded(sd.s, m, c.org, c.queue)
+		case sd.node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
+			h.relay(sd.node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
+		}
+	}
+
 }
 
 // sideEnded tells a local session its call ended: a customer's connection
@@ -412,14 +419,27 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	if !connected || st == nil {
 		return
 	}
-	state := protocol.AgentAway
-	if st.wantAvailable {
-		state = protocol.AgentAvailable
-	}
-	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
+	h.sendAgentState(s)
 	if st.wantAvailable {
 		h.place(org, q)
 	}
+}
+
+// sendAgentState tells an agent its state: busy with as many calls as it
+// may hold, else available or away as it asked.
+func (h *hub) sendAgentState(s *session) {
+	h.mu.Lock()
+	st := h.agents[s]
+	busy := h.atCapacityLocked(s)
+	h.mu.Unlock()
+	state := protocol.AgentAway
+	switch {
+	case busy:
+		state = protocol.AgentBusy
+	case st != nil && st.wantAvailable:
+		state = protocol.AgentAvailable
+	}
+	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
 }
 
 // disconnected cleans up after a joined session's connection ended. A
@@ -430,7 +450,7 @@ func (h *hub) disconnected(s *session) {
 	if h.sessions[s.id] == s {
 		delete(h.sessions, s.id)
 	}
-	c := h.calls[s]
+	calls := h.calls[s]
 	delete(h.calls, s)
 	_, waiting := h.queued[s]
 	_, isAgent := h.agents[s]
@@ -450,11 +470,11 @@ func (h *hub) disconnected(s *session) {
 		cancel()
 		h.kick(s.org.ID, s.queue)
 	}
-	switch {
-	case c == nil:
-	case c.host != "":
-		h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: s.role})
-	default:
+	for _, c := range calls {
+		if c.host != "" {
+			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: s.role})
+			continue
+		}
 		h.endCall(c, s.role, protocol.ReasonHangup)
 	}
 }
@@ -466,8 +486,10 @@ func (h *hub) endAll(reason string) {
 	h.stopGraces()
 	h.mu.Lock()
 	calls := make(map[*call]struct{})
-	for _, c := range h.calls {
-		calls[c] = struct{}{}
+	for _, cs := range h.calls {
+		for _, c := range cs {
+			calls[c] = struct{}{}
+		}
 	}
 	for _, c := range h.hosted {
 		calls[c] = struct{}{}

@@ -174,21 +174,21 @@ func (h *hub) bind(c *call, sd *side) {
 func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message) *session {
 	h.mu.Lock()
 	s := h.sessions[id]
-	ok := s != nil && s.role == role && s.org.ID == c.org && h.calls[s] == nil
+	ok := s != nil && s.role == role && s.org.ID == c.org && !h.atCapacityLocked(s)
 	if ok && role == protocol.RoleCustomer {
 		_, ok = h.entries[s]
 	}
 	if ok {
 		delete(h.queued, s)
 		delete(h.entries, s)
-		h.calls[s] = target
+		h.addCallLocked(s, target)
 	}
 	h.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	if role == protocol.RoleAgent {
-		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentBusy})
+		h.sendAgentState(s)
 	}
 	s.send(msg)
 	return s
@@ -304,8 +304,8 @@ func (h *hub) onRelay(data []byte) {
 			return
 		}
 		h.mu.Lock()
-		c := h.calls[s]
-		delete(h.calls, s)
+		c := h.calls[s][m.Call]
+		h.removeCallLocked(s, c)
 		h.mu.Unlock()
 		msg := *m.Msg
 		h.srv.goTracked(func() { h.sideEnded(s, msg, c.org, c.queue) })
@@ -330,7 +330,7 @@ func (h *hub) boundSession(id, callID string) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.sessions[id]
-	if s == nil || h.calls[s] == nil || h.calls[s].id != callID {
+	if s == nil || h.calls[s][callID] == nil {
 		return nil
 	}
 	return s

@@ -31,7 +31,7 @@ type hub struct {
 	supervisors map[*session]map[string]protocol.QueueStats // each supervisor's last summary per queue
 	queued      map[*session]position                       // customers waiting, with what they were last told
 	entries     map[*session]queue.Entry                    // each waiting customer's queue entry, to restore it
-	calls       map[*session]*call                          // each local session's call (or stub of a call hosted elsewhere)
+	calls       map[*session]map[string]*call               // each local session's calls by id (or stubs of calls hosted elsewhere)
 	hosted      map[string]*call                            // calls whose room is on this node, by id
 	invites     map[string]*invite                          // open invites by id (invite.go)
 	graces      map[string]*grace                           // disconnected customers keeping their place, by session (resume.go)
@@ -57,7 +57,7 @@ func newHub(s *Server) *hub {
 		supervisors: make(map[*session]map[string]protocol.QueueStats),
 		queued:      make(map[*session]position),
 		entries:     make(map[*session]queue.Entry),
-		calls:       make(map[*session]*call),
+		calls:       make(map[*session]map[string]*call),
 		hosted:      make(map[string]*call),
 		invites:     make(map[string]*invite),
 		graces:      make(map[string]*grace),
@@ -165,7 +165,7 @@ func (h *hub) setAvailable(s *session, available bool) error {
 	h.mu.Lock()
 	st := h.agents[s]
 	st.wantAvailable = available
-	_, busy := h.calls[s]
+	busy := h.atCapacityLocked(s)
 	h.mu.Unlock()
 
 	ctx, cancel := h.storeCtx()
@@ -198,12 +198,62 @@ func storeError(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// agentRecord is an agent's presence for the store. Its skills come from
-// its token. The hub holds one call per agent session, so the store is told
-// capacity 1 whatever the token says.
+// agentRecord is an agent's presence for the store. Its skills and capacity
+// come from its token.
 func (h *hub) agentRecord(s *session) queue.Agent {
-	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: 1, Skills: s.claims.Skills,
+	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: capacity(s), Skills: s.claims.Skills,
 		Node: h.self, Name: s.claims.Name}
+}
+
+// capacity is how many calls a session may hold at once.
+func capacity(s *session) int { return max(s.claims.Capacity, 1) }
+
+// addCallLocked records that local session s is in call c.
+func (h *hub) addCallLocked(s *session, c *call) {
+	m := h.calls[s]
+	if m == nil {
+		m = make(map[string]*call, 1)
+		h.calls[s] = m
+	}
+	m[c.id] = c
+}
+
+// removeCallLocked forgets that s is in c; true if it was.
+func (h *hub) removeCallLocked(s *session, c *call) bool {
+	m := h.calls[s]
+	if c == nil || m[c.id] != c {
+		return false
+	}
+	delete(m, c.id)
+	if len(m) == 0 {
+		delete(h.calls, s)
+	}
+	return true
+}
+
+// atCapacityLocked reports whether s holds as many calls as it may.
+func (h *hub) atCapacityLocked(s *session) bool { return len(h.calls[s]) >= capacity(s) }
+
+// callOf returns s's call named room, or its only call when room is "".
+func (h *hub) callOf(s *session, room string) (*call, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	calls := h.calls[s]
+	if room != "" {
+		if c := calls[room]; c != nil {
+			return c, nil
+		}
+		return nil, errNotInCall
+	}
+	switch len(calls) {
+	case 0:
+		return nil, errNotInCall
+	case 1:
+		for _, c := range calls {
+			return c, nil
+		}
+	}
+	return nil, protocol.Errorf(protocol.CodeBadMessage, "you are in %d calls: name the call in room", len(calls))
 }
 
 // place assigns waiting customers of a queue to eligible available agents

@@ -110,7 +110,7 @@ func (h *hub) restoreAgents() {
 	}
 	var agents []agent
 	for s, st := range h.agents {
-		_, busy := h.calls[s]
+		busy := len(h.calls[s]) > 0
 		for _, inv := range h.invites {
 			busy = busy || inv.agent == s // holds a customer it was offered
 		}

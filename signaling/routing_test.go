@@ -348,3 +348,53 @@ func TestSupervisor(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentCapacity: an agent whose token allows two calls takes two
+// customers at once, names the call in its messages, and takes the next
+// customer when one call ends.
+func TestAgentCapacity(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	c1, _ := e.join(ctx, protocol.RoleCustomer, "c1")
+	c2, _ := e.join(ctx, protocol.RoleCustomer, "c2")
+	c3, _ := e.join(ctx, protocol.RoleCustomer, "c3")
+	ann := e.joinWith(ctx, auth.Claims{Role: protocol.RoleAgent, Name: "Ann", Capacity: 2})
+	available(t, ctx, ann)
+	r1 := assignedTo(t, ctx, ann, "c1").Room
+	r2 := assignedTo(t, ctx, ann, "c2").Room
+	next(t, ctx, c1, protocol.TypeAssigned)
+	next(t, ctx, c2, protocol.TypeAssigned)
+	waitQueued(t, ctx, c3, 1)
+
+	// With two calls, a message must name one.
+	if err := ann.Send(ctx, protocol.Message{ID: "which", Type: protocol.TypeChat, Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, ann, protocol.TypeError); m.Code != string(protocol.CodeBadMessage) || m.Ref != "which" {
+		t.Fatalf("chat without room: %+v", m)
+	}
+	if err := ann.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "to c2", Room: r2}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, c2, protocol.TypeChat); m.Text != "to c2" || m.Room != r2 {
+		t.Fatalf("c2 got %+v", m)
+	}
+	if err := c1.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "from c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, ann, protocol.TypeChat); m.Text != "from c1" || m.Room != r1 || m.From.Name != "c1" {
+		t.Fatalf("agent got %+v", m)
+	}
+	// Ending one call frees a slot: c3 comes next.
+	if err := ann.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: r1}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, ann, protocol.TypeEnded); m.Room != r1 || m.Reason != protocol.ReasonHangup {
+		t.Fatalf("agent ended %+v", m)
+	}
+	next(t, ctx, c1, protocol.TypeEnded)
+	assignedTo(t, ctx, ann, "c3")
+	next(t, ctx, c3, protocol.TypeAssigned)
+}

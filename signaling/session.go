@@ -255,7 +255,7 @@ func (s *session) handle(m protocol.Message) {
 	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
 		err = s.srv.hub.fromClient(s, m)
 	case protocol.TypeHangup:
-		err = s.srv.hub.hangup(s)
+		err = s.srv.hub.hangup(s, m.Room)
 	case protocol.TypeAccept, protocol.TypeDecline:
 		switch {
 		case s.role != protocol.RoleAgent:

@@ -109,8 +109,10 @@ func validate(m *Message) error {
 			return Errorf(CodeBadMessage, "token longer than %d bytes", MaxTokenLen)
 		}
 		allowed = fToken
-	case TypeAvailable, TypeAway, TypeHangup:
+	case TypeAvailable, TypeAway:
 		allowed = 0
+	case TypeHangup:
+		allowed = fRoom
 	case TypeOffer, TypeAnswer:
 		want := PCPub
 		if m.Type == TypeAnswer {
@@ -125,7 +127,7 @@ func validate(m *Message) error {
 		if len(m.SDP) > MaxSDPBytes {
 			return Errorf(CodeBadMessage, "sdp longer than %d bytes", MaxSDPBytes)
 		}
-		allowed = fPC | fSDP
+		allowed = fPC | fSDP | fRoom
 	case TypeCandidate:
 		if m.PC != PCPub && m.PC != PCSub {
 			return Errorf(CodeBadMessage, "candidate must name pc %q or %q", PCPub, PCSub)
@@ -138,7 +140,7 @@ func validate(m *Message) error {
 				return Errorf(CodeBadMessage, "candidate field too long")
 			}
 		}
-		allowed = fPC | fCandidate
+		allowed = fPC | fCandidate | fRoom
 	case TypeChat:
 		if m.Text == "" {
 			return Errorf(CodeBadMessage, "chat needs text")
@@ -149,7 +151,7 @@ func validate(m *Message) error {
 		if n := utf8.RuneCountInString(m.Text); n > MaxChatRunes {
 			return Errorf(CodeBadMessage, "chat text has %d characters; the limit is %d", n, MaxChatRunes)
 		}
-		allowed = fText
+		allowed = fText | fRoom
 	case TypeQuality:
 		sized := m.Width != 0 || m.Height != 0
 		switch {
@@ -162,7 +164,7 @@ func validate(m *Message) error {
 		case m.Width <= 0 || m.Height <= 0 || m.Width > MaxVideoSize || m.Height > MaxVideoSize:
 			return Errorf(CodeBadMessage, "quality needs quality, or width and height from 1 to %d", MaxVideoSize)
 		}
-		allowed = fQuality
+		allowed = fQuality | fRoom
 	case TypeAccept, TypeDecline:
 		if m.Room == "" || len(m.Room) > MaxIDLen {
 			return Errorf(CodeBadMessage, "%s needs the invite's room, at most %d bytes", m.Type, MaxIDLen)
@@ -172,6 +174,9 @@ func validate(m *Message) error {
 		return Errorf(CodeBadMessage, "message has no type")
 	default:
 		return Errorf(CodeBadMessage, "unknown message type %q", truncate(m.Type, 32))
+	}
+	if len(m.Room) > MaxIDLen {
+		return Errorf(CodeBadMessage, "room longer than %d bytes", MaxIDLen)
 	}
 	if extra := present(m) &^ allowed; extra != 0 {
 		return Errorf(CodeBadMessage, "%s does not take field %q", m.Type, extra.first())

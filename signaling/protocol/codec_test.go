@@ -56,6 +56,8 @@ var validClientMessages = []decodeOK{
 	{"hangup", `{"v":1,"type":"hangup"}`, Message{V: 1, Type: TypeHangup}},
 	{"accept", `{"v":1,"type":"accept","room":"r-1"}`, Message{V: 1, Type: TypeAccept, Room: "r-1"}},
 	{"decline", `{"v":1,"type":"decline","room":"r-1","id":"d"}`, Message{V: 1, Type: TypeDecline, Room: "r-1", ID: "d"}},
+	{"hangup one call", `{"v":1,"type":"hangup","room":"r-1"}`, Message{V: 1, Type: TypeHangup, Room: "r-1"}},
+	{"chat in a call", `{"v":1,"type":"chat","text":"hi","room":"r-1"}`, Message{V: 1, Type: TypeChat, Text: "hi", Room: "r-1"}},
 	{"quality by name", `{"v":1,"type":"quality","quality":"low"}`, Message{V: 1, Type: TypeQuality, Quality: QualityLow}},
 	{"quality by size", `{"v":1,"type":"quality","width":640,"height":360}`, Message{V: 1, Type: TypeQuality, Width: 640, Height: 360}},
 	{"offer pub", `{"v":1,"type":"offer","pc":"pub","sdp":` + q(sdpOffer) + `}`,
@@ -155,7 +157,8 @@ func invalidClientMessages() []decodeBad {
 		{name: "accept without room", in: `{"v":1,"type":"accept","id":"a"}`, code: bad, id: "a", has: "room"},
 		{name: "decline long room", in: `{"v":1,"type":"decline","room":"` + strings.Repeat("r", 65) + `"}`, code: bad, has: "room"},
 		{name: "accept with text", in: `{"v":1,"type":"accept","room":"r","text":"hi"}`, code: bad, has: "text"},
-		{name: "hangup with room", in: `{"v":1,"type":"hangup","room":"r"}`, code: bad, has: "room"},
+		{name: "available with room", in: `{"v":1,"type":"available","room":"r"}`, code: bad, has: "room"},
+		{name: "chat long room", in: `{"v":1,"type":"chat","text":"hi","room":"` + strings.Repeat("r", 65) + `"}`, code: bad, has: "room"},
 		// join
 		{name: "join without token", in: `{"v":1,"type":"join","id":"j"}`, code: bad, id: "j", has: "token"},
 		{name: "join empty token", in: `{"v":1,"type":"join","id":"j","token":""}`, code: bad, id: "j", has: "token"},

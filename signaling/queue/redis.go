@@ -477,7 +477,7 @@ return 1
 	// samples, detached hash. ARGV: queue key prefix, encoded requirements
 	// ("" for none), now (Unix ms), scan limit, sample cutoff (Unix ms),
 	// samples kept. Detached customers are skipped. Returns false when no
-	// pair is found, else {session, entry, agent, agent record}.
+	// pair is found, else {session, entry, agent, agent's node, agent's name}.
 	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + `
 local now = tonumber(ARGV[3])
 local sid, entry, id, ag
@@ -538,9 +538,10 @@ unready(ARGV[1], ag, id)
 ag.active = ag.active + 1
 save(KEYS[4], ag, id)
 ready(ARGV[1], ag, id)
-local since = tonumber(cjson.decode(string.sub(entry, 36)).ms) or now
-record(KEYS[5], now, now .. ':' .. (now - since) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {sid, entry, id, cjson.encode(ag)}
+-- Since, in ms, from the rank prefix (an idleStamp: nanoseconds + 2^63).
+local since = math.floor((tonumber(string.sub(entry, 4, 23)) - 9223372036854775808) / 1e6 + 0.5)
+record(KEYS[5], now, now .. ':' .. math.max(now - since, 0) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
+return {sid, entry, id, ag.n or '', ag.nm or ''}
 `)
 
 	// KEYS: entries hash, detached hash. ARGV: session, detached since
@@ -822,12 +823,8 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: %w", org, queue, unavailable(err))
 	}
-	if len(res) != 4 {
-		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 4", org, queue, len(res))
-	}
-	var ag storedAgent
-	if err := json.Unmarshal([]byte(res[3]), &ag); err != nil {
-		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode agent %s: %w", org, queue, res[2], err)
+	if len(res) != 5 {
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 5", org, queue, len(res))
 	}
 	e, err := decodeEntry(org, queue, res[0], res[1])
 	if err != nil {
@@ -836,7 +833,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		// the call, as for any assignment.
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode entry of %s: %w", org, queue, res[0], err)
 	}
-	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: ag.Node, AgentName: ag.Name}, true, nil
+	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: res[3], AgentName: res[4]}, true, nil
 }
 
 // RecordHandled implements Store.
