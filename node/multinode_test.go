@@ -143,7 +143,7 @@ func TestCallAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	cust, _ := joinAt(t, ctx, dir, nodes[1].ws, protocol.RoleCustomer, "Carl")
+	cust, cw := joinAt(t, ctx, dir, nodes[1].ws, protocol.RoleCustomer, "Carl")
 	if m := nextMsg(t, ctx, cust, protocol.TypeQueued); m.Position != 1 {
 		t.Fatalf("queued %+v", m)
 	}
@@ -180,6 +180,43 @@ func TestCallAcrossNodes(t *testing.T) {
 	if m := nextMsg(t, ctx, agent, protocol.TypeChat); m.Text != "hello" || m.From.Name != "Carl" {
 		t.Fatalf("chat %+v", m)
 	}
+	// The customer's connection drops; it resumes into the call through
+	// another node and sets up its media again.
+	cust.Close()
+	again, err := client.Dial(ctx, client.Options{URL: nodes[0].ws, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	w, err := again.Resume(ctx, cw.Resume)
+	if err != nil {
+		t.Fatalf("resume into the call: %v", err)
+	}
+	if w.Session != cw.Session {
+		t.Fatalf("resumed as %q, want %q", w.Session, cw.Session)
+	}
+	if m := nextMsg(t, ctx, again, protocol.TypeAssigned); m.Room != ca.Room || m.Peer.Name != "Ann" {
+		t.Fatalf("assigned after resume %+v, want room %s", m, ca.Room)
+	}
+	before := agent.Stats()
+	if err := again.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+		t.Fatal(err)
+	}
+	waitMedia(t, ctx, "resumed customer", again)
+	for agent.Stats().VideoPackets < before.VideoPackets+50 {
+		if ctx.Err() != nil {
+			t.Fatalf("agent got no new video after the resume: %+v then %+v", before, agent.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := again.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := nextMsg(t, ctx, agent, protocol.TypeChat); m.Text != "back" {
+		t.Fatalf("chat after resume %+v", m)
+	}
+	cust = again
+
 	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,9 @@ type side struct {
 	s    *session         // its session when on this node
 	part *sfu.Participant // host only
 	peer protocol.Peer    // how the other side sees it
+	// grace, on the host, runs while a customer whose connection dropped
+	// may resume into the call; guarded by hub.mu.
+	grace *time.Timer
 }
 
 func (c *call) side(role string) *side {
@@ -178,7 +181,10 @@ func (h *hub) openRoom(c *call) error {
 }
 
 func (h *hub) closeRoom(c *call) {
-	for _, p := range []*sfu.Participant{c.cust.part, c.agent.part} {
+	h.mu.Lock()
+	parts := []*sfu.Participant{c.cust.part, c.agent.part}
+	h.mu.Unlock()
+	for _, p := range parts {
 		if p != nil {
 			p.Close()
 		}
@@ -204,22 +210,31 @@ func (h *hub) callLive(c *call) {
 	m.callsActive.Inc()
 	c.room.OnActiveSpeaker(h.speakerSignals(c))
 	h.srv.log.Info("call started", "org", c.org, "queue", c.queue, "call", c.id)
+	// Where the customer can resume into the call from.
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey}
+	if err := h.srv.store.SaveCall(ctx, c.org, c.cust.id, rec); err != nil {
+		h.srv.log.Warn("saving the call for resume failed", "org", c.org, "err", err)
+	}
 }
 
 // speakerSignals tells both sides of c who is speaking whenever the room's
 // active speaker changes. It runs on SFU goroutines (one call at a time, in
-// order, no SFU lock held) and takes no hub lock except through sendTo's
-// relay, which never calls back into the SFU; once endCall has closed the
-// room it is no longer called.
+// order, no SFU lock held) and takes hub.mu only briefly, never calling
+// into the SFU under it; once endCall has closed the room it is no longer
+// called.
 func (h *hub) speakerSignals(c *call) func(participantID string) {
-	custID, agentID := c.cust.part.ID(), c.agent.part.ID()
 	return func(id string) {
+		h.mu.Lock()
+		cust, agent := c.cust.part, c.agent.part // a resumed customer has a new one
+		h.mu.Unlock()
 		m := protocol.Message{Type: protocol.TypeSpeaker}
-		switch id {
-		case "":
-		case custID:
+		switch {
+		case id == "":
+		case cust != nil && id == cust.ID():
 			m.Role = protocol.RoleCustomer
-		case agentID:
+		case agent != nil && id == agent.ID():
 			m.Role = protocol.RoleAgent
 		default:
 			return // not one of the call's two sides
@@ -278,24 +293,27 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 // callMsg applies a client message from one side of a call hosted here.
 func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	sd := c.side(role)
-	if sd.part == nil {
+	h.mu.Lock()
+	part := sd.part
+	h.mu.Unlock()
+	if part == nil {
 		return errNotInCall
 	}
 	switch m.Type {
 	case protocol.TypeOffer:
-		answer, err := sd.part.Offer(m.SDP)
+		answer, err := part.Offer(m.SDP)
 		if err != nil {
 			return mediaError(err)
 		}
 		h.sendTo(c, sd, protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCPub, SDP: answer})
 	case protocol.TypeAnswer:
-		return mediaError(sd.part.Answer(m.SDP))
+		return mediaError(part.Answer(m.SDP))
 	case protocol.TypeCandidate:
 		if m.Candidate == nil || m.Candidate.Candidate == "" {
 			return nil // end of candidates
 		}
 		cd := m.Candidate
-		return mediaError(sd.part.AddCandidate(m.PC, webrtc.ICECandidateInit{
+		return mediaError(part.AddCandidate(m.PC, webrtc.ICECandidateInit{
 			Candidate: cd.Candidate, SDPMid: cd.SDPMid, SDPMLineIndex: cd.SDPMLineIndex, UsernameFragment: cd.UsernameFragment,
 		}))
 	case protocol.TypeQuality:
@@ -308,9 +326,9 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 		case protocol.QualityHigh:
 			q = sfu.QualityHigh
 		default:
-			q = sd.part.QualityForSize(m.Width, m.Height)
+			q = part.QualityForSize(m.Width, m.Height)
 		}
-		sd.part.SetMaxQuality(q)
+		part.SetMaxQuality(q)
 	case protocol.TypeChat:
 		from := sd.peer
 		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
@@ -357,9 +375,14 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 			h.removeCallLocked(sd.s, c)
 		}
 	}
+	grace := c.cust.grace
+	c.cust.grace = nil
 	h.mu.Unlock()
 	if c.deadline != nil {
 		c.deadline.Stop()
+	}
+	if grace != nil {
+		grace.Stop()
 	}
 
 	h.closeRoom(c)
@@ -381,6 +404,9 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 	if live {
 		if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
 			h.srv.log.Warn("record handle time failed", "err", err)
+		}
+		if err := h.srv.store.DeleteCall(ctx, c.org, c.cust.id); err != nil {
+			h.srv.log.Warn("forgetting the call for resume failed", "err", err)
 		}
 	}
 	cancel()
@@ -471,11 +497,18 @@ func (h *hub) disconnected(s *session) {
 		h.kick(s.org.ID, s.queue)
 	}
 	for _, c := range calls {
-		if c.host != "" {
+		// A customer keeps its call for the grace, to resume into it.
+		resumable := s.role == protocol.RoleCustomer && h.srv.Ready()
+		switch {
+		case c.host != "" && resumable:
+			h.relay(c.host, relayMsg{Kind: relayDetach, Call: c.id, Side: s.role})
+		case c.host != "":
 			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: s.role})
-			continue
+		case resumable:
+			h.detachSide(c, s.role)
+		default:
+			h.endCall(c, s.role, protocol.ReasonHangup)
 		}
-		h.endCall(c, s.role, protocol.ReasonHangup)
 	}
 }
 

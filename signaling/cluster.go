@@ -51,6 +51,8 @@ const (
 	relayEnded   = "ended"   // to a side's node: the call ended (Msg)
 	relayInvite  = "invite"  // to the agent's node: offer A to the agent for Timeout
 	relayMoved   = "moved"   // to a customer's old node: it resumed elsewhere
+	relayDetach  = "detach"  // to the room's node: the customer's connection ended; keep the call for the grace
+	relayRebind  = "rebind"  // to the room's node: the customer resumed on the sender's node
 )
 
 // relayMsg is one message between nodes.
@@ -65,6 +67,7 @@ type relayMsg struct {
 	A       *queue.Assignment `json:"a,omitempty"`
 	Msg     *protocol.Message `json:"m,omitempty"`
 	Timeout time.Duration     `json:"t,omitempty"`
+	Resume  bool              `json:"r,omitempty"` // bind: the customer resumes into a call (it is not waiting)
 }
 
 // relay sends m to node; false if it could not be delivered.
@@ -156,26 +159,27 @@ func (h *hub) hostCall(a queue.Assignment, id string) {
 func (h *hub) bind(c *call, sd *side) {
 	msg := h.assignedMessage(c, sd)
 	if sd.node == "" {
-		s := h.bindHere(c, c, sd.role, sd.id, msg)
+		s := h.bindHere(c, c, sd.role, sd.id, msg, c.live)
 		h.mu.Lock()
 		sd.s = s
 		h.mu.Unlock()
 		h.sideBound(c, sd.role, s != nil, false)
 		return
 	}
-	if !h.relay(sd.node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: sd.id, Msg: &msg}) {
+	if !h.relay(sd.node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: sd.id, Msg: &msg, Resume: c.live}) {
 		h.sideBound(c, sd.role, false, true)
 	}
 }
 
 // bindHere binds local session id (with role) to call c, or to a stub of it
 // when c is hosted elsewhere, and tells it msg (assigned). A customer must
-// still be waiting here. It returns the session, or nil if it is gone.
-func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message) *session {
+// still be waiting here, unless it is resuming into the call. It returns
+// the session, or nil if it is gone.
+func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message, resume bool) *session {
 	h.mu.Lock()
 	s := h.sessions[id]
 	ok := s != nil && s.role == role && s.org.ID == c.org && !h.atCapacityLocked(s)
-	if ok && role == protocol.RoleCustomer {
+	if ok && role == protocol.RoleCustomer && !resume {
 		_, ok = h.entries[s]
 	}
 	if ok {
@@ -198,13 +202,16 @@ func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message) *
 // dead means its node could not be reached.
 func (h *hub) sideBound(c *call, role string, ok, dead bool) {
 	h.mu.Lock()
-	ended := c.ended
+	ended, live := c.ended, c.live
 	if ok && role == protocol.RoleAgent {
 		c.bound = true
 	}
 	h.mu.Unlock()
 	switch {
 	case ended:
+	case live && !ok:
+		h.detachSide(c, role) // a resumed customer gone again: the grace goes on
+	case live:
 	case !ok:
 		h.startFailed(c, role, dead)
 	case role == protocol.RoleAgent:
@@ -271,7 +278,7 @@ func (h *hub) onRelay(data []byte) {
 		}
 		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From}
 		reply := relayGone
-		if s := h.bindHere(stub, stub, m.Side, m.Session, *m.Msg); s != nil {
+		if s := h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume); s != nil {
 			*stub.side(m.Side) = side{role: m.Side, id: s.id, s: s}
 			reply = relayBound
 		}
@@ -280,7 +287,16 @@ func (h *hub) onRelay(data []byte) {
 	case relayBound, relayGone:
 		if c := h.hostedCall(m.Call); c != nil {
 			h.srv.goTracked(func() { h.sideBound(c, m.Side, m.Kind == relayBound, false) })
+		} else if m.Kind == relayGone && m.Session != "" {
+			h.resumeFailed(m.Session) // the call this customer resumed into is gone
 		}
+	case relayDetach:
+		if c := h.hostedCall(m.Call); c != nil && c.side(m.Side).node == m.From {
+			h.srv.goTracked(func() { h.detachSide(c, m.Side) })
+		}
+	case relayRebind:
+		from, call, session := m.From, m.Call, m.Session
+		h.srv.goTracked(func() { h.rebind(call, from, session) })
 	case relayDeliver:
 		if s := h.boundSession(m.Session, m.Call); s != nil && m.Msg != nil {
 			s.send(*m.Msg)

@@ -162,7 +162,28 @@ func (s *session) resume(m protocol.Message) {
 			break
 		}
 	}
-	if !found || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(e.ResumeKey)) != 1 {
+	if !found {
+		// Perhaps in a call.
+		ctx, cancel := h.storeCtx()
+		rec, ok, err := s.srv.store.LookupCall(ctx, org.ID, id)
+		cancel()
+		if err != nil {
+			s.fail(storeError("look up resumed customer", err), m.ID)
+			return
+		}
+		if !ok || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(rec.ResumeKey)) != 1 {
+			fail(errBadResume)
+			return
+		}
+		s.joinTimer.Stop()
+		s.id = id
+		s.joined, s.role, s.org, s.queue = true, protocol.RoleCustomer, org, ""
+		s.claims = &auth.Claims{Role: protocol.RoleCustomer}
+		s.log = s.log.With("org", org.ID, "role", protocol.RoleCustomer)
+		h.resumeCall(s, rec, m.Token)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(e.ResumeKey)) != 1 {
 		fail(errBadResume)
 		return
 	}
@@ -225,14 +246,7 @@ func (h *hub) resumed(s *session, e queue.Entry, token string) error {
 	h.mu.Unlock()
 	h.placeMu.Unlock()
 
-	s.send(protocol.Message{
-		Type: protocol.TypeWelcome, Session: s.id, Role: s.role, Org: e.Org, Queue: e.Queue, Resume: token,
-		Limits: &protocol.Limits{
-			MaxMessageBytes: h.srv.limits.MaxMessageBytes,
-			MessagesPerSec:  h.srv.limits.MessagesPerSec,
-			Burst:           h.srv.limits.Burst,
-		},
-	})
+	s.send(h.welcome(s, token))
 	s.send(queuedMessage(e.Queue, pos))
 	h.srv.log.Info("customer resumed", "org", e.Org, "queue", e.Queue)
 	h.place(e.Org, e.Queue)
@@ -249,6 +263,9 @@ func (h *hub) movedAway(id string) {
 		delete(h.queued, s)
 		delete(h.entries, s)
 	}
+	if s != nil && s.role == protocol.RoleCustomer {
+		delete(h.calls, s) // stubs: the room's node already knows
+	}
 	g := h.graces[id]
 	delete(h.graces, id)
 	h.mu.Unlock()
@@ -258,6 +275,135 @@ func (h *hub) movedAway(id string) {
 	if s != nil && s.role == protocol.RoleCustomer {
 		s.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
 		s.closeWith(websocket.StatusNormalClosure, "resumed on another node")
+	}
+}
+
+// detachSide keeps a hosted call whose customer's connection ended, for the
+// grace; if it does not resume in time the call ends. An agent's side is
+// not kept: its call ends.
+func (h *hub) detachSide(c *call, role string) {
+	if role != protocol.RoleCustomer {
+		h.endCall(c, role, protocol.ReasonHangup)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.ended {
+		return
+	}
+	sd := c.side(role)
+	if sd.s != nil {
+		h.removeCallLocked(sd.s, c)
+	}
+	sd.s, sd.node = nil, ""
+	if sd.grace == nil {
+		sd.grace = time.AfterFunc(h.srv.resumeGrace, func() {
+			h.srv.goTracked(func() { h.endCall(c, role, protocol.ReasonHangup) })
+		})
+	}
+}
+
+// resumeCall rebinds a customer that resumed on session s into its call.
+func (h *hub) resumeCall(s *session, rec queue.CallRecord, token string) {
+	h.mu.Lock()
+	old := h.sessions[s.id]
+	if old != nil {
+		delete(h.calls, old)
+	}
+	h.sessions[s.id] = s
+	h.mu.Unlock()
+	if old != nil {
+		old.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
+		old.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
+	}
+	s.send(h.welcome(s, token))
+	h.srv.log.Info("customer resumed into a call", "org", s.org.ID)
+	if h.isSelf(rec.Host) {
+		h.rebind(rec.Call, h.self, s.id)
+		return
+	}
+	if !h.relay(rec.Host, relayMsg{Kind: relayRebind, Call: rec.Call, Session: s.id}) {
+		h.resumeFailed(s.id)
+	}
+}
+
+// resumeFailed tells a resumed customer its call is gone.
+func (h *hub) resumeFailed(id string) {
+	h.mu.Lock()
+	s := h.sessions[id]
+	h.mu.Unlock()
+	if s == nil || s.role != protocol.RoleCustomer {
+		return
+	}
+	s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed})
+	s.closeWith(websocket.StatusNormalClosure, "call ended")
+}
+
+// rebind moves the customer side of hosted call id to session on node:
+// its old connection, if still open, is closed; it gets a new participant
+// (the client sets up its media again) and assigned again.
+func (h *hub) rebind(id, node, session string) {
+	c := h.hostedCall(id)
+	if c == nil {
+		if !h.isSelf(node) {
+			h.relay(node, relayMsg{Kind: relayGone, Call: id, Side: protocol.RoleCustomer, Session: session})
+		} else {
+			h.resumeFailed(session)
+		}
+		return
+	}
+	h.mu.Lock()
+	if c.ended {
+		h.mu.Unlock()
+		h.resumeFailed(session)
+		return
+	}
+	sd := &c.cust
+	if sd.grace != nil {
+		sd.grace.Stop()
+		sd.grace = nil
+	}
+	oldS, oldNode := sd.s, sd.node
+	if oldS != nil {
+		h.removeCallLocked(oldS, c)
+	}
+	sd.s, sd.node, sd.id = nil, h.nodeOf(node), session
+	h.mu.Unlock()
+	if oldS != nil && oldS.id != session {
+		oldS.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
+	}
+	if oldNode != "" && oldNode != h.nodeOf(node) {
+		h.relay(oldNode, relayMsg{Kind: relayMoved, Session: session})
+	}
+	// The customer gets assigned first (its client then sets up new
+	// connections), and only then the new participant, whose offers for
+	// the agent's tracks follow.
+	h.bind(c, sd)
+	h.mu.Lock()
+	prev := sd.part
+	sd.part = nil
+	h.mu.Unlock()
+	prev.Close()
+	part, err := c.room.Join(randomID(9), h.mediaSignals(c, protocol.RoleCustomer))
+	if err != nil {
+		h.srv.log.Error("rejoining a resumed customer failed", "org", c.org, "err", err)
+		h.endCall(c, "", protocol.ReasonFailed)
+		return
+	}
+	h.mu.Lock()
+	sd.part = part
+	h.mu.Unlock()
+}
+
+// welcome is the welcome message for session s with resume token token.
+func (h *hub) welcome(s *session, token string) protocol.Message {
+	return protocol.Message{
+		Type: protocol.TypeWelcome, Session: s.id, Role: s.role, Org: s.org.ID, Queue: s.queue, Resume: token,
+		Limits: &protocol.Limits{
+			MaxMessageBytes: h.srv.limits.MaxMessageBytes,
+			MessagesPerSec:  h.srv.limits.MessagesPerSec,
+			Burst:           h.srv.limits.Burst,
+		},
 	}
 }
 
@@ -277,6 +423,27 @@ func (h *hub) reap() {
 	}
 	live[h.self] = true
 	now := time.Now()
+	// Calls hosted here whose side's node died: a customer may resume
+	// within the grace; an agent's call ends.
+	h.mu.Lock()
+	var orphaned []struct {
+		c    *call
+		role string
+	}
+	for _, c := range h.hosted {
+		for _, sd := range []*side{&c.cust, &c.agent} {
+			if sd.node != "" && !live[sd.node] && c.live {
+				orphaned = append(orphaned, struct {
+					c    *call
+					role string
+				}{c, sd.role})
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, o := range orphaned {
+		h.detachSide(o.c, o.role)
+	}
 	for _, org := range h.srv.verifier.Dir.Orgs() {
 		for _, q := range org.Queues {
 			ctx, cancel := h.storeCtx()

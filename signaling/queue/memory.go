@@ -21,6 +21,7 @@ type Memory struct {
 type memOrg struct {
 	queues map[string]*memQueue
 	agents map[string]*memAgent
+	calls  map[string]CallRecord // by customer session
 }
 
 type memQueue struct {
@@ -70,7 +71,7 @@ func NewMemory(now func() time.Time) *Memory {
 func (m *Memory) org(id string) *memOrg {
 	o := m.orgs[id]
 	if o == nil {
-		o = &memOrg{queues: make(map[string]*memQueue), agents: make(map[string]*memAgent)}
+		o = &memOrg{queues: make(map[string]*memQueue), agents: make(map[string]*memAgent), calls: make(map[string]CallRecord)}
 		m.orgs[id] = o
 	}
 	return o
@@ -414,6 +415,45 @@ func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*E
 		return false, nil
 	}
 	return f(&q.waiting[i].Entry), nil
+}
+
+// SaveCall implements Store. Records live until deleted (a single node's
+// calls end with it).
+func (m *Memory) SaveCall(ctx context.Context, org, session string, r CallRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.org(org).calls[session] = r
+	return nil
+}
+
+// LookupCall implements Store.
+func (m *Memory) LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return CallRecord{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o := m.orgs[org]; o != nil {
+		r, ok := o.calls[session]
+		return r, ok, nil
+	}
+	return CallRecord{}, false, nil
+}
+
+// DeleteCall implements Store.
+func (m *Memory) DeleteCall(ctx context.Context, org, session string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o := m.orgs[org]; o != nil {
+		delete(o.calls, session)
+	}
+	return nil
 }
 
 // RecordHandled implements Store.

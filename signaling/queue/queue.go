@@ -68,6 +68,17 @@ type AgentState struct {
 	Available bool // takes new customers (when Active < Capacity)
 }
 
+// CallRecord says where a customer's call is: its id, the node hosting its
+// room ("" on a single node) and the hash of the customer's resume secret.
+type CallRecord struct {
+	Call      string `json:"call"`
+	Host      string `json:"host,omitempty"`
+	ResumeKey string `json:"rk"`
+}
+
+// CallRecordTTL bounds how long a call record lives if nobody deletes it.
+const CallRecordTTL = 12 * time.Hour
+
 // Sample is one recorded duration: a customer's wait when it was answered,
 // or a call's length when it ended.
 type Sample struct {
@@ -146,6 +157,13 @@ type Store interface {
 	// RemoveDetached removes a waiting customer only if it is detached (its
 	// grace ran out and it did not resume); true if removed.
 	RemoveDetached(ctx context.Context, org, queue, session string) (bool, error)
+	// SaveCall records that customer session is in a call, so that it can
+	// resume into it from any node. It expires after CallRecordTTL.
+	SaveCall(ctx context.Context, org, session string, r CallRecord) error
+	// LookupCall returns a customer's call record.
+	LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error)
+	// DeleteCall forgets a customer's call record.
+	DeleteCall(ctx context.Context, org, session string) error
 	// RecordHandled records the length of a call of queue that ended.
 	RecordHandled(ctx context.Context, org, queue string, d time.Duration) error
 	// Snapshot returns a queue's waiting customers, the agents serving it,

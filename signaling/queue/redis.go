@@ -575,6 +575,7 @@ func seqKey(o, q string) string      { return queuePrefix(o) + q + ":seq" }
 func answeredKey(o, q string) string { return queuePrefix(o) + q + ":answered" }
 func handledKey(o, q string) string  { return queuePrefix(o) + q + ":handled" }
 func detachedKey(o, q string) string { return queuePrefix(o) + q + ":detached" }
+func callKey(o, session string) string { return orgPrefix(o) + "call:" + session }
 
 // Enqueue implements Store.
 func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
@@ -922,6 +923,67 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 		return Snapshot{}, fmt.Errorf("queue: snapshot of %s/%s: %w", org, queue, err)
 	}
 	return s, nil
+}
+
+// callKeyFor checks an org and session and returns the call record's key.
+func callKeyFor(org, session string) (string, error) {
+	o, err := escapeID("org", org)
+	if err != nil {
+		return "", err
+	}
+	sid, err := escapeID("session", session)
+	if err != nil {
+		return "", err
+	}
+	return callKey(o, sid), nil
+}
+
+// SaveCall implements Store.
+func (r *Redis) SaveCall(ctx context.Context, org, session string, rec CallRecord) error {
+	key, err := callKeyFor(org, session)
+	if err != nil {
+		return fmt.Errorf("queue: save call: %w", err)
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("queue: save call: %w", err)
+	}
+	if err := r.c.Set(ctx, key, raw, CallRecordTTL).Err(); err != nil {
+		return fmt.Errorf("queue: save call in %s: %w", org, unavailable(err))
+	}
+	return nil
+}
+
+// LookupCall implements Store.
+func (r *Redis) LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error) {
+	key, err := callKeyFor(org, session)
+	if err != nil {
+		return CallRecord{}, false, fmt.Errorf("queue: look up call: %w", err)
+	}
+	raw, err := r.c.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return CallRecord{}, false, nil
+	}
+	if err != nil {
+		return CallRecord{}, false, fmt.Errorf("queue: look up call in %s: %w", org, unavailable(err))
+	}
+	var rec CallRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return CallRecord{}, false, fmt.Errorf("queue: look up call in %s: %w", org, err)
+	}
+	return rec, true, nil
+}
+
+// DeleteCall implements Store.
+func (r *Redis) DeleteCall(ctx context.Context, org, session string) error {
+	key, err := callKeyFor(org, session)
+	if err != nil {
+		return fmt.Errorf("queue: delete call: %w", err)
+	}
+	if err := r.c.Del(ctx, key).Err(); err != nil {
+		return fmt.Errorf("queue: delete call in %s: %w", org, unavailable(err))
+	}
+	return nil
 }
 
 // parseMillis reads Unix milliseconds; a malformed value counts as the epoch

@@ -123,7 +123,7 @@ func TestRedisIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled))$`)
+	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled|detached)|call:[A-Za-z0-9._%-]+)$`)
 	tags := map[string]bool{}
 	for _, k := range keys {
 		if !valid.MatchString(k) {

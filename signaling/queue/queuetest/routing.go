@@ -393,4 +393,27 @@ func runRouting(t *testing.T, newStore func(t *testing.T, now func() time.Time) 
 			t.Fatalf("agents = %+v", snap.Agents)
 		}
 	})
+
+	t.Run("CallRecords", func(t *testing.T) {
+		s, _ := mk(t)
+		rec := queue.CallRecord{Call: "room-1", Host: "n2", ResumeKey: "rk"}
+		if err := s.SaveCall(ctx, orgA, "c1", rec); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := s.LookupCall(ctx, orgA, "c1"); err != nil || !ok || got != rec {
+			t.Fatalf("LookupCall = %+v, %v, %v", got, ok, err)
+		}
+		if _, ok, err := s.LookupCall(ctx, orgB, "c1"); ok || err != nil {
+			t.Fatalf("LookupCall in another org = %v, %v", ok, err)
+		}
+		if err := s.DeleteCall(ctx, orgA, "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.LookupCall(ctx, orgA, "c1"); ok || err != nil {
+			t.Fatalf("LookupCall after DeleteCall = %v, %v", ok, err)
+		}
+		if err := s.DeleteCall(ctx, orgA, "nobody"); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
