@@ -38,8 +38,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
 	// RedisURL, when set, keeps queues and agent presence in that Redis
-	// instead of in memory. Only one node may use a Redis for now: a node
-	// cannot yet connect its customers to another node's agents.
+	// instead of in memory; nodes sharing it form a cluster.
 	RedisURL string
 	// ResumeGrace is how long a disconnected customer keeps its place
 	// (0: signaling.DefaultResumeGrace).

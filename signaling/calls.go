@@ -431,8 +431,8 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 // then closes; an agent goes back to the state it asked for.
 func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	s.send(m)
-	if m.Reason == protocol.ReasonShutdown {
-		return // at shutdown, bye and 1001 follow
+	if !h.srv.Ready() {
+		return // this node is shutting down: bye and 1001 follow
 	}
 	if s.role == protocol.RoleCustomer {
 		s.closeWith(websocket.StatusNormalClosure, "call ended")

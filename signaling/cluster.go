@@ -148,7 +148,7 @@ func (h *hub) hostCall(a queue.Assignment, id string) {
 			}
 			h.mu.Unlock()
 			if pending {
-				h.startFailed(c, role, false)
+				h.startFailed(c, role, startTimedOut)
 			}
 		})
 	})
@@ -213,7 +213,11 @@ func (h *hub) sideBound(c *call, role string, ok, dead bool) {
 		h.detachSide(c, role) // a resumed customer gone again: the grace goes on
 	case live:
 	case !ok:
-		h.startFailed(c, role, dead)
+		why := startGone
+		if dead {
+			why = startDead
+		}
+		h.startFailed(c, role, why)
 	case role == protocol.RoleAgent:
 		h.bind(c, &c.cust)
 	default:
@@ -223,11 +227,20 @@ func (h *hub) sideBound(c *call, role string, ok, dead bool) {
 	}
 }
 
+// Why a side of a call started across nodes could not be bound.
+const (
+	startGone     = iota // its node says the session is not there
+	startDead            // its node could not be reached
+	startTimedOut        // no answer before startDeadline
+)
+
 // startFailed undoes a call whose side role could not be bound. Without an
-// agent, the customer (never told) goes back to its place. Without a
+// agent, the customer (never told) goes back to its place; an agent that is
+// gone is forgotten, one that did not answer in time is released and told
+// the call ended, in case it was told assigned after all. Without a
 // customer, the agent's call ends (peer_left); a customer whose node died
 // goes back to its place, detached, to resume within the grace.
-func (h *hub) startFailed(c *call, role string, dead bool) {
+func (h *hub) startFailed(c *call, role string, why int) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	if role == protocol.RoleAgent {
@@ -244,13 +257,21 @@ func (h *hub) startFailed(c *call, role string, dead bool) {
 		if err := h.srv.store.Requeue(ctx, c.entry); err != nil {
 			h.srv.log.Error("requeue failed", "org", c.org, "queue", c.queue, "err", err)
 		}
-		if err := h.srv.store.RemoveAgent(ctx, c.org, c.agent.id); err != nil {
-			h.srv.log.Error("remove agent failed", "org", c.org, "err", err)
+		var err error
+		if why == startTimedOut {
+			err = h.srv.store.Release(ctx, c.org, c.agent.id)
+			ended := protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed, Room: c.id}
+			h.relay(c.agent.node, relayMsg{Kind: relayEnded, Call: c.id, Side: protocol.RoleAgent, Session: c.agent.id, Msg: &ended})
+		} else {
+			err = h.srv.store.RemoveAgent(ctx, c.org, c.agent.id)
+		}
+		if err != nil {
+			h.srv.log.Error("undo agent after a failed start", "org", c.org, "err", err)
 		}
 		h.srv.goTracked(func() { h.place(c.org, c.queue) })
 		return
 	}
-	if dead {
+	if why == startDead {
 		if err := h.srv.store.Requeue(ctx, c.entry); err == nil {
 			_, _ = h.srv.store.Detach(ctx, c.org, c.queue, c.entry.Session, time.Now())
 		}

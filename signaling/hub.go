@@ -36,6 +36,10 @@ type hub struct {
 	invites     map[string]*invite                          // open invites by id (invite.go)
 	graces      map[string]*grace                           // disconnected customers keeping their place, by session (resume.go)
 
+	// absent notes since when each node the reaper cares about has been
+	// missing from the registry; only the hub's loop goroutine uses it.
+	absent map[string]time.Time
+
 	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
 	kicked chan struct{}     // wakes the refresher
 }
@@ -62,6 +66,7 @@ func newHub(s *Server) *hub {
 		invites:     make(map[string]*invite),
 		graces:      make(map[string]*grace),
 		dirty:       make(map[queueKey]bool),
+		absent:      make(map[string]time.Time),
 		kicked:      make(chan struct{}, 1),
 	}
 }

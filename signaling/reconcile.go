@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -46,6 +47,15 @@ func (h *hub) loop(stop <-chan struct{}) {
 // if it has lost them. A store that cannot be reached is left for the next
 // round.
 func (h *hub) reconcile() {
+	// The node's mark in the store tells a store that lost its data from
+	// customers who are out of the queue for a moment (offered to an agent
+	// on another node, or being bound to a call).
+	ctx, cancel := h.storeCtx()
+	marked, err := h.srv.store.Marked(ctx, h.markID())
+	cancel()
+	if err != nil || marked {
+		return
+	}
 	h.placeMu.Lock()
 	missing := map[queueKey][]queue.Entry{}
 	h.mu.Lock()
@@ -76,6 +86,7 @@ func (h *hub) reconcile() {
 			}
 		}
 	}
+	failed := false
 	for k, entries := range missing {
 		// Requeue puts each back at its place (by priority and Since);
 		// the order of the calls does not matter.
@@ -84,25 +95,43 @@ func (h *hub) reconcile() {
 			ctx, cancel := h.storeCtx()
 			err := h.srv.store.Requeue(ctx, e)
 			cancel()
-			if err != nil {
+			if err != nil && !errors.Is(err, queue.ErrExists) {
 				h.srv.log.Warn("restoring waiting customers failed", "org", k.org, "queue", k.queue, "err", err)
+				failed = true
 				break
 			}
 		}
 		h.srv.log.Warn("queue store had lost waiting customers; restored", "org", k.org, "queue", k.queue, "customers", len(entries))
 	}
-	if lost {
-		h.restoreAgents()
-	}
+	restored := !failed && h.restoreAgents()
 	h.placeMu.Unlock()
+	if restored {
+		ctx, cancel := h.storeCtx()
+		if err := h.srv.store.Mark(ctx, h.markID()); err != nil {
+			h.srv.log.Warn("marking the store failed", "err", err)
+		}
+		cancel()
+	}
+	if lost {
+		h.srv.log.Warn("queue store had lost this node's customers and agents; restored")
+	}
 	for k := range missing {
 		h.place(k.org, k.queue)
 	}
 }
 
+// markID names this node's mark in the store.
+func (h *hub) markID() string {
+	if h.self == "" {
+		return "single"
+	}
+	return h.self
+}
+
 // restoreAgents announces this node's agents to the store again, each as
-// available as it asked to be and not in a call. h.placeMu must be held.
-func (h *hub) restoreAgents() {
+// available as it asked to be and not in a call; false if the store failed.
+// h.placeMu must be held.
+func (h *hub) restoreAgents() bool {
 	h.mu.Lock()
 	type agent struct {
 		rec       queue.Agent
@@ -123,7 +152,8 @@ func (h *hub) restoreAgents() {
 		cancel()
 		if err != nil {
 			h.srv.log.Warn("restoring agent presence failed", "org", a.rec.Org, "err", err)
-			return
+			return false
 		}
 	}
+	return true
 }

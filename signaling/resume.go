@@ -194,7 +194,11 @@ func (s *session) resume(m protocol.Message) {
 	s.log = s.log.With("org", org.ID, "role", protocol.RoleCustomer)
 	if err := h.resumed(s, e, m.Token); err != nil {
 		s.sendError(err, m.ID)
-		s.closeWith(websocket.StatusPolicyViolation, string(protocol.AsError(err).Code))
+		code := websocket.StatusPolicyViolation
+		if protocol.AsError(err).Code == protocol.CodeUnavailable {
+			code = websocket.StatusTryAgainLater
+		}
+		s.closeWith(code, string(protocol.AsError(err).Code))
 	}
 }
 
@@ -407,6 +411,45 @@ func (h *hub) welcome(s *session, token string) protocol.Message {
 	}
 }
 
+// deadAfter is how long a node must be missing from the registry before
+// the reaper takes it for dead (more than the registry's TTL).
+const deadAfter = 15 * time.Second
+
+// endOrphanedStubs ends this node's side of calls whose room's node is
+// dead: the customer is told the call failed and its connection closes; an
+// agent's slot is released (the room's node cannot) and it goes back to the
+// state it asked for. Called with dead from reap.
+func (h *hub) endOrphanedStubs(dead func(string) bool) {
+	type orphan struct {
+		s *session
+		c *call
+	}
+	var orphans []orphan
+	h.mu.Lock()
+	for s, calls := range h.calls {
+		for _, c := range calls {
+			if c.host != "" && dead(c.host) {
+				orphans = append(orphans, orphan{s, c})
+			}
+		}
+	}
+	for _, o := range orphans {
+		h.removeCallLocked(o.s, o.c)
+	}
+	h.mu.Unlock()
+	for _, o := range orphans {
+		if o.s.role == protocol.RoleAgent {
+			ctx, cancel := h.storeCtx()
+			if err := h.srv.store.Release(ctx, o.c.org, o.s.id); err != nil {
+				h.srv.log.Warn("release agent failed", "err", err)
+			}
+			cancel()
+		}
+		h.srv.log.Warn("the node hosting a call is gone; call ended", "org", o.c.org, "call", o.c.id)
+		h.sideEnded(o.s, protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed, Room: o.c.id}, o.c.org, o.c.queue)
+	}
+}
+
 // reap looks after what dead nodes left in the store: their waiting
 // customers are detached (to resume elsewhere within the grace), detached
 // customers whose grace ran out are removed, and their agents are
@@ -423,6 +466,26 @@ func (h *hub) reap() {
 	}
 	live[h.self] = true
 	now := time.Now()
+	// A node is dead once it has been missing from the registry for
+	// deadAfter: right after Redis restarts every node is missing until its
+	// next heartbeat, and must not be taken for dead.
+	dead := func(node string) bool {
+		if node == "" || live[node] {
+			return false
+		}
+		since, ok := h.absent[node]
+		if !ok {
+			h.absent[node] = now
+			return false
+		}
+		return now.Sub(since) >= deadAfter
+	}
+	for node := range h.absent {
+		if live[node] {
+			delete(h.absent, node)
+		}
+	}
+	h.endOrphanedStubs(dead)
 	// Calls hosted here whose side's node died: a customer may resume
 	// within the grace; an agent's call ends.
 	h.mu.Lock()
@@ -432,7 +495,7 @@ func (h *hub) reap() {
 	}
 	for _, c := range h.hosted {
 		for _, sd := range []*side{&c.cust, &c.agent} {
-			if sd.node != "" && !live[sd.node] && c.live {
+			if c.live && dead(sd.node) {
 				orphaned = append(orphaned, struct {
 					c    *call
 					role string
@@ -454,7 +517,7 @@ func (h *hub) reap() {
 			}
 			for _, e := range snap.Waiting {
 				switch {
-				case e.Detached.IsZero() && e.Node != "" && !live[e.Node]:
+				case e.Detached.IsZero() && dead(e.Node):
 					ctx, cancel := h.storeCtx()
 					_, _ = h.srv.store.Detach(ctx, org.ID, q.Name, e.Session, now)
 					cancel()
@@ -463,7 +526,7 @@ func (h *hub) reap() {
 				}
 			}
 			for _, a := range snap.Agents {
-				if a.Node != "" && !live[a.Node] {
+				if dead(a.Node) {
 					ctx, cancel := h.storeCtx()
 					_ = h.srv.store.RemoveAgent(ctx, org.ID, a.Session)
 					cancel()

@@ -14,8 +14,9 @@ import (
 type Memory struct {
 	now func() time.Time
 
-	mu   sync.Mutex
-	orgs map[string]*memOrg
+	mu    sync.Mutex
+	orgs  map[string]*memOrg
+	marks map[string]bool // nodes that called Mark
 }
 
 type memOrg struct {
@@ -454,6 +455,30 @@ func (m *Memory) DeleteCall(ctx context.Context, org, session string) error {
 		delete(o.calls, session)
 	}
 	return nil
+}
+
+// Mark implements Store: memory loses nothing while the process lives.
+func (m *Memory) Mark(ctx context.Context, node string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.marks == nil {
+		m.marks = make(map[string]bool)
+	}
+	m.marks[node] = true
+	return nil
+}
+
+// Marked implements Store.
+func (m *Memory) Marked(ctx context.Context, node string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.marks[node], nil
 }
 
 // RecordHandled implements Store.

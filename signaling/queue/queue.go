@@ -164,6 +164,11 @@ type Store interface {
 	LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error)
 	// DeleteCall forgets a customer's call record.
 	DeleteCall(ctx context.Context, org, session string) error
+	// Mark records that node's state is in the store; Marked reports whether
+	// it still is: false when the store is new to node or has lost its data
+	// since (a Redis restarted without persistence).
+	Mark(ctx context.Context, node string) error
+	Marked(ctx context.Context, node string) (bool, error)
 	// RecordHandled records the length of a call of queue that ended.
 	RecordHandled(ctx context.Context, org, queue string, d time.Duration) error
 	// Snapshot returns a queue's waiting customers, the agents serving it,

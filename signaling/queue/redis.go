@@ -571,10 +571,10 @@ return 1
 `)
 )
 
-func seqKey(o, q string) string      { return queuePrefix(o) + q + ":seq" }
-func answeredKey(o, q string) string { return queuePrefix(o) + q + ":answered" }
-func handledKey(o, q string) string  { return queuePrefix(o) + q + ":handled" }
-func detachedKey(o, q string) string { return queuePrefix(o) + q + ":detached" }
+func seqKey(o, q string) string        { return queuePrefix(o) + q + ":seq" }
+func answeredKey(o, q string) string   { return queuePrefix(o) + q + ":answered" }
+func handledKey(o, q string) string    { return queuePrefix(o) + q + ":handled" }
+func detachedKey(o, q string) string   { return queuePrefix(o) + q + ":detached" }
 func callKey(o, session string) string { return orgPrefix(o) + "call:" + session }
 
 // Enqueue implements Store.
@@ -984,6 +984,26 @@ func (r *Redis) DeleteCall(ctx context.Context, org, session string) error {
 		return fmt.Errorf("queue: delete call in %s: %w", org, unavailable(err))
 	}
 	return nil
+}
+
+// markKey is a node's mark, which only a loss of Redis's data removes.
+func markKey(node string) string { return "hc:marks:" + neturl.PathEscape(node) }
+
+// Mark implements Store.
+func (r *Redis) Mark(ctx context.Context, node string) error {
+	if err := r.c.Set(ctx, markKey(node), "1", 0).Err(); err != nil {
+		return fmt.Errorf("queue: mark: %w", unavailable(err))
+	}
+	return nil
+}
+
+// Marked implements Store.
+func (r *Redis) Marked(ctx context.Context, node string) (bool, error) {
+	n, err := r.c.Exists(ctx, markKey(node)).Result()
+	if err != nil {
+		return false, fmt.Errorf("queue: marked: %w", unavailable(err))
+	}
+	return n == 1, nil
 }
 
 // parseMillis reads Unix milliseconds; a malformed value counts as the epoch

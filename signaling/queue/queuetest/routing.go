@@ -416,4 +416,20 @@ func runRouting(t *testing.T, newStore func(t *testing.T, now func() time.Time) 
 			t.Fatal(err)
 		}
 	})
+
+	t.Run("Mark", func(t *testing.T) {
+		s, _ := mk(t)
+		if ok, err := s.Marked(ctx, "n1"); err != nil || ok {
+			t.Fatalf("Marked before Mark = %v, %v", ok, err)
+		}
+		if err := s.Mark(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Marked(ctx, "n1"); err != nil || !ok {
+			t.Fatalf("Marked after Mark = %v, %v", ok, err)
+		}
+		if ok, err := s.Marked(ctx, "n2"); err != nil || ok {
+			t.Fatalf("another node Marked = %v, %v", ok, err)
+		}
+	})
 }
