@@ -328,14 +328,19 @@ local function load(key, id)
 end
 `
 
-// luaSamples records a sample in a sorted set scored by time and trims the
-// set to the retention (ARGV positions are the caller's).
+// luaSamples records a sample in a sorted set scored by time. The set is
+// trimmed to the retention (older than cut, beyond keep) only once it holds
+// 64 more than keep, so that most calls cost one ZADD and one ZCARD; readers
+// select by time, so the few extra samples are never seen.
 const luaSamples = `
 local function record(key, at, member, cut, keep)
   redis.call('ZADD', key, at, member)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut)
   local n = redis.call('ZCARD', key)
-  if n > keep then redis.call('ZREMRANGEBYRANK', key, 0, n - keep - 1) end
+  if n > keep + 64 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut)
+    n = redis.call('ZCARD', key)
+    if n > keep then redis.call('ZREMRANGEBYRANK', key, 0, n - keep - 1) end
+  end
 end
 `
 
@@ -504,14 +509,17 @@ if ARGV[2] == '' then
 else
   local members = redis.call('ZRANGE', KEYS[3], 0, -1)
   if #members == 0 then return false end
+  -- Agents' records are decoded only when first needed: usually the first
+  -- ready agent takes the first customer.
   local agents = {}
-  for i, m in ipairs(members) do
-    local aid = string.sub(m, 22)
-    local rec = load(KEYS[4], aid)
-    if not rec then
-      return redis.error_reply('queue store corrupt: ready agent ' .. aid .. ' has no record')
+  local function agent(i)
+    if not agents[i] then
+      local aid = string.sub(members[i], 22)
+      local rec = load(KEYS[4], aid)
+      if not rec then return nil, aid end
+      agents[i] = {aid, rec}
     end
-    agents[i] = {aid, rec}
+    return agents[i]
   end
   local reqs = cjson.decode(ARGV[2])
   local waiting = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
@@ -521,7 +529,11 @@ else
     if v and attached(s) then
       local e = cjson.decode(string.sub(v, 36))
       local waited = math.max(now - (tonumber(e.ms) or now), 0)
-      for _, a in ipairs(agents) do
+      for i = 1, #members do
+        local a, missing = agent(i)
+        if not a then
+          return redis.error_reply('queue store corrupt: ready agent ' .. missing .. ' has no record')
+        end
         if eligible(reqs, e.attrs, a[2].sk, waited) then
           sid, entry, id, ag = s, v, a[1], a[2]
           break
@@ -868,6 +880,10 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 	o, q, err := escapeOrgQueue(org, queue)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("queue: snapshot: %w", err)
+	}
+	// Samples are trimmed lazily (luaSamples): leave out the expired ones.
+	if cut := r.now().Add(-SampleAge); since.Before(cut) {
+		since = cut
 	}
 	from := strconv.FormatInt(since.UnixMilli(), 10)
 	var (
