@@ -180,6 +180,19 @@ func TestDemoCall(t *testing.T) {
 		})()`, before.Frames))
 	}
 
+	// The customer's connection drops: the page resumes with its token and
+	// the call goes on with new peer connections; video flows both ways again.
+	agentBefore := waitMedia(t, ctx, "agent")
+	run(t, custTab, "drop the customer's connection",
+		chromedp.Evaluate[chromedp.Void](`window.hc.ws.close(4000, "test: connection lost")`))
+	waitJS(t, custTab, "customer resumed into the call", `window.hc.resumes === 1 && window.hc.status === "connected" && !!window.hc.pc.sub && window.hc.pc.sub.connectionState === "connected"`)
+	waitMedia(t, custTab, "customer after resume")
+	waitJS(t, ctx, "agent decoding the resumed customer's video", fmt.Sprintf(`(async () => {
+	  let f = 0;
+	  (await window.hc.pc.sub.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "video") f += r.framesDecoded || 0; });
+	  return f > %d + 30;
+	})()`, agentBefore.Frames))
+
 	// The customer hangs up; both see the call end.
 	run(t, custTab, "hang up", chromedp.Click(chromedp.ID("hangup")))
 	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)

@@ -50,7 +50,9 @@
     ws: null,
     session: null, // welcome.session
     limits: null, // welcome.limits
-    queue: null, // customer: {position, length} from the last "queued"
+    queue: null, // customer: {position, length, wait} from the last "queued"
+    resume: null, // customer: welcome.resume, to take back its place or call after a lost connection
+    resumes: 0, // customer: reconnections made with the resume token
     agentState: null, // agent: state from the last "agent_state"
     peer: null, // assigned.peer: {role, name}
     room: null, // assigned.room
@@ -74,6 +76,8 @@
   let agentWants = "available"; // agent: what to tell the server after welcome
   let awaitingAgentState = false;
   let hangupTimer = 0;
+  let resumeTimer = 0; // pending reconnection with the resume token
+  let resumeTries = 0; // failed reconnections in a row
   const pendingEcho = []; // own chat messages the server may echo back: {text, entry}
 
   // ---- small UI helpers ----
@@ -93,6 +97,14 @@
     if (!ui.notice) return;
     ui.notice.textContent = text || "";
     ui.notice.hidden = !text;
+  }
+
+  // formatWait words an estimated wait in seconds (already rounded by the
+  // server: 15 s steps below a minute, minutes, then 5 minutes).
+  function formatWait(seconds) {
+    if (seconds < 60) return "under a minute";
+    const minutes = Math.round(seconds / 60);
+    return "about " + minutes + (minutes === 1 ? " minute" : " minutes");
   }
 
   function setQueueText(text) {
@@ -252,6 +264,10 @@
   async function startSession() {
     if (starting) return;
     starting = true;
+    if (resumeTimer) clearTimeout(resumeTimer);
+    resumeTimer = 0;
+    resumeTries = 0;
+    hc.resume = null;
     dropSocket("starting over");
     endCall();
     byeReceived = false;
@@ -283,7 +299,9 @@
     connect(token);
   }
 
-  function connect(token) {
+  // connect opens the signaling socket and sends join with token, or
+  // resume with a resume token when resume is true.
+  function connect(token, resume) {
     let s;
     try {
       s = new WebSocket(signalURL());
@@ -300,8 +318,8 @@
 
     s.addEventListener("open", () => {
       if (s !== ws) return;
-      setStatus("Joining…");
-      send({ type: "join", token });
+      setStatus(resume ? "Reconnecting…" : "Joining…");
+      send({ type: resume ? "resume" : "join", token });
       updateControls();
     });
     s.addEventListener("message", (ev) => {
@@ -341,7 +359,32 @@
     1013: "the server is busy; try again later",
   };
 
+  // The connection dropped (not a normal close, not a shutdown): a customer
+  // reconnects with its resume token and keeps its place or its call. The
+  // server keeps them for a minute by default; retries back off up to 8 s.
+  function tryResume(ev) {
+    if (role !== "customer" || !hc.resume || byeReceived || ev.code === 1000 || ev.code === 1008) return false;
+    if (hc.status !== "queued" && hc.status !== "connected") return false;
+    if (resumeTries >= 8) return false;
+    const delay = Math.min(1000 * 2 ** resumeTries, 8000);
+    resumeTries++;
+    endCall();
+    setStatus("Connection lost; reconnecting…", "info");
+    resumeTimer = setTimeout(() => {
+      resumeTimer = 0;
+      hc.resumes++;
+      connect(hc.resume, true);
+    }, delay);
+    return true;
+  }
+
   function onSocketClosed(ev) {
+    if (tryResume(ev)) {
+      ws = null;
+      hc.ws = null;
+      welcomed = false;
+      return;
+    }
     ws = null;
     hc.ws = null;
     welcomed = false;
@@ -368,7 +411,7 @@
   // ---- protocol ----
 
   // Errors after which this connection is of no use.
-  const fatalCodes = new Set(["bad_token", "token_expired", "unknown_org", "forbidden_origin", "unsupported_version", "queue_full"]);
+  const fatalCodes = new Set(["bad_token", "bad_resume", "token_expired", "unknown_org", "forbidden_origin", "unsupported_version", "queue_full"]);
 
   const endedReasons = {
     hangup: "You hung up.",
@@ -387,7 +430,9 @@
     switch (msg.type) {
       case "welcome":
         welcomed = true;
+        resumeTries = 0;
         hc.session = msg.session || null;
+        if (msg.resume) hc.resume = msg.resume;
         hc.limits = msg.limits || null;
         if (role === "agent") {
           setStatus("Connected.");
@@ -402,13 +447,15 @@
       case "queued": {
         const position = Number(msg.position) || 0;
         const length = Number(msg.length) || 0;
-        hc.queue = { position, length };
+        const wait = Number(msg.wait) || 0; // estimated seconds; absent when unknown
+        hc.queue = { position, length, wait };
         if (hc.status !== "connected") {
           setState("queued");
           setStatus("Waiting for an agent…");
         }
         let text = position > 0 ? "You are number " + position + " in the queue" : "You are in the queue";
         if (length > 0) text += " (" + length + " waiting)";
+        text += wait > 0 ? ". Expected wait: " + formatWait(wait) + "." : ". Waiting for an agent to become free.";
         setQueueText(text);
         break;
       }
