@@ -594,6 +594,9 @@ func TestToken(t *testing.T) {
 		{"secret env", []string{"--org", "acme", "--key", "acme-key", "--secret-env", "ACME_SECRET", "--sub", "visitor-1", "--name", "Ada", "--queue", "sales", "--attr", "language=en", "--attr", "tier=gold"}, protocol.RoleCustomer},
 		{"secret flag no key", []string{"--org", "acme", "--secret", testSecret, "--sub", "agent-1", "--role", "agent", "--ttl", "5m"}, protocol.RoleAgent},
 		{"config file", []string{"--org", "acme", "--config", configPath, "--sub", "visitor-2", "--queue", "sales"}, protocol.RoleCustomer},
+		{"agent skills", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "agent-2", "--role", "agent",
+			"--skill", "language=de:3", "--skill", "language=en:1", "--skill", "product=billing:2", "--capacity", "2"}, protocol.RoleAgent},
+		{"supervisor", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "sup-1", "--role", "supervisor"}, protocol.RoleSupervisor},
 	}
 	v := &auth.Verifier{Dir: dir}
 	for _, tt := range tests {
@@ -613,6 +616,10 @@ func TestToken(t *testing.T) {
 			if org.ID != "acme" || c.Role != tt.role || c.ExpiresAt == nil {
 				t.Errorf("claims %+v", c)
 			}
+			if tt.name == "agent skills" && (c.Skills["language"]["de"] != 3 || c.Skills["language"]["en"] != 1 ||
+				c.Skills["product"]["billing"] != 2 || c.Capacity != 2) {
+				t.Errorf("skills %v capacity %d", c.Skills, c.Capacity)
+			}
 		})
 	}
 
@@ -631,6 +638,10 @@ func TestToken(t *testing.T) {
 		{"bad ttl", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--ttl", "long"}, "invalid value"},
 		{"bad attr", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--attr", "novalue"}, `"novalue" is not key=value`},
 		{"duplicate attr", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--attr", "a=1", "--attr", "a=2"}, "given twice"},
+		{"bad skill", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--skill", "language=de"}, "is not skill=value:level"},
+		{"skill level out of range", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--skill", "language=de:11"}, "levels are 1 to 10"},
+		{"customer with skills", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--skill", "language=de:1"}, "for agents only"},
+		{"capacity too high", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--capacity", "9"}, "capacity 9 is out of range"},
 		{"bad org id", []string{"--org", "Acme", "--secret-env", "ACME_SECRET", "--sub", "x"}, "not a valid organization id"},
 		{"unknown queue in config", []string{"--org", "acme", "--config", configPath, "--sub", "x", "--queue", "billing"}, "does not exist"},
 		{"org not in config", []string{"--org", "globex", "--config", configPath, "--sub", "x"}, `"globex" is not in`},

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 // attrFlag collects repeated --attr key=value flags.
@@ -37,11 +39,43 @@ func (a attrFlag) Set(v string) error {
 	return nil
 }
 
+// skillFlag collects repeated --skill name=value:level flags.
+type skillFlag routing.Skills
+
+func (f skillFlag) String() string {
+	var parts []string
+	for name, vals := range f {
+		for v, lvl := range vals {
+			parts = append(parts, fmt.Sprintf("%s=%s:%d", name, v, lvl))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f skillFlag) Set(v string) error {
+	name, rest, ok := strings.Cut(v, "=")
+	val, lvl, ok2 := strings.Cut(rest, ":")
+	level, err := strconv.Atoi(lvl)
+	if !ok || !ok2 || name == "" || val == "" || err != nil {
+		return fmt.Errorf("%q is not skill=value:level (like language=de:3)", v)
+	}
+	if f[name] == nil {
+		f[name] = map[string]int{}
+	}
+	if _, dup := f[name][val]; dup {
+		return fmt.Errorf("skill %s=%s given twice", name, val)
+	}
+	f[name][val] = level
+	return nil
+}
+
 // tokenOptions are the flags of "helpcaster token".
 type tokenOptions struct {
 	org, key, secret, secretEnv, config string
 	role, sub, name, queue              string
 	attrs                               attrFlag
+	skills                              skillFlag
+	capacity                            int
 	ttl                                 time.Duration
 }
 
@@ -61,7 +95,7 @@ func runToken(args []string, env func(string) string, stdout, stderr io.Writer) 
 }
 
 func mintFromArgs(args []string, env func(string) string, stderr io.Writer) (string, error) {
-	o := tokenOptions{attrs: attrFlag{}}
+	o := tokenOptions{attrs: attrFlag{}, skills: skillFlag{}}
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.org, "org", "", "organization id (required)")
@@ -69,11 +103,13 @@ func mintFromArgs(args []string, env func(string) string, stderr io.Writer) (str
 	fs.StringVar(&o.secret, "secret", "", "API secret (visible to other local users; prefer --secret-env)")
 	fs.StringVar(&o.secretEnv, "secret-env", "", "name of the environment variable holding the API secret")
 	fs.StringVar(&o.config, "config", "", "read the organization (key and secret) from this serve config file")
-	fs.StringVar(&o.role, "role", protocol.RoleCustomer, "role: customer or agent")
+	fs.StringVar(&o.role, "role", protocol.RoleCustomer, "role: customer, agent or supervisor")
 	fs.StringVar(&o.sub, "sub", "", "subject id: the org's own id for the user (required)")
 	fs.StringVar(&o.name, "name", "", "display name shown to the other side")
 	fs.StringVar(&o.queue, "queue", "", "customer: queue to join; agent: queue to serve (default: the org's default queue)")
-	fs.Var(o.attrs, "attr", "routing attribute key=value (repeatable)")
+	fs.Var(o.attrs, "attr", "customer: routing attribute key=value (repeatable)")
+	fs.Var(o.skills, "skill", "agent: skill=value:level, like language=de:3 (repeatable)")
+	fs.IntVar(&o.capacity, "capacity", 0, "agent: calls at once (default 1)")
 	fs.DurationVar(&o.ttl, "ttl", time.Hour, "token lifetime (at most 24h)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,6 +140,10 @@ func mintFromArgs(args []string, env func(string) string, stderr io.Writer) (str
 	if len(o.attrs) > 0 {
 		c.Attrs = o.attrs
 	}
+	if len(o.skills) > 0 {
+		c.Skills = routing.Skills(o.skills)
+	}
+	c.Capacity = o.capacity
 	tok, err := auth.Mint(org, c, o.ttl, time.Now())
 	if err != nil {
 		return "", err
@@ -160,6 +200,8 @@ The secret comes from --secret-env NAME, --secret, or the org in --config FILE.
 Example:
   ACME_SECRET=... helpcaster token --org acme --key acme-key --secret-env ACME_SECRET \
       --role customer --sub visitor-42 --name Ada --attr language=en --ttl 10m
+  helpcaster token --org acme --config helpcaster.yaml --role agent --sub agent-7 \
+      --name Bea --skill language=de:3 --skill language=en:1 --capacity 2
 
 Flags:
 `)
