@@ -131,6 +131,7 @@ func TestDemoCall(t *testing.T) {
 		chromedp.Click(chromedp.ID("available")),
 	)
 	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
+	waitJS(t, ctx, "agent shown its queue", `!!window.hc.queueStats && window.hc.queueStats.available === 1 && !document.getElementById("queue-stats").hidden`)
 
 	// The customer asks for help, is queued and connected.
 	run(t, custTab, "customer page",

@@ -21,6 +21,7 @@
   const ui = {
     status: byId("status"),
     queue: byId("queue-position"),
+    queueStats: byId("queue-stats"),
     notice: byId("notice"),
     join: byId("join"),
     available: byId("available"),
@@ -54,6 +55,7 @@
     resume: null, // customer: welcome.resume, to take back its place or call after a lost connection
     resumes: 0, // customer: reconnections made with the resume token
     agentState: null, // agent: state from the last "agent_state"
+    queueStats: null, // agent: the last "queue_stats" summary
     peer: null, // assigned.peer: {role, name}
     room: null, // assigned.room
     speaker: "", // who is speaking in the call, from "speaker": "you", "peer" or "" (nobody)
@@ -457,6 +459,20 @@
         if (length > 0) text += " (" + length + " waiting)";
         text += wait > 0 ? ". Expected wait: " + formatWait(wait) + "." : ". Waiting for an agent to become free.";
         setQueueText(text);
+        break;
+      }
+
+      case "queue_stats": {
+        const st = msg.stats || {};
+        hc.queueStats = st;
+        if (ui.queueStats) {
+          let text = "Queue " + (msg.queue || "") + ": " + (st.waiting || 0) + " waiting";
+          if (st.waiting) text += ", longest " + formatWait(st.longestWait || 0).replace("about ", "");
+          text += "; agents " + (st.available || 0) + " available, " + (st.busy || 0) + " busy, " + (st.away || 0) + " away";
+          if (st.answered) text += "; last hour: " + st.answered + " answered, average wait " + formatWait(st.avgWait || 0).replace("about ", "");
+          ui.queueStats.textContent = text + ".";
+          ui.queueStats.hidden = false;
+        }
         break;
       }
 
