@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,7 @@ type proc struct {
 	id     string
 	cmd    *exec.Cmd
 	ws     string
+	base   string // http://host:port
 	log    string
 	exited chan struct{}
 }
@@ -57,7 +60,7 @@ func startNode(t *testing.T, bin, config, redisURL, id string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &proc{id: id, cmd: cmd, ws: "ws://" + addr + "/v1/signal", log: logPath, exited: make(chan struct{})}
+	n := &proc{id: id, cmd: cmd, ws: "ws://" + addr + "/v1/signal", base: "http://" + addr, log: logPath, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -281,6 +284,61 @@ func TestClusterProcesses(t *testing.T) {
 		t.Fatalf("after the Redis restart the agent got %+v, want c3", m.Peer)
 	}
 	next(c3, protocol.TypeAssigned)
+
+	// The node hosting this call dies. Whichever side is on another node is
+	// told the call failed once the node is taken for dead (15 s missing
+	// from the registry); an agent that survives is available again.
+	var host *proc
+	for _, n := range []*proc{n2, n3} {
+		if rooms(t, n) == 1 {
+			host = n
+		}
+	}
+	if host == nil {
+		t.Fatal("no node reports the call's room")
+	}
+	t.Logf("the call's room is on %s; killing it", host.id)
+	if err := host.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-host.exited
+	survivor, name := agent, "agent"
+	if host == n3 {
+		survivor, name = c3, "customer"
+	}
+	if m := next(survivor, protocol.TypeEnded); m.Reason != protocol.ReasonFailed {
+		t.Fatalf("%s after the room's node died: %+v, want ended failed", name, m)
+	}
+	if survivor == agent {
+		if m := next(agent, protocol.TypeAgentState); m.State != protocol.AgentAvailable {
+			t.Fatalf("agent after its call's node died: %+v, want available", m)
+		}
+	}
+}
+
+// rooms reads helpcaster_sfu_rooms from a node's /metrics.
+func rooms(t *testing.T, n *proc) int {
+	t.Helper()
+	resp, err := http.Get(n.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "helpcaster_sfu_rooms "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %q", n.id, line)
+			}
+			return int(f)
+		}
+	}
+	t.Fatalf("%s: no helpcaster_sfu_rooms in /metrics", n.id)
+	return 0
 }
 
 // waitLive waits until n nodes are in the cluster registry.
