@@ -42,7 +42,7 @@ func TestOpenStore(t *testing.T) {
 	rs.Stop()
 	logs.Reset()
 	s, closeStore, err = openStore(rs.URL(), log)
-	if err != nil {
+	if err != nil || s == nil {
 		t.Fatalf("Redis down at start: %v", err)
 	}
 	defer closeStore()

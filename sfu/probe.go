@@ -137,7 +137,7 @@ func (d *downTrack) sendProbe(id, rate int, done <-chan struct{}) int {
 		select {
 		case <-done:
 			return sent
-		case <-time.After(start.Add(time.Duration(sent) * spacing).Sub(time.Now())):
+		case <-time.After(time.Until(start.Add(time.Duration(sent) * spacing))):
 		}
 	}
 	return sent

@@ -256,20 +256,17 @@ func (h *hub) mediaSignals(c *call, role string) func(sfu.Signal) {
 		case sig.Layers != nil:
 			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeLayers, Track: sig.Layers.TrackID, Active: sig.Layers.Active, Paused: sig.Layers.Paused})
 		case sig.Failed:
+			h.mu.Lock()
+			detached := role == protocol.RoleCustomer && c.cust.grace != nil
+			h.mu.Unlock()
+			if detached {
+				return // its connection is gone anyway; the resume grace decides
+			}
 			// Not from this callback's goroutine: ending closes the connection
 			// that is calling us.
 			h.srv.goTracked(func() { h.endCall(c, "", protocol.ReasonFailed) })
 		}
 	}
-}
-
-// inCall reports whether a client message type acts on the current call.
-func inCall(typ string) bool {
-	switch typ {
-	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
-		return true
-	}
-	return false
 }
 
 // fromClient handles a call message of local session s: on the call here,
@@ -447,6 +444,14 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	}
 	h.sendAgentState(s)
 	if st.wantAvailable {
+		// Say so again: a store that lost its data while the call ran has
+		// this agent as away.
+		ctx, cancel := h.storeCtx()
+		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), true)
+		cancel()
+		if err != nil {
+			h.srv.log.Warn("set agent presence after a call failed", "err", err)
+		}
 		h.place(org, q)
 	}
 }
@@ -532,7 +537,7 @@ func (h *hub) endAll(reason string) {
 		if c.host != "" {
 			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: c.localSide().role})
 			if s := c.localSide().s; s != nil {
-				s.send(protocol.Message{Type: protocol.TypeEnded, Reason: reason})
+				s.send(protocol.Message{Type: protocol.TypeEnded, Reason: reason, Room: c.id})
 			}
 			continue
 		}

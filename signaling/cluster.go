@@ -309,7 +309,7 @@ func (h *hub) onRelay(data []byte) {
 		if c := h.hostedCall(m.Call); c != nil {
 			h.srv.goTracked(func() { h.sideBound(c, m.Side, m.Kind == relayBound, false) })
 		} else if m.Kind == relayGone && m.Session != "" {
-			h.resumeFailed(m.Session) // the call this customer resumed into is gone
+			h.resumeFailed(m.Session, m.Call) // the call this customer resumed into is gone
 		}
 	case relayDetach:
 		if c := h.hostedCall(m.Call); c != nil && c.side(m.Side).node == m.From {
@@ -344,6 +344,9 @@ func (h *hub) onRelay(data []byte) {
 		c := h.calls[s][m.Call]
 		h.removeCallLocked(s, c)
 		h.mu.Unlock()
+		if c == nil {
+			return
+		}
 		msg := *m.Msg
 		h.srv.goTracked(func() { h.sideEnded(s, msg, c.org, c.queue) })
 	case relayInvite:

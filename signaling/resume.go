@@ -154,7 +154,7 @@ func (s *session) resume(m protocol.Message) {
 		got, ok, err := s.srv.store.Lookup(ctx, org.ID, q.Name, id)
 		cancel()
 		if err != nil {
-			s.fail(storeError("look up resumed customer", err), m.ID)
+			s.failStore(storeError("look up resumed customer", err), m.ID)
 			return
 		}
 		if ok {
@@ -168,7 +168,7 @@ func (s *session) resume(m protocol.Message) {
 		rec, ok, err := s.srv.store.LookupCall(ctx, org.ID, id)
 		cancel()
 		if err != nil {
-			s.fail(storeError("look up resumed customer", err), m.ID)
+			s.failStore(storeError("look up resumed customer", err), m.ID)
 			return
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(rec.ResumeKey)) != 1 {
@@ -193,13 +193,19 @@ func (s *session) resume(m protocol.Message) {
 	s.claims = &auth.Claims{Role: protocol.RoleCustomer, Name: e.Name, Queue: e.Queue, Attrs: e.Attrs}
 	s.log = s.log.With("org", org.ID, "role", protocol.RoleCustomer)
 	if err := h.resumed(s, e, m.Token); err != nil {
-		s.sendError(err, m.ID)
-		code := websocket.StatusPolicyViolation
-		if protocol.AsError(err).Code == protocol.CodeUnavailable {
-			code = websocket.StatusTryAgainLater
-		}
-		s.closeWith(code, string(protocol.AsError(err).Code))
+		s.failStore(err, m.ID)
 	}
+}
+
+// failStore refuses a resume the store could not serve: unavailable closes
+// with 1013 (try again later), as for join.
+func (s *session) failStore(err error, ref string) {
+	s.sendError(err, ref)
+	code := websocket.StatusPolicyViolation
+	if protocol.AsError(err).Code == protocol.CodeUnavailable {
+		code = websocket.StatusTryAgainLater
+	}
+	s.closeWith(code, string(protocol.AsError(err).Code))
 }
 
 // resumed attaches a customer that resumed on session s.
@@ -327,19 +333,19 @@ func (h *hub) resumeCall(s *session, rec queue.CallRecord, token string) {
 		return
 	}
 	if !h.relay(rec.Host, relayMsg{Kind: relayRebind, Call: rec.Call, Session: s.id}) {
-		h.resumeFailed(s.id)
+		h.resumeFailed(s.id, rec.Call)
 	}
 }
 
 // resumeFailed tells a resumed customer its call is gone.
-func (h *hub) resumeFailed(id string) {
+func (h *hub) resumeFailed(id, call string) {
 	h.mu.Lock()
 	s := h.sessions[id]
 	h.mu.Unlock()
 	if s == nil || s.role != protocol.RoleCustomer {
 		return
 	}
-	s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed})
+	s.send(protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed, Room: call})
 	s.closeWith(websocket.StatusNormalClosure, "call ended")
 }
 
@@ -347,19 +353,22 @@ func (h *hub) resumeFailed(id string) {
 // its old connection, if still open, is closed; it gets a new participant
 // (the client sets up its media again) and assigned again.
 func (h *hub) rebind(id, node, session string) {
+	gone := func() {
+		if h.isSelf(node) {
+			h.resumeFailed(session, id)
+			return
+		}
+		h.relay(node, relayMsg{Kind: relayGone, Call: id, Side: protocol.RoleCustomer, Session: session})
+	}
 	c := h.hostedCall(id)
 	if c == nil {
-		if !h.isSelf(node) {
-			h.relay(node, relayMsg{Kind: relayGone, Call: id, Side: protocol.RoleCustomer, Session: session})
-		} else {
-			h.resumeFailed(session)
-		}
+		gone()
 		return
 	}
 	h.mu.Lock()
 	if c.ended {
 		h.mu.Unlock()
-		h.resumeFailed(session)
+		gone()
 		return
 	}
 	sd := &c.cust
@@ -373,7 +382,12 @@ func (h *hub) rebind(id, node, session string) {
 	}
 	sd.s, sd.node, sd.id = nil, h.nodeOf(node), session
 	h.mu.Unlock()
-	if oldS != nil && oldS.id != session {
+	h.mu.Lock()
+	replaced := oldS != nil && h.sessions[session] != oldS
+	h.mu.Unlock()
+	if replaced {
+		// Its old connection here is still open: the customer is elsewhere now.
+		oldS.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
 		oldS.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
 	}
 	if oldNode != "" && oldNode != h.nodeOf(node) {

@@ -317,9 +317,4 @@ func (s *session) join(m protocol.Message) {
 	}
 }
 
-// peer describes this session to the other side of its call.
-func (s *session) peer() *protocol.Peer {
-	return &protocol.Peer{Role: s.role, Name: s.claims.Name}
-}
-
 var errNotInCall = protocol.Errorf(protocol.CodeInvalidState, "not in a call")

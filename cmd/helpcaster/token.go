@@ -106,7 +106,7 @@ func mintFromArgs(args []string, env func(string) string, stderr io.Writer) (str
 	fs.StringVar(&o.role, "role", protocol.RoleCustomer, "role: customer, agent or supervisor")
 	fs.StringVar(&o.sub, "sub", "", "subject id: the org's own id for the user (required)")
 	fs.StringVar(&o.name, "name", "", "display name shown to the other side")
-	fs.StringVar(&o.queue, "queue", "", "customer: queue to join; agent: queue to serve (default: the org's default queue)")
+	fs.StringVar(&o.queue, "queue", "", "customer: queue to join; agent: queue to serve; unused by supervisors (default: the org's default queue)")
 	fs.Var(o.attrs, "attr", "customer: routing attribute key=value (repeatable)")
 	fs.Var(o.skills, "skill", "agent: skill=value:level, like language=de:3 (repeatable)")
 	fs.IntVar(&o.capacity, "capacity", 0, "agent: calls at once (default 1)")

@@ -33,7 +33,7 @@ const algorithm = "HS256"
 type Claims struct {
 	jwt.RegisteredClaims                   // sub (subject id, opaque to us), exp, nbf, iat, jti
 	Org                  string            `json:"org"`
-	Role                 string            `json:"role"`            // protocol.RoleCustomer or protocol.RoleAgent
+	Role                 string            `json:"role"`            // protocol.RoleCustomer, RoleAgent or RoleSupervisor
 	Name                 string            `json:"name,omitempty"`  // display name shown to the other side
 	Queue                string            `json:"queue,omitempty"` // customer: queue to join; agent: queue to serve ("" = default queue)
 	Attrs                map[string]string `json:"attrs,omitempty"` // routing attributes (language, region, tier, ...)

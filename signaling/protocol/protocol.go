@@ -10,7 +10,7 @@ const Version = 1
 // Message types sent by clients.
 const (
 	TypeJoin      = "join"      // first message: authenticate with a token
-	TypeResume    = "resume"    // first message instead of join: take back a waiting customer's place
+	TypeResume    = "resume"    // first message instead of join: a customer takes back its place or its call
 	TypeAvailable = "available" // agent: ready for the next customer
 	TypeAway      = "away"      // agent: take no new customers
 	TypeOffer     = "offer"     // SDP offer (client→server for pc "pub", server→client for pc "sub")
@@ -36,7 +36,7 @@ const (
 	TypeSpeaker    = "speaker"     // in a call: who is speaking now (Role; empty: nobody)
 	TypeInvite     = "invite"      // agent: a customer is offered; accept or decline before Timeout
 	TypeWithdrawn  = "withdrawn"   // agent: an invite is no longer valid (Reason)
-	TypeQueueStats = "queue_stats" // agent: a summary of its queue, sent whenever it changes
+	TypeQueueStats = "queue_stats" // agent, supervisor: a summary of a queue, sent whenever it changes
 )
 
 // Peer connection names. Each participant has two: "pub" carries what it
@@ -126,7 +126,7 @@ type Message struct {
 	Timeout    int         `json:"timeout,omitempty"`    // invite: seconds the agent has to answer
 	Stats      *QueueStats `json:"stats,omitempty"`      // queue_stats
 	State      string      `json:"state,omitempty"`      // agent_state
-	Room       string      `json:"room,omitempty"`       // assigned, invite, withdrawn; accept, decline (client→server)
+	Room       string      `json:"room,omitempty"`       // the call a message is about (server: every call message; client: accept, decline, and optionally offer, answer, candidate, chat, quality, hangup)
 	Peer       *Peer       `json:"peer,omitempty"`       // assigned
 	ICEServers []ICEServer `json:"iceServers,omitempty"` // welcome, assigned
 	Reason     string      `json:"reason,omitempty"`     // ended, bye
