@@ -383,7 +383,9 @@ func (h *hub) rebind(id, node, session string) {
 	sd.s, sd.node, sd.id = nil, h.nodeOf(node), session
 	h.mu.Unlock()
 	h.mu.Lock()
-	replaced := oldS != nil && h.sessions[session] != oldS
+	// Resumed through another node, or through a new connection here: the
+	// old one, if still open here, goes.
+	replaced := oldS != nil && (!h.isSelf(node) || h.sessions[session] != oldS)
 	h.mu.Unlock()
 	if replaced {
 		// Its old connection here is still open: the customer is elsewhere now.
