@@ -24,6 +24,7 @@ system_needs=(
 	"ip|iproute2|ip, to bring up loopback in the test network namespace"
 	"unshare|util-linux|unshare, to run the browser test in a network namespace"
 	"redis-server|redis-server|private Redis servers for the queue store tests (started by the tests; the system service is not started)"
+	"turnutils_uclient|coturn|coturn's TURN test client and peer for the TURN tests (the coturn service is not started)"
 )
 
 have() {
@@ -48,7 +49,7 @@ install_system() {
 	done
 
 	if ((${#missing[@]} == 0)); then
-		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux, redis-server present)"
+		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux, redis-server, coturn present)"
 		return 0
 	fi
 

@@ -1,0 +1,50 @@
+package turn
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the TURN server's series. Labels hold only reasons and
+// directions: never a username, an address or an id.
+type metrics struct {
+	active       prometheus.Gauge
+	created      prometheus.Counter
+	refused      *prometheus.CounterVec // reason
+	authFailures *prometheus.CounterVec // reason
+	bytes        *prometheus.CounterVec // direction
+	packets      *prometheus.CounterVec // direction
+	dropped      *prometheus.CounterVec // direction
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_turn_allocations_active", Help: "TURN allocations in use."}),
+		created: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_turn_allocations_created_total", Help: "TURN allocations created."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_turn_refused_total",
+			Help: "Allocations (quota_user, quota_ip) and permissions or channel binds (peer address ranges) refused, by reason."},
+			[]string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_turn_auth_failures_total", Help: "TURN requests with credentials refused, by reason (expired, malformed, bad_password)."},
+			[]string{"reason"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_turn_relayed_bytes_total", Help: "Bytes relayed, by direction (to_peer, to_client)."}, []string{"direction"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_turn_relayed_packets_total", Help: "Packets relayed, by direction (to_peer, to_client)."}, []string{"direction"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_turn_dropped_packets_total", Help: "Packets dropped over an allocation's bandwidth cap, by direction."}, []string{"direction"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.active, m.created, m.refused, m.authFailures, m.bytes, m.packets, m.dropped} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register turn metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,400 @@
+package turn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Defaults for Config.
+const (
+	DefaultRealm              = "helpcaster"
+	DefaultAllocationsPerUser = 10
+	DefaultAllocationsPerIP   = 50
+	DefaultBandwidth          = 10_000_000 // bits/s per allocation, each way
+	DefaultAllocationLifetime = 10 * time.Minute
+)
+
+// Config configures a Server.
+type Config struct {
+	// ListenIP is the address the listeners bind to ("" = all).
+	ListenIP string
+	// UDPPort and TCPPort are the TURN ports (3478 usually); 0 turns that
+	// listener off. Both 0 with no TLS is an error.
+	UDPPort, TCPPort int
+	// TLSPort with TLSCert serves TURN over TLS (5349 usually).
+	TLSPort int
+	TLSCert *tls.Certificate
+	// RelayIP is the address announced for relayed transports (the server's
+	// public IP); RelayMinPort..RelayMaxPort the UDP ports relays use
+	// (0, 0: any free port).
+	RelayIP                    net.IP
+	RelayMinPort, RelayMaxPort uint16
+	Realm                      string
+	Credentials                *Credentials
+	Policy                     Policy
+	// Quotas; 0 means the default.
+	AllocationsPerUser int
+	AllocationsPerIP   int
+	Bandwidth          int           // bits/s per allocation, each way
+	AllocationLifetime time.Duration // longest lifetime granted per Allocate or Refresh
+	Logger             *slog.Logger
+	Registerer         prometheus.Registerer
+}
+
+// Server is a running TURN server.
+type Server struct {
+	cfg     Config
+	srv     *turn.Server
+	log     *slog.Logger
+	metrics *metrics
+	urls    []string
+
+	mu     sync.Mutex
+	byUser map[string]int // active allocations per username
+	byIP   map[string]int // active allocations per client IP
+}
+
+// New starts a TURN server on the configured listeners.
+func New(cfg Config) (*Server, error) {
+	if cfg.Credentials == nil {
+		return nil, errors.New("turn: no credentials")
+	}
+	if cfg.UDPPort == 0 && cfg.TCPPort == 0 && (cfg.TLSPort == 0 || cfg.TLSCert == nil) {
+		return nil, errors.New("turn: no listener (give a UDP, TCP or TLS port)")
+	}
+	if cfg.RelayIP == nil {
+		return nil, errors.New("turn: no relay address")
+	}
+	if (cfg.RelayMinPort == 0) != (cfg.RelayMaxPort == 0) || cfg.RelayMinPort > cfg.RelayMaxPort {
+		return nil, fmt.Errorf("turn: relay port range %d-%d is not valid (give both, the first not above the second)", cfg.RelayMinPort, cfg.RelayMaxPort)
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
+	}
+	cfg.AllocationsPerUser = orDefault(cfg.AllocationsPerUser, DefaultAllocationsPerUser)
+	cfg.AllocationsPerIP = orDefault(cfg.AllocationsPerIP, DefaultAllocationsPerIP)
+	cfg.Bandwidth = orDefault(cfg.Bandwidth, DefaultBandwidth)
+	if cfg.AllocationLifetime <= 0 {
+		cfg.AllocationLifetime = DefaultAllocationLifetime
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, byUser: map[string]int{}, byIP: map[string]int{}}
+
+	gen := &relayGen{s: s, inner: &turn.RelayAddressGeneratorPortRange{
+		RelayAddress: cfg.RelayIP, Address: relayBind(cfg), MinPort: cfg.RelayMinPort, MaxPort: cfg.RelayMaxPort,
+	}}
+	if cfg.RelayMinPort == 0 && cfg.RelayMaxPort == 0 {
+		gen.inner.MinPort, gen.inner.MaxPort = 49152, 65535
+	}
+	if err := gen.inner.Validate(); err != nil {
+		return nil, fmt.Errorf("turn: relay ports: %w", err)
+	}
+
+	var closers []func()
+	fail := func(err error) (*Server, error) {
+		for _, c := range closers {
+			c()
+		}
+		return nil, err
+	}
+	sc := turn.ServerConfig{
+		Realm:              cfg.Realm,
+		AuthHandler:        s.auth,
+		QuotaHandler:       s.quota,
+		EventHandler:       s.events(),
+		AllocationLifetime: cfg.AllocationLifetime,
+		LoggerFactory:      &slogFactory{log: cfg.Logger},
+	}
+	host := cfg.ListenIP
+	if cfg.UDPPort != 0 {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(cfg.UDPPort)))
+		if err != nil {
+			return fail(fmt.Errorf("turn: listen on UDP port %d: %w", cfg.UDPPort, err))
+		}
+		closers = append(closers, func() { pc.Close() })
+		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)+"?transport=udp")
+	}
+	if cfg.TCPPort != 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.TCPPort)))
+		if err != nil {
+			return fail(fmt.Errorf("turn: listen on TCP port %d: %w", cfg.TCPPort, err))
+		}
+		closers = append(closers, func() { ln.Close() })
+		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
+	}
+	if cfg.TLSPort != 0 && cfg.TLSCert != nil {
+		ln, err := tls.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.TLSPort)),
+			&tls.Config{Certificates: []tls.Certificate{*cfg.TLSCert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return fail(fmt.Errorf("turn: listen on TLS port %d: %w", cfg.TLSPort, err))
+		}
+		closers = append(closers, func() { ln.Close() })
+		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+		})
+		s.urls = append(s.urls, "turns:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
+	}
+	srv, err := turn.NewServer(sc)
+	if err != nil {
+		return fail(fmt.Errorf("turn: %w", err))
+	}
+	s.srv = srv
+	return s, nil
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// relayBind is the local address relays bind to.
+func relayBind(cfg Config) string {
+	if cfg.ListenIP != "" {
+		return cfg.ListenIP
+	}
+	return "0.0.0.0"
+}
+
+// URLs returns the server's TURN URLs for clients that reach it at host
+// (an IP or a name).
+func (s *Server) URLs(host string) []string {
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
+		host = "[" + host + "]"
+	}
+	out := make([]string, len(s.urls))
+	for i, u := range s.urls {
+		out[i] = fmt.Sprintf(u, host)
+	}
+	return out
+}
+
+// Allocations is the number of active allocations.
+func (s *Server) Allocations() int { return s.srv.AllocationCount() }
+
+// Close stops the server and its allocations.
+func (s *Server) Close() error {
+	if err := s.srv.Close(); err != nil {
+		return fmt.Errorf("turn: close: %w", err)
+	}
+	return nil
+}
+
+// auth checks a request's username (its expiry) and gives pion the long-term
+// key to verify the message integrity with.
+func (s *Server) auth(ra *turn.RequestAttributes) (string, []byte, bool) {
+	if _, err := s.cfg.Credentials.Check(ra.Username, time.Now()); err != nil {
+		reason := "malformed"
+		if errors.Is(err, ErrExpired) {
+			reason = "expired"
+		}
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		return "", nil, false
+	}
+	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, s.cfg.Credentials.Password(ra.Username)), true
+}
+
+// quota refuses an allocation beyond the per-user or per-IP limit.
+func (s *Server) quota(username, _ string, src net.Addr) bool {
+	ip := addrIP(src)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.byUser[username] >= s.cfg.AllocationsPerUser:
+		s.metrics.refused.WithLabelValues("quota_user").Inc()
+		s.log.Warn("turn allocation refused", "reason", "quota_user")
+		return false
+	case s.byIP[ip] >= s.cfg.AllocationsPerIP:
+		s.metrics.refused.WithLabelValues("quota_ip").Inc()
+		s.log.Warn("turn allocation refused", "reason", "quota_ip")
+		return false
+	}
+	return true
+}
+
+// permit applies the relay policy to a CreatePermission or ChannelBind.
+func (s *Server) permit(_ net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		s.metrics.refused.WithLabelValues(ReasonUnspecified).Inc()
+		return false
+	}
+	if reason := s.cfg.Policy.Check(ip); reason != "" {
+		s.metrics.refused.WithLabelValues(reason).Inc()
+		// The peer address is not the client's personal data, but the log
+		// keeps only the reason, as for every refusal.
+		s.log.Warn("turn permission refused", "reason", reason)
+		return false
+	}
+	return true
+}
+
+func (s *Server) events() turn.EventHandler {
+	return turn.EventHandler{
+		OnAuth: func(_, _ net.Addr, _, username, _, _ string, verdict bool) {
+			if verdict {
+				return
+			}
+			// Expired and malformed usernames were counted by auth.
+			if _, err := s.cfg.Credentials.Check(username, time.Now()); err == nil {
+				s.metrics.authFailures.WithLabelValues("bad_password").Inc()
+			}
+		},
+		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
+			s.mu.Lock()
+			s.byUser[username]++
+			s.byIP[addrIP(src)]++
+			s.mu.Unlock()
+			s.metrics.created.Inc()
+			s.metrics.active.Inc()
+		},
+		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
+			s.mu.Lock()
+			if s.byUser[username]--; s.byUser[username] <= 0 {
+				delete(s.byUser, username)
+			}
+			ip := addrIP(src)
+			if s.byIP[ip]--; s.byIP[ip] <= 0 {
+				delete(s.byIP, ip)
+			}
+			s.mu.Unlock()
+			s.metrics.active.Dec()
+		},
+	}
+}
+
+func addrIP(a net.Addr) string {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.IP.String()
+	case *net.TCPAddr:
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// relayGen hands pion relay sockets that count and cap the traffic.
+type relayGen struct {
+	s     *Server
+	inner *turn.RelayAddressGeneratorPortRange
+}
+
+func (g *relayGen) Validate() error { return g.inner.Validate() }
+
+func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	pc, addr, err := g.inner.AllocatePacketConn(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g.s.wrap(pc), addr, nil
+}
+
+func (g *relayGen) AllocateListener(c turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return g.inner.AllocateListener(c)
+}
+
+func (g *relayGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
+	return g.inner.AllocateConn(c)
+}
+
+// relayConn is one allocation's relay socket: what it reads came from a
+// peer (to the client), what pion writes goes to a peer. Each direction has
+// its own token bucket of Bandwidth bits per second; packets over it are
+// dropped and counted.
+type relayConn struct {
+	net.PacketConn
+	in, out           *rate.Limiter
+	bytesIn, bytesOut prometheus.Counter
+	pktsIn, pktsOut   prometheus.Counter
+	dropIn, dropOut   prometheus.Counter
+}
+
+func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
+	bytesPerSec := rate.Limit(s.cfg.Bandwidth / 8)
+	burst := max(s.cfg.Bandwidth/8/4, 64<<10) // a quarter second, at least 64 KiB
+	m := s.metrics
+	return &relayConn{
+		PacketConn: pc,
+		in:         rate.NewLimiter(bytesPerSec, burst),
+		out:        rate.NewLimiter(bytesPerSec, burst),
+		bytesIn:    m.bytes.WithLabelValues("to_client"), bytesOut: m.bytes.WithLabelValues("to_peer"),
+		pktsIn: m.packets.WithLabelValues("to_client"), pktsOut: m.packets.WithLabelValues("to_peer"),
+		dropIn: m.dropped.WithLabelValues("to_client"), dropOut: m.dropped.WithLabelValues("to_peer"),
+	}
+}
+
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || c.in.AllowN(time.Now(), n) {
+			if err == nil {
+				c.bytesIn.Add(float64(n))
+				c.pktsIn.Inc()
+			}
+			return n, addr, err
+		}
+		c.dropIn.Inc()
+	}
+}
+
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if !c.out.AllowN(time.Now(), len(p)) {
+		c.dropOut.Inc()
+		return len(p), nil
+	}
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil {
+		c.bytesOut.Add(float64(n))
+		c.pktsOut.Inc()
+	}
+	return n, err
+}
+
+// slogFactory routes pion's logs to slog, at debug level (pion is chatty).
+type slogFactory struct{ log *slog.Logger }
+
+func (f *slogFactory) NewLogger(scope string) logging.LeveledLogger {
+	return &slogLogger{log: f.log.With("component", "turn", "scope", scope)}
+}
+
+type slogLogger struct{ log *slog.Logger }
+
+func (l *slogLogger) Trace(string)                 {}
+func (l *slogLogger) Tracef(string, ...any)        {}
+func (l *slogLogger) Debug(msg string)             { l.log.Debug(msg) }
+func (l *slogLogger) Debugf(f string, args ...any) { l.log.Debug(fmt.Sprintf(f, args...)) }
+func (l *slogLogger) Info(msg string)              { l.log.Debug(msg) }
+func (l *slogLogger) Infof(f string, args ...any)  { l.log.Debug(fmt.Sprintf(f, args...)) }
+func (l *slogLogger) Warn(msg string)              { l.log.Debug(msg) }
+func (l *slogLogger) Warnf(f string, args ...any)  { l.log.Debug(fmt.Sprintf(f, args...)) }
+func (l *slogLogger) Error(msg string)             { l.log.Debug(msg) }
+func (l *slogLogger) Errorf(f string, args ...any) { l.log.Debug(fmt.Sprintf(f, args...)) }
