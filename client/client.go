@@ -38,6 +38,10 @@ type Options struct {
 	// level header extension and mark every audio packet it sends with this
 	// level (see AudioLevel). Nil sends no levels, as pion does by default.
 	AudioLevel *AudioLevel
+	// RelayOnly makes ICE use only relayed (TURN) candidates, with the ICE
+	// servers of the assigned message, as a browser with
+	// iceTransportPolicy "relay".
+	RelayOnly bool
 }
 
 // Stats counts what a client received on its sub connection.
@@ -59,6 +63,8 @@ type Client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	relayOnly bool // Options.RelayOnly
 
 	mu       sync.Mutex
 	pub, sub *webrtc.PeerConnection
@@ -88,7 +94,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	c := &Client{conn: conn, api: api, msgs: make(chan protocol.Message, 1024), ctx: cctx, cancel: cancel,
-		pending: make(map[string][]webrtc.ICECandidateInit)}
+		pending: make(map[string][]webrtc.ICECandidateInit), relayOnly: opts.RelayOnly}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -283,6 +289,9 @@ func (c *Client) setMediaErr(err error) {
 
 func (c *Client) createPCs(servers []protocol.ICEServer) error {
 	cfg := webrtc.Configuration{}
+	if c.relayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
 	for _, s := range servers {
 		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}

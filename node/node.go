@@ -40,6 +40,9 @@ type Config struct {
 	// RedisURL, when set, keeps queues and agent presence in that Redis
 	// instead of in memory; nodes sharing it form a cluster.
 	RedisURL string
+	// TURN, when set, gives participants TURN credentials (and may run the
+	// embedded TURN server).
+	TURN *TURNConfig
 	// ResumeGrace is how long a disconnected customer keeps its place
 	// (0: signaling.DefaultResumeGrace).
 	ResumeGrace time.Duration
@@ -100,6 +103,18 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, reg: reg, media: s}
+	var iceServers signaling.ICEServerSource
+	if cfg.TURN != nil {
+		source, stopTURN, err := startTURN(cfg.TURN, cfg.TLSCert, cfg.TLSKey, s, cfg.Media.PublicIPs, log, reg)
+		if err != nil {
+			closeStore()
+			s.Close()
+			return nil, err
+		}
+		iceServers = source
+		prev := closeStore
+		closeStore = func() { prev(); stopTURN() }
+	}
 	var link signaling.Cluster
 	if cfg.RedisURL != "" {
 		if n.member, err = newMembership(cfg.RedisURL, cfg.NodeID, n.URL, s, log); err != nil {
@@ -119,6 +134,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:      log.With("component", "signaling"),
 		Registerer:  reg,
 		Cluster:     link,
+		ICEServers:  iceServers,
 		ResumeGrace: cfg.ResumeGrace,
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/helpcaster/helpcaster/cluster"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/routing"
+	"github.com/helpcaster/helpcaster/turn"
 )
 
 // Demo organization added by --dev.
@@ -65,6 +66,20 @@ type Config struct {
 	RedisURL          string        // queue store in Redis; "" keeps it in memory
 	NodeID            string        // this node's id among the nodes sharing RedisURL; "" = random
 	ResumeGrace       time.Duration // how long a disconnected customer keeps its place
+
+	TURNPort          int           // embedded TURN on UDP and TCP; 0 = off (3478 with --dev unless set)
+	TURNTLSPort       int           // embedded TURN over TLS (needs --tls-cert); 0 = off
+	TURNRelayIP       string        // address announced for relays ("" = first media public IP, else the media listen IP)
+	TURNRelayPorts    [2]int        // relay UDP port range; {0, 0} = 49152-65535
+	TURNHost          string        // host in the TURN URLs given to clients ("" = the relay IP)
+	TURNSecret        string        // shared secret for TURN REST credentials (random with --dev)
+	TURNCredentialTTL time.Duration // how long minted TURN credentials are valid
+	TURNAllow         []string      // peer prefixes the relay policy allows despite its denied ranges
+	TURNExternal      []string      // turn:/turns: URLs of an external TURN service sharing TURNSecret
+	TURNPerUser       int           // allocations per credential
+	TURNPerIP         int           // allocations per client IP
+	TURNBandwidth     int           // bits/s per allocation, each way
+	turnPortSet       bool
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -173,6 +188,45 @@ func settings(c *Config) []setting {
 		{flag: "resume-grace", yaml: "signaling.resume_grace", arg: "DURATION", def: "1m",
 			usage: "how long a customer whose connection dropped keeps its place to resume",
 			set:   func(v string) error { return setDuration(&c.ResumeGrace, v, false) }},
+		{flag: "turn-port", yaml: "turn.port", arg: "PORT",
+			usage: "embedded TURN server on this UDP and TCP port, or 0 for none; default 3478 with --dev, else none",
+			set: func(v string) error {
+				c.turnPortSet = true
+				return setPortOrOff(&c.TURNPort, v)
+			}},
+		{flag: "turn-tls-port", yaml: "turn.tls_port", arg: "PORT", def: "0",
+			usage: "embedded TURN over TLS on this port (5349 usually), with --tls-cert's certificate; 0 for none",
+			set:   func(v string) error { return setPortOrOff(&c.TURNTLSPort, v) }},
+		{flag: "turn-relay-ip", yaml: "turn.relay_ip", arg: "IP",
+			usage: "address announced for TURN relays (this server's public IP); default the first --media-public-ip, else --media-listen-ip",
+			set:   func(v string) error { return setIP(&c.TURNRelayIP, v) }},
+		{flag: "turn-relay-ports", yaml: "turn.relay_ports", arg: "MIN-MAX", def: "49152-65535",
+			usage: "UDP port range of TURN relays",
+			set:   func(v string) error { return setPortRange(&c.TURNRelayPorts, v) }},
+		{flag: "turn-host", yaml: "turn.host", arg: "HOST",
+			usage: "host name or IP clients reach the TURN server at (in the URLs they get); default the relay IP",
+			set:   func(v string) error { c.TURNHost = v; return nil }},
+		{flag: "turn-secret", yaml: "turn.secret", arg: "SECRET",
+			usage: "shared secret of TURN REST credentials (at least 16 bytes; prefer the environment variable); needed for --turn-external, random otherwise",
+			set:   func(v string) error { c.TURNSecret = v; return nil }},
+		{flag: "turn-credential-ttl", yaml: "turn.credential_ttl", arg: "DURATION", def: "4h",
+			usage: "how long the TURN credentials given to a participant are valid",
+			set:   func(v string) error { return setDuration(&c.TURNCredentialTTL, v, false) }},
+		{flag: "turn-allow", yaml: "turn.allow", arg: "PREFIX", kind: kindList,
+			usage: "peer address prefixes the TURN relay may reach although they are private, loopback, etc. (e.g. 10.0.0.0/8); the SFU's media address is always allowed",
+			set:   func(v string) error { return setPrefixList(&c.TURNAllow, v) }},
+		{flag: "turn-external", yaml: "turn.external", arg: "URL", kind: kindList,
+			usage: "an external TURN service (turn: or turns: URLs) sharing --turn-secret: mint credentials for it instead of, or besides, the embedded server",
+			set:   func(v string) error { return setTURNURLs(&c.TURNExternal, v) }},
+		{flag: "turn-allocations-per-user", yaml: "turn.allocations_per_user", arg: "N", def: "10",
+			usage: "TURN allocations one credential may hold",
+			set:   func(v string) error { return setInt(&c.TURNPerUser, v, 1, 10_000) }},
+		{flag: "turn-allocations-per-ip", yaml: "turn.allocations_per_ip", arg: "N", def: "50",
+			usage: "TURN allocations one client IP may hold",
+			set:   func(v string) error { return setInt(&c.TURNPerIP, v, 1, 1_000_000) }},
+		{flag: "turn-bandwidth", yaml: "turn.bandwidth", arg: "BITS", def: "10000000",
+			usage: "bits per second one TURN allocation may relay each way; more is dropped",
+			set:   func(v string) error { return setInt(&c.TURNBandwidth, v, 64_000, 10_000_000_000) }},
 		{flag: "debug-pprof", yaml: "debug.pprof", kind: kindBool, def: "false",
 			usage: "serve Go's profiler under /debug/pprof/ on the HTTP listener (keep that listener private)",
 			set:   func(v string) error { return setBool(&c.Pprof, v) }},
@@ -303,6 +357,9 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = derivePublicURL(c.Listen, c.TLS())
+	}
+	if err := c.finishTURN(); err != nil {
+		return err
 	}
 	c.Orgs = fileOrgs
 	if c.Dev {
@@ -822,6 +879,93 @@ func setNodeID(dst *string, v string) error {
 		}
 	}
 	*dst = v
+	return nil
+}
+
+// finishTURN fills in TURN defaults and checks the TURN settings together.
+func (c *Config) finishTURN() error {
+	if !c.turnPortSet && c.Dev {
+		c.TURNPort = 3478
+	}
+	if c.TURNTLSPort != 0 && c.TLSCert == "" {
+		return errors.New("turn: --turn-tls-port needs --tls-cert and --tls-key")
+	}
+	embedded := c.TURNPort != 0 || c.TURNTLSPort != 0
+	if !embedded && len(c.TURNExternal) == 0 {
+		return nil
+	}
+	switch {
+	case c.TURNSecret == "" && len(c.TURNExternal) > 0:
+		return errors.New("turn: --turn-external needs the service's shared secret (--turn-secret or HELPCASTER_TURN_SECRET)")
+	case c.TURNSecret == "":
+		// Only this process checks the credentials it mints: a random
+		// secret will do (each node's participants use that node's server).
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("turn: generate secret: %w", err)
+		}
+		c.TURNSecret = hex.EncodeToString(b)
+	case len(c.TURNSecret) < turn.MinSecretLen:
+		return fmt.Errorf("turn: the shared secret must be at least %d bytes", turn.MinSecretLen)
+	}
+	if embedded && c.TURNRelayIP == "" {
+		switch {
+		case len(c.MediaPublicIPs) > 0:
+			c.TURNRelayIP = c.MediaPublicIPs[0]
+		case c.MediaListenIP != "" && c.MediaListenIP != "0.0.0.0" && c.MediaListenIP != "::":
+			c.TURNRelayIP = c.MediaListenIP
+		default:
+			return errors.New("turn: give --turn-relay-ip (the address clients reach relays at)")
+		}
+	}
+	return nil
+}
+
+func setPortRange(dst *[2]int, v string) error {
+	lo, hi, ok := strings.Cut(v, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return fmt.Errorf("%q is not a port range MIN-MAX (1-65535, MIN not above MAX)", v)
+	}
+	*dst = [2]int{a, b}
+	return nil
+}
+
+func setPrefixList(dst *[]string, v string) error {
+	var out []string
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil {
+				return fmt.Errorf("%q is not an address prefix (like 10.0.0.0/8) or address", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked().String())
+	}
+	*dst = out
+	return nil
+}
+
+func setTURNURLs(dst *[]string, v string) error {
+	var out []string
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.HasPrefix(part, "turn:") && !strings.HasPrefix(part, "turns:") {
+			return fmt.Errorf("%q is not a turn: or turns: URL", part)
+		}
+		out = append(out, part)
+	}
+	*dst = out
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -61,6 +62,12 @@ type precedenceCase struct {
 	fileQuoted bool
 }
 
+// precedenceEnv is environment a setting's precedence test needs besides
+// its own variable.
+var precedenceEnv = map[string]map[string]string{
+	"turn-external": {"HELPCASTER_TURN_SECRET": "turn-secret-0123456789"},
+}
+
 func TestPrecedence(t *testing.T) {
 	tests := []precedenceCase{
 		{"listen", "listen", "127.0.0.1:8080", "10.0.0.1:81", "10.0.0.2:82", "10.0.0.3:83", func(c *Config) string { return c.Listen }, true},
@@ -77,6 +84,18 @@ func TestPrecedence(t *testing.T) {
 		{"redis", "redis.url", "", "redis://a:1/0", "redis://b:2/1", "rediss://u:p@c:3/2", func(c *Config) string { return c.RedisURL }, true},
 		{"node-id", "redis.node_id", "", "n1", "n2", "n3", func(c *Config) string { return c.NodeID }, false},
 		{"resume-grace", "signaling.resume_grace", "1m0s", "10s", "20s", "30s", func(c *Config) string { return c.ResumeGrace.String() }, false},
+		{"turn-port", "turn.port", "0", "3480", "3481", "3482", func(c *Config) string { return fmt.Sprint(c.TURNPort) }, false},
+		{"turn-tls-port", "turn.tls_port", "0", "0", "0", "0", func(c *Config) string { return fmt.Sprint(c.TURNTLSPort) }, false},
+		{"turn-relay-ip", "turn.relay_ip", "", "203.0.113.1", "203.0.113.2", "203.0.113.3", func(c *Config) string { return c.TURNRelayIP }, true},
+		{"turn-relay-ports", "turn.relay_ports", "49152-65535", "40000-40100", "41000-41100", "42000-42100", func(c *Config) string { return fmt.Sprintf("%d-%d", c.TURNRelayPorts[0], c.TURNRelayPorts[1]) }, true},
+		{"turn-host", "turn.host", "", "turn.a.example", "turn.b.example", "turn.c.example", func(c *Config) string { return c.TURNHost }, true},
+		{"turn-secret", "turn.secret", "", "secret-a-0123456789", "secret-b-0123456789", "secret-c-0123456789", func(c *Config) string { return c.TURNSecret }, true},
+		{"turn-credential-ttl", "turn.credential_ttl", "4h0m0s", "1h0m0s", "2h0m0s", "3h0m0s", func(c *Config) string { return c.TURNCredentialTTL.String() }, false},
+		{"turn-allow", "turn.allow", "", "10.0.0.0/8,192.168.1.0/24", "172.16.0.0/12", "127.0.0.1/32", func(c *Config) string { return strings.Join(c.TURNAllow, ",") }, false},
+		{"turn-external", "turn.external", "", "turn:a.example:3478", "turns:b.example:5349", "turn:c.example:3478?transport=tcp", func(c *Config) string { return strings.Join(c.TURNExternal, ",") }, true},
+		{"turn-allocations-per-user", "turn.allocations_per_user", "10", "1", "2", "3", func(c *Config) string { return fmt.Sprint(c.TURNPerUser) }, false},
+		{"turn-allocations-per-ip", "turn.allocations_per_ip", "50", "5", "6", "7", func(c *Config) string { return fmt.Sprint(c.TURNPerIP) }, false},
+		{"turn-bandwidth", "turn.bandwidth", "10000000", "1000000", "2000000", "3000000", func(c *Config) string { return fmt.Sprint(c.TURNBandwidth) }, false},
 		{"debug-pprof", "debug.pprof", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.Pprof) }, false},
 		{"max-message-bytes", "signaling.max_message_bytes", "65536", "2048", "4096", "8192", func(c *Config) string { return fmt.Sprint(c.MaxMessageBytes) }, false},
 		{"messages-per-second", "signaling.messages_per_second", "20", "1.5", "2", "3", func(c *Config) string { return fmt.Sprint(c.MessagesPerSecond) }, false},
@@ -120,6 +139,14 @@ func TestPrecedence(t *testing.T) {
 				{"flag over env", true, map[string]string{envName: tt.env}, []string{"--" + tt.flag + "=" + tt.flagValue}, tt.flagValue},
 			}
 			for _, st := range steps {
+				// Settings that need another one to be valid get it from
+				// the environment.
+				if extra := precedenceEnv[tt.flag]; extra != nil {
+					env := map[string]string{}
+					maps.Copy(env, extra)
+					maps.Copy(env, st.env)
+					st.env = env
+				}
 				content := orgsYAML
 				if st.withFile {
 					content += yamlSetting
@@ -289,6 +316,13 @@ func TestRunConfigErrors(t *testing.T) {
 		{"bad public url", []string{"--dev", "--public-url", "ftp://x"}, nil, "", "is not an http(s) URL"},
 		{"bad redis url", []string{"--dev", "--redis", "localhost:6379"}, nil, "", "--redis: not a Redis URL"},
 		{"bad node id", []string{"--dev", "--node-id", "node one"}, nil, "", "--node-id:"},
+		{"turn tls without cert", []string{"--dev", "--turn-tls-port", "5349"}, nil, "", "--turn-tls-port needs --tls-cert"},
+		{"turn bad relay ports", []string{"--dev", "--turn-relay-ports", "5000-4000"}, nil, "", "is not a port range"},
+		{"turn bad allow", []string{"--dev", "--turn-allow", "10.0.0.0/33"}, nil, "", "is not an address prefix"},
+		{"turn bad external", []string{"--dev", "--turn-external", "stun:x.example"}, nil, "", "is not a turn: or turns: URL"},
+		{"turn external without secret", []string{"--dev", "--turn-external", "turn:x.example:3478"}, nil, "", "needs the service's shared secret"},
+		{"turn short secret", []string{"--dev", "--turn-secret", "short"}, nil, "", "at least 16 bytes"},
+		{"turn no relay ip", []string{"--dev", "--media-listen-ip", "0.0.0.0"}, nil, "", "give --turn-relay-ip"},
 		{"zero resume grace", []string{"--dev", "--resume-grace", "0s"}, nil, "", "--resume-grace:"},
 		{"redis url without host", []string{"--dev"}, map[string]string{"HELPCASTER_REDIS": "redis://"}, "", "HELPCASTER_REDIS: not a Redis URL"},
 		{"tls cert without key", []string{"--dev", "--tls-cert", "cert.pem"}, nil, "", "--tls-cert and --tls-key must be given together"},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 
 	"github.com/helpcaster/helpcaster/node"
@@ -59,6 +60,7 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		RedisURL:        cfg.RedisURL,
 		NodeID:          cfg.NodeID,
 		ResumeGrace:     cfg.ResumeGrace,
+		TURN:            turnConfig(cfg),
 	})
 	if err != nil {
 		ln.Close()
@@ -72,6 +74,24 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 		"media_tcp", mediaTCP, "orgs", len(dir.Orgs()), "dev", cfg.Dev)
 	printBanner(stdout, cfg, devOrg)
 	return n.Run(ctx)
+}
+
+// turnConfig is the node's TURN settings, or nil when there is no TURN.
+func turnConfig(cfg *Config) *node.TURNConfig {
+	if cfg.TURNPort == 0 && cfg.TURNTLSPort == 0 && len(cfg.TURNExternal) == 0 {
+		return nil
+	}
+	t := &node.TURNConfig{
+		Secret: cfg.TURNSecret, CredentialTTL: cfg.TURNCredentialTTL,
+		ListenIP: cfg.MediaListenIP, Port: cfg.TURNPort, TLSPort: cfg.TURNTLSPort,
+		RelayIP: cfg.TURNRelayIP, RelayMinPort: cfg.TURNRelayPorts[0], RelayMaxPort: cfg.TURNRelayPorts[1],
+		Host: cfg.TURNHost, PerUser: cfg.TURNPerUser, PerIP: cfg.TURNPerIP, BandwidthBits: cfg.TURNBandwidth,
+		External: cfg.TURNExternal,
+	}
+	for _, p := range cfg.TURNAllow {
+		t.Allow = append(t.Allow, netip.MustParsePrefix(p)) // checked by setPrefixList
+	}
+	return t
 }
 
 // printBanner tells a person at the terminal where to go.

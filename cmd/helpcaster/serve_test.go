@@ -54,7 +54,7 @@ func TestServeProcess(t *testing.T) {
 	httpPort, udpPort, tcpPort := freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
 	addr := net.JoinHostPort("127.0.0.1", itoa(httpPort))
 	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort), "--media-tcp-port", itoa(tcpPort),
-		"--media-loopback-only", "--log-format", "json")
+		"--media-loopback-only", "--log-format", "json", "--turn-port", itoa(freePort(t, "udp")), "--turn-relay-ports", "40000-40100")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,8 @@ func TestServeProcess(t *testing.T) {
 	code, metrics := get("/metrics")
 	for _, name := range []string{"helpcaster_signaling_connections", "helpcaster_sfu_rooms", "helpcaster_sfu_participants",
 		"helpcaster_sfu_published_tracks", "helpcaster_sfu_subscribed_tracks", "helpcaster_sfu_rtp_packets_total",
-		"helpcaster_sfu_rtp_bytes_total", "helpcaster_sfu_retransmissions_total", "process_cpu_seconds_total", "go_goroutines"} {
+		"helpcaster_sfu_rtp_bytes_total", "helpcaster_sfu_retransmissions_total", "process_cpu_seconds_total", "go_goroutines",
+		"helpcaster_turn_allocations_active"} {
 		if code != http.StatusOK || !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -1,0 +1,163 @@
+package node
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/turn"
+)
+
+// TestCallThroughTURN: both sides of a call are forced to relay (ICE
+// transport policy "relay") through the embedded TURN server, with the
+// credentials the assigned message carries; media flows both ways and the
+// TURN server counts the allocations and the relayed packets.
+func TestCallThroughTURN(t *testing.T) {
+	dir := testOrgs(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	turnPort := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	const secret = "node-turn-secret-0123456789"
+	n, err := New(Config{
+		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TURN: &TURNConfig{
+			Secret: secret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
+			RelayIP: "127.0.0.1", RelayMinPort: 41000, RelayMaxPort: 41999,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	ws := "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"
+
+	tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	join := func(role, name string) *client.Client {
+		org, _ := dir.Org("acme")
+		tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(tctx, client.Options{URL: ws, LoopbackOnly: true, RelayOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if _, err := c.Join(tctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	agent := join(protocol.RoleAgent, "Ann")
+	if err := agent.Send(tctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	cust := join(protocol.RoleCustomer, "Carl")
+	a := nextMsg(t, tctx, cust, protocol.TypeAssigned)
+	nextMsg(t, tctx, agent, protocol.TypeAssigned)
+
+	// The ICE servers: the embedded server over UDP and TCP, with TURN REST
+	// credentials for this participant that check out with the secret.
+	if len(a.ICEServers) != 1 {
+		t.Fatalf("ICE servers %+v", a.ICEServers)
+	}
+	is := a.ICEServers[0]
+	port := strconv.Itoa(turnPort)
+	wantURLs := []string{"turn:127.0.0.1:" + port + "?transport=udp", "turn:127.0.0.1:" + port + "?transport=tcp"}
+	if strings.Join(is.URLs, " ") != strings.Join(wantURLs, " ") {
+		t.Errorf("URLs %v, want %v", is.URLs, wantURLs)
+	}
+	creds, _ := turn.NewCredentials([]byte(secret), time.Hour)
+	if _, err := creds.Check(is.Username, time.Now()); err != nil || creds.Password(is.Username) != is.Credential {
+		t.Errorf("credentials %q/%q do not check out: %v", is.Username, is.Credential, err)
+	}
+
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(tctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, tctx, "customer", cust)
+	waitMedia(t, tctx, "agent", agent)
+
+	metrics := scrape(t, n.URL()+"/metrics")
+	if v := metricValue(metrics, "helpcaster_turn_allocations_active"); v < 2 {
+		t.Errorf("active TURN allocations %v, want at least 2", v)
+	}
+	for _, dir := range []string{"to_peer", "to_client"} {
+		if v := metricValue(metrics, `helpcaster_turn_relayed_packets_total{direction="`+dir+`"}`); v < 100 {
+			t.Errorf("TURN relayed %v packets %s, want at least 100", v, dir)
+		}
+	}
+	// The SFU's own address is always allowed; nothing was refused.
+	if strings.Contains(metrics, "helpcaster_turn_refused_total{") {
+		t.Errorf("refusals counted:\n%s", grepLines(metrics, "helpcaster_turn_refused_total"))
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metricValue returns the value of the series named exactly series (name
+// and labels as exposed), or -1.
+func metricValue(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
