@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// startNode runs a node with a demo organization on a free loopback port.
+// startNode runs a node with a demo organization on a free loopback port,
+// with the embedded TURN server on another.
 func startNode(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,6 +52,10 @@ func startNode(t *testing.T) string {
 		DevOrg: demo,
 		Media:  sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
 		Logger: logger,
+		TURN: &node.TURNConfig{
+			Secret: "e2e-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
+			Port: freeUDPPort(t), RelayIP: "127.0.0.1", RelayMinPort: 42000, RelayMaxPort: 42999,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +70,16 @@ func startNode(t *testing.T) string {
 		}
 	})
 	return n.URL()
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 type testWriter struct{ t *testing.T }
@@ -96,29 +111,7 @@ func chromiumPath(t *testing.T) string {
 func TestDemoCall(t *testing.T) {
 	base := startNode(t)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("disable-quic", true),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	// The first action starts the browser, which lives as long as this
-	// context: give it no deadline, and bound the test with derived ones.
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	browser := newBrowser(t)
 	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
 	defer cancel()
 	custTab, cancelCust := chromedp.NewContext(ctx)
@@ -199,6 +192,81 @@ func TestDemoCall(t *testing.T) {
 	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)
 	waitJS(t, ctx, "agent ended", `window.hc.status === "ended"`)
 	waitJS(t, ctx, "agent available again", `window.hc.agentState === "available"`)
+}
+
+// newBrowser starts headless Chromium with a fake camera and microphone;
+// it is stopped when the test ends.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-quic", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	// The first action starts the browser, which lives as long as this
+	// context: give it no deadline, and bound the test with derived ones.
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return browser
+}
+
+// TestRelayCall: both pages force their media through the embedded TURN
+// server (iceTransportPolicy "relay"); the selected candidate pairs are
+// relayed and video is decoded on both sides.
+func TestRelayCall(t *testing.T) {
+	base := startNode(t)
+	browser := newBrowser(t)
+	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
+	defer cancel()
+	custTab, cancelCust := chromedp.NewContext(ctx)
+	defer cancelCust()
+
+	run(t, ctx, "agent page",
+		chromedp.Navigate(base+"/demo/agent.html?relay=1"),
+		chromedp.WaitVisible(chromedp.ID("available")),
+		chromedp.Click(chromedp.ID("available")),
+	)
+	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
+	run(t, custTab, "customer page",
+		chromedp.Navigate(base+"/demo/customer.html?relay=1"),
+		chromedp.WaitVisible(chromedp.ID("join")),
+		chromedp.Click(chromedp.ID("join")),
+	)
+	waitJS(t, custTab, "customer connected", `window.hc && window.hc.status === "connected"`)
+	for _, tab := range []struct {
+		name string
+		ctx  context.Context
+	}{{"agent", ctx}, {"customer", custTab}} {
+		waitMedia(t, tab.ctx, tab.name)
+		// Both connections' selected pairs use a relay candidate on this side.
+		waitJS(t, tab.ctx, tab.name+" relayed", `(async () => {
+		  for (const pc of [window.hc.pc.sub, window.hc.pc.pub]) {
+		    const stats = await pc.getStats();
+		    let relayed = false;
+		    stats.forEach(r => {
+		      if (r.type !== "candidate-pair" || !r.nominated || r.state !== "succeeded") return;
+		      const local = stats.get(r.localCandidateId);
+		      if (local && local.candidateType === "relay") relayed = true;
+		    });
+		    if (!relayed) return false;
+		  }
+		  return true;
+		})()`)
+	}
 }
 
 // screenshot saves a PNG of the tab to $HELPCASTER_SCREENSHOTS/name.png when

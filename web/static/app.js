@@ -16,6 +16,9 @@
   const MAX_CHAT_CHARS = 4000; // protocol.MaxChatRunes
   const HANGUP_TIMEOUT_MS = 5000;
   const role = document.body.dataset.role === "agent" ? "agent" : "customer";
+  // ?relay=1 forces media through TURN (iceTransportPolicy "relay"), to try
+  // the TURN server from a network that would not need it.
+  const relayOnly = new URLSearchParams(location.search).get("relay") === "1";
 
   const byId = (id) => document.getElementById(id);
   const ui = {
@@ -728,7 +731,7 @@
   class Link {
     constructor(name, iceServers) {
       this.name = name;
-      this.pc = new RTCPeerConnection({ iceServers });
+      this.pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? "relay" : "all" });
       this.pending = [];
       this.work = Promise.resolve();
       this.closed = false;
