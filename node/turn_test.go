@@ -161,3 +161,52 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestExternalTURN: with an external TURN service, participants get its URLs
+// with credentials minted with the shared secret, and no server runs here.
+func TestExternalTURN(t *testing.T) {
+	dir := testOrgs(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "external-turn-secret-0123"
+	external := []string{"turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349?transport=tcp"}
+	n, err := New(Config{
+		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		TURN:   &TURNConfig{Secret: secret, CredentialTTL: 30 * time.Minute, External: external},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	ws := "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"
+	tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	agent, _ := joinAt(t, tctx, dir, ws, protocol.RoleAgent, "Ann")
+	if err := agent.Send(tctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	cust, _ := joinAt(t, tctx, dir, ws, protocol.RoleCustomer, "Carl")
+	a := nextMsg(t, tctx, cust, protocol.TypeAssigned)
+	if len(a.ICEServers) != 1 || strings.Join(a.ICEServers[0].URLs, " ") != strings.Join(external, " ") {
+		t.Fatalf("ICE servers %+v, want %v", a.ICEServers, external)
+	}
+	creds, _ := turn.NewCredentials([]byte(secret), 30*time.Minute)
+	is := a.ICEServers[0]
+	if _, err := creds.Check(is.Username, time.Now()); err != nil || creds.Password(is.Username) != is.Credential {
+		t.Errorf("credentials %q/%q do not check out with the shared secret: %v", is.Username, is.Credential, err)
+	}
+	if strings.Contains(scrape(t, n.URL()+"/metrics"), "helpcaster_turn_allocations_active") {
+		t.Error("a TURN server runs although only an external one is configured")
+	}
+}

@@ -1,0 +1,117 @@
+package turn
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRelayCostVsCoturn measures CPU per relayed packet of this TURN server
+// and of coturn's turnserver under the same turnutils_uclient load, in one
+// run, alternating. It is a measurement, not a check: it runs only with
+// HELPCASTER_BENCH=1 and records figures with t.Log. Knobs:
+// HELPCASTER_TURN_BENCH_CLIENTS (default 20 sessions), _MESSAGES (3000 per
+// session), _INTERVAL (1 ms between a session's packets), _SIZE (1000 bytes),
+// _ROUNDS (2).
+func TestRelayCostVsCoturn(t *testing.T) {
+	if os.Getenv("HELPCASTER_BENCH") == "" {
+		t.Skip("a measurement: set HELPCASTER_BENCH=1 to run it")
+	}
+	turnserver := coturnTool(t, "turnserver")
+	clients, messages := envInt("HELPCASTER_TURN_BENCH_CLIENTS", 20), envInt("HELPCASTER_TURN_BENCH_MESSAGES", 3000)
+	interval, size, rounds := envInt("HELPCASTER_TURN_BENCH_INTERVAL", 1), envInt("HELPCASTER_TURN_BENCH_SIZE", 1000), envInt("HELPCASTER_TURN_BENCH_ROUNDS", 2)
+	peer := startPeer(t)
+
+	ours, _ := startServer(t, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 1000)
+	ours.cfg.AllocationsPerIP = 1000
+
+	// coturn with the same secret and loopback peers allowed.
+	cport := freePort(t, "udp")
+	cmd := exec.Command(turnserver, "-n", "--listening-ip", "127.0.0.1", "--listening-port", strconv.Itoa(cport),
+		"--relay-ip", "127.0.0.1", "--use-auth-secret", "--static-auth-secret", testSecret, "--realm", DefaultRealm,
+		"--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--min-port", "43000", "--max-port", "43999",
+		"--log-file", filepath.Join(t.TempDir(), "turnserver.log"), "--no-stdout-log", "--simple-log")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	time.Sleep(500 * time.Millisecond)
+
+	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
+	user, pass := creds.Mint("bench", time.Now())
+	load := func(port int) (relayed int, wall time.Duration, out string) {
+		bin := coturnTool(t, "turnutils_uclient")
+		args := []string{"-c", "-p", strconv.Itoa(port), "-u", user, "-w", pass, "-e", "127.0.0.1", "-r", strconv.Itoa(peer),
+			"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients), "-l", strconv.Itoa(size), "-z", strconv.Itoa(interval), "-X", "127.0.0.1"}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		start := time.Now()
+		b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		wall = time.Since(start)
+		if err != nil {
+			t.Fatalf("uclient: %v\n%s", err, b)
+		}
+		out = string(b)
+		m := regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n`).FindAllStringSubmatch(out, -1)
+		if m == nil {
+			t.Fatalf("no packet totals in uclient output:\n%s", out)
+		}
+		last := m[len(m)-1]
+		s, _ := strconv.Atoi(last[1])
+		r, _ := strconv.Atoi(last[2])
+		return r + s, wall, out // each packet is relayed once to the peer, once back
+	}
+	for round := 1; round <= rounds; round++ {
+		// This process is the server (and the idle test around it); the
+		// load generator and the peer are other processes.
+		before := selfCPU()
+		relayed, wall, out := load(ours.cfg.UDPPort)
+		cpu := selfCPU() - before
+		lost := lostRe.FindString(out)
+		t.Logf("round %d helpcaster: %d packets relayed in %v, %.2f µs CPU per packet, %.0f packets/s; %s", round, relayed, wall.Round(time.Millisecond),
+			float64(cpu.Microseconds())/float64(relayed), float64(relayed)/wall.Seconds(), lost)
+
+		before = procCPU(t, cmd.Process.Pid)
+		relayed, wall, out = load(cport)
+		cpu = procCPU(t, cmd.Process.Pid) - before
+		t.Logf("round %d coturn:     %d packets relayed in %v, %.2f µs CPU per packet, %.0f packets/s; %s", round, relayed, wall.Round(time.Millisecond),
+			float64(cpu.Microseconds())/float64(relayed), float64(relayed)/wall.Seconds(), lostRe.FindString(out))
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is a process's CPU time so far, from /proc/<pid>/stat.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
