@@ -21,7 +21,7 @@ import (
 // HELPCASTER_BENCH=1 and records figures with t.Log. Knobs:
 // HELPCASTER_TURN_BENCH_CLIENTS (default 20 sessions), _MESSAGES (3000 per
 // session), _INTERVAL (1 ms between a session's packets), _SIZE (1000 bytes),
-// _ROUNDS (2).
+// _ROUNDS (2), _PROCS (1 uclient process; more run at once for more load).
 func TestRelayCostVsCoturn(t *testing.T) {
 	if os.Getenv("HELPCASTER_BENCH") == "" {
 		t.Skip("a measurement: set HELPCASTER_BENCH=1 to run it")
@@ -48,27 +48,28 @@ func TestRelayCostVsCoturn(t *testing.T) {
 
 	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
 	user, pass := creds.Mint("bench", time.Now())
+	procs := envInt("HELPCASTER_TURN_BENCH_PROCS", 1)
+	// load runs procs turnutils_uclient processes at once and returns the
+	// packets relayed (each echoed packet is relayed once each way).
 	load := func(port int) (relayed int, wall time.Duration, out string) {
-		bin := coturnTool(t, "turnutils_uclient")
-		args := []string{"-c", "-p", strconv.Itoa(port), "-u", user, "-w", pass, "-e", "127.0.0.1", "-r", strconv.Itoa(peer),
-			"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients), "-l", strconv.Itoa(size), "-z", strconv.Itoa(interval), "-X", "127.0.0.1"}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
+		type result struct {
+			n   int
+			out string
+		}
+		results := make(chan result, procs)
 		start := time.Now()
-		b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-		wall = time.Since(start)
-		if err != nil {
-			t.Fatalf("uclient: %v\n%s", err, b)
+		for range procs {
+			go func() {
+				n, o := loadOne(t, port, user, pass, peer, clients, messages, size, interval)
+				results <- result{n, o}
+			}()
 		}
-		out = string(b)
-		m := regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n`).FindAllStringSubmatch(out, -1)
-		if m == nil {
-			t.Fatalf("no packet totals in uclient output:\n%s", out)
+		for range procs {
+			r := <-results
+			relayed += r.n
+			out += r.out
 		}
-		last := m[len(m)-1]
-		s, _ := strconv.Atoi(last[1])
-		r, _ := strconv.Atoi(last[2])
-		return r + s, wall, out // each packet is relayed once to the peer, once back
+		return relayed, time.Since(start), out
 	}
 	for round := 1; round <= rounds; round++ {
 		// This process is the server (and the idle test around it); the
@@ -86,6 +87,31 @@ func TestRelayCostVsCoturn(t *testing.T) {
 		t.Logf("round %d coturn:     %d packets relayed in %v, %.2f µs CPU per packet, %.0f packets/s; %s", round, relayed, wall.Round(time.Millisecond),
 			float64(cpu.Microseconds())/float64(relayed), float64(relayed)/wall.Seconds(), lostRe.FindString(out))
 	}
+}
+
+// loadOne runs one turnutils_uclient and returns the packets it had
+// relayed (sent and received back) and its output.
+func loadOne(t *testing.T, port int, user, pass string, peer, clients, messages, size, interval int) (int, string) {
+	bin := coturnTool(t, "turnutils_uclient")
+	args := []string{"-c", "-p", strconv.Itoa(port), "-u", user, "-w", pass, "-e", "127.0.0.1", "-r", strconv.Itoa(peer),
+		"-n", strconv.Itoa(messages), "-m", strconv.Itoa(clients), "-l", strconv.Itoa(size), "-z", strconv.Itoa(interval), "-X", "127.0.0.1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	out := string(b)
+	if err != nil {
+		t.Errorf("uclient: %v\n%s", err, out)
+		return 0, out
+	}
+	m := regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n`).FindAllStringSubmatch(out, -1)
+	if m == nil {
+		t.Errorf("no packet totals in uclient output:\n%s", out)
+		return 0, out
+	}
+	last := m[len(m)-1]
+	sent, _ := strconv.Atoi(last[1])
+	recv, _ := strconv.Atoi(last[2])
+	return sent + recv, out
 }
 
 func envInt(name string, def int) int {

@@ -130,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 			return fail(fmt.Errorf("turn: listen on UDP port %d: %w", cfg.UDPPort, err))
 		}
 		closers = append(closers, func() { pc.Close() })
+		setBuffers(pc)
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
@@ -315,6 +316,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	if err != nil {
 		return nil, nil, err
 	}
+	setBuffers(pc)
 	return g.s.wrap(pc), addr, nil
 }
 
@@ -324,6 +326,18 @@ func (g *relayGen) AllocateListener(c turn.AllocateListenerConfig) (net.Listener
 
 func (g *relayGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
 	return g.inner.AllocateConn(c)
+}
+
+// socketBuffer is the kernel buffer asked for on UDP sockets: the default
+// (about 200 KiB) overflows in bursts when many clients share the
+// listener's one read loop.
+const socketBuffer = 4 << 20
+
+func setBuffers(pc net.PacketConn) {
+	if u, ok := pc.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(socketBuffer)
+		_ = u.SetWriteBuffer(socketBuffer)
+	}
 }
 
 // relayConn is one allocation's relay socket: what it reads came from a
