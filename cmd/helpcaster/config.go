@@ -80,6 +80,7 @@ type Config struct {
 	TURNPerIP         int           // allocations per client IP
 	TURNBandwidth     int           // bits/s per allocation, each way
 	turnPortSet       bool
+	turnTLSPortSet    bool
 
 	MaxMessageBytes   int           // largest signaling message
 	MessagesPerSecond float64       // per-connection message rate
@@ -194,9 +195,12 @@ func settings(c *Config) []setting {
 				c.turnPortSet = true
 				return setPortOrOff(&c.TURNPort, v)
 			}},
-		{flag: "turn-tls-port", yaml: "turn.tls_port", arg: "PORT", def: "0",
-			usage: "embedded TURN over TLS on this port (5349 usually), with --tls-cert's certificate; 0 for none",
-			set:   func(v string) error { return setPortOrOff(&c.TURNTLSPort, v) }},
+		{flag: "turn-tls-port", yaml: "turn.tls_port", arg: "PORT",
+			usage: "embedded TURN over TLS on this port, with --tls-cert's certificate, or 0 for none; default 5349 when TURN and TLS are on",
+			set: func(v string) error {
+				c.turnTLSPortSet = true
+				return setPortOrOff(&c.TURNTLSPort, v)
+			}},
 		{flag: "turn-relay-ip", yaml: "turn.relay_ip", arg: "IP",
 			usage: "address announced for TURN relays (this server's public IP); default the first --media-public-ip, else --media-listen-ip",
 			set:   func(v string) error { return setIP(&c.TURNRelayIP, v) }},
@@ -886,6 +890,9 @@ func setNodeID(dst *string, v string) error {
 func (c *Config) finishTURN() error {
 	if !c.turnPortSet && c.Dev {
 		c.TURNPort = 3478
+	}
+	if !c.turnTLSPortSet && c.TURNPort != 0 && c.TLSCert != "" {
+		c.TURNTLSPort = 5349
 	}
 	if c.TURNTLSPort != 0 && c.TLSCert == "" {
 		return errors.New("turn: --turn-tls-port needs --tls-cert and --tls-key")
