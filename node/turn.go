@@ -58,6 +58,11 @@ func startTURN(cfg *TURNConfig, tlsCert, tlsKey string, media *sfu.SFU, mediaPub
 		if ap, ok := netip.AddrFromSlice(media.Addr().IP); ok && !ap.IsUnspecified() {
 			policy.Always = append(policy.Always, ap.Unmap())
 		}
+		// Only the SFU's media ports at those addresses.
+		policy.AlwaysPorts = append(policy.AlwaysPorts, uint16(media.Addr().Port))
+		if ta := media.TCPAddr(); ta != nil {
+			policy.AlwaysPorts = append(policy.AlwaysPorts, uint16(ta.Port))
+		}
 		for _, ip := range mediaPublic {
 			if a, err := netip.ParseAddr(ip); err == nil {
 				policy.Always = append(policy.Always, a)

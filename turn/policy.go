@@ -2,6 +2,7 @@ package turn
 
 import (
 	"net/netip"
+	"slices"
 )
 
 // Relay policy. A TURN server on the internet relays for anyone holding
@@ -21,6 +22,9 @@ const (
 	ReasonLinkLocal   = "link_local"
 	ReasonMulticast   = "multicast"
 	ReasonReserved    = "reserved"
+	// ReasonSFUPort: data to the SFU's address on a port that is not its
+	// media port (counted per packet, dropped).
+	ReasonSFUPort = "sfu_port"
 )
 
 // denied are the ranges refused by default, with the reason.
@@ -56,6 +60,10 @@ type Policy struct {
 	Allow []netip.Prefix
 	// Always lists addresses always allowed (the SFU's media addresses).
 	Always []netip.Addr
+	// AlwaysPorts, when set, are the only ports relayed to at an address
+	// that only Always allows (the SFU's media ports): permissions are per
+	// address, and the SFU's host may run other services.
+	AlwaysPorts []uint16
 }
 
 // Check returns "" when ip may be relayed to, else the reason it may not.
@@ -82,6 +90,24 @@ func (p *Policy) Check(ip netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// PortAllowed reports whether data may be relayed to port at ip once the
+// client has a permission for ip: at an address allowed only because it is
+// in Always, only AlwaysPorts are.
+func (p *Policy) PortAllowed(ip netip.Addr, port uint16) bool {
+	if len(p.AlwaysPorts) == 0 {
+		return true
+	}
+	ip = embeddedV4(ip)
+	if !slices.ContainsFunc(p.Always, func(a netip.Addr) bool { return embeddedV4(a) == ip }) {
+		return true
+	}
+	open := Policy{Allow: p.Allow}
+	if open.Check(ip) == "" {
+		return true // public, or allow-listed for every port
+	}
+	return slices.Contains(p.AlwaysPorts, port)
 }
 
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")

@@ -63,3 +63,30 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestPortAllowed(t *testing.T) {
+	p := Policy{
+		Allow:       []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24")},
+		Always:      []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.7.5")},
+		AlwaysPorts: []uint16{7881},
+	}
+	for _, tc := range []struct {
+		addr string
+		port uint16
+		want bool
+	}{
+		{"127.0.0.1", 7881, true},  // the SFU's media port
+		{"127.0.0.1", 6379, false}, // another service on the SFU's host
+		{"127.0.0.1", 3478, false}, // the TURN server itself
+		{"::ffff:127.0.0.1", 22, false},
+		{"192.168.7.5", 22, true}, // allow-listed for every port
+		{"8.8.8.8", 53, true},     // public
+	} {
+		if got := p.PortAllowed(netip.MustParseAddr(tc.addr), tc.port); got != tc.want {
+			t.Errorf("PortAllowed(%s, %d) = %v, want %v", tc.addr, tc.port, got, tc.want)
+		}
+	}
+	if !(&Policy{Always: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}).PortAllowed(netip.MustParseAddr("127.0.0.1"), 1) {
+		t.Error("without AlwaysPorts every port of an Always address is allowed")
+	}
+}

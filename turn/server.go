@@ -48,7 +48,7 @@ type Config struct {
 	AllocationsPerUser int
 	AllocationsPerIP   int
 	Bandwidth          int           // bits/s per allocation, each way
-	AllocationLifetime time.Duration // longest lifetime granted per Allocate or Refresh
+	AllocationLifetime time.Duration // granted when the client asks for none (pion grants up to an hour when asked)
 	Logger             *slog.Logger
 	Registerer         prometheus.Registerer
 }
@@ -346,6 +346,8 @@ func setBuffers(pc net.PacketConn) {
 // dropped and counted.
 type relayConn struct {
 	net.PacketConn
+	policy            *Policy
+	refusedPort       prometheus.Counter
 	in, out           *rate.Limiter
 	bytesIn, bytesOut prometheus.Counter
 	pktsIn, pktsOut   prometheus.Counter
@@ -357,10 +359,10 @@ func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
 	burst := max(s.cfg.Bandwidth/8/4, 64<<10) // a quarter second, at least 64 KiB
 	m := s.metrics
 	return &relayConn{
-		PacketConn: pc,
-		in:         rate.NewLimiter(bytesPerSec, burst),
-		out:        rate.NewLimiter(bytesPerSec, burst),
-		bytesIn:    m.bytes.WithLabelValues("to_client"), bytesOut: m.bytes.WithLabelValues("to_peer"),
+		PacketConn: pc, policy: &s.cfg.Policy, refusedPort: m.refused.WithLabelValues(ReasonSFUPort),
+		in:      rate.NewLimiter(bytesPerSec, burst),
+		out:     rate.NewLimiter(bytesPerSec, burst),
+		bytesIn: m.bytes.WithLabelValues("to_client"), bytesOut: m.bytes.WithLabelValues("to_peer"),
 		pktsIn: m.packets.WithLabelValues("to_client"), pktsOut: m.packets.WithLabelValues("to_peer"),
 		dropIn: m.dropped.WithLabelValues("to_client"), dropOut: m.dropped.WithLabelValues("to_peer"),
 	}
@@ -381,6 +383,12 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if u, ok := addr.(*net.UDPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(u.IP); ok && !c.policy.PortAllowed(ip, uint16(u.Port)) {
+			c.refusedPort.Inc()
+			return len(p), nil // dropped: not the SFU's port
+		}
+	}
 	if !c.out.AllowN(time.Now(), len(p)) {
 		c.dropOut.Inc()
 		return len(p), nil
@@ -397,7 +405,7 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 type slogFactory struct{ log *slog.Logger }
 
 func (f *slogFactory) NewLogger(scope string) logging.LeveledLogger {
-	return &slogLogger{log: f.log.With("component", "turn", "scope", scope)}
+	return &slogLogger{log: f.log.With("scope", scope)}
 }
 
 type slogLogger struct{ log *slog.Logger }

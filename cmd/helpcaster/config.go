@@ -897,6 +897,9 @@ func (c *Config) finishTURN() error {
 	if c.TURNTLSPort != 0 && c.TLSCert == "" {
 		return errors.New("turn: --turn-tls-port needs --tls-cert and --tls-key")
 	}
+	if c.TURNCredentialTTL > turn.MaxTTL {
+		return fmt.Errorf("turn: --turn-credential-ttl %v is longer than %v", c.TURNCredentialTTL, turn.MaxTTL)
+	}
 	embedded := c.TURNPort != 0 || c.TURNTLSPort != 0
 	if !embedded && len(c.TURNExternal) == 0 {
 		return nil

@@ -322,6 +322,7 @@ func TestRunConfigErrors(t *testing.T) {
 		{"turn bad external", []string{"--dev", "--turn-external", "stun:x.example"}, nil, "", "is not a turn: or turns: URL"},
 		{"turn external without secret", []string{"--dev", "--turn-external", "turn:x.example:3478"}, nil, "", "needs the service's shared secret"},
 		{"turn short secret", []string{"--dev", "--turn-secret", "short"}, nil, "", "at least 16 bytes"},
+		{"turn credential ttl too long", []string{"--dev", "--turn-credential-ttl", "48h"}, nil, "", "is longer than 24h"},
 		{"turn no relay ip", []string{"--dev", "--media-listen-ip", "0.0.0.0"}, nil, "", "give --turn-relay-ip"},
 		{"zero resume grace", []string{"--dev", "--resume-grace", "0s"}, nil, "", "--resume-grace:"},
 		{"redis url without host", []string{"--dev"}, map[string]string{"HELPCASTER_REDIS": "redis://"}, "", "HELPCASTER_REDIS: not a Redis URL"},

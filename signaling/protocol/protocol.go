@@ -128,7 +128,7 @@ type Message struct {
 	State      string      `json:"state,omitempty"`      // agent_state
 	Room       string      `json:"room,omitempty"`       // the call a message is about (server: every call message; client: accept, decline, and optionally offer, answer, candidate, chat, quality, hangup)
 	Peer       *Peer       `json:"peer,omitempty"`       // assigned
-	ICEServers []ICEServer `json:"iceServers,omitempty"` // welcome, assigned
+	ICEServers []ICEServer `json:"iceServers,omitempty"` // assigned
 	Reason     string      `json:"reason,omitempty"`     // ended, bye
 	Track      string      `json:"track,omitempty"`      // layers: the publisher's track id
 	Active     []string    `json:"active,omitempty"`     // layers: RIDs to send
