@@ -320,12 +320,19 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 	return g.s.wrap(pc), addr, nil
 }
 
-func (g *relayGen) AllocateListener(c turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	return g.inner.AllocateListener(c)
+// errNoTCPRelay refuses TCP relays (RFC 6062): WebRTC clients ask for UDP
+// relays (over any transport to the server), and a TCP relay would bypass
+// the byte counting, the bandwidth cap and the port check.
+var errNoTCPRelay = errors.New("turn: TCP relays are not offered")
+
+func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	g.s.metrics.refused.WithLabelValues("tcp_relay").Inc()
+	return nil, nil, errNoTCPRelay
 }
 
-func (g *relayGen) AllocateConn(c turn.AllocateConnConfig) (net.Conn, error) {
-	return g.inner.AllocateConn(c)
+func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	g.s.metrics.refused.WithLabelValues("tcp_relay").Inc()
+	return nil, errNoTCPRelay
 }
 
 // socketBuffer is the kernel buffer asked for on UDP sockets: the default

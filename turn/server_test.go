@@ -275,3 +275,43 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestNoTCPRelay: a TCP relay (RFC 6062) is refused.
+func TestNoTCPRelay(t *testing.T) {
+	s, reg := startServer(t, Policy{}, 0)
+	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
+	user, pass := creds.Mint("tcp", time.Now())
+	var tcpURL string
+	for _, u := range s.URLs("127.0.0.1") {
+		if strings.HasSuffix(u, "transport=tcp") {
+			tcpURL = strings.TrimSuffix(strings.TrimPrefix(u, "turn:"), "?transport=tcp")
+		}
+	}
+	conn, err := net.Dial("tcp", tcpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: tcpURL, TURNServerAddr: tcpURL,
+		Conn: turn.NewSTUNConn(conn), Username: user, Password: pass, Realm: DefaultRealm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := c.AllocateTCP(); err == nil {
+		a.Close()
+		t.Fatal("TCP relay allocated")
+	}
+	if got := counterValue(t, reg, "helpcaster_turn_refused_total", "reason", "tcp_relay"); got != 1 {
+		t.Errorf("refused{tcp_relay} = %v, want 1", got)
+	}
+	// A UDP relay over the same TCP connection is fine.
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("UDP relay over TCP: %v", err)
+	}
+	relay.Close()
+}
