@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -409,6 +410,8 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 // slogFactory routes pion's logs to slog, at debug level (pion is chatty).
+// Messages are formatted only when debug logging is on: pion logs on every
+// relayed packet.
 type slogFactory struct{ log *slog.Logger }
 
 func (f *slogFactory) NewLogger(scope string) logging.LeveledLogger {
@@ -417,13 +420,27 @@ func (f *slogFactory) NewLogger(scope string) logging.LeveledLogger {
 
 type slogLogger struct{ log *slog.Logger }
 
-func (l *slogLogger) Trace(string)                 {}
-func (l *slogLogger) Tracef(string, ...any)        {}
-func (l *slogLogger) Debug(msg string)             { l.log.Debug(msg) }
-func (l *slogLogger) Debugf(f string, args ...any) { l.log.Debug(fmt.Sprintf(f, args...)) }
-func (l *slogLogger) Info(msg string)              { l.log.Debug(msg) }
-func (l *slogLogger) Infof(f string, args ...any)  { l.log.Debug(fmt.Sprintf(f, args...)) }
-func (l *slogLogger) Warn(msg string)              { l.log.Debug(msg) }
-func (l *slogLogger) Warnf(f string, args ...any)  { l.log.Debug(fmt.Sprintf(f, args...)) }
-func (l *slogLogger) Error(msg string)             { l.log.Debug(msg) }
-func (l *slogLogger) Errorf(f string, args ...any) { l.log.Debug(fmt.Sprintf(f, args...)) }
+func (l *slogLogger) on() bool { return l.log.Enabled(context.Background(), slog.LevelDebug) }
+
+func (l *slogLogger) debug(msg string) {
+	if l.on() {
+		l.log.Debug(msg)
+	}
+}
+
+func (l *slogLogger) debugf(format string, args ...any) {
+	if l.on() {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}
+
+func (l *slogLogger) Trace(string)                      {}
+func (l *slogLogger) Tracef(string, ...any)             {}
+func (l *slogLogger) Debug(msg string)                  { l.debug(msg) }
+func (l *slogLogger) Debugf(format string, args ...any) { l.debugf(format, args...) }
+func (l *slogLogger) Info(msg string)                   { l.debug(msg) }
+func (l *slogLogger) Infof(format string, args ...any)  { l.debugf(format, args...) }
+func (l *slogLogger) Warn(msg string)                   { l.debug(msg) }
+func (l *slogLogger) Warnf(format string, args ...any)  { l.debugf(format, args...) }
+func (l *slogLogger) Error(msg string)                  { l.debug(msg) }
+func (l *slogLogger) Errorf(format string, args ...any) { l.debugf(format, args...) }
