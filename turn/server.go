@@ -65,6 +65,8 @@ type Server struct {
 	mu     sync.Mutex
 	byUser map[string]int // active allocations per username
 	byIP   map[string]int // active allocations per client IP
+
+	fast fastState // fastpath.go
 }
 
 // New starts a TURN server on the configured listeners.
@@ -98,6 +100,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, byUser: map[string]int{}, byIP: map[string]int{}}
+	s.fast.relays = map[netip.AddrPort]*relayConn{}
+	s.fast.fwd = map[fwdKey]fwdEntry{}
 
 	gen := &relayGen{s: s, inner: &turn.RelayAddressGeneratorPortRange{
 		RelayAddress: cfg.RelayIP, Address: relayBind(cfg), MinPort: cfg.RelayMinPort, MaxPort: cfg.RelayMaxPort,
@@ -132,8 +136,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { pc.Close() })
 		setBuffers(pc)
+		listener := pc
+		if u, ok := pc.(*net.UDPConn); ok {
+			s.fast.udp = u
+			listener = &fastListener{UDPConn: u, s: s}
+		}
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: listener, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)+"?transport=udp")
 	}
@@ -275,6 +284,12 @@ func (s *Server) events() turn.EventHandler {
 			s.metrics.created.Inc()
 			s.metrics.active.Inc()
 		},
+		OnChannelCreated: func(src, dst net.Addr, protocol, _, _ string, relay, peer net.Addr, number uint16) {
+			s.channelCreated(src, dst, protocol, relay, peer, number)
+		},
+		OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, number uint16) {
+			s.channelDeleted(src, relay, peer, number)
+		},
 		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
 			s.mu.Lock()
 			if s.byUser[username]--; s.byUser[username] <= 0 {
@@ -354,6 +369,12 @@ func setBuffers(pc net.PacketConn) {
 // dropped and counted.
 type relayConn struct {
 	net.PacketConn
+	s                 *Server
+	local             netip.AddrPort
+	udp               *net.UDPConn // the socket, when it is UDP: the fast path reads it
+	buf               []byte       // fast path: 4 bytes of ChannelData header, then the packet
+	chMu              sync.RWMutex
+	chans             map[netip.AddrPort]chanEntry // peers with a channel bound on this relay
 	policy            *Policy
 	refusedPort       prometheus.Counter
 	in, out           *rate.Limiter
@@ -366,17 +387,37 @@ func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
 	bytesPerSec := rate.Limit(s.cfg.Bandwidth / 8)
 	burst := max(s.cfg.Bandwidth/8/4, 64<<10) // a quarter second, at least 64 KiB
 	m := s.metrics
-	return &relayConn{
-		PacketConn: pc, policy: &s.cfg.Policy, refusedPort: m.refused.WithLabelValues(ReasonSFUPort),
+	rc := &relayConn{
+		PacketConn: pc, s: s, chans: map[netip.AddrPort]chanEntry{},
+		policy: &s.cfg.Policy, refusedPort: m.refused.WithLabelValues(ReasonSFUPort),
 		in:      rate.NewLimiter(bytesPerSec, burst),
 		out:     rate.NewLimiter(bytesPerSec, burst),
 		bytesIn: m.bytes.WithLabelValues("to_client"), bytesOut: m.bytes.WithLabelValues("to_peer"),
 		pktsIn: m.packets.WithLabelValues("to_client"), pktsOut: m.packets.WithLabelValues("to_peer"),
 		dropIn: m.dropped.WithLabelValues("to_client"), dropOut: m.dropped.WithLabelValues("to_peer"),
 	}
+	if u, ok := pc.(*net.UDPConn); ok && s.fast.udp != nil {
+		if local, ok := addrPort(u.LocalAddr()); ok {
+			rc.udp, rc.local, rc.buf = u, local, make([]byte, 4+65536)
+			s.fast.mu.Lock()
+			s.fast.relays[local] = rc
+			s.fast.mu.Unlock()
+		}
+	}
+	return rc
+}
+
+func (c *relayConn) Close() error {
+	if c.udp != nil {
+		c.s.relayClosed(c)
+	}
+	return c.PacketConn.Close()
 }
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.udp != nil {
+		return c.readFast(p)
+	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil || c.in.AllowN(time.Now(), n) {

@@ -202,6 +202,11 @@ func TestRelayTraffic(t *testing.T) {
 			t.Fatalf("echo %d: %d bytes from %v", i, got, from)
 		}
 	}
+	// pion's client binds a channel after its first packets: most of the
+	// echoes then take the fast path, both ways.
+	if got := s.fast.relayed.Load(); got < n {
+		t.Errorf("fast path relayed %d packets, want at least %d of %d", got, n, 2*n)
+	}
 	for _, dir := range []string{"to_peer", "to_client"} {
 		if got := counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", dir); got != n {
 			t.Errorf("packets %s = %v, want %d", dir, got, n)
