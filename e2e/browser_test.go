@@ -109,31 +109,7 @@ func chromiumPath(t *testing.T) string {
 // the queue, both decode the other's video and receive audio, chat, and the
 // customer hangs up.
 func TestDemoCall(t *testing.T) {
-	base := startNode(t)
-
-	browser := newBrowser(t)
-	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
-	defer cancel()
-	custTab, cancelCust := chromedp.NewContext(ctx)
-	defer cancelCust()
-
-	// The agent goes available.
-	run(t, ctx, "agent page",
-		chromedp.Navigate(base+"/demo/agent.html"),
-		chromedp.WaitVisible(chromedp.ID("available")),
-		chromedp.Click(chromedp.ID("available")),
-	)
-	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
-	waitJS(t, ctx, "agent shown its queue", `!!window.hc.queueStats && window.hc.queueStats.available === 1 && !document.getElementById("queue-stats").hidden`)
-
-	// The customer asks for help, is queued and connected.
-	run(t, custTab, "customer page",
-		chromedp.Navigate(base+"/demo/customer.html"),
-		chromedp.WaitVisible(chromedp.ID("join")),
-		chromedp.Click(chromedp.ID("join")),
-	)
-	waitJS(t, custTab, "customer connected", `window.hc && window.hc.status === "connected"`)
-	waitJS(t, ctx, "agent connected", `window.hc && window.hc.status === "connected"`)
+	ctx, custTab := startCall(t, "")
 
 	// Both decode the other's video and receive audio.
 	for _, tab := range []struct {
@@ -224,29 +200,41 @@ func newBrowser(t *testing.T) context.Context {
 	return browser
 }
 
-// TestRelayCall: both pages force their media through the embedded TURN
-// server (iceTransportPolicy "relay"); the selected candidate pairs are
-// relayed and video is decoded on both sides.
-func TestRelayCall(t *testing.T) {
+// startCall starts a node and a browser, opens the agent page (which goes
+// available and is shown its queue) and the customer page (which asks for
+// help), both with query, and waits until both are in the call. The agent's
+// tab bounds the test (90 s); the customer's is a second tab.
+func startCall(t *testing.T, query string) (agent, customer context.Context) {
+	t.Helper()
 	base := startNode(t)
 	browser := newBrowser(t)
 	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	custTab, cancelCust := chromedp.NewContext(ctx)
-	defer cancelCust()
+	t.Cleanup(cancelCust)
 
 	run(t, ctx, "agent page",
-		chromedp.Navigate(base+"/demo/agent.html?relay=1"),
+		chromedp.Navigate(base+"/demo/agent.html"+query),
 		chromedp.WaitVisible(chromedp.ID("available")),
 		chromedp.Click(chromedp.ID("available")),
 	)
 	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
+	waitJS(t, ctx, "agent shown its queue", `!!window.hc.queueStats && window.hc.queueStats.available === 1 && !document.getElementById("queue-stats").hidden`)
 	run(t, custTab, "customer page",
-		chromedp.Navigate(base+"/demo/customer.html?relay=1"),
+		chromedp.Navigate(base+"/demo/customer.html"+query),
 		chromedp.WaitVisible(chromedp.ID("join")),
 		chromedp.Click(chromedp.ID("join")),
 	)
 	waitJS(t, custTab, "customer connected", `window.hc && window.hc.status === "connected"`)
+	waitJS(t, ctx, "agent connected", `window.hc && window.hc.status === "connected"`)
+	return ctx, custTab
+}
+
+// TestRelayCall: both pages force their media through the embedded TURN
+// server (iceTransportPolicy "relay"); the selected candidate pairs are
+// relayed and video is decoded on both sides.
+func TestRelayCall(t *testing.T) {
+	ctx, custTab := startCall(t, "?relay=1")
 	for _, tab := range []struct {
 		name string
 		ctx  context.Context

@@ -183,21 +183,7 @@ func (m *Memory) Move(ctx context.Context, e Entry, to string, priority, maxLen 
 
 // Remove implements Store.
 func (m *Memory) Remove(ctx context.Context, org, queue, session string) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	q := m.lookup(org, queue)
-	if q == nil {
-		return false, nil
-	}
-	i := q.index(session)
-	if i < 0 {
-		return false, nil
-	}
-	q.waiting = slices.Delete(q.waiting, i, i+1)
-	return true, nil
+	return m.remove(ctx, org, queue, session, false)
 }
 
 // Waiting implements Store.
@@ -345,22 +331,13 @@ func appendSample(ss []Sample, s Sample, now time.Time) []Sample {
 
 // Lookup implements Store.
 func (m *Memory) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return Entry{}, false, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	q := m.lookup(org, queue)
-	if q == nil {
-		return Entry{}, false, nil
-	}
-	i := q.index(session)
-	if i < 0 {
-		return Entry{}, false, nil
-	}
-	e := q.waiting[i].Entry
-	e.Attrs = maps.Clone(e.Attrs)
-	return e, true, nil
+	var e Entry
+	ok, err := m.edit(ctx, org, queue, session, func(x *Entry) bool {
+		e = *x
+		e.Attrs = maps.Clone(x.Attrs)
+		return true
+	})
+	return e, ok, err
 }
 
 // Detach implements Store.
@@ -383,6 +360,12 @@ func (m *Memory) Attach(ctx context.Context, org, queue, session, node string) (
 
 // RemoveDetached implements Store.
 func (m *Memory) RemoveDetached(ctx context.Context, org, queue, session string) (bool, error) {
+	return m.remove(ctx, org, queue, session, true)
+}
+
+// remove takes a waiting customer out of its queue (only if detached, with
+// detachedOnly).
+func (m *Memory) remove(ctx context.Context, org, queue, session string, detachedOnly bool) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -393,7 +376,7 @@ func (m *Memory) RemoveDetached(ctx context.Context, org, queue, session string)
 		return false, nil
 	}
 	i := q.index(session)
-	if i < 0 || q.waiting[i].Detached.IsZero() {
+	if i < 0 || (detachedOnly && q.waiting[i].Detached.IsZero()) {
 		return false, nil
 	}
 	q.waiting = slices.Delete(q.waiting, i, i+1)
