@@ -398,10 +398,9 @@ func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
 	}
 	if u, ok := pc.(*net.UDPConn); ok && s.fast.udp != nil {
 		if local, ok := addrPort(u.LocalAddr()); ok {
-			rc.udp, rc.local, rc.buf = u, local, make([]byte, 4+65536)
-			s.fast.mu.Lock()
-			s.fast.relays[local] = rc
-			s.fast.mu.Unlock()
+			// Registered, with its buffer, on the first read: pion also
+			// opens sockets only to probe for a free port.
+			rc.udp, rc.local = u, local
 		}
 	}
 	return rc
