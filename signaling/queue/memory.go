@@ -371,16 +371,21 @@ func (m *Memory) remove(ctx context.Context, org, queue, session string, detache
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	q := m.lookup(org, queue)
-	if q == nil {
-		return false, nil
-	}
-	i := q.index(session)
+	q, i := m.find(org, queue, session)
 	if i < 0 || (detachedOnly && q.waiting[i].Detached.IsZero()) {
 		return false, nil
 	}
 	q.waiting = slices.Delete(q.waiting, i, i+1)
 	return true, nil
+}
+
+// find returns a waiting customer's queue and index, or -1. m.mu is held.
+func (m *Memory) find(org, queue, session string) (*memQueue, int) {
+	q := m.lookup(org, queue)
+	if q == nil {
+		return nil, -1
+	}
+	return q, q.index(session)
 }
 
 // edit applies f to a waiting customer's entry.
@@ -390,11 +395,7 @@ func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*E
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	q := m.lookup(org, queue)
-	if q == nil {
-		return false, nil
-	}
-	i := q.index(session)
+	q, i := m.find(org, queue, session)
 	if i < 0 {
 		return false, nil
 	}
