@@ -207,6 +207,13 @@ func TestRelayTraffic(t *testing.T) {
 	if got := s.fast.relayed.Load(); got < n {
 		t.Errorf("fast path relayed %d packets, want at least %d of %d", got, n, 2*n)
 	}
+	// A packet is counted once its send returns, which may be after its
+	// echo has come back: wait briefly for the counters to settle.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) &&
+		counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", "to_peer") < n {
+		time.Sleep(5 * time.Millisecond)
+	}
 	for _, dir := range []string{"to_peer", "to_client"} {
 		if got := counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", dir); got != n {
 			t.Errorf("packets %s = %v, want %d", dir, got, n)
