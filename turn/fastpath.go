@@ -168,9 +168,6 @@ func (c *relayConn) toPeer(data []byte, peer *net.UDPAddr) {
 func (c *relayConn) readFast(p []byte) (int, net.Addr, error) {
 	if c.buf == nil {
 		c.buf = make([]byte, 4+65536)
-		c.s.fast.mu.Lock()
-		c.s.fast.relays[c.local] = c
-		c.s.fast.mu.Unlock()
 	}
 	for {
 		n, from, err := c.udp.ReadFromUDPAddrPort(c.buf[4:])

@@ -398,9 +398,13 @@ func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
 	}
 	if u, ok := pc.(*net.UDPConn); ok && s.fast.udp != nil {
 		if local, ok := addrPort(u.LocalAddr()); ok {
-			// Registered, with its buffer, on the first read: pion also
-			// opens sockets only to probe for a free port.
+			// Registered now, so that no channel bound before its first read
+			// is missed; its buffer comes with the first read (pion also
+			// opens sockets only to probe for a free port).
 			rc.udp, rc.local = u, local
+			s.fast.mu.Lock()
+			s.fast.relays[local] = rc
+			s.fast.mu.Unlock()
 		}
 	}
 	return rc
