@@ -76,16 +76,11 @@ func TestRelayCostVsCoturn(t *testing.T) {
 		// load generator and the peer are other processes.
 		before := selfCPU()
 		relayed, wall, out := load(ours.cfg.UDPPort)
-		cpu := selfCPU() - before
-		lost := lostRe.FindString(out)
-		t.Logf("round %d helpcaster: %d packets relayed in %v, %.2f µs CPU per packet, %.0f packets/s; %s", round, relayed, wall.Round(time.Millisecond),
-			float64(cpu.Microseconds())/float64(relayed), float64(relayed)/wall.Seconds(), lost)
+		report(t, round, "helpcaster", relayed, wall, selfCPU().minus(before), out)
 
 		before = procCPU(t, cmd.Process.Pid)
 		relayed, wall, out = load(cport)
-		cpu = procCPU(t, cmd.Process.Pid) - before
-		t.Logf("round %d coturn:     %d packets relayed in %v, %.2f µs CPU per packet, %.0f packets/s; %s", round, relayed, wall.Round(time.Millisecond),
-			float64(cpu.Microseconds())/float64(relayed), float64(relayed)/wall.Seconds(), lostRe.FindString(out))
+		report(t, round, "coturn    ", relayed, wall, procCPU(t, cmd.Process.Pid).minus(before), out)
 	}
 }
 
@@ -121,15 +116,27 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// cpuTime is a process's CPU time so far, in user space and in the kernel.
+type cpuTime struct{ user, sys time.Duration }
+
+func (c cpuTime) minus(d cpuTime) cpuTime { return cpuTime{c.user - d.user, c.sys - d.sys} }
+
+func report(t *testing.T, round int, server string, relayed int, wall time.Duration, cpu cpuTime, out string) {
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(relayed) }
+	t.Logf("round %d %s: %d packets relayed in %v, %.2f µs CPU per packet (user %.2f, kernel %.2f), %.0f packets/s; %s",
+		round, server, relayed, wall.Round(time.Millisecond), per(cpu.user+cpu.sys), per(cpu.user), per(cpu.sys),
+		float64(relayed)/wall.Seconds(), lostRe.FindString(out))
+}
+
 // selfCPU is this process's CPU time so far.
-func selfCPU() time.Duration {
+func selfCPU() cpuTime {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cpuTime{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())}
 }
 
 // procCPU is a process's CPU time so far, from /proc/<pid>/stat.
-func procCPU(t *testing.T, pid int) time.Duration {
+func procCPU(t *testing.T, pid int) cpuTime {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -139,5 +146,5 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	return cpuTime{time.Duration(utime) * time.Second / 100, time.Duration(stime) * time.Second / 100} // USER_HZ
 }

@@ -14,13 +14,13 @@ import (
 // each such packet on its own (parse, allocation lookup under a lock, a new
 // buffer per packet towards the client), which costs more CPU than the
 // relaying itself. For clients on the UDP listener the server keeps its own
-// table of bound channels (from pion's channel events) and relays their
-// ChannelData directly: the listener's read loop sends a client's
-// ChannelData straight to the peer, and an allocation's reader sends a
-// bound peer's packets straight to the client, framing them in a buffer
-// it reuses. Everything else (STUN requests, Send and Data indications,
-// TCP and TLS clients) goes through pion as before. Policy, port check,
-// bandwidth cap and counters apply the same on both paths.
+// table of bound channels (from pion's channel events), and the pump
+// (pump_linux.go) relays their ChannelData directly: a client's ChannelData
+// goes straight to the peer, and a bound peer's datagram goes straight to
+// the client, framed in the pump's buffer. Everything else (STUN requests,
+// Send and Data indications, TCP and TLS clients) goes through pion.
+// Policy, port check, bandwidth cap and counters apply the same on both
+// paths.
 
 type fwdKey struct {
 	client netip.AddrPort
@@ -29,7 +29,7 @@ type fwdKey struct {
 
 type fwdEntry struct {
 	relay *relayConn
-	peer  *net.UDPAddr
+	peer  netip.AddrPort
 }
 
 type chanEntry struct {
@@ -40,8 +40,8 @@ type chanEntry struct {
 // fastState is the server's part of the fast path.
 type fastState struct {
 	mu     sync.RWMutex
-	udp    *net.UDPConn                  // the UDP listener; nil: no fast path
-	relays map[netip.AddrPort]*relayConn // allocation relay sockets by their address
+	lis    *udpSocket                    // the UDP listener; nil: no fast path
+	relays map[netip.AddrPort]*relayConn // allocation relays by their announced address
 	fwd    map[fwdKey]fwdEntry           // a client's channel -> relay and peer
 	// relayed counts packets the fast path relayed (either way), for tests.
 	relayed atomic.Int64
@@ -62,13 +62,13 @@ func (s *Server) channelCreated(client, listener net.Addr, protocol string, rela
 	c, ok1 := addrPort(client)
 	r, ok2 := addrPort(relay)
 	p, ok3 := addrPort(peer)
-	if protocol != "UDP" || f.udp == nil || !ok1 || !ok2 || !ok3 || listener.String() != f.udp.LocalAddr().String() {
+	if protocol != "UDP" || f.lis == nil || !ok1 || !ok2 || !ok3 || listener.String() != f.lis.local.String() {
 		return
 	}
 	f.mu.Lock()
 	rc := f.relays[r]
 	if rc != nil {
-		f.fwd[fwdKey{c, number}] = fwdEntry{relay: rc, peer: net.UDPAddrFromAddrPort(p)}
+		f.fwd[fwdKey{c, number}] = fwdEntry{relay: rc, peer: p}
 	}
 	f.mu.Unlock()
 	if rc != nil {
@@ -98,13 +98,20 @@ func (s *Server) channelDeleted(client net.Addr, relay, peer net.Addr, number ui
 	}
 }
 
-// relayClosed forgets a relay socket and its channels.
+// relayOpened registers an allocation's relay for the fast path.
+func (s *Server) relayOpened(rc *relayConn) {
+	s.fast.mu.Lock()
+	s.fast.relays[rc.addr] = rc
+	s.fast.mu.Unlock()
+}
+
+// relayClosed forgets a relay and its channels.
 func (s *Server) relayClosed(rc *relayConn) {
 	f := &s.fast
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.relays[rc.local] == rc {
-		delete(f.relays, rc.local)
+	if f.relays[rc.addr] == rc {
+		delete(f.relays, rc.addr)
 	}
 	for k, e := range f.fwd {
 		if e.relay == rc {
@@ -113,42 +120,59 @@ func (s *Server) relayClosed(rc *relayConn) {
 	}
 }
 
-// fastListener is the UDP listener as pion sees it: ChannelData of bound
-// channels never reaches pion.
-type fastListener struct {
-	*net.UDPConn
-	s *Server
+// clientPacket relays a datagram from a client on the UDP listener when it
+// is ChannelData of a bound channel, and reports whether it did.
+func (s *Server) clientPacket(p []byte, from netip.AddrPort) bool {
+	// ChannelData: the first two bits are 01 (channels 0x4000-0x7FFF).
+	if len(p) < 4 || p[0]&0xC0 != 0x40 {
+		return false
+	}
+	number := binary.BigEndian.Uint16(p[0:2])
+	length := int(binary.BigEndian.Uint16(p[2:4]))
+	if 4+length > len(p) {
+		return false
+	}
+	s.fast.mu.RLock()
+	e, ok := s.fast.fwd[fwdKey{from, number}]
+	s.fast.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	e.relay.toPeer(p[4:4+length], e.peer)
+	s.fast.relayed.Add(1)
+	return true
 }
 
-func (l *fastListener) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, from, err := l.UDPConn.ReadFromUDPAddrPort(p)
-		if err != nil {
-			return n, nil, err
-		}
-		// ChannelData: the first two bits are 01 (channels 0x4000-0x7FFF).
-		if n >= 4 && p[0]&0xC0 == 0x40 {
-			number := binary.BigEndian.Uint16(p[0:2])
-			length := int(binary.BigEndian.Uint16(p[2:4]))
-			if 4+length <= n {
-				client := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-				l.s.fast.mu.RLock()
-				e, ok := l.s.fast.fwd[fwdKey{client, number}]
-				l.s.fast.mu.RUnlock()
-				if ok {
-					e.relay.toPeer(p[4:4+length], e.peer)
-					l.s.fast.relayed.Add(1)
-					continue
-				}
-			}
-		}
-		return n, net.UDPAddrFromAddrPort(from), nil
+// peerPacket handles a datagram that arrived on the relay socket: buf
+// holds 4 free bytes, then the datagram. A peer with a bound channel gets
+// it framed and sent to the client here; the rest goes to pion.
+func (c *relayConn) peerPacket(buf []byte, from netip.AddrPort) {
+	n := len(buf) - 4
+	if !c.in.AllowN(time.Now(), n) {
+		c.dropIn.Inc()
+		return
+	}
+	c.bytesIn.Add(float64(n))
+	c.pktsIn.Inc()
+	c.chMu.RLock()
+	ch, ok := c.chans[from]
+	c.chMu.RUnlock()
+	lis := c.s.fast.lis
+	if ok && lis != nil {
+		binary.BigEndian.PutUint16(buf[0:2], ch.number)
+		binary.BigEndian.PutUint16(buf[2:4], uint16(n))
+		_ = lis.sendTo(buf, ch.client)
+		c.s.fast.relayed.Add(1)
+		return
+	}
+	if !c.sock.handOver(buf[4:], from) {
+		c.dropIn.Inc()
 	}
 }
 
 // toPeer relays data to peer, under the same rules as WriteTo.
-func (c *relayConn) toPeer(data []byte, peer *net.UDPAddr) {
-	if ip, ok := netip.AddrFromSlice(peer.IP); ok && !c.policy.PortAllowed(ip, uint16(peer.Port)) {
+func (c *relayConn) toPeer(data []byte, peer netip.AddrPort) {
+	if !c.policy.PortAllowed(peer.Addr(), peer.Port()) {
 		c.refusedPort.Inc()
 		return
 	}
@@ -156,41 +180,8 @@ func (c *relayConn) toPeer(data []byte, peer *net.UDPAddr) {
 		c.dropOut.Inc()
 		return
 	}
-	if n, err := c.PacketConn.WriteTo(data, peer); err == nil {
-		c.bytesOut.Add(float64(n))
+	if err := c.sock.sendTo(data, peer); err == nil {
+		c.bytesOut.Add(float64(len(data)))
 		c.pktsOut.Inc()
-	}
-}
-
-// readFast is relayConn.ReadFrom with the fast path: packets from a peer
-// with a bound channel go to the client here; the others are returned to
-// pion.
-func (c *relayConn) readFast(p []byte) (int, net.Addr, error) {
-	if c.buf == nil {
-		c.buf = make([]byte, 4+65536)
-	}
-	for {
-		n, from, err := c.udp.ReadFromUDPAddrPort(c.buf[4:])
-		if err != nil {
-			return 0, nil, err
-		}
-		if !c.in.AllowN(time.Now(), n) {
-			c.dropIn.Inc()
-			continue
-		}
-		c.bytesIn.Add(float64(n))
-		c.pktsIn.Inc()
-		peer := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		c.chMu.RLock()
-		ch, ok := c.chans[peer]
-		c.chMu.RUnlock()
-		if ok {
-			binary.BigEndian.PutUint16(c.buf[0:2], ch.number)
-			binary.BigEndian.PutUint16(c.buf[2:4], uint16(n))
-			_, _ = c.s.fast.udp.WriteToUDPAddrPort(c.buf[:4+n], ch.client)
-			c.s.fast.relayed.Add(1)
-			continue
-		}
-		return copy(p, c.buf[4:4+n]), net.UDPAddrFromAddrPort(from), nil
 	}
 }

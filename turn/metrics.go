@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_turn_relayed_packets_total", Help: "Packets relayed, by direction (to_peer, to_client)."}, []string{"direction"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "helpcaster_turn_dropped_packets_total", Help: "Packets dropped over an allocation's bandwidth cap, by direction."}, []string{"direction"}),
+			Name: "helpcaster_turn_dropped_packets_total", Help: "Packets dropped, by direction: over an allocation's bandwidth cap (to_client, to_peer), or with the server's queue full (to_server)."}, []string{"direction"}),
 	}
 	if reg == nil {
 		return m, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -66,6 +67,7 @@ type Server struct {
 	byUser map[string]int // active allocations per username
 	byIP   map[string]int // active allocations per client IP
 
+	pump *pump     // the UDP data plane: listener and relay sockets
 	fast fastState // fastpath.go
 }
 
@@ -103,21 +105,21 @@ func New(cfg Config) (*Server, error) {
 	s.fast.relays = map[netip.AddrPort]*relayConn{}
 	s.fast.fwd = map[fwdKey]fwdEntry{}
 
-	gen := &relayGen{s: s, inner: &turn.RelayAddressGeneratorPortRange{
-		RelayAddress: cfg.RelayIP, Address: relayBind(cfg), MinPort: cfg.RelayMinPort, MaxPort: cfg.RelayMaxPort,
-	}}
-	if cfg.RelayMinPort == 0 && cfg.RelayMaxPort == 0 {
-		gen.inner.MinPort, gen.inner.MaxPort = 49152, 65535
+	gen, err := newRelayGen(s)
+	if err != nil {
+		return nil, err
 	}
-	if err := gen.inner.Validate(); err != nil {
-		return nil, fmt.Errorf("turn: relay ports: %w", err)
+	// Relays are UDP sockets whatever the client's transport: the pump
+	// serves them all.
+	if s.pump, err = newPump(s); err != nil {
+		return nil, err
 	}
-
 	var closers []func()
 	fail := func(err error) (*Server, error) {
 		for _, c := range closers {
 			c()
 		}
+		s.pump.close()
 		return nil, err
 	}
 	sc := turn.ServerConfig{
@@ -130,21 +132,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	host := cfg.ListenIP
 	if cfg.UDPPort != 0 {
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(cfg.UDPPort)))
+		u, err := s.pump.listen(host, cfg.UDPPort)
 		if err != nil {
 			return fail(fmt.Errorf("turn: listen on UDP port %d: %w", cfg.UDPPort, err))
 		}
-		closers = append(closers, func() { pc.Close() })
-		setBuffers(pc)
-		listener := pc
-		if u, ok := pc.(*net.UDPConn); ok {
-			s.fast.udp = u
-			listener = &fastListener{UDPConn: u, s: s}
-		}
+		closers = append(closers, func() { u.Close() })
+		s.fast.lis = u
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: listener, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			PacketConn: u, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
-		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)+"?transport=udp")
+		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(u.local.Port)+"?transport=udp")
 	}
 	if cfg.TCPPort != 0 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(cfg.TCPPort)))
@@ -184,14 +181,6 @@ func orDefault(v, def int) int {
 	return v
 }
 
-// relayBind is the local address relays bind to.
-func relayBind(cfg Config) string {
-	if cfg.ListenIP != "" {
-		return cfg.ListenIP
-	}
-	return "0.0.0.0"
-}
-
 // URLs returns the server's TURN URLs for clients that reach it at host
 // (an IP or a name).
 func (s *Server) URLs(host string) []string {
@@ -210,7 +199,9 @@ func (s *Server) Allocations() int { return s.srv.AllocationCount() }
 
 // Close stops the server and its allocations.
 func (s *Server) Close() error {
-	if err := s.srv.Close(); err != nil {
+	err := s.srv.Close()
+	s.pump.close()
+	if err != nil {
 		return fmt.Errorf("turn: close: %w", err)
 	}
 	return nil
@@ -319,21 +310,67 @@ func addrIP(a net.Addr) string {
 	return host
 }
 
-// relayGen hands pion relay sockets that count and cap the traffic.
+// relayGen opens allocations' relay sockets (in the pump) on a free port
+// of the range and hands them to pion wrapped in a relayConn.
 type relayGen struct {
-	s     *Server
-	inner *turn.RelayAddressGeneratorPortRange
+	s        *Server
+	announce net.IP     // the relay address given to clients
+	bind     netip.Addr // the address relay sockets bind to; unspecified: any
+	min, max uint16
 }
 
-func (g *relayGen) Validate() error { return g.inner.Validate() }
+// relayPortTries is how many random ports of the range are tried for an
+// allocation before it is refused.
+const relayPortTries = 20
+
+func newRelayGen(s *Server) (*relayGen, error) {
+	g := &relayGen{s: s, announce: s.cfg.RelayIP, min: s.cfg.RelayMinPort, max: s.cfg.RelayMaxPort}
+	if g.min == 0 && g.max == 0 {
+		g.min, g.max = 49152, 65535
+	}
+	if s.cfg.ListenIP != "" {
+		ip, err := netip.ParseAddr(s.cfg.ListenIP)
+		if err != nil {
+			return nil, fmt.Errorf("turn: listen address %q is not an IP address: %w", s.cfg.ListenIP, err)
+		}
+		g.bind = ip.Unmap()
+	}
+	return g, nil
+}
+
+func (g *relayGen) Validate() error { return nil }
 
 func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	pc, addr, err := g.inner.AllocatePacketConn(c)
-	if err != nil {
-		return nil, nil, err
+	bind := g.bind
+	switch {
+	case !bind.IsValid() && c.Network == "udp6":
+		bind = netip.IPv6Unspecified()
+	case !bind.IsValid():
+		bind = netip.IPv4Unspecified()
+	case bind.Is4() != (c.Network == "udp4"):
+		return nil, nil, fmt.Errorf("turn: no %s relay on %s", c.Network, bind)
 	}
-	setBuffers(pc)
-	return g.s.wrap(pc), addr, nil
+	try := func(port int) (*relayConn, net.Addr, error) {
+		u, err := g.s.pump.open(bind, port, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		addr := &net.UDPAddr{IP: g.announce, Port: u.local.Port}
+		return g.s.wrap(u, addr), addr, nil
+	}
+	if c.RequestedPort != 0 {
+		return try(c.RequestedPort)
+	}
+	var err error
+	for range relayPortTries {
+		port := int(g.min) + rand.IntN(int(g.max)-int(g.min)+1)
+		var rc *relayConn
+		var addr net.Addr
+		if rc, addr, err = try(port); err == nil {
+			return rc, addr, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("turn: no free relay port in %d-%d after %d tries: %w", g.min, g.max, relayPortTries, err)
 }
 
 // errNoTCPRelay refuses TCP relays (RFC 6062): WebRTC clients ask for UDP
@@ -353,26 +390,17 @@ func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
 
 // socketBuffer is the kernel buffer asked for on UDP sockets: the default
 // (about 200 KiB) overflows in bursts when many clients share the
-// listener's one read loop.
+// listener.
 const socketBuffer = 4 << 20
 
-func setBuffers(pc net.PacketConn) {
-	if u, ok := pc.(*net.UDPConn); ok {
-		_ = u.SetReadBuffer(socketBuffer)
-		_ = u.SetWriteBuffer(socketBuffer)
-	}
-}
-
-// relayConn is one allocation's relay socket: what it reads came from a
-// peer (to the client), what pion writes goes to a peer. Each direction has
-// its own token bucket of Bandwidth bits per second; packets over it are
-// dropped and counted.
+// relayConn is one allocation's relay socket as pion sees it: what it
+// reads came from a peer (to the client), what pion writes goes to a peer.
+// Each direction has its own token bucket of Bandwidth bits per second;
+// packets over it are dropped and counted.
 type relayConn struct {
-	net.PacketConn
+	sock              *udpSocket
 	s                 *Server
-	local             netip.AddrPort
-	udp               *net.UDPConn // the socket, when it is UDP: the fast path reads it
-	buf               []byte       // fast path: 4 bytes of ChannelData header, then the packet
+	addr              netip.AddrPort // the announced relay address
 	chMu              sync.RWMutex
 	chans             map[netip.AddrPort]chanEntry // peers with a channel bound on this relay
 	policy            *Policy
@@ -383,12 +411,13 @@ type relayConn struct {
 	dropIn, dropOut   prometheus.Counter
 }
 
-func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
+func (s *Server) wrap(u *udpSocket, addr *net.UDPAddr) *relayConn {
 	bytesPerSec := rate.Limit(s.cfg.Bandwidth / 8)
 	burst := max(s.cfg.Bandwidth/8/4, 64<<10) // a quarter second, at least 64 KiB
 	m := s.metrics
+	announced, _ := addrPort(addr)
 	rc := &relayConn{
-		PacketConn: pc, s: s, chans: map[netip.AddrPort]chanEntry{},
+		sock: u, s: s, addr: announced, chans: map[netip.AddrPort]chanEntry{},
 		policy: &s.cfg.Policy, refusedPort: m.refused.WithLabelValues(ReasonSFUPort),
 		in:      rate.NewLimiter(bytesPerSec, burst),
 		out:     rate.NewLimiter(bytesPerSec, burst),
@@ -396,62 +425,49 @@ func (s *Server) wrap(pc net.PacketConn) net.PacketConn {
 		pktsIn: m.packets.WithLabelValues("to_client"), pktsOut: m.packets.WithLabelValues("to_peer"),
 		dropIn: m.dropped.WithLabelValues("to_client"), dropOut: m.dropped.WithLabelValues("to_peer"),
 	}
-	if u, ok := pc.(*net.UDPConn); ok && s.fast.udp != nil {
-		if local, ok := addrPort(u.LocalAddr()); ok {
-			// Registered now, so that no channel bound before its first read
-			// is missed; its buffer comes with the first read (pion also
-			// opens sockets only to probe for a free port).
-			rc.udp, rc.local = u, local
-			s.fast.mu.Lock()
-			s.fast.relays[local] = rc
-			s.fast.mu.Unlock()
-		}
-	}
+	// Set before pion learns of the relay, so the pump never sees a relay
+	// socket without its allocation.
+	u.mu.Lock()
+	u.relay = rc
+	u.mu.Unlock()
+	s.relayOpened(rc)
 	return rc
 }
 
 func (c *relayConn) Close() error {
-	if c.udp != nil {
-		c.s.relayClosed(c)
-	}
-	return c.PacketConn.Close()
+	c.s.relayClosed(c)
+	return c.sock.Close()
 }
 
-func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if c.udp != nil {
-		return c.readFast(p)
-	}
-	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil || c.in.AllowN(time.Now(), n) {
-			if err == nil {
-				c.bytesIn.Add(float64(n))
-				c.pktsIn.Inc()
-			}
-			return n, addr, err
-		}
-		c.dropIn.Inc()
-	}
-}
+// ReadFrom returns what a peer without a bound channel sent (the pump
+// counted and capped it already).
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) { return c.sock.ReadFrom(p) }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if u, ok := addr.(*net.UDPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(u.IP); ok && !c.policy.PortAllowed(ip, uint16(u.Port)) {
-			c.refusedPort.Inc()
-			return len(p), nil // dropped: not the SFU's port
-		}
+	to, ok := addrPort(addr)
+	if !ok {
+		return 0, fmt.Errorf("turn: relay write to %T: not a UDP address", addr)
+	}
+	if !c.policy.PortAllowed(to.Addr(), to.Port()) {
+		c.refusedPort.Inc()
+		return len(p), nil // dropped: not the SFU's port
 	}
 	if !c.out.AllowN(time.Now(), len(p)) {
 		c.dropOut.Inc()
 		return len(p), nil
 	}
-	n, err := c.PacketConn.WriteTo(p, addr)
-	if err == nil {
-		c.bytesOut.Add(float64(n))
-		c.pktsOut.Inc()
+	if err := c.sock.sendTo(p, to); err != nil {
+		return 0, fmt.Errorf("turn: relay write: %w", err)
 	}
-	return n, err
+	c.bytesOut.Add(float64(len(p)))
+	c.pktsOut.Inc()
+	return len(p), nil
 }
+
+func (c *relayConn) LocalAddr() net.Addr                { return c.sock.LocalAddr() }
+func (c *relayConn) SetDeadline(t time.Time) error      { return c.sock.SetDeadline(t) }
+func (c *relayConn) SetReadDeadline(t time.Time) error  { return c.sock.SetReadDeadline(t) }
+func (c *relayConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 // slogFactory routes pion's logs to slog, at debug level (pion is chatty).
 // Messages are formatted only when debug logging is on: pion logs on every

@@ -18,13 +18,19 @@ const testSecret = "test-secret-0123456789"
 // startServer runs a TURN server on free loopback ports (UDP and TCP).
 func startServer(t *testing.T, policy Policy, quotaUser int) (*Server, *prometheus.Registry) {
 	t.Helper()
+	return startServerOn(t, "127.0.0.1", policy, quotaUser)
+}
+
+// startServerOn starts a server listening on listen ("": all addresses).
+func startServerOn(t *testing.T, listen string, policy Policy, quotaUser int) (*Server, *prometheus.Registry) {
+	t.Helper()
 	creds, err := NewCredentials([]byte(testSecret), 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{
-		ListenIP: "127.0.0.1", UDPPort: freePort(t, "udp"), TCPPort: freePort(t, "tcp"),
+		ListenIP: listen, UDPPort: freePort(t, "udp"), TCPPort: freePort(t, "tcp"),
 		RelayIP: net.ParseIP("127.0.0.1"), Credentials: creds, Policy: policy,
 		AllocationsPerUser: quotaUser, Registerer: reg,
 	})
@@ -162,9 +168,16 @@ func TestRelayPolicy(t *testing.T) {
 }
 
 // TestRelayTraffic relays to a loopback echo peer (loopback allow-listed)
-// both ways and counts it.
+// both ways and counts it, with the server on one address and on all
+// addresses (relays then bind to 0.0.0.0 and announce the relay IP).
 func TestRelayTraffic(t *testing.T) {
-	s, reg := startServer(t, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 0)
+	for _, listen := range []string{"127.0.0.1", ""} {
+		t.Run("listen="+listen, func(t *testing.T) { testRelayTraffic(t, listen) })
+	}
+}
+
+func testRelayTraffic(t *testing.T, listen string) {
+	s, reg := startServerOn(t, listen, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 0)
 	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
