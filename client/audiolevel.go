@@ -54,12 +54,7 @@ func (i *audioLevelInterceptor) BindLocalStream(info *interceptor.StreamInfo, w 
 	if !strings.HasPrefix(strings.ToLower(info.MimeType), "audio/") {
 		return w
 	}
-	var id uint8
-	for _, e := range info.RTPHeaderExtensions {
-		if e.URI == sdp.AudioLevelURI && e.ID > 0 && e.ID < 15 {
-			id = uint8(e.ID)
-		}
-	}
+	id := extensionID(info.RTPHeaderExtensions, sdp.AudioLevelURI)
 	if id == 0 {
 		return w
 	}
@@ -69,4 +64,15 @@ func (i *audioLevelInterceptor) BindLocalStream(info *interceptor.StreamInfo, w 
 		}
 		return w.Write(h, payload, a)
 	})
+}
+
+// extensionID returns the one-byte header extension id negotiated for uri
+// among exts (0: not negotiated).
+func extensionID(exts []interceptor.RTPHeaderExtension, uri string) uint8 {
+	for _, e := range exts {
+		if e.URI == uri && e.ID > 0 && e.ID < 15 {
+			return uint8(e.ID)
+		}
+	}
+	return 0
 }

@@ -42,6 +42,18 @@ type Options struct {
 	// servers of the assigned message, as a browser with
 	// iceTransportPolicy "relay".
 	RelayOnly bool
+	// CaptureTime makes the client negotiate the absolute capture time
+	// header extension and stamp every packet it sends with its send time
+	// (see CaptureTime).
+	CaptureTime bool
+	// OnTrack, when set, is given every track received on the sub
+	// connection to read until it ends (on its own goroutine); the client
+	// then does not count the track's packets itself (Stats counts only
+	// tracks).
+	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+	// NoMedia makes the client set up no peer connections when a call
+	// starts (signaling only, as the load harness's queue storm).
+	NoMedia bool
 }
 
 // Stats counts what a client received on its sub connection.
@@ -64,7 +76,10 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	relayOnly bool // Options.RelayOnly
+	tags      *streamTags                                    // simulcast encodings' MID and RID
+	relayOnly bool                                           // Options.RelayOnly
+	onTrack   func(*webrtc.TrackRemote, *webrtc.RTPReceiver) // Options.OnTrack
+	noMedia   bool                                           // Options.NoMedia
 
 	mu       sync.Mutex
 	pub, sub *webrtc.PeerConnection
@@ -87,14 +102,15 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("dial signaling: %w", err)
 	}
 	conn.SetReadLimit(1 << 20)
-	api, err := newAPI(opts)
+	tags := &streamTags{}
+	api, err := newAPI(opts, tags)
 	if err != nil {
 		conn.CloseNow()
 		return nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	c := &Client{conn: conn, api: api, msgs: make(chan protocol.Message, 1024), ctx: cctx, cancel: cancel,
-		pending: make(map[string][]webrtc.ICECandidateInit), relayOnly: opts.RelayOnly}
+		pending: make(map[string][]webrtc.ICECandidateInit), tags: tags, relayOnly: opts.RelayOnly, onTrack: opts.OnTrack, noMedia: opts.NoMedia}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -103,12 +119,18 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	return c, nil
 }
 
-func newAPI(opts Options) (*webrtc.API, error) {
+func newAPI(opts Options, tags *streamTags) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
+	// MID and RID header extensions, so that a Publish with simulcast
+	// encodings can name its layers (as browsers do).
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("register simulcast header extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
+	ir.Add(simulcastTagFactory{tags: tags}) // first, so it runs last: the extensions go on the wire as set
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
@@ -119,6 +141,14 @@ func newAPI(opts Options) (*webrtc.API, error) {
 		// Added last, so it runs first: the NACK responder keeps the
 		// stamped packet.
 		ir.Add(audioLevelFactory{level: opts.AudioLevel})
+	}
+	if opts.CaptureTime {
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sfu.AbsCaptureTimeURI}, kind); err != nil {
+				return nil, fmt.Errorf("register capture time header extension: %w", err)
+			}
+		}
+		ir.Add(captureTimeFactory{}) // last, so it runs first (as the audio level's)
 	}
 	var se webrtc.SettingEngine
 	if opts.LoopbackOnly {
@@ -244,7 +274,9 @@ func (c *Client) readLoop() {
 		switch m.Type {
 		case protocol.TypeAssigned:
 			c.closePCs()
-			c.setMediaErr(c.createPCs(m.ICEServers))
+			if !c.noMedia {
+				c.setMediaErr(c.createPCs(m.ICEServers))
+			}
 		case protocol.TypeEnded:
 			c.closePCs()
 		case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
@@ -315,8 +347,13 @@ func (c *Client) createPCs(servers []protocol.ICEServer) error {
 				Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}})
 		})
 	}
-	sub.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	sub.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		c.tracks.Add(1)
+		if c.onTrack != nil {
+			c.onTrack(t, r)
+			c.ended.Add(1)
+			return
+		}
 		c.countTrack(t)
 	})
 	c.mu.Lock()
@@ -417,16 +454,28 @@ func (c *Client) flush(name string, pc *webrtc.PeerConnection) error {
 // Publish adds tracks to the pub connection and offers them. Call it after
 // the assigned message.
 func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) error {
+	return c.PublishWith(ctx, func(pub *webrtc.PeerConnection) error {
+		for _, t := range tracks {
+			if _, err := pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				return fmt.Errorf("add track: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// PublishWith lets add set up the pub connection (add tracks, simulcast
+// encodings, RTCP readers) and then offers it. Call it after the assigned
+// message.
+func (c *Client) PublishWith(ctx context.Context, add func(pub *webrtc.PeerConnection) error) error {
 	c.mu.Lock()
 	pub := c.pub
 	c.mu.Unlock()
 	if pub == nil {
 		return errors.New("publish before assigned")
 	}
-	for _, t := range tracks {
-		if _, err := pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			return fmt.Errorf("add track: %w", err)
-		}
+	if err := add(pub); err != nil {
+		return err
 	}
 	return c.offerPub(ctx, pub)
 }
@@ -457,6 +506,7 @@ func (c *Client) offerPub(ctx context.Context, pub *webrtc.PeerConnection) error
 	if err := pub.SetLocalDescription(offer); err != nil {
 		return fmt.Errorf("set pub offer: %w", err)
 	}
+	c.tags.tagSenders(pub) // MIDs are set now; the answer, which starts the streams, comes later
 	return c.Send(ctx, protocol.Message{Type: protocol.TypeOffer, PC: protocol.PCPub, SDP: offer.SDP})
 }
 

@@ -79,8 +79,11 @@ type downTrack struct {
 	// from its estimator.
 	bwe     *bwe.Estimator
 	twccID  uint8
-	ext     [1]rtp.Extension
+	ext     [2]rtp.Extension // the transport-wide sequence number, the capture time
 	twccSeq [2]byte
+	// captureID is the subscriber's id of the absolute capture time
+	// extension (0: not negotiated).
+	captureID uint8
 }
 
 // sentHistory is how many forwarded packets a video down track remembers
@@ -164,10 +167,16 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.writer = ctx.WriteStream()
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(codec.PayloadType)
-	d.twccID = 0
+	d.twccID, d.captureID = 0, 0
 	for _, e := range ctx.HeaderExtensions() {
-		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+		if e.ID <= 0 || e.ID >= 15 {
+			continue
+		}
+		switch e.URI {
+		case sdp.TransportCCURI:
 			d.twccID = uint8(e.ID)
+		case AbsCaptureTimeURI:
+			d.captureID = uint8(e.ID)
 		}
 	}
 	d.rtxSSRC, d.rtxPT = 0, 0
@@ -462,6 +471,16 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 		}
 	}
 	d.stamp(&d.hdr, len(payload), now)
+	if d.captureID != 0 && d.src.captureID != 0 {
+		// The publisher's capture time goes through unchanged: receivers
+		// (the load harness) measure end-to-end latency with it.
+		if v := h.GetExtension(d.src.captureID); len(v) > 0 {
+			if d.hdr.Extensions == nil {
+				d.hdr.Extensions = d.ext[:0]
+			}
+			_ = d.hdr.SetExtension(d.captureID, v) // a malformed length is not forwarded
+		}
+	}
 	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
 		return
 	}

@@ -71,6 +71,9 @@ type publishedTrack struct {
 	// audioLevelID is the negotiated id of the RFC 6464 audio level header
 	// extension (0: not negotiated).
 	audioLevelID uint8
+	// captureID is the negotiated id of the absolute capture time header
+	// extension (0: not negotiated), forwarded to subscribers.
+	captureID uint8
 }
 
 // layer is one simulcast encoding (or the only encoding) of a track.
@@ -94,8 +97,14 @@ func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *web
 	codec := remote.Codec()
 	t := &publishedTrack{owner: owner, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
 	for _, ext := range recv.GetParameters().HeaderExtensions {
-		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 15 {
+		if ext.ID <= 0 || ext.ID >= 15 {
+			continue
+		}
+		switch ext.URI {
+		case sdp.AudioLevelURI:
 			t.audioLevelID = uint8(ext.ID)
+		case AbsCaptureTimeURI:
+			t.captureID = uint8(ext.ID)
 		}
 	}
 	t.in = owner.room.sfu.metrics.counters(t.kind, "in")

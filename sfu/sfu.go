@@ -264,10 +264,17 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	return nil
 }
 
+// AbsCaptureTimeURI names the absolute capture time header extension. The
+// SFU forwards it from publishers to subscribers unchanged, so that a
+// receiver sharing the sender's clock (the load harness) measures the
+// end-to-end latency of every packet.
+const AbsCaptureTimeURI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
+
 // newMediaEngine registers the SFU's codecs (with RTX) and the header
 // extensions it uses: MID and RIDs for simulcast, RFC 6464 audio levels for
-// speaker detection, and transport-wide sequence numbers (with their RTCP
-// feedback) for congestion control both ways.
+// speaker detection, transport-wide sequence numbers (with their RTCP
+// feedback) for congestion control both ways, and absolute capture times,
+// forwarded.
 func newMediaEngine() (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
@@ -280,6 +287,9 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 		return nil, fmt.Errorf("register audio level header extension: %w", err)
 	}
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: AbsCaptureTimeURI}, kind); err != nil {
+			return nil, fmt.Errorf("register absolute capture time header extension: %w", err)
+		}
 		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
 		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 			return nil, fmt.Errorf("register transport-wide sequence number extension: %w", err)

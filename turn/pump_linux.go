@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -35,6 +36,9 @@ type pump struct {
 	lis   *udpSocket           // the listener, once opened
 	buf   []byte               // ChannelData header room, then a datagram; run's alone
 	ended chan struct{}
+	// closing is set by close before it closes the epoll descriptor, so
+	// that run tells the end it was asked for from a failure.
+	closing atomic.Bool
 }
 
 func newPump(s *Server) (*pump, error) {
@@ -59,6 +63,7 @@ func newPump(s *Server) (*pump, error) {
 
 // close stops the pump; the sockets are closed already.
 func (p *pump) close() {
+	p.closing.Store(true)
 	p.epoll.Close()
 	<-p.ended
 }
@@ -93,7 +98,7 @@ func (p *pump) run(rc syscall.RawConn) {
 			}
 		}
 	})
-	if failed != nil || !errors.Is(err, os.ErrClosed) {
+	if failed != nil || (err != nil && !p.closing.Load()) {
 		p.s.log.Error("turn: epoll wait failed; UDP relaying stopped", "err", errors.Join(failed, err))
 	}
 }

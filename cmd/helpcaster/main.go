@@ -1,6 +1,7 @@
 // Command helpcaster is the HelpCaster server and its tools.
 //
 //	helpcaster serve    run the server
+//	helpcaster bench    run a load scenario against a deployment
 //	helpcaster token    mint a token for testing
 //	helpcaster version  print the version
 package main
@@ -24,6 +25,7 @@ const usage = `Usage: helpcaster <command> [flags]
 
 Commands:
   serve     run the HelpCaster server
+  bench     run a load scenario against a deployment and report
   token     mint a token for testing (as an organization backend would)
   version   print the version
   help      show help for a command: helpcaster help serve
@@ -43,6 +45,8 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 		return serveCommand(args[1:], env, stdout, stderr)
 	case "token":
 		return runToken(args[1:], env, stdout, stderr)
+	case "bench":
+		return runBench(args[1:], env, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -54,6 +58,8 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 				return 0
 			case "token":
 				return runToken([]string{"--help"}, env, stdout, stdout)
+			case "bench":
+				return runBench([]string{"support", "--help"}, env, stdout, stdout)
 			case "version", "help":
 			default:
 				fmt.Fprintf(stderr, "helpcaster: unknown command %q; run 'helpcaster help'\n", args[1])

@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Point is one second of the run, for the charts.
+type Point struct {
+	T            float64 `json:"t"`              // seconds since the start
+	Calls        int64   `json:"calls"`          // calls up (customers placed, for queue)
+	RxMbps       float64 `json:"rx_mbps"`        // media received by all simulated clients
+	ServerCPU    float64 `json:"server_cpu"`     // percent of one core, all nodes
+	ServerRSSMiB float64 `json:"server_rss_mib"` // all nodes
+	ForwardedPPS float64 `json:"forwarded_pps"`  // RTP packets the nodes sent to subscribers, per second
+	HarnessCPU   float64 `json:"harness_cpu"`    // percent of one core
+}
+
+// sampleLoop records a Point every second and shows progress until ctx
+// ends.
+func (r *runner) sampleLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastAt, lastCPU, lastRx := r.start, selfCPU(), int64(0)
+	lastShown := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			if r.cfg.Terminal {
+				fmt.Fprintln(r.cfg.Progress)
+			}
+			return
+		case now := <-tick.C:
+			secs := now.Sub(lastAt).Seconds()
+			cpu := selfCPU()
+			rx := r.rxBytes()
+			p := Point{T: now.Sub(r.start).Seconds(), Calls: r.up.Load(),
+				RxMbps: float64(rx-lastRx) * 8 / secs / 1e6, HarnessCPU: 100 * (cpu - lastCPU).Seconds() / secs}
+			for i, u := range r.cfg.MetricsURLs {
+				s, err := scrapeNode(ctx, r.hc, u)
+				if err != nil {
+					continue // keep the last good sample
+				}
+				if !r.lastNode[i].ok {
+					r.lastNode[i] = s
+					continue
+				}
+				p.ServerCPU += 100 * (s.cpu - r.lastNode[i].cpu) / secs
+				p.ServerRSSMiB += s.rss / (1 << 20)
+				p.ForwardedPPS += (s.forwarded - r.lastNode[i].forwarded) / secs
+				r.lastNode[i] = s
+			}
+			r.mu.Lock()
+			r.series = append(r.series, p)
+			failed := 0
+			for _, n := range r.failures {
+				failed += n
+			}
+			r.mu.Unlock()
+			lastAt, lastCPU, lastRx = now, cpu, rx
+			if r.cfg.Terminal || now.Sub(lastShown) >= r.cfg.ProgressEvery {
+				r.show(p, failed)
+				lastShown = now
+			}
+		}
+	}
+}
+
+// show prints one status line: in place on a terminal, else a new line.
+func (r *runner) show(p Point, failed int) {
+	total := r.cfg.Calls
+	what := "calls"
+	if r.cfg.Scenario == ScenarioQueue {
+		total, what = r.cfg.Customers, "placed"
+	}
+	line := fmt.Sprintf("%s %3.0f/%.0fs %s %s %d/%d (started %d, failed %d)  rx %.1f Mbit/s  server CPU %.0f%%  RSS %.0f MiB  fwd %.0f pkt/s  harness CPU %.0f%%",
+		r.cfg.Scenario, p.T, r.cfg.Duration.Seconds(), bar(float64(p.Calls)/float64(max(total, 1)), 20), what, p.Calls, total,
+		r.started.Load(), failed, p.RxMbps, p.ServerCPU, p.ServerRSSMiB, p.ForwardedPPS, p.HarnessCPU)
+	if r.cfg.Terminal {
+		fmt.Fprintf(r.cfg.Progress, "\r\033[K%s", line)
+		return
+	}
+	fmt.Fprintln(r.cfg.Progress, line)
+}
+
+// bar draws a progress bar of width cells, f full.
+func bar(f float64, width int) string {
+	n := int(min(max(f, 0), 1) * float64(width))
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+// rxBytes is the media payload every simulated client received so far.
+func (r *runner) rxBytes() int64 {
+	r.mu.Lock()
+	members := append([]*member(nil), r.members...)
+	r.mu.Unlock()
+	var total int64
+	for _, m := range members {
+		total += m.rx.bytes()
+	}
+	return total
+}

@@ -1,0 +1,406 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/helpcaster/helpcaster/bench/media"
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// assignTimeout is how long a customer may wait for an agent before the
+// call counts as failed (support, turn).
+const assignTimeout = 30 * time.Second
+
+// runner is one run in progress.
+type runner struct {
+	cfg   Config
+	org   *auth.Org
+	media *media.Set
+	start time.Time
+	hc    *http.Client
+	// harnessCPU is this process's CPU time when the run started.
+	harnessCPU time.Duration
+
+	mu       sync.Mutex
+	members  []*member
+	calls    []*call
+	failures map[string]int
+	series   []Point
+	nodes    []nodeSample // first scrape of each node
+	lastNode []nodeSample
+	started  atomic.Int64 // calls (or customers) started
+	up       atomic.Int64 // calls assigned (or customers served)
+	placed   []time.Duration
+}
+
+// member is one simulated client.
+type member struct {
+	role       string
+	c          *client.Client
+	rx         *receiver
+	pub        *media.Publisher
+	assignedAt time.Time
+}
+
+// call is one customer/agent pair.
+type call struct {
+	customer, agent *member
+	join            time.Duration // customer's connect to assigned
+	failed          string        // first failure reason
+}
+
+// Run runs the scenario cfg describes until its duration has passed (or
+// ctx ends) and returns the report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, failures: map[string]int{}, hc: &http.Client{}}
+	if !cfg.Demo {
+		r.org = &auth.Org{ID: cfg.Org, APIKey: cfg.Key, APISecret: cfg.Secret, Queues: []auth.Queue{{Name: queueName(cfg.Queue)}}}
+	}
+	if cfg.Scenario != ScenarioQueue {
+		set, err := media.Load()
+		if err != nil {
+			return nil, err
+		}
+		r.media = set
+	}
+	// The first scrape both checks the nodes answer and is the baseline.
+	for _, u := range cfg.MetricsURLs {
+		s, err := scrapeNode(ctx, r.hc, u)
+		if err != nil {
+			cfg.Logger.Warn("bench: no server metrics; server figures will be missing", "url", u, "err", err)
+		}
+		r.nodes = append(r.nodes, s)
+	}
+	r.lastNode = append([]nodeSample(nil), r.nodes...)
+	r.start, r.harnessCPU = time.Now(), selfCPU()
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.sampleLoop(runCtx) })
+	switch cfg.Scenario {
+	case ScenarioSupport, ScenarioTURN:
+		r.support(runCtx)
+	case ScenarioQueue:
+		r.queueStorm(runCtx)
+	}
+	cancel()
+	wg.Wait()
+	// A last scrape for the totals: the sampler's may have been cut short.
+	for i, u := range cfg.MetricsURLs {
+		if s, err := scrapeNode(ctx, r.hc, u); err == nil {
+			r.lastNode[i] = s
+		}
+	}
+	return r.report(), nil
+}
+
+func queueName(q string) string {
+	if q == "" {
+		return "default"
+	}
+	return q
+}
+
+// fail counts a failure by reason.
+func (r *runner) fail(reason string) {
+	r.mu.Lock()
+	r.failures[reason]++
+	r.mu.Unlock()
+}
+
+// token mints a token for the i-th simulated user of role, or fetches a
+// demo token from the node.
+func (r *runner) token(ctx context.Context, role string, i, node int) (string, error) {
+	if r.cfg.Demo {
+		return r.demoToken(ctx, role, node)
+	}
+	c := auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: fmt.Sprintf("bench-%s-%d", role, i)}, Role: role, Queue: r.cfg.Queue}
+	ttl := r.cfg.Duration + 10*time.Minute
+	if ttl > 24*time.Hour {
+		ttl = 24 * time.Hour
+	}
+	tok, err := auth.Mint(r.org, c, ttl, time.Now())
+	if err != nil {
+		return "", fmt.Errorf("bench: mint token: %w", err)
+	}
+	return tok, nil
+}
+
+// demoToken fetches a token from a node's demo endpoint.
+func (r *runner) demoToken(ctx context.Context, role string, node int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	u := httpURL(r.cfg.URLs[node%len(r.cfg.URLs)], "/demo/token") + "?role=" + url.QueryEscape(role)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("demo token: %w", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Token string `json:"token"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("demo token: %s (is the server run with --dev?)", resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil || v.Token == "" {
+		return "", fmt.Errorf("demo token: unexpected answer: %v", err)
+	}
+	return v.Token, nil
+}
+
+// join connects the i-th user of role to a node and joins; agents also
+// say they are available. The client lives until ctx ends.
+func (r *runner) join(ctx context.Context, role string, i, node int) (*member, string) {
+	tok, err := r.token(ctx, role, i, node)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: no token", "err", err)
+		return nil, "token"
+	}
+	m := &member{role: role, rx: &receiver{}}
+	opts := client.Options{URL: r.cfg.URLs[node%len(r.cfg.URLs)], LoopbackOnly: r.cfg.LoopbackOnly,
+		RelayOnly: r.cfg.Scenario == ScenarioTURN, CaptureTime: true, OnTrack: m.rx.onTrack,
+		NoMedia: r.cfg.Scenario == ScenarioQueue}
+	c, err := client.Dial(ctx, opts)
+	if err != nil {
+		return nil, "connect"
+	}
+	m.c = c
+	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := c.Join(jctx, tok); err != nil {
+		c.Close()
+		return nil, "join:" + errorCode(err)
+	}
+	if role == protocol.RoleAgent {
+		if err := c.Send(jctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+			c.Close()
+			return nil, "connect"
+		}
+	}
+	r.mu.Lock()
+	r.members = append(r.members, m)
+	r.mu.Unlock()
+	return m, ""
+}
+
+// errorCode names a join error by the server's code (never its message,
+// which could carry data).
+func errorCode(err error) string {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return string(pe.Code)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "closed"
+}
+
+// pace starts n things at the configured ramp, calling f(i) on its own
+// goroutine for each, and waits for them all.
+func (r *runner) pace(ctx context.Context, n int, f func(i int)) {
+	var wg sync.WaitGroup
+	var every time.Duration
+	if r.cfg.Ramp > 0 {
+		every = time.Duration(float64(time.Second) / r.cfg.Ramp)
+	}
+	next := time.Now()
+	for i := range n {
+		if every > 0 && i > 0 {
+			next = next.Add(every)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Until(next)):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		r.started.Add(1)
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
+}
+
+// support runs customer/agent pairs through the queue, both publishing,
+// until ctx ends.
+func (r *runner) support(ctx context.Context) {
+	r.pace(ctx, r.cfg.Calls, func(i int) {
+		cl := &call{}
+		r.mu.Lock()
+		r.calls = append(r.calls, cl)
+		r.mu.Unlock()
+		failed := func(reason string) {
+			cl.failed = reason
+			r.fail(reason)
+		}
+		// With several nodes, the two sides of a call are on different
+		// ones when they can be.
+		agent, reason := r.join(ctx, protocol.RoleAgent, i, i+1)
+		if agent == nil {
+			failed("agent_" + reason)
+			return
+		}
+		defer agent.c.Close()
+		cl.agent = agent
+		begin := time.Now()
+		customer, reason := r.join(ctx, protocol.RoleCustomer, i, i)
+		if customer == nil {
+			failed(reason)
+			return
+		}
+		defer customer.c.Close()
+		cl.customer = customer
+		actx, cancel := context.WithTimeout(ctx, assignTimeout)
+		defer cancel()
+		for _, m := range []*member{customer, agent} {
+			msg, err := m.c.Next(actx, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return // the run ended first
+			case err != nil:
+				failed("assign_timeout")
+				return
+			case msg.Type != protocol.TypeAssigned:
+				failed(msg.Type + ":" + msg.Reason + string(msg.Code))
+				return
+			}
+			m.assignedAt = time.Now()
+		}
+		cl.join = customer.assignedAt.Sub(begin)
+		r.up.Add(1)
+		opts := media.Options{Audio: true, Video: !r.cfg.NoVideo, Codec: r.cfg.Codec, Simulcast: r.cfg.Simulcast,
+			TopLayer: media.LayerFor(r.cfg.Bitrate)}
+		for _, m := range []*member{customer, agent} {
+			p, err := media.Publish(ctx, m.c, r.media, opts)
+			if err != nil {
+				if ctx.Err() == nil {
+					failed("publish")
+				}
+				return
+			}
+			m.pub = p
+		}
+		// The call holds until the run ends; the first message that says
+		// it broke is its failure.
+		watch := func(m *member) string {
+			for {
+				msg, err := m.c.Next(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return ""
+					}
+					return "disconnected"
+				}
+				switch msg.Type {
+				case protocol.TypeEnded, protocol.TypeError, protocol.TypeBye:
+					return msg.Type + ":" + msg.Reason + string(msg.Code)
+				}
+			}
+		}
+		done := make(chan string, 2)
+		for _, m := range []*member{customer, agent} {
+			go func() { done <- watch(m) }()
+		}
+		for range 2 {
+			if reason := <-done; reason != "" && cl.failed == "" {
+				failed(reason)
+			}
+		}
+	})
+}
+
+// queueStorm joins the agents, then the customers at the ramp; each agent
+// hangs up as soon as it is assigned and is available again, so customers
+// are placed as fast as the queue places them. No media.
+func (r *runner) queueStorm(ctx context.Context) {
+	var wg sync.WaitGroup
+	agentsUp := make(chan struct{}, r.cfg.Agents)
+	for i := range r.cfg.Agents {
+		wg.Go(func() {
+			a, reason := r.join(ctx, protocol.RoleAgent, i, i)
+			agentsUp <- struct{}{}
+			if a == nil {
+				r.fail("agent_" + reason)
+				return
+			}
+			defer a.c.Close()
+			for {
+				msg, err := a.c.Next(ctx, protocol.TypeAssigned, protocol.TypeInvite, protocol.TypeBye)
+				if err != nil {
+					return
+				}
+				switch msg.Type {
+				case protocol.TypeInvite:
+					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeAccept, Room: msg.Room})
+				case protocol.TypeAssigned:
+					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: msg.Room})
+					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeAvailable})
+				case protocol.TypeBye:
+					return
+				}
+			}
+		})
+	}
+	for range r.cfg.Agents {
+		select {
+		case <-agentsUp:
+		case <-ctx.Done():
+		}
+	}
+	r.pace(ctx, r.cfg.Customers, func(i int) {
+		begin := time.Now()
+		c, reason := r.join(ctx, protocol.RoleCustomer, i, i)
+		if c == nil {
+			r.fail(reason)
+			return
+		}
+		defer c.c.Close()
+		msg, err := c.c.Next(ctx, protocol.TypeAssigned, protocol.TypeError, protocol.TypeBye)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			r.fail("not_placed")
+		case err != nil:
+			r.fail("disconnected")
+		case msg.Type != protocol.TypeAssigned:
+			r.fail(msg.Type + ":" + string(msg.Code))
+		default:
+			r.up.Add(1)
+			r.mu.Lock()
+			r.placed = append(r.placed, time.Since(begin))
+			r.mu.Unlock()
+			_, _ = c.c.Next(ctx, protocol.TypeEnded)
+		}
+	})
+	// Every customer has been handled (or the run is over): stop now
+	// rather than idle until the duration.
+	r.mu.Lock()
+	members := append([]*member(nil), r.members...)
+	r.mu.Unlock()
+	for _, m := range members {
+		if m.role == protocol.RoleAgent {
+			m.c.Close()
+		}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,272 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/helpcaster/helpcaster/node"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testSecret = "bench-test-secret-0123456789abcdef"
+
+// startNode runs a node in this process on loopback, with an org "acme"
+// (secret testSecret, queue "support") and the embedded TURN server.
+func startNode(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := auth.NewDirectory([]auth.Org{{ID: "acme", APIKey: "acme-key", APISecret: []byte(testSecret),
+		Queues: []auth.Queue{{Name: "support"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.New(node.Config{
+		Listener: ln,
+		Orgs:     dir,
+		Media:    sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
+		Logger:   slog.New(slog.DiscardHandler),
+		TURN: &node.TURNConfig{Secret: "bench-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
+			Port: freePort(t, "udp"), RelayIP: "127.0.0.1", RelayMinPort: 44000, RelayMaxPort: 44999},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
+	return n.URL()
+}
+
+func benchConfig(base, scenario string) Config {
+	return Config{Scenario: scenario, URLs: []string{"ws" + strings.TrimPrefix(base, "http")}, Org: "acme",
+		Secret: []byte(testSecret), Queue: "support", Duration: 8 * time.Second, LoopbackOnly: true,
+		Objectives: Objectives{MaxFailures: -1}}
+}
+
+// metricsOf scrapes the node's metrics.
+func metricsOf(t *testing.T, base string) metrics {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	m, err := parseMetrics(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// serverPackets reads the node's count of RTP packets received from
+// publishers, by kind.
+func serverPackets(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	m := metricsOf(t, base)
+	out := map[string]float64{}
+	for _, kind := range []string{"audio", "video"} {
+		out[kind] = m.sum("helpcaster_sfu_rtp_packets_total", "direction", "in", "kind", kind)
+	}
+	return out
+}
+
+// TestSupportRun runs a short support scenario against an in-process node
+// and checks the report against what was sent: every call up, every
+// subscriber got at least 95% of what the server received from its peer,
+// and the reports are written with every metric.
+func TestSupportRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioSupport)
+	cfg.Calls = 2
+	cfg.Objectives = Objectives{MaxFailures: 0, MaxLossPct: 5, MaxJoinP95: time.Minute}
+	var progress bytes.Buffer
+	cfg.Progress, cfg.ProgressEvery = &progress, time.Second
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), table.String())
+
+	if rep.Calls.Up != 2 || rep.Calls.Failed != 0 {
+		t.Errorf("calls up %d, failed %d (%v); want 2 and 0", rep.Calls.Up, rep.Calls.Failed, rep.Calls.Failures)
+	}
+	// Each side of a 1:1 call receives what the server received from the
+	// other: the subscribers together get every packet the server got.
+	sent := serverPackets(t, base)
+	for kind, m := range map[string]Media{"audio": rep.Audio, "video": rep.Video} {
+		if m.Streams != 4 {
+			t.Errorf("%s: %d streams received, want 4 (two calls, two sides)", kind, m.Streams)
+		}
+		if sent[kind] == 0 || float64(m.Packets) < 0.95*sent[kind] {
+			t.Errorf("%s: clients received %d packets, the server received %.0f from publishers; want at least 95%%", kind, m.Packets, sent[kind])
+		}
+		if m.Expected == 0 || m.LossPct > 5 {
+			t.Errorf("%s: loss %.2f%% of %d expected", kind, m.LossPct, m.Expected)
+		}
+	}
+	if rep.JoinMs.N != 2 || rep.FirstPacketMs.N != 4 || rep.FirstFrameMs.N != 4 {
+		t.Errorf("join samples %d, first packet %d, first keyframe %d; want 2, 4, 4", rep.JoinMs.N, rep.FirstPacketMs.N, rep.FirstFrameMs.N)
+	}
+	// Every packet the SFU forwarded carried the publisher's capture time.
+	if got := rep.LatencyMs.N; got < int(float64(rep.Audio.Packets+rep.Video.Packets)*0.95) {
+		t.Errorf("%d latency samples for %d packets", got, rep.Audio.Packets+rep.Video.Packets)
+	}
+	if rep.LatencyMs.P50 <= 0 || rep.LatencyMs.P50 > 1000 {
+		t.Errorf("latency p50 %.2f ms", rep.LatencyMs.P50)
+	}
+	if rep.Video.BitrateKbps.P50 < 100 || rep.Audio.BitrateKbps.P50 < 10 {
+		t.Errorf("bitrates: video %v, audio %v kbit/s", rep.Video.BitrateKbps, rep.Audio.BitrateKbps)
+	}
+	if !rep.Server.Scraped || rep.Server.ForwardedPPS <= 0 || len(rep.Series) < 4 {
+		t.Errorf("server figures: %+v, %d samples", rep.Server, len(rep.Series))
+	}
+	if !rep.Met() || len(rep.Objectives) != 3 {
+		t.Errorf("objectives: %+v", rep.Objectives)
+	}
+	if !strings.Contains(progress.String(), "calls 2/2") {
+		t.Errorf("progress never showed both calls up:\n%s", progress.String())
+	}
+
+	// The reports.
+	dir := t.TempDir()
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Calls.Up != 2 || back.Video.Packets != rep.Video.Packets {
+		t.Errorf("JSON report does not read back: %v", err)
+	}
+	path := filepath.Join(dir, "report.html")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	html, _ := os.ReadFile(path)
+	for _, want := range []string{"join time", "time to first packet", "time to first keyframe", "end-to-end latency",
+		"audio packet loss", "video packet loss", "jitter", "bitrate", "server CPU", "server memory", "harness CPU",
+		"End-to-end latency distribution", "Received bitrate over time", "CPU over time", "<svg", "<polyline", "<rect"} {
+		if !bytes.Contains(html, []byte(want)) {
+			t.Errorf("HTML report does not mention %q", want)
+		}
+	}
+	if bytes.Contains(html, []byte("<script")) || bytes.Contains(html, []byte("http://")) && !bytes.Contains(html, []byte("127.0.0.1")) {
+		t.Error("HTML report is not self-contained")
+	}
+}
+
+// TestObjectiveMissed: an objective the run cannot meet is reported as
+// missed.
+func TestObjectiveMissed(t *testing.T) {
+	rep := &Report{Calls: Calls{Failed: 1}, JoinMs: Dist{N: 1, P95: 500}}
+	rep.Objectives = Objectives{MaxFailures: 0, MaxJoinP95: 100 * time.Millisecond}.check(rep)
+	if rep.Met() || len(rep.Objectives) != 2 {
+		t.Fatalf("objectives %+v", rep.Objectives)
+	}
+	for _, o := range rep.Objectives {
+		if o.Met {
+			t.Errorf("%s met with %v against %v", o.Name, o.Value, o.Limit)
+		}
+	}
+}
+
+// TestQueueRun: a placement storm places every customer.
+func TestQueueRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioQueue)
+	cfg.Customers, cfg.Agents, cfg.Duration = 30, 3, 30*time.Second
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Placements == nil || rep.Placements.Placed != 30 || rep.Calls.Failed != 0 {
+		t.Fatalf("placements %+v, failures %v", rep.Placements, rep.Calls.Failures)
+	}
+	if rep.Placements.WaitMs.N != 30 || rep.Placements.PerSecond <= 0 {
+		t.Errorf("placement figures %+v", rep.Placements)
+	}
+}
+
+// TestTURNRun: clients that may only relay still get their media (H.264
+// here, so that codec's keyframes are found too).
+func TestTURNRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioTURN)
+	cfg.Calls, cfg.Codec = 1, "h264"
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Packets == 0 || rep.Audio.Packets == 0 {
+		t.Fatalf("calls %+v, audio %d, video %d packets", rep.Calls, rep.Audio.Packets, rep.Video.Packets)
+	}
+	if rep.FirstFrameMs.N != 2 {
+		t.Errorf("first keyframe seen by %d of 2 clients", rep.FirstFrameMs.N)
+	}
+	// Both clients' two connections went through the embedded TURN server.
+	m := metricsOf(t, base)
+	if got := m.sum("helpcaster_turn_allocations_created_total"); got < 4 {
+		t.Errorf("%v TURN allocations, want at least 4", got)
+	}
+	if got := m.sum("helpcaster_turn_relayed_packets_total"); got < float64(rep.Video.Packets) {
+		t.Errorf("TURN relayed %v packets, clients received %d", got, rep.Video.Packets+rep.Audio.Packets)
+	}
+}
+
+// TestSimulcastRun: publishers send three layers; each subscriber gets
+// one of them.
+func TestSimulcastRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioSupport)
+	cfg.Calls, cfg.Simulcast, cfg.Bitrate = 1, true, 1_200_000
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	_ = rep.WriteTable(&table)
+	t.Log(table.String())
+	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Streams != 2 {
+		t.Fatalf("calls %+v, %d video streams", rep.Calls, rep.Video.Streams)
+	}
+	sent := serverPackets(t, base)
+	// Three layers in, one forwarded to each side.
+	if float64(rep.Video.Packets) > 0.8*sent["video"] {
+		t.Errorf("clients received %d video packets of the %.0f the server received: more than one layer?", rep.Video.Packets, sent["video"])
+	}
+}
