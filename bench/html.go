@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -12,7 +13,7 @@ import (
 // as inline SVG (no script, no fonts or styles from elsewhere), so it opens
 // offline and can be attached to a CI run.
 
-const chartW, chartH, chartPad = 640.0, 220.0, 40.0
+const chartW, chartH, chartPad = 640.0, 220.0, 56.0
 
 // line is one series of a line chart.
 type line struct {
@@ -47,7 +48,7 @@ func lineChart(title, unit string, xs []float64, lines ...line) template.HTML {
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x0+w*xs[j]/maxX, y0-h*y/maxY))
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, l.color, strings.Join(pts, " "))
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s" font-size="11">%s</text>`, x0+10+float64(i)*150, chartPad/2, l.color,
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s" font-size="11" text-anchor="end">%s</text>`, x0+w-float64(i)*110, 14.0, l.color,
 			template.HTMLEscapeString(l.name))
 	}
 	b.WriteString("</svg></figure>")
@@ -85,11 +86,10 @@ func barChart(title string, buckets []Bucket) template.HTML {
 		bh := h * float64(m.Count) / niceCeil(float64(maxC))
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#4a7fb5"><title>≥ %.2f ms: %d</title></rect>`,
 			x0+float64(i)*bw, y0-bh, max(bw-1, 0.5), bh, m.LowerMs, m.Count)
-		if i%max(len(merged)/6, 1) == 0 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10">%.3g</text>`, x0+float64(i)*bw, y0+12, m.LowerMs)
+		if i%max(len(merged)/6, 1) == 0 && i+len(merged)/12 < len(merged) {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10">%s ms</text>`, x0+float64(i)*bw, y0+12, short(m.LowerMs))
 		}
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end">ms</text>`, x0+w, y0+12)
 	b.WriteString("</svg></figure>")
 	return template.HTML(b.String())
 }
@@ -99,14 +99,27 @@ func barChart(title string, buckets []Bucket) template.HTML {
 func axes(b *strings.Builder, x0, y0, w, h, maxX, maxY float64, unit string) {
 	fmt.Fprintf(b, `<path d="M%.0f %.0f V%.0f H%.0f" stroke="#888" fill="none"/>`, x0, y0-h, y0, x0+w)
 	for _, f := range []float64{0, 0.5, 1} {
-		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end">%.3g</text>`, x0-4, y0-h*f+4, maxY*f)
+		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end">%s</text>`, x0-4, y0-h*f+4, short(maxY*f))
 	}
-	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" font-size="10">%s</text>`, x0+4, y0-h-4, template.HTMLEscapeString(unit))
+	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" font-size="10">%s</text>`, x0+4, 14.0, template.HTMLEscapeString(unit))
 	if maxX > 0 {
 		for _, f := range []float64{0, 0.5, 1} {
 			fmt.Fprintf(b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="middle">%.0f s</text>`, x0+w*f, y0+12, maxX*f)
 		}
 	}
+}
+
+// short formats an axis value: 2500 as 2.5k, 0.25 as 0.25.
+func short(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case v >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	case v >= 10:
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 2, 64)
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten (at least 1).

@@ -52,6 +52,9 @@ func (r *runner) sampleLoop(ctx context.Context) {
 				p.ForwardedPPS += (s.forwarded - r.lastNode[i].forwarded) / secs
 				r.lastNode[i] = s
 			}
+			if ctx.Err() != nil {
+				continue // cut short: the scrapes may have failed
+			}
 			r.mu.Lock()
 			r.series = append(r.series, p)
 			failed := 0
