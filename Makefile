@@ -28,7 +28,7 @@ help:
 	@echo "make test-unit     unit and integration tests with -race (all packages but ./e2e)"
 	@echo "make test-browser  the headless Chromium test (./e2e) in a loopback-only network namespace"
 	@echo "make fuzz          fuzz each target in FUZZ_TARGETS for LONG_FUZZTIME ($(LONG_FUZZTIME))"
-	@echo "make bench         Go benchmarks"
+	@echo "make bench         Go benchmarks and a short helpcaster bench set (reports in bench-results/)"
 	@echo "make lint          go vet and staticcheck"
 	@echo "make fmt           gofmt -w the tracked Go files"
 	@echo "make samples       regenerate testdata/sample.ivf and testdata/sample.ogg (needs ffmpeg)"
@@ -123,7 +123,7 @@ test-browser:
 	fi
 
 bench:
-	$(GO) test -run=^$$ -bench=. -benchmem ./...
+	GO=$(GO) bash scripts/bench.sh
 
 lint:
 	bash scripts/install-test-deps.sh --lint

@@ -31,7 +31,7 @@ func (r *Report) Title() string {
 	}
 	switch r.Scenario {
 	case ScenarioQueue:
-		return fmt.Sprintf("queue: %d customers, %d agents on %s, %.0f s (%s), no media",
+		return fmt.Sprintf("queue: %d customers, %d agents on %s, %.1f s (%s), no media",
 			r.Config.Customers, r.Config.Agents, nodes, r.Seconds, ramp)
 	}
 	video := "audio only"
@@ -100,7 +100,11 @@ func (r *Report) rows() [][2]string {
 		}
 	}
 	if r.Server.Scraped {
-		add("server CPU", "%.1f%% of a core (max %.1f%%), %.2f%% per call", r.Server.CPUPct, r.Server.CPUMaxPct, r.Server.CPUPerCallPct)
+		if p := r.Placements; p != nil {
+			add("server CPU", "%.1f%% of a core (max %.1f%%), %.0f µs per placement", r.Server.CPUPct, r.Server.CPUMaxPct, p.ServerCPUPerPlacementUs)
+		} else {
+			add("server CPU", "%.1f%% of a core (max %.1f%%), %.2f%% per call", r.Server.CPUPct, r.Server.CPUMaxPct, r.Server.CPUPerCallPct)
+		}
 		add("server memory", "%.0f MiB resident at most", r.Server.RSSMaxMiB)
 		if r.Scenario != ScenarioQueue {
 			add("server forwarding", "%.0f packets/s, %.1f µs CPU per forwarded packet", r.Server.ForwardedPPS, r.Server.CPUPerPacketUs)

@@ -110,6 +110,9 @@ type Placements struct {
 	Placed    int     `json:"placed"`
 	PerSecond float64 `json:"per_second"` // from the first to the last placement
 	WaitMs    Dist    `json:"wait_ms"`    // join to assigned
+	// ServerCPUPerPlacementUs is the nodes' CPU over the run per customer
+	// placed (joins, placement, the call's start and end).
+	ServerCPUPerPlacementUs float64 `json:"server_cpu_per_placement_us"`
 }
 
 // Objective is a service-level objective given on the command line.
@@ -342,11 +345,23 @@ func (r *runner) report() *Report {
 		rep.Server.RSSMaxMiB = max(rep.Server.RSSMaxMiB, p.ServerRSSMiB)
 		rep.Harness.MaxCPUPct = max(rep.Harness.MaxCPUPct, p.HarnessCPU)
 	}
+	// A run shorter than a sample has only its two scrapes.
+	var lastRSS float64
+	for _, n := range r.lastNode {
+		if n.ok {
+			lastRSS += n.rss / (1 << 20)
+		}
+	}
+	rep.Server.RSSMaxMiB = max(rep.Server.RSSMaxMiB, lastRSS)
+	rep.Server.CPUMaxPct = max(rep.Server.CPUMaxPct, cpuPct)
 	if fwd > 0 {
 		rep.Server.CPUPerPacketUs = 1e6 * cpu / fwd
 	}
-	if up := rep.Calls.Up; up > 0 {
+	if up := rep.Calls.Up; up > 0 && r.cfg.Scenario != ScenarioQueue {
 		rep.Server.CPUPerCallPct = rep.Server.CPUPct / float64(up)
+	}
+	if pl := rep.Placements; pl != nil && pl.Placed > 0 && rep.Server.Scraped {
+		pl.ServerCPUPerPlacementUs = 1e6 * cpu / float64(pl.Placed)
 	}
 	harness := (selfCPU() - r.harnessCPU).Seconds()
 	if secs > 0 {

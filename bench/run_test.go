@@ -238,6 +238,7 @@ func TestTURNRun(t *testing.T) {
 	if rep.FirstFrameMs.N != 2 {
 		t.Errorf("first keyframe seen by %d of 2 clients", rep.FirstFrameMs.N)
 	}
+	t.Logf("relayed: join %.1f ms, first packet %.1f ms (max)", rep.JoinMs.Max, rep.FirstPacketMs.Max)
 	// Both clients' two connections went through the embedded TURN server.
 	m := metricsOf(t, base)
 	if got := m.sum("helpcaster_turn_allocations_created_total"); got < 4 {

@@ -156,6 +156,12 @@ func newAPI(opts Options, tags *streamTags) (*webrtc.API, error) {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	}
+	if opts.RelayOnly {
+		// pion waits 2 s before it nominates a relayed pair, in case a
+		// better one turns up; with relay only none will, and a browser
+		// does not wait.
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	if len(opts.ICENetworkTypes) > 0 {
 		se.SetNetworkTypes(append([]webrtc.NetworkType(nil), opts.ICENetworkTypes...))
 	}

@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/helpcaster/helpcaster/bench"
 )
@@ -109,6 +112,13 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 		}
 		return nil, fmt.Errorf("give a scenario: %s (see 'helpcaster bench --help')", strings.Join(bench.Scenarios, ", "))
 	}
+	if strings.HasSuffix(args[0], ".yaml") || strings.HasSuffix(args[0], ".yml") {
+		fileArgs, err := scenarioFile(args[0])
+		if err != nil {
+			return nil, err
+		}
+		args = append(fileArgs, args[1:]...)
+	}
 	o := &benchOptions{}
 	c := &o.cfg
 	c.Scenario = args[0]
@@ -189,6 +199,48 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	return o, nil
 }
 
+// scenarioFile reads a YAML scenario file into command-line arguments: the
+// scenario name first, then one --key=value per entry (the keys are the
+// flag names; a list gives the flag once per item). Flags given after the
+// file on the command line override it.
+func scenarioFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("scenario file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("scenario file %s: %w", path, err)
+	}
+	name, ok := m["scenario"].(string)
+	if !ok || name == "" {
+		return nil, fmt.Errorf("scenario file %s: no scenario: (one of %s)", path, strings.Join(bench.Scenarios, ", "))
+	}
+	delete(m, "scenario")
+	args := []string{name}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if strings.Contains(k, "secret") && k != "secret-env" {
+			return nil, fmt.Errorf("scenario file %s: %s: keep secrets out of files; use secret-env", path, k)
+		}
+		switch v := m[k].(type) {
+		case []any:
+			for _, item := range v {
+				args = append(args, fmt.Sprintf("--%s=%v", k, item))
+			}
+		case map[string]any, nil:
+			return nil, fmt.Errorf("scenario file %s: %s: want a value or a list", path, k)
+		default:
+			args = append(args, fmt.Sprintf("--%s=%v", k, v))
+		}
+	}
+	return args, nil
+}
+
 // parseBitrate reads 500k, 1.2M or 1200000.
 func parseBitrate(s string) (int, error) {
 	mult := 1.0
@@ -218,6 +270,7 @@ func isTerminal(w io.Writer) bool {
 
 func printBenchUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, `Usage: helpcaster bench <scenario> --url ws://host:7880 [flags]
+       helpcaster bench <file.yaml> [flags]
 
 Runs simulated customers and agents (Go WebRTC clients) against a deployment
 and reports join times, time to first frame, packet loss, jitter, end-to-end
@@ -229,6 +282,16 @@ Scenarios:
   support  --calls pairs through the queue, both sides publishing audio and video
   turn     as support, every client relaying through the TURN server
   queue    a placement storm: --customers and --agents, no media
+
+A YAML scenario file names the scenario and sets flags by name; flags
+after it override it:
+  scenario: support
+  url: [ws://node1:7880, ws://node2:7880]
+  org: acme
+  secret-env: ACME_SECRET
+  calls: 50
+  duration: 2m
+  max-loss: 1
 
 Example:
   helpcaster bench support --url ws://127.0.0.1:7880 --org acme --secret-env ACME_SECRET \
