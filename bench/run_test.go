@@ -86,13 +86,13 @@ func metricsOf(t *testing.T, base string) metrics {
 }
 
 // serverPackets reads the node's count of RTP packets received from
-// publishers, by kind.
-func serverPackets(t *testing.T, base string) map[string]float64 {
+// publishers (direction "in") or sent to subscribers ("out"), by kind.
+func serverPackets(t *testing.T, base, direction string) map[string]float64 {
 	t.Helper()
 	m := metricsOf(t, base)
 	out := map[string]float64{}
 	for _, kind := range []string{"audio", "video"} {
-		out[kind] = m.sum("helpcaster_sfu_rtp_packets_total", "direction", "in", "kind", kind)
+		out[kind] = m.sum("helpcaster_sfu_rtp_packets_total", "direction", direction, "kind", kind)
 	}
 	return out
 }
@@ -122,14 +122,20 @@ func TestSupportRun(t *testing.T) {
 		t.Errorf("calls up %d, failed %d (%v); want 2 and 0", rep.Calls.Up, rep.Calls.Failed, rep.Calls.Failures)
 	}
 	// Each side of a 1:1 call receives what the server received from the
-	// other: the subscribers together get every packet the server got.
-	sent := serverPackets(t, base)
+	// other: the subscribers together got at least 95% of what the server
+	// sent them, and that is most of what the publishers sent it (all but
+	// what came before a subscriber's connection was up, a fraction of a
+	// second of the eight).
+	in, out := serverPackets(t, base, "in"), serverPackets(t, base, "out")
 	for kind, m := range map[string]Media{"audio": rep.Audio, "video": rep.Video} {
 		if m.Streams != 4 {
 			t.Errorf("%s: %d streams received, want 4 (two calls, two sides)", kind, m.Streams)
 		}
-		if sent[kind] == 0 || float64(m.Packets) < 0.95*sent[kind] {
-			t.Errorf("%s: clients received %d packets, the server received %.0f from publishers; want at least 95%%", kind, m.Packets, sent[kind])
+		if out[kind] == 0 || float64(m.Packets) < 0.95*out[kind] {
+			t.Errorf("%s: clients received %d packets, the server sent them %.0f; want at least 95%%", kind, m.Packets, out[kind])
+		}
+		if out[kind] < 0.85*in[kind] {
+			t.Errorf("%s: the server forwarded %.0f of the %.0f packets the publishers sent it", kind, out[kind], in[kind])
 		}
 		if m.Expected == 0 || m.LossPct > 5 {
 			t.Errorf("%s: loss %.2f%% of %d expected", kind, m.LossPct, m.Expected)
@@ -265,9 +271,9 @@ func TestSimulcastRun(t *testing.T) {
 	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Streams != 2 {
 		t.Fatalf("calls %+v, %d video streams", rep.Calls, rep.Video.Streams)
 	}
-	sent := serverPackets(t, base)
+	in := serverPackets(t, base, "in")
 	// Three layers in, one forwarded to each side.
-	if float64(rep.Video.Packets) > 0.8*sent["video"] {
-		t.Errorf("clients received %d video packets of the %.0f the server received: more than one layer?", rep.Video.Packets, sent["video"])
+	if float64(rep.Video.Packets) > 0.8*in["video"] {
+		t.Errorf("clients received %d video packets of the %.0f the server received: more than one layer?", rep.Video.Packets, in["video"])
 	}
 }
