@@ -14,13 +14,14 @@ import (
 
 // Scenarios.
 const (
-	ScenarioSupport = "support" // customer/agent pairs through the queue, both publishing
-	ScenarioQueue   = "queue"   // a placement storm: customers and agents, no media
-	ScenarioTURN    = "turn"    // support with every client relaying through TURN
+	ScenarioSupport   = "support"   // customer/agent pairs through the queue, both publishing
+	ScenarioQueue     = "queue"     // a placement storm: customers and agents, no media
+	ScenarioTURN      = "turn"      // support with every client relaying through TURN
+	ScenarioBroadcast = "broadcast" // one call's customer publishing, many supervisors monitoring it
 )
 
 // Scenarios lists the scenarios Run knows.
-var Scenarios = []string{ScenarioSupport, ScenarioQueue, ScenarioTURN}
+var Scenarios = []string{ScenarioSupport, ScenarioBroadcast, ScenarioQueue, ScenarioTURN}
 
 // Config is one bench run.
 type Config struct {
@@ -41,11 +42,12 @@ type Config struct {
 	// server run with --dev) instead of minting them: no org or secret.
 	Demo bool
 
-	Calls     int           // support, turn: customer/agent pairs
-	Customers int           // queue: customers joining
-	Agents    int           // queue: agents serving them
-	Duration  time.Duration // the whole run, ramp included
-	Ramp      float64       // pairs (or customers) started per second; 0: all at once
+	Calls       int           // support, turn: customer/agent pairs
+	Subscribers int           // broadcast: supervisors monitoring the one call
+	Customers   int           // queue: customers joining
+	Agents      int           // queue: agents serving them
+	Duration    time.Duration // the whole run, ramp included
+	Ramp        float64       // pairs (or customers) started per second; 0: all at once
 
 	Simulcast bool   // publishers send three VP8 layers
 	Codec     string // "vp8" or "h264"
@@ -70,6 +72,10 @@ func (c *Config) check() error {
 	case ScenarioSupport, ScenarioTURN:
 		if c.Calls <= 0 {
 			return errors.New("bench: --calls must be at least 1")
+		}
+	case ScenarioBroadcast:
+		if c.Subscribers <= 0 {
+			return errors.New("bench: --subscribers must be at least 1")
 		}
 	case ScenarioQueue:
 		if c.Customers <= 0 || c.Agents <= 0 {

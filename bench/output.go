@@ -34,6 +34,14 @@ func (r *Report) Title() string {
 		return fmt.Sprintf("queue: %d customers, %d agents on %s, %.1f s (%s), no media",
 			r.Config.Customers, r.Config.Agents, nodes, r.Seconds, ramp)
 	}
+	if r.Scenario == ScenarioBroadcast {
+		return fmt.Sprintf("broadcast: 1 publisher (%s + Opus), %d subscribers on %s, %.0f s (%s)", r.videoDesc(), r.Config.Subscribers, nodes, r.Seconds, ramp)
+	}
+	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, r.videoDesc())
+}
+
+// videoDesc says what video the publishers sent.
+func (r *Report) videoDesc() string {
 	video := "audio only"
 	if r.Config.Video {
 		video = strings.ToUpper(r.Config.Codec)
@@ -42,7 +50,7 @@ func (r *Report) Title() string {
 		}
 		video += fmt.Sprintf(" up to %d kbit/s", r.Config.Bitrate/1000)
 	}
-	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, video)
+	return video
 }
 
 func (d Dist) String() string {
@@ -74,8 +82,11 @@ func (r *Report) rows() [][2]string {
 		rows = append(rows, [2]string{label, fmt.Sprintf(format, args...)})
 	}
 	what := "calls"
-	if r.Scenario == ScenarioQueue {
+	switch r.Scenario {
+	case ScenarioQueue:
 		what = "customers"
+	case ScenarioBroadcast:
+		what = "subscribers"
 	}
 	add(what, "target %d  started %d  up %d  failed %d", r.Calls.Target, r.Calls.Started, r.Calls.Up, r.Calls.Failed)
 	if r.Calls.Failed > 0 {
@@ -85,7 +96,11 @@ func (r *Report) rows() [][2]string {
 		add("placements", "%d, %.1f per second", p.Placed, p.PerSecond)
 		add("wait for an agent (ms)", "%s", p.WaitMs)
 	} else {
-		add("join time (ms)", "%s", r.JoinMs)
+		join := "join time (ms)"
+		if r.Scenario == ScenarioBroadcast {
+			join = "join time, connect to monitoring (ms)"
+		}
+		add(join, "%s", r.JoinMs)
 		add("time to first packet (ms)", "%s", r.FirstPacketMs)
 		add("time to first keyframe (ms)", "%s", r.FirstFrameMs)
 		add("end-to-end latency (ms)", "%s", r.LatencyMs)
@@ -103,7 +118,11 @@ func (r *Report) rows() [][2]string {
 		if p := r.Placements; p != nil {
 			add("server CPU", "%.1f%% of a core (max %.1f%%), %.0f µs per placement", r.Server.CPUPct, r.Server.CPUMaxPct, p.ServerCPUPerPlacementUs)
 		} else {
-			add("server CPU", "%.1f%% of a core (max %.1f%%), %.2f%% per call", r.Server.CPUPct, r.Server.CPUMaxPct, r.Server.CPUPerCallPct)
+			per := "call"
+			if r.Scenario == ScenarioBroadcast {
+				per = "subscriber"
+			}
+			add("server CPU", "%.1f%% of a core (max %.1f%%), %.2f%% per %s", r.Server.CPUPct, r.Server.CPUMaxPct, r.Server.CPUPerCallPct, per)
 		}
 		add("server memory", "%.0f MiB resident at most", r.Server.RSSMaxMiB)
 		if r.Scenario != ScenarioQueue {
@@ -114,6 +133,8 @@ func (r *Report) rows() [][2]string {
 	}
 	add("harness CPU", "%.1f%% of a core (max %.1f%%), %d video streams received, %.0f per core",
 		r.Harness.CPUPct, r.Harness.MaxCPUPct, r.Harness.VideoStreams, r.Harness.StreamsPerCore)
+	add("this machine", "busiest second %.0f%% of %d cores; %d datagrams dropped on the harness's full sockets",
+		r.Harness.MachineBusyMaxPct, r.Harness.Cores, r.Harness.UDPDrops)
 	for _, o := range r.Objectives {
 		verdict := "met"
 		if !o.Met {

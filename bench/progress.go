@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -16,6 +17,7 @@ type Point struct {
 	ServerRSSMiB float64 `json:"server_rss_mib"` // all nodes
 	ForwardedPPS float64 `json:"forwarded_pps"`  // RTP packets the nodes sent to subscribers, per second
 	HarnessCPU   float64 `json:"harness_cpu"`    // percent of one core
+	MachineBusy  float64 `json:"machine_busy"`   // percent of all cores of this machine
 }
 
 // sampleLoop records a Point every second and shows progress until ctx
@@ -24,6 +26,7 @@ func (r *runner) sampleLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastAt, lastCPU, lastRx := r.start, selfCPU(), int64(0)
+	lastIdle, _ := machineIdle()
 	lastShown := time.Time{}
 	for {
 		select {
@@ -38,6 +41,15 @@ func (r *runner) sampleLoop(ctx context.Context) {
 			rx := r.rxBytes()
 			p := Point{T: now.Sub(r.start).Seconds(), Calls: r.up.Load(),
 				RxMbps: float64(rx-lastRx) * 8 / secs / 1e6, HarnessCPU: 100 * (cpu - lastCPU).Seconds() / secs}
+			if idle, err := machineIdle(); err == nil {
+				p.MachineBusy = 100 * (1 - (idle-lastIdle).Seconds()/secs/float64(runtime.NumCPU()))
+				lastIdle = idle
+			}
+			if d, err := udpDrops("self"); err == nil {
+				// Closed sockets take their counts with them: the highest
+				// sum seen is a floor of what the run lost there.
+				r.harnessDrops = max(r.harnessDrops, d)
+			}
 			for i, u := range r.cfg.MetricsURLs {
 				s, err := scrapeNode(ctx, r.hc, u)
 				if err != nil {
@@ -75,8 +87,11 @@ func (r *runner) sampleLoop(ctx context.Context) {
 func (r *runner) show(p Point, failed int) {
 	total := r.cfg.Calls
 	what := "calls"
-	if r.cfg.Scenario == ScenarioQueue {
+	switch r.cfg.Scenario {
+	case ScenarioQueue:
 		total, what = r.cfg.Customers, "placed"
+	case ScenarioBroadcast:
+		total, what = r.cfg.Subscribers, "subscribers"
 	}
 	line := fmt.Sprintf("%s %3.0f/%.0fs %s %s %d/%d (started %d, failed %d)  rx %.1f Mbit/s  server CPU %.0f%%  RSS %.0f MiB  fwd %.0f pkt/s  harness CPU %.0f%%",
 		r.cfg.Scenario, p.T, r.cfg.Duration.Seconds(), bar(float64(p.Calls)/float64(max(total, 1)), 20), what, p.Calls, total,

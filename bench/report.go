@@ -2,7 +2,9 @@ package bench
 
 import (
 	"cmp"
+	"fmt"
 	"net/url"
+	"runtime"
 	"slices"
 	"time"
 
@@ -35,16 +37,17 @@ type Report struct {
 
 // ReportConfig is the run's configuration, without secrets.
 type ReportConfig struct {
-	Nodes     []string `json:"nodes"` // hosts
-	Calls     int      `json:"calls,omitempty"`
-	Customers int      `json:"customers,omitempty"`
-	Agents    int      `json:"agents,omitempty"`
-	Duration  float64  `json:"duration_s"`
-	Ramp      float64  `json:"ramp_per_s"`
-	Simulcast bool     `json:"simulcast"`
-	Codec     string   `json:"codec,omitempty"`
-	Bitrate   int      `json:"bitrate,omitempty"`
-	Video     bool     `json:"video"`
+	Nodes       []string `json:"nodes"` // hosts
+	Calls       int      `json:"calls,omitempty"`
+	Subscribers int      `json:"subscribers,omitempty"`
+	Customers   int      `json:"customers,omitempty"`
+	Agents      int      `json:"agents,omitempty"`
+	Duration    float64  `json:"duration_s"`
+	Ramp        float64  `json:"ramp_per_s"`
+	Simulcast   bool     `json:"simulcast"`
+	Codec       string   `json:"codec,omitempty"`
+	Bitrate     int      `json:"bitrate,omitempty"`
+	Video       bool     `json:"video"`
 }
 
 // Calls counts calls (customers for the queue scenario).
@@ -103,6 +106,13 @@ type Harness struct {
 	VideoStreams   int     `json:"video_streams"`
 	StreamsPerCore float64 `json:"video_streams_per_core"`
 	MaxCPUPct      float64 `json:"cpu_max_pct"`
+	// UDPDrops is a floor of the datagrams the kernel dropped on the
+	// harness's full sockets: loss there is the harness's, not the server's.
+	UDPDrops int64 `json:"udp_drops"`
+	// MachineBusyMaxPct is the busiest second of this machine, percent of
+	// all its cores.
+	MachineBusyMaxPct float64 `json:"machine_busy_max_pct"`
+	Cores             int     `json:"cores"`
 }
 
 // Placements is the queue scenario's throughput.
@@ -212,10 +222,15 @@ func (r *runner) report() *Report {
 	}
 	rep.Config.Duration, rep.Config.Ramp = r.cfg.Duration.Seconds(), r.cfg.Ramp
 	rep.Calls = Calls{Started: int(r.started.Load()), Up: int(r.up.Load()), Failures: map[string]int{}}
-	if r.cfg.Scenario == ScenarioQueue {
+	switch r.cfg.Scenario {
+	case ScenarioQueue:
 		rep.Config.Customers, rep.Config.Agents = r.cfg.Customers, r.cfg.Agents
 		rep.Calls.Target = r.cfg.Customers
-	} else {
+	case ScenarioBroadcast:
+		rep.Config.Subscribers = r.cfg.Subscribers
+		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
+		rep.Calls.Target = r.cfg.Subscribers
+	default:
 		rep.Config.Calls = r.cfg.Calls
 		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
 		rep.Calls.Target = r.cfg.Calls
@@ -231,11 +246,7 @@ func (r *runner) report() *Report {
 	var latency rtpstat.Histogram
 	var jitter [2][]time.Duration
 	var bitrate [2][]time.Duration // kbit/s carried as a Duration for distOf
-	for _, c := range r.calls {
-		if c.customer != nil && !c.customer.assignedAt.IsZero() {
-			joins = append(joins, c.join)
-		}
-	}
+	joins = r.joins
 	videoStreams := 0
 	for _, m := range r.members {
 		snaps := m.rx.snapshot()
@@ -292,20 +303,31 @@ func (r *runner) report() *Report {
 			mm.JitterMs = distOf(jitter[k])
 			mm.BitrateKbps = distOf(bitrate[k])
 		}
-		// Calls whose clients got no media at all count as failed.
+		// A call (broadcast: a subscriber) whose clients got no media at
+		// all, or no video when video was sent, failed.
+		noMedia := func(m *member) string {
+			switch {
+			case m.rx.bytes() == 0:
+				return "no_media"
+			case !r.cfg.NoVideo && !m.rx.has("video"):
+				return "no_video"
+			}
+			return ""
+		}
+		if r.cfg.Scenario == ScenarioBroadcast {
+			for _, m := range r.members {
+				if reason := noMedia(m); m.expect && reason != "" {
+					rep.Calls.Failures[reason]++
+					rep.Calls.Failed++
+				}
+			}
+		}
 		for _, c := range r.calls {
-			if c.failed != "" || c.customer == nil || c.agent == nil || c.customer.assignedAt.IsZero() {
+			if c.failed != "" || c.customer == nil || c.agent == nil || !c.customer.expect {
 				continue
 			}
 			for _, m := range []*member{c.customer, c.agent} {
-				reason := ""
-				switch {
-				case m.rx.bytes() == 0:
-					reason = "no_media"
-				case !r.cfg.NoVideo && !m.rx.has("video"):
-					reason = "no_video"
-				}
-				if reason != "" {
+				if reason := noMedia(m); reason != "" {
 					c.failed = reason
 					rep.Calls.Failures[reason]++
 					rep.Calls.Failed++
@@ -371,8 +393,26 @@ func (r *runner) report() *Report {
 	if rep.Harness.CPUPct > 0 {
 		rep.Harness.StreamsPerCore = float64(videoStreams) / (rep.Harness.CPUPct / 100)
 	}
+	rep.Harness.UDPDrops, rep.Harness.Cores = r.harnessDrops, runtime.NumCPU()
+	busySecs := 0
+	for _, p := range r.series {
+		rep.Harness.MachineBusyMaxPct = max(rep.Harness.MachineBusyMaxPct, p.MachineBusy)
+		if p.MachineBusy >= 90 {
+			busySecs++
+		}
+	}
 	if len(r.cfg.URLs) == 1 && isLoopback(r.cfg.URLs[0]) {
 		rep.Notes = append(rep.Notes, "the server ran on this machine: its CPU and the harness's compete for the same cores")
+	}
+	// What limited the run, as far as this process can tell.
+	if busySecs > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("this machine was at least 90%% busy for %d of %d seconds: figures then measure the machine as much as the server", busySecs, len(r.series)))
+	}
+	if rep.Harness.MaxCPUPct >= 90 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the harness itself used up to %.0f%% of a core: it may have been the bottleneck", rep.Harness.MaxCPUPct))
+	}
+	if r.harnessDrops > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the kernel dropped at least %d datagrams on the harness's full sockets: that loss is the harness's", r.harnessDrops))
 	}
 	rep.Objectives = r.cfg.Objectives.check(rep)
 	slices.SortFunc(rep.Objectives, func(a, b Objective) int { return cmp.Compare(a.Name, b.Name) })

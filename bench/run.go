@@ -33,6 +33,9 @@ type runner struct {
 	hc    *http.Client
 	// harnessCPU is this process's CPU time when the run started.
 	harnessCPU time.Duration
+	// harnessDrops is the most datagrams the kernel was seen to have
+	// dropped on this process's full UDP sockets.
+	harnessDrops int64
 
 	mu       sync.Mutex
 	members  []*member
@@ -41,9 +44,10 @@ type runner struct {
 	series   []Point
 	nodes    []nodeSample // first scrape of each node
 	lastNode []nodeSample
-	started  atomic.Int64 // calls (or customers) started
-	up       atomic.Int64 // calls assigned (or customers served)
-	placed   []time.Duration
+	started  atomic.Int64    // calls (or customers) started
+	up       atomic.Int64    // calls assigned (or customers served)
+	placed   []time.Duration // queue: join to assigned
+	joins    []time.Duration // support: a customer's connect to assigned; broadcast: a supervisor's connect to assigned
 }
 
 // member is one simulated client.
@@ -53,6 +57,7 @@ type member struct {
 	rx         *receiver
 	pub        *media.Publisher
 	assignedAt time.Time
+	expect     bool // media should reach it
 }
 
 // call is one customer/agent pair.
@@ -96,6 +101,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch cfg.Scenario {
 	case ScenarioSupport, ScenarioTURN:
 		r.support(runCtx)
+	case ScenarioBroadcast:
+		r.broadcast(runCtx)
 	case ScenarioQueue:
 		r.queueStorm(runCtx)
 	}
@@ -289,6 +296,10 @@ func (r *runner) support(ctx context.Context) {
 		}
 		cl.join = customer.assignedAt.Sub(begin)
 		r.up.Add(1)
+		r.mu.Lock()
+		r.joins = append(r.joins, cl.join)
+		r.mu.Unlock()
+		customer.expect, agent.expect = true, true
 		opts := media.Options{Audio: true, Video: !r.cfg.NoVideo, Codec: r.cfg.Codec, Simulcast: r.cfg.Simulcast,
 			TopLayer: media.LayerFor(r.cfg.Bitrate)}
 		for _, m := range []*member{customer, agent} {
@@ -326,6 +337,82 @@ func (r *runner) support(ctx context.Context) {
 			if reason := <-done; reason != "" && cl.failed == "" {
 				failed(reason)
 			}
+		}
+	})
+}
+
+// broadcast starts one call whose customer publishes (the agent only
+// receives), then has --subscribers supervisors monitor it, started at the
+// ramp: one publisher, many subscribers, the SFU's fan-out.
+func (r *runner) broadcast(ctx context.Context) {
+	agent, reason := r.join(ctx, protocol.RoleAgent, 0, 0)
+	if agent == nil {
+		r.fail("agent_" + reason)
+		return
+	}
+	defer agent.c.Close()
+	customer, reason := r.join(ctx, protocol.RoleCustomer, 0, 0)
+	if customer == nil {
+		r.fail("publisher_" + reason)
+		return
+	}
+	defer customer.c.Close()
+	actx, cancel := context.WithTimeout(ctx, assignTimeout)
+	defer cancel()
+	var room string
+	for _, m := range []*member{customer, agent} {
+		msg, err := m.c.Next(actx, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye)
+		if err != nil || msg.Type != protocol.TypeAssigned {
+			r.fail("publisher_not_assigned")
+			return
+		}
+		m.assignedAt, room = time.Now(), msg.Room
+	}
+	opts := media.Options{Audio: true, Video: !r.cfg.NoVideo, Codec: r.cfg.Codec, Simulcast: r.cfg.Simulcast,
+		TopLayer: media.LayerFor(r.cfg.Bitrate)}
+	p, err := media.Publish(ctx, customer.c, r.media, opts)
+	if err != nil {
+		r.fail("publish")
+		return
+	}
+	customer.pub, agent.expect = p, true
+	r.pace(ctx, r.cfg.Subscribers, func(i int) {
+		begin := time.Now()
+		sup, reason := r.join(ctx, protocol.RoleSupervisor, i, i)
+		if sup == nil {
+			r.fail(reason)
+			return
+		}
+		defer sup.c.Close()
+		if err := sup.c.Send(ctx, protocol.Message{Type: protocol.TypeMonitor, Room: room}); err != nil {
+			r.fail("disconnected")
+			return
+		}
+		mctx, cancel := context.WithTimeout(ctx, assignTimeout)
+		defer cancel()
+		msg, err := sup.c.Next(mctx, protocol.TypeAssigned, protocol.TypeError, protocol.TypeBye)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			r.fail("assign_timeout")
+			return
+		case msg.Type != protocol.TypeAssigned:
+			r.fail("monitor:" + msg.Type + ":" + msg.Code)
+			return
+		}
+		sup.assignedAt, sup.expect = time.Now(), true
+		r.up.Add(1)
+		r.mu.Lock()
+		r.joins = append(r.joins, sup.assignedAt.Sub(begin))
+		r.mu.Unlock()
+		// Monitoring lasts until the run ends; anything else is a failure.
+		msg, err = sup.c.Next(ctx, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.fail("disconnected")
+		case err == nil:
+			r.fail(msg.Type + ":" + msg.Reason + msg.Code)
 		}
 	})
 }

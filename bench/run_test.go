@@ -277,3 +277,36 @@ func TestSimulcastRun(t *testing.T) {
 		t.Errorf("clients received %d video packets of the %.0f the server received: more than one layer?", rep.Video.Packets, in["video"])
 	}
 }
+
+// TestBroadcastRun: one publisher, supervisors monitoring its call; every
+// subscriber gets its audio and video.
+func TestBroadcastRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioBroadcast)
+	cfg.Subscribers, cfg.Ramp = 4, 0
+	cfg.Objectives = Objectives{MaxFailures: 0, MaxLossPct: 5}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	_ = rep.WriteTable(&table)
+	t.Log(table.String())
+	if rep.Calls.Up != 4 || rep.Calls.Failed != 0 || !rep.Met() {
+		t.Fatalf("subscribers %+v, objectives %+v", rep.Calls, rep.Objectives)
+	}
+	// The agent and four supervisors each receive the customer's two
+	// tracks; together they got at least 95% of what the server sent.
+	out := serverPackets(t, base, "out")
+	for kind, m := range map[string]Media{"audio": rep.Audio, "video": rep.Video} {
+		if m.Streams != 5 {
+			t.Errorf("%s: %d streams received, want 5", kind, m.Streams)
+		}
+		if out[kind] == 0 || float64(m.Packets) < 0.95*out[kind] {
+			t.Errorf("%s: subscribers received %d packets, the server sent them %.0f", kind, m.Packets, out[kind])
+		}
+	}
+	if rep.JoinMs.N != 4 || rep.FirstFrameMs.N != 5 {
+		t.Errorf("join samples %d (want 4), first keyframes %d (want 5)", rep.JoinMs.N, rep.FirstFrameMs.N)
+	}
+}

@@ -3,7 +3,7 @@
 # `helpcaster bench` scenarios against a `helpcaster serve --dev` started
 # here on loopback. Reports go to bench-results/. Knobs (environment):
 # BENCH_CALLS (10), BENCH_DURATION (30s), BENCH_CUSTOMERS (1000),
-# BENCH_AGENTS (50), BENCH_MEDIA_PORT (7881; TURN takes 3478), BENCH_GO=0 skips
+# BENCH_AGENTS (50), BENCH_SUBSCRIBERS (50), BENCH_MEDIA_PORT (7881; TURN takes 3478), BENCH_GO=0 skips
 # the Go benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +41,5 @@ bin/helpcaster bench queue --url "$url" --demo --customers "${BENCH_CUSTOMERS:-1
 	--ramp 150 --duration 2m --json "$out/queue-$stamp.json" --html "$out/queue-$stamp.html"
 bin/helpcaster bench turn --url "$url" --demo --loopback --calls 2 --duration 20s \
 	--json "$out/turn-$stamp.json" --html "$out/turn-$stamp.html"
+bin/helpcaster bench broadcast --url "$url" --demo --loopback --subscribers "${BENCH_SUBSCRIBERS:-50}" --ramp 10 \
+	--duration "${BENCH_DURATION:-30s}" --json "$out/broadcast-$stamp.json" --html "$out/broadcast-$stamp.html"

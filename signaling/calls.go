@@ -30,10 +30,12 @@ type call struct {
 	agent      side
 	entry      queue.Entry // the customer's queue entry, to put back if the call cannot start
 	started    time.Time
-	bound      bool        // hosted call started across nodes: the agent side is bound
-	live       bool        // both sides were told; counted as a call
-	ended      bool        // guarded by hub.mu
-	deadline   *time.Timer // a call started across nodes that is not live in time fails
+	bound      bool                          // hosted call started across nodes: the agent side is bound
+	live       bool                          // both sides were told; counted as a call
+	ended      bool                          // guarded by hub.mu
+	endReason  string                        // why it ended, once ended; guarded by hub.mu
+	deadline   *time.Timer                   // a call started across nodes that is not live in time fails
+	monitors   map[*session]*sfu.Participant // supervisors listening in (monitor.go); guarded by hub.mu
 }
 
 // side is one party of a call.
@@ -273,6 +275,9 @@ func (h *hub) mediaSignals(c *call, role string) func(sfu.Signal) {
 // or forwarded to the node hosting it (whose answers and errors come back
 // through the relay).
 func (h *hub) fromClient(s *session, m protocol.Message) error {
+	if s.role == protocol.RoleSupervisor {
+		return h.monitorMsg(s, m)
+	}
 	c, err := h.callOf(s, m.Room)
 	if err != nil {
 		return err
@@ -314,18 +319,7 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 			Candidate: cd.Candidate, SDPMid: cd.SDPMid, SDPMLineIndex: cd.SDPMLineIndex, UsernameFragment: cd.UsernameFragment,
 		}))
 	case protocol.TypeQuality:
-		var q int
-		switch m.Quality {
-		case protocol.QualityLow:
-			q = sfu.QualityLow
-		case protocol.QualityMedium:
-			q = sfu.QualityMedium
-		case protocol.QualityHigh:
-			q = sfu.QualityHigh
-		default:
-			q = part.QualityForSize(m.Width, m.Height)
-		}
-		part.SetMaxQuality(q)
+		part.SetMaxQuality(qualityOf(part, m))
 	case protocol.TypeChat:
 		from := sd.peer
 		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
@@ -335,9 +329,32 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	return nil
 }
 
-// hangup ends s's call (the one named room, if it has several), or takes a
-// waiting customer out of the queue.
+// qualityOf is the layer a quality message asks part to receive at most.
+func qualityOf(part *sfu.Participant, m protocol.Message) int {
+	switch m.Quality {
+	case protocol.QualityLow:
+		return sfu.QualityLow
+	case protocol.QualityMedium:
+		return sfu.QualityMedium
+	case protocol.QualityHigh:
+		return sfu.QualityHigh
+	}
+	return part.QualityForSize(m.Width, m.Height)
+}
+
+// hangup ends s's call (the one named room, if it has several), takes a
+// waiting customer out of the queue, or ends a supervisor's monitoring.
 func (h *hub) hangup(s *session, room string) error {
+	if s.role == protocol.RoleSupervisor {
+		h.mu.Lock()
+		c := h.monitoring[s]
+		h.mu.Unlock()
+		if c == nil || (room != "" && room != c.id) {
+			return errNotInCall
+		}
+		h.stopMonitor(s, protocol.ReasonHangup, nil)
+		return nil
+	}
 	h.mu.Lock()
 	inCall := len(h.calls[s]) > 0
 	_, waiting := h.queued[s]
@@ -364,7 +381,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		h.mu.Unlock()
 		return
 	}
-	c.ended = true
+	c.ended, c.endReason = true, reason
 	live := c.live
 	delete(h.hosted, c.id)
 	for _, sd := range []*side{&c.cust, &c.agent} {
@@ -382,6 +399,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		grace.Stop()
 	}
 
+	h.endMonitors(c, reason)
 	h.closeRoom(c)
 	handled := time.Since(c.started)
 	if live {
@@ -488,6 +506,9 @@ func (h *hub) disconnected(s *session) {
 	delete(h.agents, s)
 	delete(h.supervisors, s)
 	h.mu.Unlock()
+	if s.role == protocol.RoleSupervisor {
+		h.stopMonitor(s, "", nil)
+	}
 
 	if waiting {
 		h.detach(s)

@@ -12,7 +12,7 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
-// DevTokenHandler serves GET ?role=customer|agent with a fresh token of the
+// DevTokenHandler serves GET ?role=customer|agent|supervisor with a fresh token of the
 // demo organization, so the demo pages work without an organization backend.
 // Mount it only in development mode: anyone who can reach it can join.
 func DevTokenHandler(org *auth.Org, ttl time.Duration) http.Handler {
@@ -29,8 +29,10 @@ func DevTokenHandler(org *auth.Org, ttl time.Duration) http.Handler {
 			name = fmt.Sprintf("Visitor %03d", rand.IntN(1000))
 		case protocol.RoleAgent:
 			name = fmt.Sprintf("Agent %03d", rand.IntN(1000))
+		case protocol.RoleSupervisor:
+			name = fmt.Sprintf("Supervisor %03d", rand.IntN(1000))
 		default:
-			http.Error(w, `role must be "customer" or "agent"`, http.StatusBadRequest)
+			http.Error(w, `role must be "customer", "agent" or "supervisor"`, http.StatusBadRequest)
 			return
 		}
 		now := time.Now()

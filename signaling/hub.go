@@ -35,6 +35,7 @@ type hub struct {
 	hosted      map[string]*call                            // calls whose room is on this node, by id
 	invites     map[string]*invite                          // open invites by id (invite.go)
 	graces      map[string]*grace                           // disconnected customers keeping their place, by session (resume.go)
+	monitoring  map[*session]*call                          // supervisors monitoring a call hosted here (monitor.go)
 
 	// absent notes since when each node the reaper cares about has been
 	// missing from the registry; only the hub's loop goroutine uses it.
@@ -56,6 +57,7 @@ type position struct{ pos, length, wait int }
 func newHub(s *Server) *hub {
 	return &hub{
 		srv:         s,
+		monitoring:  make(map[*session]*call),
 		sessions:    make(map[string]*session),
 		agents:      make(map[*session]*agentState),
 		supervisors: make(map[*session]map[string]protocol.QueueStats),

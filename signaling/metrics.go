@@ -20,6 +20,7 @@ type metrics struct {
 	placements   *prometheus.CounterVec // org, queue
 	abandoned    *prometheus.CounterVec // org, queue
 	callsActive  prometheus.Gauge
+	monitors     prometheus.Gauge
 	callsEnded   *prometheus.CounterVec // reason
 
 	// Queue state by org and queue, as this node last read it from the
@@ -59,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_queue_abandoned_total", Help: "Customers who left the queue before being assigned."}, []string{"org", "queue"}),
 		callsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "helpcaster_calls_active", Help: "Calls in progress on this node."}),
+		monitors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_monitors_active", Help: "Supervisors monitoring a call hosted on this node."}),
 		callsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_calls_ended_total", Help: "Calls ended, by reason."}, []string{"reason"}),
 		longestWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -83,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.messages, m.errors, m.authFailures, m.queueLength,
-		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.callsEnded, m.longestWait, m.agentsAvailable,
+		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.monitors, m.callsEnded, m.longestWait, m.agentsAvailable,
 		m.agentsBusy, m.agentsAway, m.handleSeconds, m.overflowed, m.invitesDeclined, m.invitesExpired} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register signaling metrics: %w", err)

@@ -256,6 +256,8 @@ func (s *session) handle(m protocol.Message) {
 		err = s.srv.hub.fromClient(s, m)
 	case protocol.TypeHangup:
 		err = s.srv.hub.hangup(s, m.Room)
+	case protocol.TypeMonitor:
+		err = s.srv.hub.monitor(s, m.Room)
 	case protocol.TypeAccept, protocol.TypeDecline:
 		switch {
 		case s.role != protocol.RoleAgent:

@@ -134,10 +134,11 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs.BoolVar(&c.Demo, "demo", false, "take demo tokens from the server (one run with --dev) instead of an org secret")
 	fs.StringVar(&c.Queue, "queue", "", "queue to join (default: the org's default queue)")
 	fs.IntVar(&c.Calls, "calls", 10, "support, turn: customer/agent pairs")
+	fs.IntVar(&c.Subscribers, "subscribers", 50, "broadcast: supervisors monitoring the one call")
 	fs.IntVar(&c.Customers, "customers", 1000, "queue: customers")
 	fs.IntVar(&c.Agents, "agents", 50, "queue: agents")
 	fs.DurationVar(&c.Duration, "duration", time.Minute, "length of the run, ramp included")
-	fs.Float64Var(&c.Ramp, "ramp", 5, "calls (queue: customers) started per second; 0 starts them all at once")
+	fs.Float64Var(&c.Ramp, "ramp", 5, "calls (queue: customers; broadcast: subscribers) started per second; 0 starts them all at once")
 	fs.BoolVar(&c.Simulcast, "simulcast", false, "publish three VP8 simulcast layers (150, 500, 1200 kbit/s) up to --bitrate")
 	fs.StringVar(&c.Codec, "codec", "vp8", "video codec: vp8 or h264 (h264: one 500 kbit/s layer)")
 	bitrate := fs.String("bitrate", "500k", "video bitrate of the (top) layer: 150k, 500k or 1200k (the nearest is used)")
@@ -280,6 +281,7 @@ Prints a table and writes JSON and HTML reports. Exits 1 when an objective
 
 Scenarios:
   support  --calls pairs through the queue, both sides publishing audio and video
+  broadcast  one call whose customer publishes, --subscribers supervisors monitoring it (fan-out)
   turn     as support, every client relaying through the TURN server
   queue    a placement storm: --customers and --agents, no media
 

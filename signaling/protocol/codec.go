@@ -165,9 +165,9 @@ func validate(m *Message) error {
 			return Errorf(CodeBadMessage, "quality needs quality, or width and height from 1 to %d", MaxVideoSize)
 		}
 		allowed = fQuality | fRoom
-	case TypeAccept, TypeDecline:
+	case TypeAccept, TypeDecline, TypeMonitor:
 		if m.Room == "" || len(m.Room) > MaxIDLen {
-			return Errorf(CodeBadMessage, "%s needs the invite's room, at most %d bytes", m.Type, MaxIDLen)
+			return Errorf(CodeBadMessage, "%s needs the room, at most %d bytes", m.Type, MaxIDLen)
 		}
 		allowed = fRoom
 	case "":

@@ -55,6 +55,7 @@ var validClientMessages = []decodeOK{
 	{"away", `{"v":1,"type":"away","id":"a"}`, Message{V: 1, Type: TypeAway, ID: "a"}},
 	{"hangup", `{"v":1,"type":"hangup"}`, Message{V: 1, Type: TypeHangup}},
 	{"accept", `{"v":1,"type":"accept","room":"r-1"}`, Message{V: 1, Type: TypeAccept, Room: "r-1"}},
+	{"monitor", `{"v":1,"type":"monitor","room":"r-1"}`, Message{V: 1, Type: TypeMonitor, Room: "r-1"}},
 	{"decline", `{"v":1,"type":"decline","room":"r-1","id":"d"}`, Message{V: 1, Type: TypeDecline, Room: "r-1", ID: "d"}},
 	{"hangup one call", `{"v":1,"type":"hangup","room":"r-1"}`, Message{V: 1, Type: TypeHangup, Room: "r-1"}},
 	{"chat in a call", `{"v":1,"type":"chat","text":"hi","room":"r-1"}`, Message{V: 1, Type: TypeChat, Text: "hi", Room: "r-1"}},
@@ -157,6 +158,8 @@ func invalidClientMessages() []decodeBad {
 		{name: "accept without room", in: `{"v":1,"type":"accept","id":"a"}`, code: bad, id: "a", has: "room"},
 		{name: "decline long room", in: `{"v":1,"type":"decline","room":"` + strings.Repeat("r", 65) + `"}`, code: bad, has: "room"},
 		{name: "accept with text", in: `{"v":1,"type":"accept","room":"r","text":"hi"}`, code: bad, has: "text"},
+		{name: "monitor without room", in: `{"v":1,"type":"monitor","id":"m"}`, code: bad, id: "m", has: "room"},
+		{name: "monitor with sdp", in: `{"v":1,"type":"monitor","room":"r","sdp":"v=0"}`, code: bad, has: "sdp"},
 		{name: "available with room", in: `{"v":1,"type":"available","room":"r"}`, code: bad, has: "room"},
 		{name: "chat long room", in: `{"v":1,"type":"chat","text":"hi","room":"` + strings.Repeat("r", 65) + `"}`, code: bad, has: "room"},
 		// join

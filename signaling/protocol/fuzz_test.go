@@ -66,7 +66,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded message has v=%d", m.V)
 		}
 		switch m.Type {
-		case TypeJoin, TypeResume, TypeAvailable, TypeAway, TypeOffer, TypeAnswer, TypeCandidate, TypeChat, TypeHangup, TypeQuality, TypeAccept, TypeDecline:
+		case TypeJoin, TypeResume, TypeAvailable, TypeAway, TypeOffer, TypeAnswer, TypeCandidate, TypeChat, TypeHangup, TypeQuality, TypeAccept, TypeDecline, TypeMonitor:
 		default:
 			t.Fatalf("decoded a message of type %q that clients may not send", m.Type)
 		}

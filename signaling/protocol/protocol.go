@@ -21,6 +21,7 @@ const (
 	TypeQuality   = "quality"   // the video quality a client wants to receive
 	TypeAccept    = "accept"    // agent: take the customer an invite offered
 	TypeDecline   = "decline"   // agent: do not take the customer an invite offered
+	TypeMonitor   = "monitor"   // supervisor: listen in on a call of the organization (room)
 )
 
 // Message types sent by the server.
