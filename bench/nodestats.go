@@ -113,3 +113,29 @@ func machineIdle() (time.Duration, error) {
 	}
 	return time.Duration(idle+iowait) * time.Second / 100, nil
 }
+
+// udpRcvbufErrors is this machine's count (its network namespace's) of
+// datagrams dropped on full UDP receive buffers, from /proc/net/snmp.
+func udpRcvbufErrors() (int64, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
+}

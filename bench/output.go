@@ -133,8 +133,8 @@ func (r *Report) rows() [][2]string {
 	}
 	add("harness CPU", "%.1f%% of a core (max %.1f%%), %d video streams received, %.0f per core",
 		r.Harness.CPUPct, r.Harness.MaxCPUPct, r.Harness.VideoStreams, r.Harness.StreamsPerCore)
-	add("this machine", "busiest second %.0f%% of %d cores; %d datagrams dropped on the harness's full sockets",
-		r.Harness.MachineBusyMaxPct, r.Harness.Cores, r.Harness.UDPDrops)
+	add("this machine", "busiest second %.0f%% of %d cores; datagrams dropped on full UDP sockets: %d at the harness's, %d in all",
+		r.Harness.MachineBusyMaxPct, r.Harness.Cores, r.Harness.UDPDrops, r.Harness.MachineUDPDrops)
 	for _, o := range r.Objectives {
 		verdict := "met"
 		if !o.Met {

@@ -112,7 +112,11 @@ type Harness struct {
 	// MachineBusyMaxPct is the busiest second of this machine, percent of
 	// all its cores.
 	MachineBusyMaxPct float64 `json:"machine_busy_max_pct"`
-	Cores             int     `json:"cores"`
+	// MachineUDPDrops is the datagrams this machine's kernel dropped on
+	// full UDP receive buffers during the run, every process's sockets
+	// (the server's too when it runs here).
+	MachineUDPDrops int64 `json:"machine_udp_drops"`
+	Cores           int   `json:"cores"`
 }
 
 // Placements is the queue scenario's throughput.
@@ -394,6 +398,9 @@ func (r *runner) report() *Report {
 		rep.Harness.StreamsPerCore = float64(videoStreams) / (rep.Harness.CPUPct / 100)
 	}
 	rep.Harness.UDPDrops, rep.Harness.Cores = r.harnessDrops, runtime.NumCPU()
+	if now, err := udpRcvbufErrors(); err == nil && r.machineDrops > 0 {
+		rep.Harness.MachineUDPDrops = now - r.machineDrops
+	}
 	busySecs := 0
 	for _, p := range r.series {
 		rep.Harness.MachineBusyMaxPct = max(rep.Harness.MachineBusyMaxPct, p.MachineBusy)
@@ -410,6 +417,9 @@ func (r *runner) report() *Report {
 	}
 	if rep.Harness.MaxCPUPct >= 90 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the harness itself used up to %.0f%% of a core: it may have been the bottleneck", rep.Harness.MaxCPUPct))
+	}
+	if d := rep.Harness.MachineUDPDrops; d > r.harnessDrops {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the kernel dropped %d datagrams on full UDP sockets of this machine during the run (all processes; the server's too when it runs here)", d))
 	}
 	if r.harnessDrops > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the kernel dropped at least %d datagrams on the harness's full sockets: that loss is the harness's", r.harnessDrops))

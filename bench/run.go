@@ -36,6 +36,9 @@ type runner struct {
 	// harnessDrops is the most datagrams the kernel was seen to have
 	// dropped on this process's full UDP sockets.
 	harnessDrops int64
+	// machineDrops is the machine's UDP receive-buffer drops at the start
+	// (all processes), then their increase over the run.
+	machineDrops int64
 
 	mu       sync.Mutex
 	members  []*member
@@ -94,6 +97,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.lastNode = append([]nodeSample(nil), r.nodes...)
 	r.start, r.harnessCPU = time.Now(), selfCPU()
+	r.machineDrops, _ = udpRcvbufErrors()
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup

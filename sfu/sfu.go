@@ -125,6 +125,12 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open media UDP port %s: %w", net.JoinHostPort(ipStr, strconv.Itoa(cfg.UDPPort)), err)
 	}
+	// Every participant's media arrives on this one socket: the kernel's
+	// default buffer (about 200 KiB) overflows while the process is short
+	// of CPU for a moment, and audio has no retransmission to recover.
+	// The kernel caps these at net.core.rmem_max and wmem_max.
+	_ = conn.SetReadBuffer(mediaSocketBuffer)
+	_ = conn.SetWriteBuffer(mediaSocketBuffer)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		conn.Close()
@@ -297,6 +303,10 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	}
 	return me, nil
 }
+
+// mediaSocketBuffer is the kernel buffer asked for on the media UDP
+// socket, each way.
+const mediaSocketBuffer = 4 << 20
 
 // Batched UDP writes (Config.BatchWrites).
 const (
