@@ -108,8 +108,8 @@ func (r *Report) rows() [][2]string {
 			name string
 			m    Media
 		}{{"audio", r.Audio}, {"video", r.Video}} {
-			add(m.name+" packet loss", "%d of %d lost (%.3f%%), %d late, %d duplicates, %d streams, %d packets",
-				m.m.Lost, m.m.Expected, m.m.LossPct, m.m.Late, m.m.Duplicates, m.m.Streams, m.m.Packets)
+			add(m.name+" packet loss", "%d of %d lost (%.3f%%; worst stream %.3f%%), %d late, %d duplicates, %d streams, %d packets",
+				m.m.Lost, m.m.Expected, m.m.LossPct, m.m.WorstLossPct, m.m.Late, m.m.Duplicates, m.m.Streams, m.m.Packets)
 			add(m.name+" jitter (ms)", "%s", m.m.JitterMs)
 			add(m.name+" bitrate (kbit/s)", "%s", m.m.BitrateKbps)
 		}

@@ -77,15 +77,18 @@ type Bucket struct {
 
 // Media sums the received streams of one kind.
 type Media struct {
-	Streams     int     `json:"streams"`
-	Packets     int64   `json:"packets"`
-	Expected    int64   `json:"expected"`
-	Lost        int64   `json:"lost"`
-	LossPct     float64 `json:"loss_pct"`
-	Late        int64   `json:"late"`
-	Duplicates  int64   `json:"duplicates"`
-	JitterMs    Dist    `json:"jitter_ms"`    // per stream
-	BitrateKbps Dist    `json:"bitrate_kbps"` // per stream, from its first to its last packet
+	Streams    int     `json:"streams"`
+	Packets    int64   `json:"packets"`
+	Expected   int64   `json:"expected"`
+	Lost       int64   `json:"lost"`
+	LossPct    float64 `json:"loss_pct"`
+	Late       int64   `json:"late"`
+	Duplicates int64   `json:"duplicates"`
+	// WorstLossPct is the loss of the stream that lost the most (percent
+	// of its expected packets): one subscriber's worst case.
+	WorstLossPct float64 `json:"worst_stream_loss_pct"`
+	JitterMs     Dist    `json:"jitter_ms"`    // per stream
+	BitrateKbps  Dist    `json:"bitrate_kbps"` // per stream, from its first to its last packet
 }
 
 // Server is what the nodes' metrics said over the run.
@@ -268,6 +271,7 @@ func (r *runner) report() *Report {
 			mm.Lost += s.sum.Lost
 			mm.Late += s.sum.Late
 			mm.Duplicates += s.sum.Duplicates
+			mm.WorstLossPct = max(mm.WorstLossPct, 100*s.sum.LossFraction())
 			if s.sum.Received > 1 {
 				jitter[k] = append(jitter[k], s.sum.Jitter)
 				if span := s.sum.Last.Sub(s.sum.First); span > 0 {

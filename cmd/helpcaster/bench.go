@@ -58,6 +58,12 @@ func runBench(args []string, env func(string) string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "helpcaster: bench: %s\n", oneLine(err))
 		return 2
 	}
+	// pion's transport-wide feedback sender logs an error for every peer
+	// connection closed at the end of a run (its last write finds the
+	// transport gone); hundreds of them would bury the report.
+	if os.Getenv("PION_LOG_DISABLE") == "" {
+		_ = os.Setenv("PION_LOG_DISABLE", "twcc_sender_interceptor")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, o.cfg)
