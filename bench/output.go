@@ -104,6 +104,8 @@ func (r *Report) rows() [][2]string {
 		add("time to first packet (ms)", "%s", r.FirstPacketMs)
 		add("time to first keyframe (ms)", "%s", r.FirstFrameMs)
 		add("end-to-end latency (ms)", "%s", r.LatencyMs)
+		add("publishers", "%d; %d keyframe requests received, answered with %d early keyframes",
+			r.Publishers.Count, r.Publishers.KeyRequests, r.Publishers.EarlyKeyframes)
 		for _, m := range []struct {
 			name string
 			m    Media

@@ -25,6 +25,7 @@ type Report struct {
 	FirstFrameMs  Dist        `json:"first_keyframe_ms"` // assigned to the first keyframe packet
 	LatencyMs     Dist        `json:"latency_ms"`        // capture (send) to arrival, every packet
 	Latency       []Bucket    `json:"latency_histogram"` // of LatencyMs
+	Publishers    Publishers  `json:"publishers"`
 	Audio         Media       `json:"audio"`
 	Video         Media       `json:"video"`
 	Server        Server      `json:"server"`
@@ -89,6 +90,13 @@ type Media struct {
 	WorstLossPct float64 `json:"worst_stream_loss_pct"`
 	JitterMs     Dist    `json:"jitter_ms"`    // per stream
 	BitrateKbps  Dist    `json:"bitrate_kbps"` // per stream, from its first to its last packet
+}
+
+// Publishers sums what the simulated publishers did.
+type Publishers struct {
+	Count          int   `json:"count"`
+	KeyRequests    int64 `json:"key_requests"`    // PLIs and FIRs received
+	EarlyKeyframes int64 `json:"early_keyframes"` // jumps to the next keyframe to answer them
 }
 
 // Server is what the nodes' metrics said over the run.
@@ -256,6 +264,11 @@ func (r *runner) report() *Report {
 	joins = r.joins
 	videoStreams := 0
 	for _, m := range r.members {
+		if m.pub != nil {
+			rep.Publishers.Count++
+			rep.Publishers.KeyRequests += m.pub.KeyRequests()
+			rep.Publishers.EarlyKeyframes += m.pub.EarlyKeyframes()
+		}
 		snaps := m.rx.snapshot()
 		var first, key time.Time
 		for _, s := range snaps {

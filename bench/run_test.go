@@ -283,7 +283,7 @@ func TestSimulcastRun(t *testing.T) {
 func TestBroadcastRun(t *testing.T) {
 	base := startNode(t)
 	cfg := benchConfig(base, ScenarioBroadcast)
-	cfg.Subscribers, cfg.Ramp = 4, 0
+	cfg.Subscribers, cfg.Ramp = 4, 2 // joining through the first 2 s: mid-way between keyframes
 	cfg.Objectives = Objectives{MaxFailures: 0, MaxLossPct: 5}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -311,5 +311,11 @@ func TestBroadcastRun(t *testing.T) {
 	}
 	if rep.JoinMs.N != 4 || rep.FirstFrameMs.N != 5 {
 		t.Errorf("join samples %d (want 4), first keyframes %d (want 5)", rep.JoinMs.N, rep.FirstFrameMs.N)
+	}
+	// Subscribers joining a running stream ask for a keyframe; the
+	// publisher answers from its file's next one. (The file has one
+	// every 2 s; the first is sent at the start.)
+	if rep.Publishers.Count != 1 || rep.Publishers.KeyRequests == 0 || rep.Publishers.EarlyKeyframes == 0 {
+		t.Errorf("publishers: %+v", rep.Publishers)
 	}
 }

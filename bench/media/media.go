@@ -107,6 +107,10 @@ func (p *Publisher) Frames() int64 { return p.frames.Load() }
 // KeyRequests is the number of PLIs and FIRs received.
 func (p *Publisher) KeyRequests() int64 { return p.keyRequests.Load() }
 
+// EarlyKeyframes is the number of times a track jumped to its next
+// keyframe to answer a request.
+func (p *Publisher) EarlyKeyframes() int64 { return p.keyframes.Load() }
+
 // track is one encoding being played.
 type track struct {
 	t      *webrtc.TrackLocalStaticSample
