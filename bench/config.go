@@ -77,6 +77,11 @@ func (c *Config) check() error {
 		if c.Subscribers <= 0 {
 			return errors.New("bench: --subscribers must be at least 1")
 		}
+		if len(c.URLs) > 1 {
+			// A supervisor monitors only calls whose room is on the node
+			// its connection reached, and the fan-out is one node's.
+			return errors.New("bench: broadcast takes one --url: the node to measure")
+		}
 	case ScenarioQueue:
 		if c.Customers <= 0 || c.Agents <= 0 {
 			return errors.New("bench: --customers and --agents must be at least 1")

@@ -35,14 +35,15 @@ func TestBenchFlags(t *testing.T) {
 	}
 
 	bad := map[string][]string{
-		"no scenario":     {},
-		"unknown flag":    {"support", "--nope", "1"},
-		"no org":          {"support", "--url", "ws://a:1"},
-		"bad bitrate":     {"support", "--demo", "--bitrate", "fast"},
-		"secret in file":  {writeFile(t, "scenario: support\nsecret: abc\n")},
-		"file w/o name":   {writeFile(t, "calls: 3\n")},
-		"nested in file":  {writeFile(t, "scenario: support\nurl: {a: b}\n")},
-		"unknown in file": {writeFile(t, "scenario: support\ncallz: 3\n")},
+		"no scenario":       {},
+		"unknown flag":      {"support", "--nope", "1"},
+		"no org":            {"support", "--url", "ws://a:1"},
+		"bad bitrate":       {"support", "--demo", "--bitrate", "fast"},
+		"broadcast, 2 urls": {"broadcast", "--demo", "--url", "ws://a:1,ws://b:1", "--json", "-", "--html", "-", "--quiet"},
+		"secret in file":    {writeFile(t, "scenario: support\nsecret: abc\n")},
+		"file w/o name":     {writeFile(t, "calls: 3\n")},
+		"nested in file":    {writeFile(t, "scenario: support\nurl: {a: b}\n")},
+		"unknown in file":   {writeFile(t, "scenario: support\ncallz: 3\n")},
 	}
 	for name, args := range bad {
 		var stderr bytes.Buffer
