@@ -1,8 +1,12 @@
-// Package bench holds load measurements of a real helpcaster server that are
-// run by hand, not by `make test`: each test skips unless HELPCASTER_BENCH=1.
-// They start the built binary on loopback, drive it with Go participants
-// (package client) and report what the server spent, from its own process
-// CPU and its /metrics, as numbers for docs/benchmarks.md. They assert only
-// that the scenario ran (media flowed), never timings. They stand in for
-// `helpcaster bench` until that command exists.
+// Package bench is the load harness behind `helpcaster bench`: scenarios
+// (support, turn, broadcast, queue) of simulated customers, agents and
+// supervisors (package client, pion WebRTC peers) against a deployment,
+// the measurements their received streams give (package bench/rtpstat),
+// the nodes' own metrics scraped over the run, and the reports (a table,
+// JSON and a self-contained HTML page). See docs/bench.md.
+//
+// Its tests run short scenarios against an in-process node. The older
+// measurement tests here (TestCallsCost, TestBroadcastCost) drive the
+// built binary or the SFU directly and skip unless HELPCASTER_BENCH=1;
+// docs/benchmarks.md has their commands.
 package bench
