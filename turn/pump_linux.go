@@ -33,7 +33,6 @@ type pump struct {
 	epoll *os.File // epfd, for the network poller
 	mu    sync.RWMutex
 	socks map[int32]*udpSocket // registered sockets by fd
-	lis   *udpSocket           // the listener, once opened
 	buf   []byte               // ChannelData header room, then a datagram; run's alone
 	ended chan struct{}
 	// closing is set by close before it closes the epoll descriptor, so
@@ -90,7 +89,7 @@ func (p *pump) run(rc syscall.RawConn) {
 				p.mu.RUnlock()
 				switch {
 				case u == nil: // closed since epoll reported it
-				case u == p.lis:
+				case u.client:
 					p.fromClient(u)
 				default:
 					p.fromPeer(u)
@@ -139,22 +138,17 @@ func (p *pump) listen(host string, port int) (*udpSocket, error) {
 		}
 		ip = a.AddrPort().Addr().Unmap()
 	}
-	u, err := p.open(ip, port, false)
+	u, err := p.open(ip, port, false, true)
 	if err != nil && host == "" && errors.Is(err, unix.EAFNOSUPPORT) {
-		u, err = p.open(netip.IPv4Unspecified(), port, false)
+		u, err = p.open(netip.IPv4Unspecified(), port, false, true)
 	}
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.lis = u
-	p.mu.Unlock()
-	return u, nil
+	return u, err
 }
 
-// open creates a UDP socket bound to ip:port and adds it to the epoll set.
-// An unspecified IPv6 address takes IPv4 too unless v6only.
-func (p *pump) open(ip netip.Addr, port int, v6only bool) (*udpSocket, error) {
+// open creates a UDP socket bound to ip:port and adds it to the epoll set:
+// the listener (client) or a relay socket. An unspecified IPv6 address
+// takes IPv4 too unless v6only.
+func (p *pump) open(ip netip.Addr, port int, v6only, client bool) (*udpSocket, error) {
 	family := unix.AF_INET
 	if ip.Is6() {
 		family = unix.AF_INET6
@@ -199,7 +193,7 @@ func (p *pump) open(ip netip.Addr, port int, v6only bool) (*udpSocket, error) {
 	case *unix.SockaddrInet6:
 		local.Port = b.Port
 	}
-	u := &udpSocket{fd: fd, v6: family == unix.AF_INET6, local: local, pump: p, inbox: make(chan inPacket, 256), done: make(chan struct{})}
+	u := &udpSocket{fd: fd, v6: family == unix.AF_INET6, client: client, local: local, pump: p, inbox: make(chan inPacket, 256), done: make(chan struct{})}
 	p.mu.Lock()
 	p.socks[int32(fd)] = u
 	p.mu.Unlock()

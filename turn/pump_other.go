@@ -12,9 +12,9 @@ type pump struct{}
 
 var errNeedsLinux = errors.New("turn: the embedded TURN server runs on Linux only")
 
-func newPump(*Server) (*pump, error)                           { return nil, errNeedsLinux }
-func (p *pump) close()                                         {}
-func (p *pump) listen(string, int) (*udpSocket, error)         { return nil, errNeedsLinux }
-func (p *pump) open(netip.Addr, int, bool) (*udpSocket, error) { return nil, errNeedsLinux }
-func (p *pump) remove(*udpSocket) error                        { return nil }
-func (u *udpSocket) sendTo([]byte, netip.AddrPort) error       { return errNeedsLinux }
+func newPump(*Server) (*pump, error)                                 { return nil, errNeedsLinux }
+func (p *pump) close()                                               {}
+func (p *pump) listen(string, int) (*udpSocket, error)               { return nil, errNeedsLinux }
+func (p *pump) open(netip.Addr, int, bool, bool) (*udpSocket, error) { return nil, errNeedsLinux }
+func (p *pump) remove(*udpSocket) error                              { return nil }
+func (u *udpSocket) sendTo([]byte, netip.AddrPort) error             { return errNeedsLinux }

@@ -351,7 +351,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		return nil, nil, fmt.Errorf("turn: no %s relay on %s", c.Network, bind)
 	}
 	try := func(port int) (*relayConn, net.Addr, error) {
-		u, err := g.s.pump.open(bind, port, true)
+		u, err := g.s.pump.open(bind, port, true, false)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -16,6 +16,7 @@ import (
 type udpSocket struct {
 	fd     int
 	v6     bool // an AF_INET6 socket: IPv4 destinations are written v4-mapped
+	client bool // the listener (clients' side), not a relay socket
 	local  *net.UDPAddr
 	pump   *pump
 	relay  *relayConn    // the allocation, for a relay socket
