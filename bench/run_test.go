@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/helpcaster/helpcaster/internal/freeport"
 	"github.com/helpcaster/helpcaster/node"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/auth"
@@ -45,7 +46,7 @@ func startNode(t *testing.T) string {
 		Media:    sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
 		Logger:   slog.New(slog.DiscardHandler),
 		TURN: &node.TURNConfig{Secret: "bench-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
-			Port: freePort(t, "udp"), RelayIP: "127.0.0.1", RelayMinPort: 44000, RelayMaxPort: 44999},
+			Port: freeport.UDPAndTCP(t), RelayIP: "127.0.0.1", RelayMinPort: 44000, RelayMaxPort: 44999},
 	})
 	if err != nil {
 		t.Fatal(err)

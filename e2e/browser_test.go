@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/helpcaster/helpcaster/internal/freeport"
 	"github.com/helpcaster/helpcaster/node"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/auth"
@@ -54,7 +55,7 @@ func startNode(t *testing.T) string {
 		Logger: logger,
 		TURN: &node.TURNConfig{
 			Secret: "e2e-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
-			Port: freeUDPPort(t), RelayIP: "127.0.0.1", RelayMinPort: 42000, RelayMaxPort: 42999,
+			Port: freeport.UDPAndTCP(t), RelayIP: "127.0.0.1", RelayMinPort: 42000, RelayMaxPort: 42999,
 		},
 	})
 	if err != nil {
@@ -70,16 +71,6 @@ func startNode(t *testing.T) string {
 		}
 	})
 	return n.URL()
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 type testWriter struct{ t *testing.T }

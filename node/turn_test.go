@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/internal/freeport"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -30,12 +31,7 @@ func TestCallThroughTURN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	turnPort := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
+	turnPort := freeport.UDPAndTCP(t)
 	const secret = "node-turn-secret-0123456789"
 	n, err := New(Config{
 		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},

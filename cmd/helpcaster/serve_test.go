@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/internal/freeport"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
@@ -54,13 +55,18 @@ func TestServeProcess(t *testing.T) {
 	httpPort, udpPort, tcpPort := freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
 	addr := net.JoinHostPort("127.0.0.1", itoa(httpPort))
 	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort), "--media-tcp-port", itoa(tcpPort),
-		"--media-loopback-only", "--log-format", "json", "--turn-port", itoa(freePort(t, "udp")), "--turn-relay-ports", "40000-40100")
+		"--media-loopback-only", "--log-format", "json", "--turn-port", itoa(freeport.UDPAndTCP(t)), "--turn-relay-ports", "40000-40100")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr strings.Builder // read only once the process has exited
 	cmd.Stderr = &stderr
+	exited := func() string {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return stderr.String()
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +88,7 @@ func TestServeProcess(t *testing.T) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("serve exited early; stderr:\n%s", stderr.String())
+				t.Fatalf("serve exited early; stderr:\n%s", exited())
 			}
 			for u, got := range want {
 				if !got && strings.HasSuffix(l, u) {
@@ -91,7 +97,7 @@ func TestServeProcess(t *testing.T) {
 				}
 			}
 		case <-deadline:
-			t.Fatalf("banner incomplete: %v; stderr:\n%s", want, stderr.String())
+			t.Fatalf("banner incomplete: %v; stderr:\n%s", want, exited())
 		}
 	}
 
