@@ -20,7 +20,6 @@ type nodeSample struct {
 	cpu       float64 // process_cpu_seconds_total
 	rss       float64 // process_resident_memory_bytes
 	forwarded float64 // RTP packets sent to subscribers
-	received  float64 // RTP packets received from publishers
 }
 
 // scrapeNode reads one node's metrics.
@@ -49,7 +48,7 @@ func scrapeNode(ctx context.Context, hc *http.Client, url string) (nodeSample, e
 	}
 	const pkts = "helpcaster_sfu_rtp_packets_total"
 	return nodeSample{ok: true, at: time.Now(), cpu: m.sum("process_cpu_seconds_total"), rss: m.sum("process_resident_memory_bytes"),
-		forwarded: m.sum(pkts, "direction", "out"), received: m.sum(pkts, "direction", "in")}, nil
+		forwarded: m.sum(pkts, "direction", "out")}, nil
 }
 
 // selfCPU is this process's CPU time so far.

@@ -66,8 +66,7 @@ type member struct {
 // call is one customer/agent pair.
 type call struct {
 	customer, agent *member
-	join            time.Duration // customer's connect to assigned
-	failed          string        // first failure reason
+	failed          string // first failure reason
 }
 
 // Run runs the scenario cfg describes until its duration has passed (or
@@ -298,10 +297,9 @@ func (r *runner) support(ctx context.Context) {
 			}
 			m.assignedAt = time.Now()
 		}
-		cl.join = customer.assignedAt.Sub(begin)
 		r.up.Add(1)
 		r.mu.Lock()
-		r.joins = append(r.joins, cl.join)
+		r.joins = append(r.joins, customer.assignedAt.Sub(begin))
 		r.mu.Unlock()
 		customer.expect, agent.expect = true, true
 		opts := media.Options{Audio: true, Video: !r.cfg.NoVideo, Codec: r.cfg.Codec, Simulcast: r.cfg.Simulcast,

@@ -11,8 +11,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// startCall connects one agent and one customer and returns them assigned.
-func startCall(t *testing.T, ctx context.Context, e *env) (cust, agent *client.Client) {
+// startCall connects one agent and one customer and returns them assigned,
+// with the call's room.
+func startCall(t *testing.T, ctx context.Context, e *env) (cust, agent *client.Client, room string) {
 	t.Helper()
 	agent, _ = e.join(ctx, protocol.RoleAgent, "Ann")
 	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
@@ -20,8 +21,8 @@ func startCall(t *testing.T, ctx context.Context, e *env) (cust, agent *client.C
 	}
 	cust, _ = e.join(ctx, protocol.RoleCustomer, "Carl")
 	next(t, ctx, cust, protocol.TypeAssigned)
-	next(t, ctx, agent, protocol.TypeAssigned)
-	return cust, agent
+	room = next(t, ctx, agent, protocol.TypeAssigned).Room
+	return cust, agent, room
 }
 
 // TestCallH264: a publisher that sends only H.264 reaches a subscriber that
@@ -30,7 +31,7 @@ func TestCallH264(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cust, agent := startCall(t, ctx, e)
+	cust, agent, _ := startCall(t, ctx, e)
 	if err := cust.PublishFiles(ctx, sample("sample.h264"), sample("sample.ogg")); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestTrackGoes(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cust, agent := startCall(t, ctx, e)
+	cust, agent, _ := startCall(t, ctx, e)
 	if err := agent.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,7 @@ func TestMonitor(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
-	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
-		t.Fatal(err)
-	}
-	cust, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
-	next(t, ctx, cust, protocol.TypeAssigned)
-	room := next(t, ctx, agent, protocol.TypeAssigned).Room
+	cust, agent, room := startCall(t, ctx, e)
 	for _, c := range []*client.Client{cust, agent} {
 		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
 			t.Fatal(err)

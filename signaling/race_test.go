@@ -70,7 +70,7 @@ func TestMediaLimits(t *testing.T) {
 	e := newEnv(t, withLimits(signaling.Limits{MessagesPerSec: 1000, Burst: 1000}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cust, _ := startCall(t, ctx, e)
+	cust, _, _ := startCall(t, ctx, e)
 
 	var sdp strings.Builder
 	sdp.WriteString("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE")

@@ -78,7 +78,7 @@ func TestSpeakerWithoutLevels(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cust, agent := startCall(t, ctx, e)
+	cust, agent, _ := startCall(t, ctx, e)
 	for _, c := range []*client.Client{cust, agent} {
 		if err := c.PublishFiles(ctx, "", sample("sample.ogg")); err != nil {
 			t.Fatal(err)

@@ -96,13 +96,9 @@ func abs(x int) int {
 
 // Publisher counts what one client sent.
 type Publisher struct {
-	frames      atomic.Int64 // video frames and audio packets written
 	keyRequests atomic.Int64 // PLIs and FIRs received
 	keyframes   atomic.Int64 // keyframes sent early to answer them
 }
-
-// Frames is the number of video frames and audio packets written.
-func (p *Publisher) Frames() int64 { return p.frames.Load() }
 
 // KeyRequests is the number of PLIs and FIRs received.
 func (p *Publisher) KeyRequests() int64 { return p.keyRequests.Load() }
@@ -272,7 +268,6 @@ func (p *Publisher) play(ctx context.Context, tracks []*track, d time.Duration) 
 				return
 			}
 			tr.next = (tr.next + 1) % len(tr.frames.Data)
-			p.frames.Add(1)
 		}
 	}
 }
