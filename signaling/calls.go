@@ -71,12 +71,23 @@ func (h *hub) sendTo(c *call, sd *side, m protocol.Message) {
 	if m.Type != protocol.TypeError {
 		m.Room = c.id
 	}
+	s, node, id := h.whereIs(sd)
 	switch {
-	case sd.s != nil:
-		sd.s.send(m)
-	case sd.node != "":
-		h.relay(sd.node, relayMsg{Kind: relayDeliver, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
+	case s != nil:
+		s.send(m)
+	case node != "":
+		h.relay(node, relayMsg{Kind: relayDeliver, Call: c.id, Side: sd.role, Session: id, Msg: &m})
 	}
+}
+
+// whereIs says how a side is reached now: its session here, or the node
+// and session id holding its connection. A customer's detach and resume
+// change these under hub.mu while SFU goroutines send to the side, so
+// they are read under it too. h.mu must not be held.
+func (h *hub) whereIs(sd *side) (s *session, node, id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return sd.s, sd.node, sd.id
 }
 
 // start turns an assignment into a call in room id: here, with the
@@ -432,11 +443,12 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 			r = protocol.ReasonPeerLeft
 		}
 		m := protocol.Message{Type: protocol.TypeEnded, Reason: r, Room: c.id}
+		s, node, id := h.whereIs(sd)
 		switch {
-		case sd.s != nil:
-			h.sideEnded(sd.s, m, c.org, c.queue)
-		case sd.node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
-			h.relay(sd.node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: sd.id, Msg: &m})
+		case s != nil:
+			h.sideEnded(s, m, c.org, c.queue)
+		case node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
+			h.relay(node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: id, Msg: &m})
 		}
 	}
 

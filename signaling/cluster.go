@@ -155,18 +155,26 @@ func (h *hub) hostCall(a queue.Assignment, id string) {
 	h.bind(c, &c.agent)
 }
 
+// heldBy reports whether node holds the connection of a side of hosted
+// call c: only that node may speak for the side.
+func (h *hub) heldBy(c *call, role, node string) bool {
+	_, at, _ := h.whereIs(c.side(role))
+	return at == node
+}
+
 // bind tells one side of a hosted call that it is assigned.
 func (h *hub) bind(c *call, sd *side) {
 	msg := h.assignedMessage(c, sd)
-	if sd.node == "" {
-		s := h.bindHere(c, c, sd.role, sd.id, msg, c.live)
+	_, node, id := h.whereIs(sd)
+	if node == "" {
+		s := h.bindHere(c, c, sd.role, id, msg, c.live)
 		h.mu.Lock()
 		sd.s = s
 		h.mu.Unlock()
 		h.sideBound(c, sd.role, s != nil, false)
 		return
 	}
-	if !h.relay(sd.node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: sd.id, Msg: &msg, Resume: c.live}) {
+	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg, Resume: c.live}) {
 		h.sideBound(c, sd.role, false, true)
 	}
 }
@@ -312,7 +320,7 @@ func (h *hub) onRelay(data []byte) {
 			h.resumeFailed(m.Session, m.Call) // the call this customer resumed into is gone
 		}
 	case relayDetach:
-		if c := h.hostedCall(m.Call); c != nil && c.side(m.Side).node == m.From {
+		if c := h.hostedCall(m.Call); c != nil && h.heldBy(c, m.Side, m.From) {
 			h.srv.goTracked(func() { h.detachSide(c, m.Side) })
 		}
 	case relayRebind:
@@ -324,7 +332,7 @@ func (h *hub) onRelay(data []byte) {
 		}
 	case relayClient:
 		c := h.hostedCall(m.Call)
-		if c == nil || m.Msg == nil || c.side(m.Side).node != m.From {
+		if c == nil || m.Msg == nil || !h.heldBy(c, m.Side, m.From) {
 			return
 		}
 		if err := h.callMsg(c, m.Side, *m.Msg); err != nil {
@@ -332,7 +340,7 @@ func (h *hub) onRelay(data []byte) {
 			h.sendTo(c, c.side(m.Side), em)
 		}
 	case relayLeft:
-		if c := h.hostedCall(m.Call); c != nil && c.side(m.Side).node == m.From {
+		if c := h.hostedCall(m.Call); c != nil && h.heldBy(c, m.Side, m.From) {
 			h.srv.goTracked(func() { h.endCall(c, m.Side, protocol.ReasonHangup) })
 		}
 	case relayEnded:
