@@ -105,12 +105,12 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 				return
 			}
 			init := c.ToJSON()
-			p.onSignal(Signal{PC: name, Candidate: &init})
+			p.signal(Signal{PC: name, Candidate: &init})
 		})
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			p.log.Debug("connection state", "pc", name, "state", s.String())
 			if s == webrtc.PeerConnectionStateFailed {
-				p.onSignal(Signal{PC: name, Failed: true})
+				p.signal(Signal{PC: name, Failed: true})
 			}
 			if s == webrtc.PeerConnectionStateConnected && name == PCSub {
 				p.subConnected()
@@ -142,7 +142,7 @@ func (p *Participant) allocateLoop() {
 			p.reallocate(now)
 			for _, t := range p.publishedTracks() {
 				if st, changed := t.dynacast(now); changed {
-					p.onSignal(Signal{PC: PCPub, Layers: &st})
+					p.signal(Signal{PC: PCPub, Layers: &st})
 				}
 			}
 			if now.Sub(lastSR) >= srInterval {
@@ -563,6 +563,18 @@ func (p *Participant) negotiateLocked() {
 	}
 	p.awaitingAnswer = true
 	p.onSignal(Signal{PC: PCSub, Offer: offer.SDP})
+}
+
+// signal hands sig to the participant's client, unless the participant
+// has closed: its connections may still report a candidate afterwards, or
+// fail (closing one mid-handshake fails it), and neither concerns the
+// client any more, which may have a new participant by then.
+func (p *Participant) signal(sig Signal) {
+	select {
+	case <-p.done:
+	default:
+		p.onSignal(sig)
+	}
 }
 
 // Close leaves the room: both connections close, the participant's tracks

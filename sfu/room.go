@@ -75,7 +75,8 @@ func (r *Room) OnActiveSpeaker(f func(participantID string)) {
 // peer connections. onSignal receives the offers for its "sub" connection and
 // the SFU's ICE candidates; it is called from SFU goroutines, possibly with
 // SFU locks held, so it must hand the signal off (e.g. to a send queue) and
-// never call back into the participant.
+// never call back into the participant. Once Close has begun it is no longer
+// called.
 func (r *Room) Join(id string, onSignal func(Signal)) (*Participant, error) {
 	r.mu.Lock()
 	if r.closed {

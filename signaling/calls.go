@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -36,6 +37,7 @@ type call struct {
 	endReason  string                        // why it ended, once ended; guarded by hub.mu
 	deadline   *time.Timer                   // a call started across nodes that is not live in time fails
 	monitors   map[*session]*sfu.Participant // supervisors listening in (monitor.go); guarded by hub.mu
+	rebinding  sync.Mutex                    // held through a resumed customer's rebind (resume.go)
 }
 
 // side is one party of a call.
@@ -215,6 +217,12 @@ func (h *hub) assignedMessage(c *call, to *side) protocol.Message {
 // callLive counts a call whose two sides have been told.
 func (h *hub) callLive(c *call) {
 	h.mu.Lock()
+	if c.ended {
+		// Ended while its sides were told: endCall saw it not live, and
+		// nothing is counted.
+		h.mu.Unlock()
+		return
+	}
 	c.live = true
 	h.mu.Unlock()
 	m := h.srv.metrics
@@ -393,7 +401,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		return
 	}
 	c.ended, c.endReason = true, reason
-	live := c.live
+	live, bound := c.live, c.bound
 	delete(h.hosted, c.id)
 	for _, sd := range []*side{&c.cust, &c.agent} {
 		if sd.s != nil {
@@ -447,7 +455,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		switch {
 		case s != nil:
 			h.sideEnded(s, m, c.org, c.queue)
-		case node != "" && (sd.role == protocol.RoleCustomer || c.bound || live):
+		case node != "" && (sd.role == protocol.RoleCustomer || bound || live):
 			h.relay(node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: id, Msg: &m})
 		}
 	}
@@ -468,12 +476,13 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	h.mu.Lock()
 	st := h.agents[s]
 	connected := h.sessions[s.id] == s
+	available := st != nil && st.wantAvailable
 	h.mu.Unlock()
 	if !connected || st == nil {
 		return
 	}
 	h.sendAgentState(s)
-	if st.wantAvailable {
+	if available {
 		// Say so again: a store that lost its data while the call ran has
 		// this agent as away.
 		ctx, cancel := h.storeCtx()
@@ -491,13 +500,14 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 func (h *hub) sendAgentState(s *session) {
 	h.mu.Lock()
 	st := h.agents[s]
+	available := st != nil && st.wantAvailable
 	busy := h.atCapacityLocked(s)
 	h.mu.Unlock()
 	state := protocol.AgentAway
 	switch {
 	case busy:
 		state = protocol.AgentBusy
-	case st != nil && st.wantAvailable:
+	case available:
 		state = protocol.AgentAvailable
 	}
 	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
@@ -543,7 +553,7 @@ func (h *hub) disconnected(s *session) {
 		case c.host != "":
 			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: s.role})
 		case resumable:
-			h.detachSide(c, s.role)
+			h.detachSide(c, s.role, func(sd *side) bool { return sd.s == s })
 		default:
 			h.endCall(c, s.role, protocol.ReasonHangup)
 		}
@@ -555,30 +565,43 @@ func (h *hub) disconnected(s *session) {
 func (h *hub) endAll(reason string) {
 	h.stopInvites()
 	h.stopGraces()
+	// A stub's side (the one connected here) is read in the same step, under
+	// hub.mu: the relay sets it when the side is bound.
+	type stub struct {
+		c    *call
+		side side
+	}
+	var stubs []stub
 	h.mu.Lock()
-	calls := make(map[*call]struct{})
+	hosted := make(map[*call]struct{})
+	seen := make(map[*call]bool)
 	for _, cs := range h.calls {
 		for _, c := range cs {
-			calls[c] = struct{}{}
+			switch {
+			case c.host == "":
+				hosted[c] = struct{}{}
+			case !seen[c]:
+				seen[c] = true
+				stubs = append(stubs, stub{c, *c.localSide()})
+			}
 		}
 	}
 	for _, c := range h.hosted {
-		calls[c] = struct{}{}
+		hosted[c] = struct{}{}
 	}
 	h.mu.Unlock()
-	for c := range calls {
-		if c.host != "" {
-			h.relay(c.host, relayMsg{Kind: relayLeft, Call: c.id, Side: c.localSide().role})
-			if s := c.localSide().s; s != nil {
-				s.send(protocol.Message{Type: protocol.TypeEnded, Reason: reason, Room: c.id})
-			}
-			continue
+	for _, st := range stubs {
+		h.relay(st.c.host, relayMsg{Kind: relayLeft, Call: st.c.id, Side: st.side.role})
+		if st.side.s != nil {
+			st.side.s.send(protocol.Message{Type: protocol.TypeEnded, Reason: reason, Room: st.c.id})
 		}
+	}
+	for c := range hosted {
 		h.endCall(c, "", reason)
 	}
 }
 
-// localSide is a stub's side on this node.
+// localSide is a stub's side on this node. h.mu is held.
 func (c *call) localSide() *side {
 	if c.cust.s != nil {
 		return &c.cust

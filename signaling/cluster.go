@@ -136,9 +136,6 @@ func (h *hub) hostCall(a queue.Assignment, id string) {
 		}
 		return
 	}
-	h.mu.Lock()
-	h.hosted[id] = c
-	h.mu.Unlock()
 	c.deadline = time.AfterFunc(startDeadline, func() {
 		h.srv.goTracked(func() {
 			h.mu.Lock()
@@ -152,6 +149,9 @@ func (h *hub) hostCall(a queue.Assignment, id string) {
 			}
 		})
 	})
+	h.mu.Lock()
+	h.hosted[id] = c
+	h.mu.Unlock()
 	h.bind(c, &c.agent)
 }
 
@@ -168,9 +168,6 @@ func (h *hub) bind(c *call, sd *side) {
 	_, node, id := h.whereIs(sd)
 	if node == "" {
 		s := h.bindHere(c, c, sd.role, id, msg, c.live)
-		h.mu.Lock()
-		sd.s = s
-		h.mu.Unlock()
 		h.sideBound(c, sd.role, s != nil, false)
 		return
 	}
@@ -181,8 +178,10 @@ func (h *hub) bind(c *call, sd *side) {
 
 // bindHere binds local session id (with role) to call c, or to a stub of it
 // when c is hosted elsewhere, and tells it msg (assigned). A customer must
-// still be waiting here, unless it is resuming into the call. It returns
-// the session, or nil if it is gone.
+// still be waiting here, unless it is resuming into the call. The target's
+// side is set in the step that makes the call the session's, so that the
+// session's end, however soon, finds it there. It returns the session, or
+// nil if it is gone.
 func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message, resume bool) *session {
 	h.mu.Lock()
 	s := h.sessions[id]
@@ -194,6 +193,8 @@ func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message, r
 		delete(h.queued, s)
 		delete(h.entries, s)
 		h.addCallLocked(s, target)
+		sd := target.side(role)
+		sd.role, sd.id, sd.s = role, s.id, s
 	}
 	h.mu.Unlock()
 	if !ok {
@@ -218,7 +219,7 @@ func (h *hub) sideBound(c *call, role string, ok, dead bool) {
 	switch {
 	case ended:
 	case live && !ok:
-		h.detachSide(c, role) // a resumed customer gone again: the grace goes on
+		h.detachSide(c, role, nil) // a resumed customer gone again: the grace goes on
 	case live:
 	case !ok:
 		why := startGone
@@ -307,8 +308,7 @@ func (h *hub) onRelay(data []byte) {
 		}
 		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From}
 		reply := relayGone
-		if s := h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume); s != nil {
-			*stub.side(m.Side) = side{role: m.Side, id: s.id, s: s}
+		if h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume) != nil {
 			reply = relayBound
 		}
 		from := m.From
@@ -321,7 +321,8 @@ func (h *hub) onRelay(data []byte) {
 		}
 	case relayDetach:
 		if c := h.hostedCall(m.Call); c != nil && h.heldBy(c, m.Side, m.From) {
-			h.srv.goTracked(func() { h.detachSide(c, m.Side) })
+			from := m.From
+			h.srv.goTracked(func() { h.detachSide(c, m.Side, func(sd *side) bool { return sd.node == from }) })
 		}
 	case relayRebind:
 		from, call, session := m.From, m.Call, m.Session

@@ -41,12 +41,14 @@ func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 		return
 	}
 	inv := &invite{id: randomID(12), a: a, cust: cust, agent: agent}
+	// The timer is set in the same step that publishes the invite: a
+	// customer leaving at once may close the invite and stop it.
 	h.mu.Lock()
 	h.invites[inv.id] = inv
-	h.mu.Unlock()
 	inv.timer = time.AfterFunc(timeout, func() {
 		h.srv.goTracked(func() { h.inviteDone(inv, protocol.ReasonTimeout, nil) })
 	})
+	h.mu.Unlock()
 	agent.send(protocol.Message{
 		Type:    protocol.TypeInvite,
 		Room:    inv.id,

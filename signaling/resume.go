@@ -82,11 +82,13 @@ func (h *hub) detach(s *session) {
 	if !h.srv.Ready() {
 		return // shutting down: the place stays for another node to keep or reap
 	}
+	// Published in the step that starts its timer: however short the
+	// grace, graceOver finds it.
 	g := &grace{entry: e}
+	h.mu.Lock()
 	g.timer = time.AfterFunc(h.srv.resumeGrace, func() {
 		h.srv.goTracked(func() { h.graceOver(s.id, g) })
 	})
-	h.mu.Lock()
 	h.graces[s.id] = g
 	h.mu.Unlock()
 	h.kick(e.Org, e.Queue)
@@ -290,18 +292,20 @@ func (h *hub) movedAway(id string) {
 
 // detachSide keeps a hosted call whose customer's connection ended, for the
 // grace; if it does not resume in time the call ends. An agent's side is
-// not kept: its call ends.
-func (h *hub) detachSide(c *call, role string) {
+// not kept: its call ends. still, when not nil, says whether the side is
+// still held by the connection that ended (called with h.mu held): a
+// resume may have moved it meanwhile, and then nothing is detached.
+func (h *hub) detachSide(c *call, role string, still func(*side) bool) {
 	if role != protocol.RoleCustomer {
 		h.endCall(c, role, protocol.ReasonHangup)
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c.ended {
+	sd := c.side(role)
+	if c.ended || (still != nil && !still(sd)) {
 		return
 	}
-	sd := c.side(role)
 	if sd.s != nil {
 		h.removeCallLocked(sd.s, c)
 	}
@@ -365,6 +369,10 @@ func (h *hub) rebind(id, node, session string) {
 		gone()
 		return
 	}
+	// A customer resuming twice in quick succession rebinds twice: one
+	// after the other, each connection once, the last one winning.
+	c.rebinding.Lock()
+	defer c.rebinding.Unlock()
 	h.mu.Lock()
 	if c.ended {
 		h.mu.Unlock()
@@ -372,6 +380,11 @@ func (h *hub) rebind(id, node, session string) {
 		return
 	}
 	sd := &c.cust
+	if h.isSelf(node) && sd.s != nil && sd.s == h.sessions[session] && sd.part != nil {
+		// An earlier rebind has bound this very connection already.
+		h.mu.Unlock()
+		return
+	}
 	if sd.grace != nil {
 		sd.grace.Stop()
 		sd.grace = nil
@@ -381,11 +394,11 @@ func (h *hub) rebind(id, node, session string) {
 		h.removeCallLocked(oldS, c)
 	}
 	sd.s, sd.node, sd.id = nil, h.nodeOf(node), session
-	h.mu.Unlock()
-	h.mu.Lock()
 	// Resumed through another node, or through a new connection here: the
 	// old one, if still open here, goes.
 	replaced := oldS != nil && (!h.isSelf(node) || h.sessions[session] != oldS)
+	prev := sd.part
+	sd.part = nil
 	h.mu.Unlock()
 	if replaced {
 		// Its old connection here is still open: the customer is elsewhere now.
@@ -395,15 +408,14 @@ func (h *hub) rebind(id, node, session string) {
 	if oldNode != "" && oldNode != h.nodeOf(node) {
 		h.relay(oldNode, relayMsg{Kind: relayMoved, Session: session})
 	}
-	// The customer gets assigned first (its client then sets up new
-	// connections), and only then the new participant, whose offers for
-	// the agent's tracks follow.
+	// The old participant goes first, so that nothing it still says reaches
+	// the new connection. Then the customer gets assigned (its client sets
+	// up new connections), and only then the new participant, whose offers
+	// for the agent's tracks follow.
+	if prev != nil {
+		prev.Close()
+	}
 	h.bind(c, sd)
-	h.mu.Lock()
-	prev := sd.part
-	sd.part = nil
-	h.mu.Unlock()
-	prev.Close()
 	part, err := c.room.Join(randomID(9), h.mediaSignals(c, protocol.RoleCustomer))
 	if err != nil {
 		h.srv.log.Error("rejoining a resumed customer failed", "org", c.org, "err", err)
@@ -521,7 +533,7 @@ func (h *hub) reap() {
 	}
 	h.mu.Unlock()
 	for _, o := range orphaned {
-		h.detachSide(o.c, o.role)
+		h.detachSide(o.c, o.role, nil)
 	}
 	for _, org := range h.srv.verifier.Dir.Orgs() {
 		for _, q := range org.Queues {

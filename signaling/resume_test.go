@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
@@ -27,7 +29,11 @@ func TestResume(t *testing.T) {
 	waitQueued(t, ctx, third, 3)
 
 	// first drops; an agent meanwhile takes second, not the detached first.
+	// The agent comes once the server has seen first go.
 	first.Close()
+	waitFor(t, ctx, "the server to see first's connection end", func() bool {
+		return counter(t, e.reg, "helpcaster_signaling_connections", nil) == 2
+	})
 	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
 	available(t, ctx, agent)
 	assignedTo(t, ctx, agent, "second")
@@ -86,5 +92,82 @@ func TestResume(t *testing.T) {
 	var pe *protocol.Error
 	if _, err := late.Resume(ctx, w3.Resume); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
 		t.Fatalf("resume after the grace: %v, want bad_resume", err)
+	}
+}
+
+// TestResumeIntoCallTwice: a customer in a call resumes on two new
+// connections at once. The two rebinds into the call run one after the
+// other: the last connection holds the call and gets the agent's media
+// and chat, the other is closed, and the agent stays in the call.
+func TestResumeIntoCallTwice(t *testing.T) {
+	e := newEnv(t, withGrace(5*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+	available(t, ctx, agent)
+	cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
+	next(t, ctx, cust, protocol.TypeAssigned)
+	next(t, ctx, agent, protocol.TypeAssigned)
+	if err := agent.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+		t.Fatal(err)
+	}
+	waitMedia(t, ctx, "customer", cust)
+
+	conns := []*client.Client{e.dial(ctx, testOrigin), e.dial(ctx, testOrigin)}
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.Resume(ctx, w.Resume)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil && errs[1] != nil {
+		t.Fatalf("both resumes failed: %v; %v", errs[0], errs[1])
+	}
+
+	// Which connection ends, within a few seconds, tells the winner.
+	closed := make([]bool, len(conns))
+	drainCtx, stop := context.WithTimeout(ctx, 4*time.Second)
+	defer stop()
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, err := c.Next(drainCtx); err != nil {
+					closed[i] = errors.Is(err, client.ErrClosed)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if closed[0] == closed[1] {
+		t.Fatalf("connections closed after two resumes: %v, want exactly one", closed)
+	}
+	winner := conns[0]
+	if closed[0] {
+		winner = conns[1]
+	}
+	for {
+		_, err := cust.Next(ctx)
+		if errors.Is(err, client.ErrClosed) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the original connection after the resumes: %v, want closed", err)
+		}
+	}
+
+	waitMedia(t, ctx, "resumed customer", winner)
+	if err := winner.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "still there?"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, agent, protocol.TypeChat); m.Text != "still there?" {
+		t.Fatalf("agent got chat %+v", m)
 	}
 }
