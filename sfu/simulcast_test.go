@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -123,7 +124,7 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 	for name, p := range map[string]*testPeer{PCPub: pub, PCSub: sub} {
 		p.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 			if c != nil {
-				if err := part.AddCandidate(name, c.ToJSON()); err != nil {
+				if err := part.AddCandidate(name, c.ToJSON()); err != nil && !errors.Is(err, ErrClosed) {
 					t.Errorf("%s: add %s candidate: %v", id, name, err)
 				}
 			}
@@ -160,11 +161,13 @@ func join(t *testing.T, ctx context.Context, room *Room, id string, api *webrtc.
 		}
 	}()
 	t.Cleanup(func() {
+		// The signal loop stops first: a test may end while an offer is
+		// being answered, and answering a closed participant fails.
+		stop()
+		wg.Wait()
 		part.Close()
 		pub.pc.Close()
 		sub.pc.Close()
-		stop()
-		wg.Wait()
 	})
 	return pub, sub
 }
