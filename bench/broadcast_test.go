@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -144,6 +145,7 @@ func TestBroadcastCost(t *testing.T) {
 	}
 	childDone := make(chan struct{})
 	go func() { _ = child.Wait(); close(childDone) }()
+	readerDone := make(chan struct{}) // closed when the child's output ends
 	t.Cleanup(func() {
 		stdin.Close() // the child closes its peers and exits
 		select {
@@ -152,20 +154,30 @@ func TestBroadcastCost(t *testing.T) {
 			_ = child.Process.Kill()
 			<-childDone
 		}
+		<-readerDone
 	})
 
 	// Signals to the child go through one writer goroutine: the SFU calls
 	// onSignal with its locks held.
 	toChild := make(chan bcMsg, 64*n+256)
 	var sendErr atomic.Value
+	var sendMu sync.Mutex
+	sendClosed := false
 	send := func(m bcMsg) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if sendClosed {
+			return
+		}
 		select {
 		case toChild <- m:
 		default:
 			sendErr.Store("queue to the child full")
 		}
 	}
+	writerDone := make(chan struct{})
 	go func() {
+		defer close(writerDone)
 		enc := json.NewEncoder(stdin)
 		for m := range toChild {
 			if err := enc.Encode(m); err != nil {
@@ -174,11 +186,29 @@ func TestBroadcastCost(t *testing.T) {
 			}
 		}
 	}()
+	// Runs after every subscriber's participant has closed (cleanups run
+	// last registered first).
+	t.Cleanup(func() {
+		sendMu.Lock()
+		sendClosed = true
+		close(toChild)
+		sendMu.Unlock()
+		<-writerDone
+	})
 
+	// The reader looks subscribers up as the test goroutine adds them: a
+	// subscriber's answer can come back before Join has returned.
 	parts := make([]*sfu.Participant, n)
+	var partsMu sync.Mutex
+	partOf := func(i int) *sfu.Participant {
+		partsMu.Lock()
+		defer partsMu.Unlock()
+		return parts[i]
+	}
 	video := make(chan int, n)
 	counts := make(chan []uint64, 1)
 	go func() { // the child's answers, candidates and reports
+		defer close(readerDone)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -189,18 +219,39 @@ func TestBroadcastCost(t *testing.T) {
 				continue
 			}
 			switch m.Type {
-			case "answer":
-				if err := parts[m.ID].Answer(m.SDP); err != nil {
-					t.Errorf("subscriber %d: answer: %v", m.ID, err)
+			case "answer", "candidate":
+				if m.ID < 0 || m.ID >= n {
+					t.Errorf("child: bad subscriber id %d", m.ID)
+					continue
 				}
-			case "candidate":
-				if err := parts[m.ID].AddCandidate(sfu.PCSub, *m.Candidate); err != nil {
-					t.Errorf("subscriber %d: candidate: %v", m.ID, err)
+				part := partOf(m.ID)
+				for wait := 0; part == nil && wait < 5000; wait++ {
+					time.Sleep(time.Millisecond) // Join has sent the offer but not returned yet
+					part = partOf(m.ID)
+				}
+				if part == nil {
+					t.Errorf("child: %s for subscriber %d, which never joined", m.Type, m.ID)
+					continue
+				}
+				var err error
+				if m.Type == "answer" {
+					err = part.Answer(m.SDP)
+				} else {
+					err = part.AddCandidate(sfu.PCSub, *m.Candidate)
+				}
+				if err != nil && !errors.Is(err, sfu.ErrClosed) {
+					t.Errorf("subscriber %d: %s: %v", m.ID, m.Type, err)
 				}
 			case "video":
-				video <- m.ID
+				select {
+				case video <- m.ID:
+				default:
+				}
 			case "counts":
-				counts <- m.Counts
+				select {
+				case counts <- m.Counts:
+				default: // nobody is waiting any more
+				}
 			}
 		}
 	}()
@@ -219,7 +270,9 @@ func TestBroadcastCost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		partsMu.Lock()
 		parts[i] = part
+		partsMu.Unlock()
 		t.Cleanup(part.Close)
 	}
 	start := time.Now()
@@ -551,7 +604,12 @@ func TestBroadcastSubscribers(t *testing.T) {
 	pcs := make([]*webrtc.PeerConnection, n)
 	pending := make([][]webrtc.ICECandidateInit, n)
 	var wg sync.WaitGroup
+	var trackMu sync.Mutex
+	closing := false // set before wg.Wait: no track reader starts after it
 	defer func() {
+		trackMu.Lock()
+		closing = true
+		trackMu.Unlock()
 		for _, pc := range pcs {
 			if pc != nil {
 				pc.Close()
@@ -571,7 +629,13 @@ func TestBroadcastSubscribers(t *testing.T) {
 			}
 		})
 		pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			trackMu.Lock()
+			if closing {
+				trackMu.Unlock()
+				return
+			}
 			wg.Add(1)
+			trackMu.Unlock()
 			defer wg.Done()
 			buf := make([]byte, 1500)
 			for {
