@@ -82,6 +82,7 @@ type Client struct {
 	noMedia   bool                                           // Options.NoMedia
 
 	mu       sync.Mutex
+	closing  bool // Close has begun: Go starts nothing more
 	pub, sub *webrtc.PeerConnection
 	pending  map[string][]webrtc.ICECandidateInit
 	mediaErr error
@@ -257,6 +258,9 @@ func (c *Client) MediaError() error {
 // Close ends the connection and the media, and waits for the client's
 // goroutines.
 func (c *Client) Close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	c.cancel()
 	c.conn.Close(websocket.StatusNormalClosure, "bye")
 	c.closePCs()
@@ -517,8 +521,13 @@ func (c *Client) offerPub(ctx context.Context, pub *webrtc.PeerConnection) error
 }
 
 // Go runs f on a goroutine that Close waits for; f must return when ctx
-// (the client's lifetime) ends.
+// (the client's lifetime) ends. Once Close has begun, f is not run.
 func (c *Client) Go(f func(ctx context.Context)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

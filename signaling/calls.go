@@ -183,16 +183,35 @@ func (h *hub) openRoom(c *call) error {
 	room, err := h.srv.sfu.Room(c.id)
 	if err == nil {
 		c.room = room
-		c.cust.part, err = room.Join(randomID(9), h.mediaSignals(c, protocol.RoleCustomer))
+		c.cust.part, err = h.joinRoom(c, protocol.RoleCustomer)
 	}
 	if err == nil {
-		c.agent.part, err = room.Join(randomID(9), h.mediaSignals(c, protocol.RoleAgent))
+		c.agent.part, err = h.joinRoom(c, protocol.RoleAgent)
 	}
 	if err != nil {
 		h.closeRoom(c)
 		return fmt.Errorf("create room: %w", err)
 	}
 	return nil
+}
+
+// partRef names the participant whose signals a callback relays, once
+// Join has returned it (guarded by hub.mu): the failure of a participant
+// that has been replaced (a resumed customer's old one) or whose
+// monitoring has ended must not end what came after it.
+type partRef struct{ part *sfu.Participant }
+
+// joinRoom adds a participant for one side of c to c's room.
+func (h *hub) joinRoom(c *call, role string) (*sfu.Participant, error) {
+	self := new(partRef)
+	part, err := c.room.Join(randomID(9), h.mediaSignals(c, role, self))
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	self.part = part
+	h.mu.Unlock()
+	return part, nil
 }
 
 func (h *hub) closeRoom(c *call) {
@@ -265,8 +284,9 @@ func (h *hub) speakerSignals(c *call) func(participantID string) {
 	}
 }
 
-// mediaSignals relays the SFU's signals for one side to its session.
-func (h *hub) mediaSignals(c *call, role string) func(sfu.Signal) {
+// mediaSignals relays the SFU's signals for one side to its session; self
+// is the participant they come from.
+func (h *hub) mediaSignals(c *call, role string, self *partRef) func(sfu.Signal) {
 	return func(sig sfu.Signal) {
 		sd := c.side(role)
 		switch {
@@ -278,10 +298,14 @@ func (h *hub) mediaSignals(c *call, role string) func(sfu.Signal) {
 			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeLayers, Track: sig.Layers.TrackID, Active: sig.Layers.Active, Paused: sig.Layers.Paused})
 		case sig.Failed:
 			h.mu.Lock()
+			replaced := self.part == nil || sd.part != self.part
 			detached := role == protocol.RoleCustomer && c.cust.grace != nil
 			h.mu.Unlock()
-			if detached {
-				return // its connection is gone anyway; the resume grace decides
+			if replaced || detached {
+				// A replaced participant's failure ends nothing; a detached
+				// customer's connection is gone anyway, and the resume grace
+				// decides.
+				return
 			}
 			// Not from this callback's goroutine: ending closes the connection
 			// that is calling us.

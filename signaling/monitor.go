@@ -40,7 +40,7 @@ func (h *hub) monitor(s *session, room string) error {
 	peer := c.cust.peer
 	s.send(protocol.Message{Type: protocol.TypeAssigned, Room: c.id, Role: protocol.RoleSupervisor, Peer: &peer,
 		ICEServers: h.srv.iceServers(c.org, s.id)})
-	self := new(monitorRef)
+	self := new(partRef)
 	part, err := c.room.Join(randomID(9), h.monitorSignals(c, s, self))
 	h.mu.Lock()
 	stale := c.ended || h.monitoring[s] != c // the call ended, or the supervisor left, meanwhile
@@ -71,13 +71,8 @@ func (h *hub) monitor(s *session, room string) error {
 	return nil
 }
 
-// monitorRef names the participant a monitoring runs as, once it has
-// joined (guarded by hub.mu): a failure of an earlier one, of a monitoring
-// that has ended, must not end the next.
-type monitorRef struct{ part *sfu.Participant }
-
 // monitorSignals relays the SFU's signals for a monitoring supervisor.
-func (h *hub) monitorSignals(c *call, s *session, self *monitorRef) func(sfu.Signal) {
+func (h *hub) monitorSignals(c *call, s *session, self *partRef) func(sfu.Signal) {
 	return func(sig sfu.Signal) {
 		switch {
 		case sig.Offer != "":

@@ -416,7 +416,7 @@ func (h *hub) rebind(id, node, session string) {
 		prev.Close()
 	}
 	h.bind(c, sd)
-	part, err := c.room.Join(randomID(9), h.mediaSignals(c, protocol.RoleCustomer))
+	part, err := h.joinRoom(c, protocol.RoleCustomer)
 	if err != nil {
 		h.srv.log.Error("rejoining a resumed customer failed", "org", c.org, "err", err)
 		h.endCall(c, "", protocol.ReasonFailed)

@@ -123,8 +123,13 @@ func (p *pump) fromClient(u *udpSocket) {
 // fromPeer reads one datagram from a relay socket.
 func (p *pump) fromPeer(u *udpSocket) {
 	n, from, ok := u.recv(p.buf[4:])
-	if ok && u.relay != nil {
-		u.relay.peerPacket(p.buf[:4+n], from)
+	if !ok {
+		return
+	}
+	// A datagram may come before wrap has set the allocation (a peer that
+	// wrote to the port as it was bound): it is dropped.
+	if rc := u.relay.Load(); rc != nil {
+		rc.peerPacket(p.buf[:4+n], from)
 	}
 }
 

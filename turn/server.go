@@ -425,11 +425,9 @@ func (s *Server) wrap(u *udpSocket, addr *net.UDPAddr) *relayConn {
 		pktsIn: m.packets.WithLabelValues("to_client"), pktsOut: m.packets.WithLabelValues("to_peer"),
 		dropIn: m.dropped.WithLabelValues("to_client"), dropOut: m.dropped.WithLabelValues("to_peer"),
 	}
-	// Set before pion learns of the relay, so the pump never sees a relay
-	// socket without its allocation.
-	u.mu.Lock()
-	u.relay = rc
-	u.mu.Unlock()
+	// The socket is in the pump's set already: until this store, its
+	// datagrams have no allocation and are dropped.
+	u.relay.Store(rc)
 	s.relayOpened(rc)
 	return rc
 }

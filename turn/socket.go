@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,10 +20,10 @@ type udpSocket struct {
 	client bool // the listener (clients' side), not a relay socket
 	local  *net.UDPAddr
 	pump   *pump
-	relay  *relayConn    // the allocation, for a relay socket
-	inbox  chan inPacket // for ReadFrom
-	done   chan struct{} // closed by Close
-	mu     sync.RWMutex  // held shared while fd is used, exclusively to close it
+	relay  atomic.Pointer[relayConn] // the allocation, for a relay socket (set by wrap)
+	inbox  chan inPacket             // for ReadFrom
+	done   chan struct{}             // closed by Close
+	mu     sync.RWMutex              // held shared while fd is used, exclusively to close it
 	closed bool
 }
 
