@@ -98,6 +98,21 @@ func serverPackets(t *testing.T, base, direction string) map[string]float64 {
 	return out
 }
 
+// run runs cfg against a node and logs its report's table.
+func run(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", table.String())
+	return rep
+}
+
 // TestSupportRun runs a short support scenario against an in-process node
 // and checks the report against what was sent: every call up, every
 // subscriber got at least 95% of what the server received from its peer,
@@ -109,15 +124,8 @@ func TestSupportRun(t *testing.T) {
 	cfg.Objectives = Objectives{MaxFailures: 0, MaxLossPct: 5, MaxJoinP95: time.Minute}
 	var progress bytes.Buffer
 	cfg.Progress, cfg.ProgressEvery = &progress, time.Second
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("progress:\n%s\nreport:\n%s", progress.String(), table.String())
+	rep := run(t, cfg)
+	t.Logf("progress:\n%s", progress.String())
 
 	if rep.Calls.Up != 2 || rep.Calls.Failed != 0 {
 		t.Errorf("calls up %d, failed %d (%v); want 2 and 0", rep.Calls.Up, rep.Calls.Failed, rep.Calls.Failures)
@@ -219,10 +227,7 @@ func TestQueueRun(t *testing.T) {
 	base := startNode(t)
 	cfg := benchConfig(base, ScenarioQueue)
 	cfg.Customers, cfg.Agents, cfg.Duration = 30, 3, 30*time.Second
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := run(t, cfg)
 	if rep.Placements == nil || rep.Placements.Placed != 30 || rep.Calls.Failed != 0 {
 		t.Fatalf("placements %+v, failures %v", rep.Placements, rep.Calls.Failures)
 	}
@@ -237,10 +242,7 @@ func TestTURNRun(t *testing.T) {
 	base := startNode(t)
 	cfg := benchConfig(base, ScenarioTURN)
 	cfg.Calls, cfg.Codec = 1, "h264"
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := run(t, cfg)
 	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Packets == 0 || rep.Audio.Packets == 0 {
 		t.Fatalf("calls %+v, audio %d, video %d packets", rep.Calls, rep.Audio.Packets, rep.Video.Packets)
 	}
@@ -264,13 +266,7 @@ func TestSimulcastRun(t *testing.T) {
 	base := startNode(t)
 	cfg := benchConfig(base, ScenarioSupport)
 	cfg.Calls, cfg.Simulcast, cfg.Bitrate = 1, true, 1_200_000
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table bytes.Buffer
-	_ = rep.WriteTable(&table)
-	t.Log(table.String())
+	rep := run(t, cfg)
 	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Streams != 2 {
 		t.Fatalf("calls %+v, %d video streams", rep.Calls, rep.Video.Streams)
 	}
@@ -288,13 +284,7 @@ func TestBroadcastRun(t *testing.T) {
 	cfg := benchConfig(base, ScenarioBroadcast)
 	cfg.Subscribers, cfg.Ramp = 4, 2 // joining through the first 2 s: mid-way between keyframes
 	cfg.Objectives = Objectives{MaxFailures: 0, MaxLossPct: 5}
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table bytes.Buffer
-	_ = rep.WriteTable(&table)
-	t.Log(table.String())
+	rep := run(t, cfg)
 	if rep.Calls.Up != 4 || rep.Calls.Failed != 0 || !rep.Met() {
 		t.Fatalf("subscribers %+v, objectives %+v", rep.Calls, rep.Objectives)
 	}
