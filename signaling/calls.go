@@ -31,11 +31,12 @@ type call struct {
 	agent      side
 	entry      queue.Entry // the customer's queue entry, to put back if the call cannot start
 	started    time.Time
-	bound      bool                          // hosted call started across nodes: the agent side is bound
+	phase      int                           // setup phase (setup.go); guarded by hub.mu
+	held       []string                      // roles whose nodes hold them, while reserving; guarded by hub.mu
 	live       bool                          // both sides were told; counted as a call
 	ended      bool                          // guarded by hub.mu
 	endReason  string                        // why it ended, once ended; guarded by hub.mu
-	deadline   *time.Timer                   // a call started across nodes that is not live in time fails
+	deadline   *time.Timer                   // set up with holds: aborted if not committed in time
 	monitors   map[*session]*sfu.Participant // supervisors listening in (monitor.go); guarded by hub.mu
 	rebinding  sync.Mutex                    // held through a resumed customer's rebind (resume.go)
 }
@@ -94,8 +95,8 @@ func (h *hub) whereIs(sd *side) (s *session, node, id string) {
 
 // start turns an assignment into a call in room id: here, with the
 // classic all-local path when both sides are on this node and this node is
-// the least loaded, else on the room's node with the sides bound through
-// the relay. Called with placeMu held.
+// the least loaded, else on the room's node, which holds both sides before
+// telling either (setup.go). Called with placeMu held.
 func (h *hub) start(a queue.Assignment, id string) error {
 	room := h.roomNode()
 	local := h.isSelf(a.Customer.Node) && h.isSelf(a.AgentNode)
@@ -103,11 +104,11 @@ func (h *hub) start(a queue.Assignment, id string) error {
 	case room == h.self && local:
 		return h.startCall(a, id)
 	case room == h.self:
-		h.hostCall(a, id)
+		h.srv.goTracked(func() { h.setUp(a, id) })
 		return nil
 	}
 	if !h.relay(room, relayMsg{Kind: relayHost, Call: id, A: &a}) {
-		h.hostCall(a, id) // the room's node is gone: host it here
+		h.srv.goTracked(func() { h.setUp(a, id) }) // the room's node is gone: host it here
 	}
 	return nil
 }
@@ -147,7 +148,14 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 		delete(h.entries, cust)
 		h.addCallLocked(cust, c)
 		h.addCallLocked(agent, c)
+		c.phase = phaseLive
 		h.hosted[c.id] = c
+		// Both are told in the step that records the call: an instant
+		// hang-up by either, which ends the call under h.mu, is told to
+		// the other after its assigned.
+		agent.send(protocol.Message{Type: protocol.TypeAgentState, State: h.agentStateLocked(agent)})
+		agent.send(h.assignedMessage(c, &c.agent))
+		h.tellLocked(cust, h.assignedMessage(c, &c.cust))
 	}
 	h.mu.Unlock()
 	if !stillHere {
@@ -159,9 +167,6 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 		h.undoAssignment(a, custHere, agentHere)
 		return errUndone
 	}
-	h.sendAgentState(agent)
-	agent.send(h.assignedMessage(c, &c.agent))
-	cust.send(h.assignedMessage(c, &c.cust))
 	h.callLive(c)
 	return nil
 }
@@ -417,15 +422,24 @@ func (h *hub) hangup(s *session, room string) error {
 
 // endCall ends a call hosted here, once. byRole is the side that hung up
 // ("" when the call ended for another reason); it gets reason, the other
-// side peer_left.
+// side peer_left. Both sides are told before the agent's slot is released:
+// a node holding the agent then hears of the end before any new call for
+// it, and the released slot is offered at once.
 func (h *hub) endCall(c *call, byRole, reason string) {
 	h.mu.Lock()
 	if c.ended {
 		h.mu.Unlock()
 		return
 	}
+	if c.phase == phaseReserving {
+		// Nobody was told yet: the start is undone instead.
+		h.mu.Unlock()
+		h.abort(c, "", refusedGone)
+		return
+	}
 	c.ended, c.endReason = true, reason
-	live, bound := c.live, c.bound
+	c.phase = phaseEnded
+	live := c.live
 	delete(h.hosted, c.id)
 	for _, sd := range []*side{&c.cust, &c.agent} {
 		if sd.s != nil {
@@ -453,10 +467,25 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 			"duration_s", int(handled.Seconds()))
 	}
 
-	// Free the agent's slot first: it may take the next customer as soon as
-	// it is told.
+	for _, sd := range []*side{&c.cust, &c.agent} {
+		r := reason
+		if byRole != "" && sd.role != byRole {
+			r = protocol.ReasonPeerLeft
+		}
+		m := protocol.Message{Type: protocol.TypeEnded, Reason: r, Room: c.id}
+		s, node, id := h.whereIs(sd)
+		switch {
+		case s != nil:
+			h.sideEnded(s, m, c.org, c.queue)
+		case node != "":
+			h.relay(node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: id, Msg: &m})
+		}
+	}
+
 	ctx, cancel := h.storeCtx()
 	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
+		// The agent's node sees the store count a call it does not have
+		// and settles it (audit.go).
 		h.srv.log.Error("release agent failed", "err", err)
 	}
 	if live {
@@ -468,22 +497,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		}
 	}
 	cancel()
-
-	for _, sd := range []*side{&c.cust, &c.agent} {
-		r := reason
-		if byRole != "" && sd.role != byRole {
-			r = protocol.ReasonPeerLeft
-		}
-		m := protocol.Message{Type: protocol.TypeEnded, Reason: r, Room: c.id}
-		s, node, id := h.whereIs(sd)
-		switch {
-		case s != nil:
-			h.sideEnded(s, m, c.org, c.queue)
-		case node != "" && (sd.role == protocol.RoleCustomer || bound || live):
-			h.relay(node, relayMsg{Kind: relayEnded, Call: c.id, Side: sd.role, Session: id, Msg: &m})
-		}
-	}
-
+	h.srv.goTracked(func() { h.place(c.org, c.queue) })
 }
 
 // sideEnded tells a local session its call ended: a customer's connection
@@ -523,18 +537,21 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 // may hold, else available or away as it asked.
 func (h *hub) sendAgentState(s *session) {
 	h.mu.Lock()
-	st := h.agents[s]
-	available := st != nil && st.wantAvailable
-	busy := h.atCapacityLocked(s)
+	state := h.agentStateLocked(s)
 	h.mu.Unlock()
-	state := protocol.AgentAway
-	switch {
-	case busy:
-		state = protocol.AgentBusy
-	case available:
-		state = protocol.AgentAvailable
-	}
 	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
+}
+
+// agentStateLocked is agent s's state now. h.mu is held.
+func (h *hub) agentStateLocked(s *session) string {
+	st := h.agents[s]
+	switch {
+	case h.atCapacityLocked(s):
+		return protocol.AgentBusy
+	case st != nil && st.wantAvailable:
+		return protocol.AgentAvailable
+	}
+	return protocol.AgentAway
 }
 
 // disconnected cleans up after a joined session's connection ended. A
@@ -542,7 +559,8 @@ func (h *hub) sendAgentState(s *session) {
 func (h *hub) disconnected(s *session) {
 	// Forget the session and read its call in one step; see startCall.
 	h.mu.Lock()
-	if h.sessions[s.id] == s {
+	current := h.sessions[s.id] == s // not replaced by a resumed connection
+	if current {
 		delete(h.sessions, s.id)
 	}
 	calls := h.calls[s]
@@ -556,6 +574,11 @@ func (h *hub) disconnected(s *session) {
 		h.stopMonitor(s, "", nil)
 	}
 
+	// A side held for a call being set up is let go first; a held customer
+	// is waiting again, to be detached below.
+	if h.dropHolds(s, current) {
+		waiting = true
+	}
 	if waiting {
 		h.detach(s)
 	}

@@ -16,13 +16,12 @@ import (
 // over the bus (relayMsg), so clients never notice where the room is.
 //
 // Starting a call across nodes: the node that made the assignment asks the
-// room's node to host it (relayHost). The host opens the room and binds the
-// agent first (relayBind to the agent's node, which checks the agent is
-// still there, tells it assigned and answers relayBound or relayGone), then
-// the customer. If the agent is gone, the customer was never told and goes
-// back to its place. If the customer is gone, the agent gets ended
-// (peer_left) and is available again. A customer whose node has died keeps
-// its place, detached, so it can resume elsewhere.
+// room's node to host it (relayHost). The host opens the room and asks the
+// node of each side to hold it (relayReserve, answered relayHeld); once both
+// are held it commits (relayCommit: each side's node tells its client
+// assigned), and at the first refusal or after startDeadline it aborts
+// (relayAbort: the held sides are let go, a held customer put back at its
+// place). setup.go has the rules; docs/architecture.md the state machine.
 
 // Cluster links this node to the others sharing its queue store.
 type Cluster interface {
@@ -42,7 +41,13 @@ type Cluster interface {
 // Relay message kinds.
 const (
 	relayHost    = "host"    // to the room's node: host a call for A
-	relayBind    = "bind"    // to a side's node: tell the session assigned (Msg)
+	relayReserve = "reserve" // to a side's node: hold the session for the call; Msg is its assigned
+	relayHeld    = "held"    // reply to reserve: held (Why ""), or why not; also: a hold was given up
+	relayCommit  = "commit"  // to a side's node: tell the held session assigned
+	relayAbort   = "abort"   // to a side's node: let the held session go, untold
+	relayAudit   = "audit"   // to a room's node: the calls (Calls) this node has sides of
+	relayUnknown = "unknown" // reply to audit or client: no such calls (Calls) here
+	relayBind    = "bind"    // to a resumed customer's node: tell the session assigned (Msg)
 	relayBound   = "bound"   // reply: the session was told
 	relayGone    = "gone"    // reply: no such session (left, or not waiting)
 	relayDeliver = "deliver" // to a side's node: send Msg to the session
@@ -68,27 +73,38 @@ type relayMsg struct {
 	Msg     *protocol.Message `json:"m,omitempty"`
 	Timeout time.Duration     `json:"t,omitempty"`
 	Resume  bool              `json:"r,omitempty"` // bind: the customer resumes into a call (it is not waiting)
+	Why     string            `json:"w,omitempty"` // held: why the side is not held ("" held)
+	Calls   []string          `json:"cs,omitempty"`
 }
 
 // relay sends m to node; false if it could not be delivered.
 func (h *hub) relay(node string, m relayMsg) bool {
+	ok, _ := h.deliver(node, m)
+	return ok
+}
+
+// deliver sends m to node. gone says, when it was not delivered, that
+// nobody listens on the node's channel (the node is dead or has stopped),
+// as opposed to the bus failing (Redis unreachable), after which the node
+// may well be alive.
+func (h *hub) deliver(node string, m relayMsg) (ok, gone bool) {
 	if h.cluster == nil || node == "" {
-		return false
+		return false, true
 	}
 	m.From = h.self
 	data, err := json.Marshal(m)
 	if err != nil {
 		h.srv.log.Error("encode relay message", "kind", m.Kind, "err", err)
-		return false
+		return false, false
 	}
 	ctx, cancel := context.WithTimeout(h.srv.ctx, 2*time.Second)
 	defer cancel()
-	ok, err := h.cluster.Send(ctx, node, data)
+	ok, err = h.cluster.Send(ctx, node, data)
 	if err != nil {
 		h.srv.log.Warn("relay to another node failed", "kind", m.Kind, "node", node, "err", err)
-		return false
+		return false, false
 	}
-	return ok
+	return ok, !ok
 }
 
 // roomNode picks the node for a new room: the least loaded live one, or
@@ -120,41 +136,6 @@ func (h *hub) nodeOf(node string) string {
 // bind both sides.
 const startDeadline = 5 * time.Second
 
-// hostCall opens the room for an assignment made by any node and binds
-// its sides, the agent first.
-func (h *hub) hostCall(a queue.Assignment, id string) {
-	c := h.newCall(a, id)
-	if err := h.openRoom(c); err != nil {
-		h.srv.log.Error("could not host a call", "org", a.Org, "queue", a.Queue, "err", err)
-		ctx, cancel := h.storeCtx()
-		defer cancel()
-		if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
-			h.srv.log.Error("requeue failed", "org", a.Org, "queue", a.Queue, "err", err)
-		}
-		if err := h.srv.store.Release(ctx, a.Org, a.Agent); err != nil {
-			h.srv.log.Error("release agent failed", "org", a.Org, "err", err)
-		}
-		return
-	}
-	c.deadline = time.AfterFunc(startDeadline, func() {
-		h.srv.goTracked(func() {
-			h.mu.Lock()
-			role, pending := protocol.RoleAgent, !c.live && !c.ended
-			if c.bound {
-				role = protocol.RoleCustomer
-			}
-			h.mu.Unlock()
-			if pending {
-				h.startFailed(c, role, startTimedOut)
-			}
-		})
-	})
-	h.mu.Lock()
-	h.hosted[id] = c
-	h.mu.Unlock()
-	h.bind(c, &c.agent)
-}
-
 // heldBy reports whether node holds the connection of a side of hosted
 // call c: only that node may speak for the side.
 func (h *hub) heldBy(c *call, role, node string) bool {
@@ -162,130 +143,51 @@ func (h *hub) heldBy(c *call, role, node string) bool {
 	return at == node
 }
 
-// bind tells one side of a hosted call that it is assigned.
+// bind tells the resumed customer side of a live call hosted here that it
+// is assigned again (resume.go).
 func (h *hub) bind(c *call, sd *side) {
 	msg := h.assignedMessage(c, sd)
 	_, node, id := h.whereIs(sd)
 	if node == "" {
-		s := h.bindHere(c, c, sd.role, id, msg, c.live)
-		h.sideBound(c, sd.role, s != nil, false)
+		s := h.bindHere(c, c, sd.role, id, msg)
+		h.sideBound(c, sd.role, s != nil)
 		return
 	}
-	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg, Resume: c.live}) {
-		h.sideBound(c, sd.role, false, true)
+	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg, Resume: true}) {
+		h.sideBound(c, sd.role, false)
 	}
 }
 
-// bindHere binds local session id (with role) to call c, or to a stub of it
-// when c is hosted elsewhere, and tells it msg (assigned). A customer must
-// still be waiting here, unless it is resuming into the call. The target's
-// side is set in the step that makes the call the session's, so that the
-// session's end, however soon, finds it there. It returns the session, or
-// nil if it is gone.
-func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message, resume bool) *session {
+// bindHere binds local customer id, resuming into call c, to c or to a
+// stub of it when c is hosted elsewhere, and tells it msg (assigned). The
+// target's side is set in the step that makes the call the session's, so
+// that the session's end, however soon, finds it there. It returns the
+// session, or nil if it is gone.
+func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message) *session {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	s := h.sessions[id]
-	ok := s != nil && s.role == role && s.org.ID == c.org && !h.atCapacityLocked(s)
-	if ok && role == protocol.RoleCustomer && !resume {
-		_, ok = h.entries[s]
-	}
-	if ok {
-		delete(h.queued, s)
-		delete(h.entries, s)
-		h.addCallLocked(s, target)
-		sd := target.side(role)
-		sd.role, sd.id, sd.s = role, s.id, s
-	}
-	h.mu.Unlock()
-	if !ok {
+	if s == nil || s.role != role || s.org.ID != c.org || h.atCapacityLocked(s) {
 		return nil
 	}
-	if role == protocol.RoleAgent {
-		h.sendAgentState(s)
-	}
+	delete(h.queued, s)
+	delete(h.entries, s)
+	h.addCallLocked(s, target)
+	sd := target.side(role)
+	sd.role, sd.id, sd.s = role, s.id, s
 	s.send(msg)
 	return s
 }
 
-// sideBound advances a call started across nodes once a side answered.
-// dead means its node could not be reached.
-func (h *hub) sideBound(c *call, role string, ok, dead bool) {
+// sideBound follows a resumed customer's rebind: one that is gone again
+// is detached, and the grace goes on.
+func (h *hub) sideBound(c *call, role string, ok bool) {
 	h.mu.Lock()
-	ended, live := c.ended, c.live
-	if ok && role == protocol.RoleAgent {
-		c.bound = true
-	}
+	ended := c.ended
 	h.mu.Unlock()
-	switch {
-	case ended:
-	case live && !ok:
-		h.detachSide(c, role, nil) // a resumed customer gone again: the grace goes on
-	case live:
-	case !ok:
-		why := startGone
-		if dead {
-			why = startDead
-		}
-		h.startFailed(c, role, why)
-	case role == protocol.RoleAgent:
-		h.bind(c, &c.cust)
-	default:
-		c.deadline.Stop()
-		h.callLive(c)
-		h.kick(c.org, c.queue)
+	if !ended && !ok {
+		h.detachSide(c, role, nil)
 	}
-}
-
-// Why a side of a call started across nodes could not be bound.
-const (
-	startGone     = iota // its node says the session is not there
-	startDead            // its node could not be reached
-	startTimedOut        // no answer before startDeadline
-)
-
-// startFailed undoes a call whose side role could not be bound. Without an
-// agent, the customer (never told) goes back to its place; an agent that is
-// gone is forgotten, one that did not answer in time is released and told
-// the call ended, in case it was told assigned after all. Without a
-// customer, the agent's call ends (peer_left); a customer whose node died
-// goes back to its place, detached, to resume within the grace.
-func (h *hub) startFailed(c *call, role string, why int) {
-	ctx, cancel := h.storeCtx()
-	defer cancel()
-	if role == protocol.RoleAgent {
-		h.mu.Lock()
-		if c.ended {
-			h.mu.Unlock()
-			return
-		}
-		c.ended = true
-		delete(h.hosted, c.id)
-		h.mu.Unlock()
-		c.deadline.Stop()
-		h.closeRoom(c)
-		if err := h.srv.store.Requeue(ctx, c.entry); err != nil {
-			h.srv.log.Error("requeue failed", "org", c.org, "queue", c.queue, "err", err)
-		}
-		var err error
-		if why == startTimedOut {
-			err = h.srv.store.Release(ctx, c.org, c.agent.id)
-			ended := protocol.Message{Type: protocol.TypeEnded, Reason: protocol.ReasonFailed, Room: c.id}
-			h.relay(c.agent.node, relayMsg{Kind: relayEnded, Call: c.id, Side: protocol.RoleAgent, Session: c.agent.id, Msg: &ended})
-		} else {
-			err = h.srv.store.RemoveAgent(ctx, c.org, c.agent.id)
-		}
-		if err != nil {
-			h.srv.log.Error("undo agent after a failed start", "org", c.org, "err", err)
-		}
-		h.srv.goTracked(func() { h.place(c.org, c.queue) })
-		return
-	}
-	if why == startDead {
-		if err := h.srv.store.Requeue(ctx, c.entry); err == nil {
-			_, _ = h.srv.store.Detach(ctx, c.org, c.queue, c.entry.Session, time.Now())
-		}
-	}
-	h.endCall(c, protocol.RoleCustomer, protocol.ReasonHangup)
 }
 
 // onRelay handles a message from another node. It runs on the bus's
@@ -300,22 +202,49 @@ func (h *hub) onRelay(data []byte) {
 	case relayHost:
 		if m.A != nil {
 			a := *m.A
-			h.srv.goTracked(func() { h.hostCall(a, m.Call) })
+			h.srv.goTracked(func() { h.setUp(a, m.Call) })
 		}
+	case relayReserve:
+		if m.Msg == nil {
+			return
+		}
+		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From, started: time.Now()}
+		why := h.reserveHere(stub, m.Side, m.Session, *m.Msg)
+		from := m.From
+		h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: why}) })
+	case relayHeld:
+		if c := h.hostedCall(m.Call); c != nil && h.heldBy(c, m.Side, m.From) {
+			h.srv.goTracked(func() { h.reserved(c, m.Side, m.Why) })
+		}
+	case relayCommit:
+		if !h.commitHere(holdKey{m.Call, m.Side}) {
+			from := m.From
+			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: refusedGone}) })
+		}
+	case relayAbort:
+		k := holdKey{m.Call, m.Side}
+		h.srv.goTracked(func() { h.abortHere(k) })
+	case relayAudit:
+		if unknown := h.unknownCalls(m.From, m.Calls); len(unknown) > 0 {
+			from := m.From
+			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayUnknown, Calls: unknown}) })
+		}
+	case relayUnknown:
+		h.srv.goTracked(func() { h.endUnknownStubs(m.From, m.Calls) })
 	case relayBind:
 		if m.Msg == nil {
 			return
 		}
-		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From}
+		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From, started: time.Now()}
 		reply := relayGone
-		if h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume) != nil {
+		if h.bindHere(stub, stub, m.Side, m.Session, *m.Msg) != nil {
 			reply = relayBound
 		}
 		from := m.From
 		h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: reply, Call: m.Call, Side: m.Side}) })
 	case relayBound, relayGone:
 		if c := h.hostedCall(m.Call); c != nil {
-			h.srv.goTracked(func() { h.sideBound(c, m.Side, m.Kind == relayBound, false) })
+			h.srv.goTracked(func() { h.sideBound(c, m.Side, m.Kind == relayBound) })
 		} else if m.Kind == relayGone && m.Session != "" {
 			h.resumeFailed(m.Session, m.Call) // the call this customer resumed into is gone
 		}
@@ -333,7 +262,13 @@ func (h *hub) onRelay(data []byte) {
 		}
 	case relayClient:
 		c := h.hostedCall(m.Call)
-		if c == nil || m.Msg == nil || !h.heldBy(c, m.Side, m.From) {
+		if c == nil {
+			// Its end was lost on the way: the sender ends its side now.
+			from, calls := m.From, []string{m.Call}
+			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayUnknown, Calls: calls}) })
+			return
+		}
+		if m.Msg == nil || !h.heldBy(c, m.Side, m.From) {
 			return
 		}
 		if err := h.callMsg(c, m.Side, *m.Msg); err != nil {
@@ -345,8 +280,15 @@ func (h *hub) onRelay(data []byte) {
 			h.srv.goTracked(func() { h.endCall(c, m.Side, protocol.ReasonHangup) })
 		}
 	case relayEnded:
+		if m.Msg == nil {
+			return
+		}
+		msg := *m.Msg
+		if h.endedHeld(holdKey{m.Call, m.Side}, msg) {
+			return
+		}
 		s := h.boundSession(m.Session, m.Call)
-		if s == nil || m.Msg == nil {
+		if s == nil {
 			return
 		}
 		h.mu.Lock()
@@ -356,7 +298,6 @@ func (h *hub) onRelay(data []byte) {
 		if c == nil {
 			return
 		}
-		msg := *m.Msg
 		h.srv.goTracked(func() { h.sideEnded(s, msg, c.org, c.queue) })
 	case relayInvite:
 		if m.A != nil {

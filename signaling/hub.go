@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/helpcaster/helpcaster/signaling/queue"
 )
@@ -36,10 +37,15 @@ type hub struct {
 	invites     map[string]*invite                          // open invites by id (invite.go)
 	graces      map[string]*grace                           // disconnected customers keeping their place, by session (resume.go)
 	monitoring  map[*session]*call                          // supervisors monitoring a call hosted here (monitor.go)
+	holds       map[holdKey]*hold                           // sides of calls being set up, held here (setup.go)
+	settled     map[holdKey]time.Time                       // holds committed, aborted or expired, and when (setup.go)
+	welcoming   map[*session]*heldBack                      // customers joining, not yet welcomed, and what waits for their welcome
 
 	// absent notes since when each node the reaper cares about has been
-	// missing from the registry; only the hub's loop goroutine uses it.
+	// missing from the registry; only the hub's loop goroutine uses it,
+	// as it does audit (audit.go).
 	absent map[string]time.Time
+	audit  *auditState
 
 	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
 	kicked chan struct{}     // wakes the refresher
@@ -67,8 +73,12 @@ func newHub(s *Server) *hub {
 		hosted:      make(map[string]*call),
 		invites:     make(map[string]*invite),
 		graces:      make(map[string]*grace),
+		holds:       make(map[holdKey]*hold),
+		settled:     make(map[holdKey]time.Time),
+		welcoming:   make(map[*session]*heldBack),
 		dirty:       make(map[queueKey]bool),
 		absent:      make(map[string]time.Time),
+		audit:       newAuditState(),
 		kicked:      make(chan struct{}, 1),
 	}
 }
@@ -121,8 +131,11 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 }
 
 // enqueue puts a customer in its queue and sends welcome and its first
-// queued. placeMu is held throughout so no placement can assign the
-// customer before it has been welcomed.
+// queued. placeMu is held throughout so no placement on this node can
+// assign the customer before it has been welcomed. The customer is known
+// here as waiting before the store has it, so that another node's
+// assignment, however soon, finds it; whatever that assignment tells it
+// waits for its welcome (heldBack).
 func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	h.placeMu.Lock()
 	defer h.placeMu.Unlock()
@@ -135,7 +148,19 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now(),
 		Priority: cfg.Policy.Priority(s.claims.Attrs), Node: h.self, Name: s.claims.Name, ResumeKey: key,
 	}
+	h.mu.Lock()
+	h.entries[s] = entry
+	h.queued[s] = position{}
+	h.welcoming[s] = &heldBack{}
+	h.mu.Unlock()
 	pos, err := h.srv.store.Enqueue(ctx, entry, maxLen)
+	if err != nil {
+		h.mu.Lock()
+		delete(h.entries, s)
+		delete(h.queued, s)
+		delete(h.welcoming, s)
+		h.mu.Unlock()
+	}
 	switch {
 	case errors.Is(err, queue.ErrFull):
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
@@ -146,15 +171,48 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
 		length = max(len(waiting), pos)
 	}
-	first := position{pos: pos, length: length, wait: -1}
-	h.mu.Lock()
-	h.queued[s] = first
-	h.entries[s] = entry
-	h.mu.Unlock()
-	s.send(welcome)
-	s.send(queuedMessage(s.queue, first))
+	h.welcomed(s, welcome, position{pos: pos, length: length, wait: -1})
 	h.kick(s.org.ID, s.queue) // the estimate follows
 	return nil
+}
+
+// heldBack is what a joining customer is to be told once welcomed: an
+// assignment (and its end) that came before its welcome went out.
+type heldBack struct {
+	msgs  []protocol.Message
+	close bool // its call has ended too: close the connection after
+}
+
+// welcomed sends a joining customer its welcome, its first position if it
+// is still waiting, and what was held back for it, in that order.
+func (h *hub) welcomed(s *session, welcome protocol.Message, first position) {
+	h.mu.Lock()
+	hb := h.welcoming[s]
+	delete(h.welcoming, s)
+	s.send(welcome)
+	if _, waiting := h.queued[s]; waiting {
+		h.queued[s] = first
+		s.send(queuedMessage(s.queue, first))
+	}
+	if hb != nil {
+		for _, m := range hb.msgs {
+			s.send(m)
+		}
+	}
+	h.mu.Unlock()
+	if hb != nil && hb.close {
+		s.closeWith(websocket.StatusNormalClosure, "call ended")
+	}
+}
+
+// tellLocked sends m to s, or keeps it for s's welcome if that has not
+// gone out yet. h.mu is held.
+func (h *hub) tellLocked(s *session, m protocol.Message) {
+	if hb := h.welcoming[s]; hb != nil {
+		hb.msgs = append(hb.msgs, m)
+		return
+	}
+	s.send(m)
 }
 
 func (h *hub) forget(s *session) {
@@ -164,6 +222,7 @@ func (h *hub) forget(s *session) {
 	delete(h.agents, s)
 	delete(h.queued, s)
 	delete(h.entries, s)
+	delete(h.welcoming, s)
 	h.mu.Unlock()
 }
 
@@ -238,8 +297,11 @@ func (h *hub) removeCallLocked(s *session, c *call) bool {
 	return true
 }
 
-// atCapacityLocked reports whether s holds as many calls as it may.
-func (h *hub) atCapacityLocked(s *session) bool { return len(h.calls[s]) >= capacity(s) }
+// atCapacityLocked reports whether s holds as many calls as it may,
+// counting those being set up. h.mu is held.
+func (h *hub) atCapacityLocked(s *session) bool {
+	return len(h.calls[s])+h.heldLocked(s) >= capacity(s)
+}
 
 // callOf returns s's call named room, or its only call when room is "".
 func (h *hub) callOf(s *session, room string) (*call, error) {
@@ -294,7 +356,7 @@ func (h *hub) place(org, q string) {
 			if h.isSelf(a.AgentNode) {
 				h.invite(a, cfg.OfferTimeout)
 			} else if !h.relay(a.AgentNode, relayMsg{Kind: relayInvite, A: &a, Timeout: cfg.OfferTimeout}) {
-				h.undoAssignment(a, true, false)
+				h.undoAssignment(a, true, true) // its node's own reaper or disconnect forgets the agent
 			}
 			continue
 		}

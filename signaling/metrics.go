@@ -33,6 +33,9 @@ type metrics struct {
 	overflowed      *prometheus.CounterVec   // org, queue (the queue left)
 	invitesDeclined *prometheus.CounterVec   // org, queue
 	invitesExpired  *prometheus.CounterVec   // org, queue
+
+	setupsAborted *prometheus.CounterVec // org, queue: calls undone before either side was told
+	repairs       *prometheus.CounterVec // kind: state the audits found wrong and put right
 }
 
 // orgQueue are the labels of per-queue series.
@@ -81,13 +84,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_queue_invites_declined_total", Help: "Invites agents declined."}, orgQueue),
 		invitesExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_queue_invites_expired_total", Help: "Invites agents did not answer in time."}, orgQueue),
+		setupsAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_call_setups_aborted_total",
+			Help: "Calls undone before either side was told (a side left or did not answer); the customer keeps its place."}, orgQueue),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helpcaster_repairs_total",
+			Help: "Inconsistencies the node's audits found and put right, by kind (stale_call, agent_slot, customer_missing, customer_detached)."}, []string{"kind"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.messages, m.errors, m.authFailures, m.queueLength,
 		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.monitors, m.callsEnded, m.longestWait, m.agentsAvailable,
-		m.agentsBusy, m.agentsAway, m.handleSeconds, m.overflowed, m.invitesDeclined, m.invitesExpired} {
+		m.agentsBusy, m.agentsAway, m.handleSeconds, m.overflowed, m.invitesDeclined, m.invitesExpired, m.setupsAborted, m.repairs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register signaling metrics: %w", err)
 		}

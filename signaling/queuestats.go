@@ -190,6 +190,7 @@ func (h *hub) refresh(org, q string) {
 	m.agentsAvailable.WithLabelValues(org, q).Set(float64(st.Available))
 	m.agentsBusy.WithLabelValues(org, q).Set(float64(st.Busy))
 	m.agentsAway.WithLabelValues(org, q).Set(float64(st.Away))
+	h.auditQueue(org, q, snap, now)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -32,9 +32,11 @@ func (h *hub) loop(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-rt.C:
+		case now := <-rt.C:
 			h.reconcile()
 			h.reap()
+			h.auditStubs(now)
+			h.pruneSettled(now)
 		case <-qt.C:
 			h.tick(true)
 		case <-h.kicked:

@@ -116,7 +116,8 @@ func (h *hub) removeDetached(org, q, id string) {
 	}
 	if removed {
 		h.srv.metrics.abandoned.WithLabelValues(org, q).Inc()
-		h.kick(org, q)
+		// Customers behind it may be assignable now.
+		h.srv.goTracked(func() { h.place(org, q) })
 	}
 }
 
@@ -230,6 +231,17 @@ func (h *hub) resumed(s *session, e queue.Entry, token string) error {
 		old.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
 	}
 
+	// Known here as waiting before the store has it attached here, so
+	// that an assignment by another node, however soon, finds it (what it
+	// is told waits for its welcome).
+	prev := e.Node
+	e.Node, e.Detached = h.self, time.Time{}
+	h.mu.Lock()
+	h.sessions[s.id] = s
+	h.entries[s] = e
+	h.queued[s] = position{}
+	h.welcoming[s] = &heldBack{}
+	h.mu.Unlock()
 	ctx, cancel := h.storeCtx()
 	attached, err := h.srv.store.Attach(ctx, e.Org, e.Queue, s.id, h.self)
 	var waiting []string
@@ -237,29 +249,27 @@ func (h *hub) resumed(s *session, e queue.Entry, token string) error {
 		waiting, err = h.srv.store.Waiting(ctx, e.Org, e.Queue)
 	}
 	cancel()
-	if err != nil {
+	if err != nil || !attached {
+		h.mu.Lock()
+		if h.sessions[s.id] == s {
+			delete(h.sessions, s.id)
+		}
+		delete(h.entries, s)
+		delete(h.queued, s)
+		delete(h.welcoming, s)
+		h.mu.Unlock()
 		h.placeMu.Unlock()
-		return storeError("resume", err)
-	}
-	if !attached {
-		h.placeMu.Unlock()
+		if err != nil {
+			return storeError("resume", err)
+		}
 		return errBadResume
 	}
-	if !h.isSelf(e.Node) {
-		prev := e.Node
+	if !h.isSelf(prev) {
 		h.srv.goTracked(func() { h.relay(prev, relayMsg{Kind: relayMoved, Session: s.id}) })
 	}
-	e.Node, e.Detached = h.self, time.Time{}
-	pos := position{pos: slices.Index(waiting, s.id) + 1, length: len(waiting), wait: -1}
-	h.mu.Lock()
-	h.sessions[s.id] = s
-	h.entries[s] = e
-	h.queued[s] = pos
-	h.mu.Unlock()
+	pos := position{pos: max(slices.Index(waiting, s.id)+1, 1), length: max(len(waiting), 1), wait: -1}
 	h.placeMu.Unlock()
-
-	s.send(h.welcome(s, token))
-	s.send(queuedMessage(e.Queue, pos))
+	h.welcomed(s, h.welcome(s, token), pos)
 	h.srv.log.Info("customer resumed", "org", e.Org, "queue", e.Queue)
 	h.place(e.Org, e.Queue)
 	return nil
