@@ -40,6 +40,7 @@ type hub struct {
 	holds       map[holdKey]*hold                           // sides of calls being set up, held here (setup.go)
 	settled     map[holdKey]time.Time                       // holds committed, aborted or expired, and when (setup.go)
 	welcoming   map[*session]*heldBack                      // customers joining, not yet welcomed, and what waits for their welcome
+	accepted    map[string]acceptedInvite                   // invites accepted whose calls are being set up, by call id (invite.go)
 
 	// absent notes since when each node the reaper cares about has been
 	// missing from the registry; only the hub's loop goroutine uses it,
@@ -76,6 +77,7 @@ func newHub(s *Server) *hub {
 		holds:       make(map[holdKey]*hold),
 		settled:     make(map[holdKey]time.Time),
 		welcoming:   make(map[*session]*heldBack),
+		accepted:    make(map[string]acceptedInvite),
 		dirty:       make(map[queueKey]bool),
 		absent:      make(map[string]time.Time),
 		audit:       newAuditState(),

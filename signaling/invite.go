@@ -80,9 +80,19 @@ func (h *hub) accept(s *session, id string) error {
 		return errNoInvite
 	}
 	inv.timer.Stop()
+	// Until the call is set up, a start given up is told to the agent as
+	// the invite withdrawn (setup.go).
+	h.mu.Lock()
+	h.accepted[inv.id] = acceptedInvite{agent: s, at: time.Now()}
+	h.mu.Unlock()
 	h.placeMu.Lock()
 	err := h.start(inv.a, inv.id)
 	h.placeMu.Unlock()
+	if err != nil {
+		h.mu.Lock()
+		delete(h.accepted, inv.id)
+		h.mu.Unlock()
+	}
 	if errors.Is(err, errUndone) {
 		// The customer left between the accept and the call.
 		s.send(protocol.Message{Type: protocol.TypeWithdrawn, Room: inv.id, Reason: protocol.ReasonPeerLeft})
@@ -93,6 +103,27 @@ func (h *hub) accept(s *session, id string) error {
 		return protocol.Errorf(protocol.CodeInternal, "the call could not be started")
 	}
 	return nil
+}
+
+// acceptedInvite is an invite its agent accepted whose call is being set
+// up; guarded by hub.mu.
+type acceptedInvite struct {
+	agent *session
+	at    time.Time
+}
+
+// withdrawAcceptedLocked tells the agent of an accepted invite, if call is
+// one, that it is withdrawn after all (the customer could not be had), and
+// forgets it; told false only forgets it. h.mu is held.
+func (h *hub) withdrawAcceptedLocked(call string, tell bool) {
+	ai, ok := h.accepted[call]
+	if !ok {
+		return
+	}
+	delete(h.accepted, call)
+	if tell && h.sessions[ai.agent.id] == ai.agent {
+		ai.agent.send(protocol.Message{Type: protocol.TypeWithdrawn, Room: call, Reason: protocol.ReasonPeerLeft})
+	}
 }
 
 // decline turns an invite down.

@@ -139,6 +139,7 @@ func (h *hub) commitHere(k holdKey) bool {
 		return false
 	}
 	s := hd.s
+	h.withdrawAcceptedLocked(k.call, false)
 	h.addCallLocked(s, hd.target)
 	sd := hd.target.side(hd.role)
 	sd.role, sd.id, sd.s = hd.role, s.id, s
@@ -155,6 +156,9 @@ func (h *hub) commitHere(k holdKey) bool {
 func (h *hub) abortHere(k holdKey) {
 	h.mu.Lock()
 	hd := h.takeHoldLocked(k)
+	if k.role == protocol.RoleAgent {
+		h.withdrawAcceptedLocked(k.call, true)
+	}
 	h.mu.Unlock()
 	if hd != nil {
 		h.unhold(hd)
@@ -170,6 +174,9 @@ func (h *hub) holdExpired(k holdKey, hd *hold) {
 		return
 	}
 	h.takeHoldLocked(k)
+	if k.role == protocol.RoleAgent {
+		h.withdrawAcceptedLocked(k.call, true)
+	}
 	h.mu.Unlock()
 	h.srv.log.Warn("a call being set up was neither started nor given up in time; undone here",
 		"org", hd.target.org, "call", hd.target.id, "role", hd.role)
@@ -409,6 +416,7 @@ func (h *hub) endedHeld(k holdKey, m protocol.Message) bool {
 		return hd != nil
 	}
 	s := hd.s
+	h.withdrawAcceptedLocked(k.call, false)
 	if hd.role == protocol.RoleAgent {
 		h.tellLocked(s, protocol.Message{Type: protocol.TypeAgentState, State: h.agentStateLocked(s)})
 	}
@@ -432,6 +440,11 @@ func (h *hub) pruneSettled(now time.Time) {
 	for k, at := range h.settled {
 		if now.Sub(at) > settledFor {
 			delete(h.settled, k)
+		}
+	}
+	for id, ai := range h.accepted {
+		if now.Sub(ai.at) > settledFor {
+			delete(h.accepted, id)
 		}
 	}
 }
