@@ -308,7 +308,7 @@ func (h *hub) onRelay(data []byte) {
 		}
 		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From}
 		reply := relayGone
-		if h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume) != nil {
+		if !h.drainRefusesBind(m.Resume) && h.bindHere(stub, stub, m.Side, m.Session, *m.Msg, m.Resume) != nil {
 			reply = relayBound
 		}
 		from := m.From
