@@ -1,7 +1,10 @@
 // Package cluster is the node registry of a multi-node HelpCaster: every
 // `helpcaster serve` node registers itself in Redis with a heartbeat and its
 // load, a new room is placed on the least loaded live node, and a node that
-// stops heartbeating is dropped from placement.
+// stops heartbeating is dropped from placement. A node that is draining
+// (shutting down gracefully, its calls going on) keeps heartbeating with
+// Draining set: it stays live, so nobody takes it for dead, but it gets no
+// new room.
 //
 // # Storage
 //
@@ -9,7 +12,7 @@
 // org, and they hold no personal data (an id, an address, load counters):
 //
 //	hc:nodes:seen       sorted set: member = node id, score = last heartbeat (unix ms)
-//	hc:nodes:node:<id>  string: the node's JSON (id, addr, load), PEXPIRE 3×TTL
+//	hc:nodes:node:<id>  string: the node's JSON (id, addr, load, draining), PEXPIRE 3×TTL
 //
 // Liveness is decided by the sorted set and the registry's own clock (times
 // are passed to Redis as arguments, never taken from Redis TIME), so tests can
@@ -23,7 +26,8 @@
 //
 // A node calls [Registry.Run] with a func reporting its current [Node]; it
 // heartbeats every TTL/3 (by default) and leaves when its context ends.
-// Placement calls [Registry.Least]; [Registry.Live] lists all live nodes.
+// Placement calls [Registry.Least], which never picks a draining node;
+// [Registry.Live] lists all live nodes, draining ones included.
 // Every key is a single-key command, so a Redis Cluster client works too.
 package cluster
 
@@ -72,6 +76,9 @@ type Node struct {
 	ID   string `json:"id"`
 	Addr string `json:"addr"` // how other nodes and clients reach it, e.g. its public signaling URL
 	Load Load   `json:"load"`
+	// Draining says the node takes no new rooms: it is shutting down and
+	// waits for its calls to end. It is live all the same.
+	Draining bool `json:"draining,omitempty"`
 	// Seen is the time of the last heartbeat. Heartbeat ignores it and
 	// stamps the registry's clock; Live and Least fill it in.
 	Seen time.Time `json:"-"`
@@ -285,23 +292,21 @@ func Less(a, b Node) bool {
 	) < 0
 }
 
-// Least returns the least loaded live node (see Less); false when no node
-// is live.
+// Least returns the least loaded live node that is not draining (see
+// Less); false when there is none.
 func (r *Registry) Least(ctx context.Context) (Node, bool, error) {
 	nodes, err := r.Live(ctx)
 	if err != nil {
 		return Node{}, false, err // already wrapped by Live
 	}
-	if len(nodes) == 0 {
-		return Node{}, false, nil
-	}
-	best := nodes[0]
-	for _, n := range nodes[1:] {
-		if Less(n, best) {
-			best = n
+	var best Node
+	found := false
+	for _, n := range nodes {
+		if !n.Draining && (!found || Less(n, best)) {
+			best, found = n, true
 		}
 	}
-	return best, true, nil
+	return best, found, nil
 }
 
 // Run heartbeats self() at once and then every `every` (TTL/3 when every

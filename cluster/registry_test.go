@@ -349,3 +349,43 @@ func TestBadInputRefused(t *testing.T) {
 		t.Fatalf("keys after bad input: %v, %v", keys, err)
 	}
 }
+
+// TestDrainingNode: a draining node stays live (its heartbeat says so, and
+// Live lists it with the flag) but Least never picks it, however idle; with
+// every live node draining, Least finds none. Back from draining (a
+// heartbeat without the flag), it is placed on again.
+func TestDrainingNode(t *testing.T) {
+	r, _, _ := newFake(t)
+	ctx := context.Background()
+
+	idle := node("idle", 0, 0, 0)
+	idle.Draining = true
+	mustHeartbeat(t, r, idle)
+	mustHeartbeat(t, r, node("busy", 5, 10, 0.9))
+
+	live, err := r.Live(ctx)
+	if err != nil || ids(live) != "busy,idle" {
+		t.Fatalf("Live = %+v, %v; want busy and idle", live, err)
+	}
+	if live[0].Draining || !live[1].Draining {
+		t.Fatalf("Live draining flags = %v, %v; want false, true", live[0].Draining, live[1].Draining)
+	}
+	if got := mustLeast(t, r).ID; got != "busy" {
+		t.Fatalf("Least = %s, want busy (idle is draining)", got)
+	}
+
+	b := node("busy", 5, 10, 0.9)
+	b.Draining = true
+	mustHeartbeat(t, r, b)
+	if n, ok, err := r.Least(ctx); err != nil || ok {
+		t.Fatalf("Least with every node draining = %+v, %v, %v; want none", n, ok, err)
+	}
+	if live, err := r.Live(ctx); err != nil || len(live) != 2 {
+		t.Fatalf("Live with every node draining = %+v, %v; want both", live, err)
+	}
+
+	mustHeartbeat(t, r, node("idle", 0, 0, 0))
+	if got := mustLeast(t, r).ID; got != "idle" {
+		t.Fatalf("Least = %s, want idle once it no longer drains", got)
+	}
+}

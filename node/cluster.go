@@ -7,6 +7,8 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,10 +29,12 @@ type membership struct {
 	id    string
 	addr  func() string
 	media *sfu.SFU
+	log   *slog.Logger
 
-	// CPU time at the last heartbeat; only the heartbeat goroutine uses
-	// them.
-	lastCPU time.Duration
+	draining atomic.Bool // reported in every heartbeat once set
+
+	cpuMu   sync.Mutex    // guards lastCPU and lastAt: a drain heartbeats besides Run
+	lastCPU time.Duration // CPU time at the last heartbeat
 	lastAt  time.Time
 }
 
@@ -52,12 +56,30 @@ func newMembership(redisURL, id string, addr func() string, media *sfu.SFU, log 
 	reg := cluster.NewRegistry(rdb, cluster.WithErrorHandler(func(err error) {
 		log.Warn("cluster heartbeat failed", "err", err)
 	}))
-	return &membership{reg: reg, bus: cluster.NewBus(rdb), rdb: rdb, id: id, addr: addr, media: media}, nil
+	return &membership{reg: reg, bus: cluster.NewBus(rdb), rdb: rdb, id: id, addr: addr, media: media, log: log}, nil
 }
 
 // run heartbeats until ctx ends, then leaves the registry.
 func (m *membership) run(ctx context.Context) error {
 	return m.reg.Run(ctx, m.self, 0)
+}
+
+// drainTimeout bounds the heartbeat that announces a drain.
+const drainTimeout = 2 * time.Second
+
+// drain marks the node draining in the registry: at once, and in every
+// heartbeat after. A heartbeat of Run's that read the node before the mark
+// may land just after this one; the next one (within TTL/3) fixes that, and
+// a room placed here meanwhile is hosted here.
+func (m *membership) drain(ctx context.Context) {
+	if m.draining.Swap(true) {
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	if err := m.reg.Heartbeat(hctx, m.self()); err != nil {
+		m.log.Warn("cluster heartbeat failed; the next one says the node drains", "err", err)
+	}
 }
 
 // close closes the connection to Redis; after signaling has shut down.
@@ -104,7 +126,7 @@ func (m *membership) Listen(ctx context.Context, ready chan<- struct{}, f func([
 // self describes this node now.
 func (m *membership) self() cluster.Node {
 	l := m.media.Load()
-	return cluster.Node{ID: m.id, Addr: m.addr(), Load: cluster.Load{
+	return cluster.Node{ID: m.id, Addr: m.addr(), Draining: m.draining.Load(), Load: cluster.Load{
 		Rooms: l.Rooms, Participants: l.Participants, Tracks: l.Tracks, CPU: m.cpu(),
 	}}
 }
@@ -118,6 +140,8 @@ func (m *membership) cpu() float64 {
 	}
 	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	now := time.Now()
+	m.cpuMu.Lock()
+	defer m.cpuMu.Unlock()
 	prev, at := m.lastCPU, m.lastAt
 	m.lastCPU, m.lastAt = used, now
 	if at.IsZero() || !now.After(at) {

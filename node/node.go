@@ -190,7 +190,11 @@ func (n *Node) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !n.signal.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "shutting down")
+			if n.signal.Draining() {
+				fmt.Fprintln(w, "draining")
+			} else {
+				fmt.Fprintln(w, "shutting down")
+			}
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -219,9 +223,10 @@ func (n *Node) URL() string {
 // MediaAddr is the address of the media UDP socket.
 func (n *Node) MediaAddr() *net.UDPAddr { return n.media.Addr() }
 
-// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
-// tells connected clients, closes rooms, and returns within the configured
-// shutdown timeout.
+// Run serves until ctx ends, then shuts down: it stops accepting, ends the
+// calls in progress, tells connected clients, closes rooms, and returns
+// within the configured shutdown timeout. To let calls finish first, call
+// Drain while Run serves, and end ctx once Drain has returned.
 func (n *Node) Run(ctx context.Context) error {
 	memberCtx, stopMember := context.WithCancel(context.Background())
 	memberDone := make(chan struct{})
@@ -278,6 +283,21 @@ func (n *Node) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Drain makes the node drain while Run goes on serving: /readyz answers 503
+// and new connections are refused, no call starts here and no new room is
+// placed here (with a cluster, the node stays in the registry marked
+// draining, so the other nodes neither place rooms on it nor take it for
+// dead), connections without a call are told bye, and the calls in
+// progress go on. It returns nil once no call and no connection is left,
+// or ctx's error when ctx ends first; either way the caller then ends Run's
+// context, which ends whatever is left (see signaling.Server.Drain).
+func (n *Node) Drain(ctx context.Context) error {
+	if n.member != nil {
+		n.member.drain(ctx)
+	}
+	return n.signal.Drain(ctx)
 }
 
 // openStore returns the queue store: Redis at redisURL, or memory when it

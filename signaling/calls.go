@@ -504,7 +504,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 // then closes; an agent goes back to the state it asked for.
 func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	s.send(m)
-	if !h.srv.Ready() {
+	if h.srv.stopping() {
 		return // this node is shutting down: bye and 1001 follow
 	}
 	if s.role == protocol.RoleCustomer {
@@ -520,6 +520,7 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 		return
 	}
 	h.sendAgentState(s)
+	h.drainAfterCall(s) // draining: bye once its last call ended (drain.go)
 	if available {
 		// Say so again: a store that lost its data while the call ran has
 		// this agent as away.
@@ -593,7 +594,7 @@ func (h *hub) disconnected(s *session) {
 	}
 	for _, c := range calls {
 		// A customer keeps its call for the grace, to resume into it.
-		resumable := s.role == protocol.RoleCustomer && h.srv.Ready()
+		resumable := s.role == protocol.RoleCustomer && !h.srv.stopping() // draining too
 		switch {
 		case c.host != "" && resumable:
 			h.relay(c.host, relayMsg{Kind: relayDetach, Call: c.id, Side: s.role})

@@ -36,7 +36,8 @@ func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 	agent := h.sessions[a.Agent]
 	h.mu.Unlock()
 	custLocal := h.isSelf(a.Customer.Node)
-	if agent == nil || (custLocal && cust == nil) {
+	// A draining node offers its agents nothing (drain.go).
+	if agent == nil || (custLocal && cust == nil) || h.srv.Draining() {
 		h.undoAssignment(a, !custLocal || cust != nil, agent != nil)
 		return
 	}

@@ -22,6 +22,7 @@ type metrics struct {
 	callsActive  prometheus.Gauge
 	monitors     prometheus.Gauge
 	callsEnded   *prometheus.CounterVec // reason
+	draining     prometheus.Gauge       // 1 once the server drains (drain.go)
 
 	// Queue state by org and queue, as this node last read it from the
 	// store (with several nodes, each reports the same shared queue).
@@ -67,6 +68,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_monitors_active", Help: "Supervisors monitoring a call hosted on this node."}),
 		callsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_calls_ended_total", Help: "Calls ended, by reason."}, []string{"reason"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "helpcaster_draining", Help: "1 while the node drains: it takes no new connections or calls and waits for its calls to end."}),
 		longestWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "helpcaster_queue_longest_wait_seconds", Help: "How long the longest-waiting customer has waited."}, orgQueue),
 		agentsAvailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -95,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.messages, m.errors, m.authFailures, m.queueLength,
-		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.monitors, m.callsEnded, m.longestWait, m.agentsAvailable,
+		m.waitSeconds, m.placements, m.abandoned, m.callsActive, m.monitors, m.callsEnded, m.draining, m.longestWait, m.agentsAvailable,
 		m.agentsBusy, m.agentsAway, m.handleSeconds, m.overflowed, m.invitesDeclined, m.invitesExpired, m.setupsAborted, m.repairs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register signaling metrics: %w", err)

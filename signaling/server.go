@@ -131,6 +131,8 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	closing  bool
+
+	drain drainer // drain.go
 }
 
 // NewServer builds a Server.
@@ -187,8 +189,12 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Ready reports whether the server accepts new connections.
+// Ready reports whether the server accepts new connections and starts new
+// calls: false once it drains or shuts down.
 func (s *Server) Ready() bool {
+	if s.drain.active() {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.closing
@@ -198,7 +204,7 @@ func (s *Server) Ready() bool {
 // the connection ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || s.drain.active() {
 		s.mu.Unlock()
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
@@ -217,7 +223,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess := newSession(s, conn, r.Header.Get("Origin"), r.UserAgent())
 
 	s.mu.Lock()
-	if s.closing {
+	// A drain that began before this step finds the session in s.sessions
+	// once it is added; one that began before sees it refused here.
+	if s.closing || s.drain.active() {
 		s.mu.Unlock()
 		conn.Close(websocket.StatusGoingAway, "server is shutting down")
 		return

@@ -251,6 +251,10 @@ func (s *session) handle(m protocol.Message) {
 			err = protocol.Errorf(protocol.CodeInvalidState, "only agents set availability")
 			break
 		}
+		if m.Type == protocol.TypeAvailable && s.srv.Draining() {
+			err = errDraining
+			break
+		}
 		err = s.srv.hub.setAvailable(s, m.Type == protocol.TypeAvailable)
 	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
 		err = s.srv.hub.fromClient(s, m)

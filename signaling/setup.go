@@ -73,6 +73,11 @@ var errSettled = errors.New("hold already settled")
 // "" when held, else why not.
 func (h *hub) reserveHere(target *call, role, id string, msg protocol.Message) string {
 	k := holdKey{target.id, role}
+	if h.srv.drain.active() {
+		// Draining: no new call for its connections. A waiting customer
+		// here has been told bye; its disconnect puts it back, detached.
+		return refusedBusy
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, done := h.settled[k]; done {

@@ -88,6 +88,7 @@ type Config struct {
 	PingInterval      time.Duration // WebSocket keep-alive ping interval
 	WriteTimeout      time.Duration // WebSocket write deadline
 	ShutdownTimeout   time.Duration // how long a graceful shutdown may take
+	DrainTimeout      time.Duration // how long calls may go on after the first SIGTERM; 0 = no drain
 
 	// Orgs are the organizations from the config file, plus the demo
 	// organization (last) when Dev is set. auth.NewDirectory accepts them.
@@ -252,6 +253,9 @@ func settings(c *Config) []setting {
 		{flag: "shutdown-timeout", yaml: "shutdown_timeout", arg: "DURATION", def: "10s",
 			usage: "how long a graceful shutdown may take before connections are cut",
 			set:   func(v string) error { return setDuration(&c.ShutdownTimeout, v, true) }},
+		{flag: "drain-timeout", yaml: "drain_timeout", arg: "DURATION", def: "30m",
+			usage: "on SIGTERM or Ctrl+C, how long calls in progress may go on (no new ones start) before they are ended; a second signal ends them at once; 0 ends them at once",
+			set:   func(v string) error { return setDuration(&c.DrainTimeout, v, true) }},
 	}
 }
 

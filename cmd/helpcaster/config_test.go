@@ -103,6 +103,7 @@ func TestPrecedence(t *testing.T) {
 		{"ping-interval", "signaling.ping_interval", "15s", "20s", "25s", "30s", func(c *Config) string { return c.PingInterval.String() }, false},
 		{"write-timeout", "signaling.write_timeout", "10s", "1s", "2s", "3s", func(c *Config) string { return c.WriteTimeout.String() }, false},
 		{"shutdown-timeout", "shutdown_timeout", "10s", "0s", "1m0s", "1h0m0s", func(c *Config) string { return c.ShutdownTimeout.String() }, false},
+		{"drain-timeout", "drain_timeout", "30m0s", "0s", "2m0s", "1h0m0s", func(c *Config) string { return c.DrainTimeout.String() }, false},
 	}
 	// Every setting is covered (TLS by TestTLSPrecedence).
 	for _, s := range settings(&Config{}) {

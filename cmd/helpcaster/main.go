@@ -7,7 +7,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,9 +83,26 @@ func serveCommand(args []string, env func(string) string, stdout, stderr io.Writ
 		return 2
 	}
 	logger := newLogger(cfg, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := runServe(ctx, cfg, logger, stdout); err != nil {
+	// Two signals matter: the first starts the drain, the second ends it.
+	// After the second, signals are no longer caught: a third kills.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stop := make(chan struct{}, 2)
+	relayed := make(chan struct{})
+	defer close(relayed)
+	go func() {
+		for range 2 {
+			select {
+			case <-sigs:
+				stop <- struct{}{}
+			case <-relayed:
+				return
+			}
+		}
+		signal.Stop(sigs)
+	}()
+	if err := runServe(stop, cfg, logger, stdout); err != nil {
 		fmt.Fprintf(stderr, "helpcaster: %s\n", oneLine(err))
 		return 1
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/helpcaster/helpcaster/node"
 	"github.com/helpcaster/helpcaster/sfu"
@@ -16,8 +19,11 @@ import (
 )
 
 // runServe builds a node from cfg, prints where to find it, and runs it
-// until ctx ends (SIGINT or SIGTERM).
-func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Writer) error {
+// until stop receives (SIGINT or SIGTERM). Then it drains the node for at
+// most cfg.DrainTimeout: calls in progress go on, and the node stops when
+// none is left; a second receive, or the timeout, ends them at once. With
+// a DrainTimeout of 0 the first receive ends them at once.
+func runServe(stop <-chan struct{}, cfg *Config, logger *slog.Logger, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -73,7 +79,55 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.W
 	logger.Info("helpcaster serving", "version", versionString(), "http", n.URL(), "media_udp", n.MediaAddr().String(),
 		"media_tcp", mediaTCP, "orgs", len(dir.Orgs()), "dev", cfg.Dev)
 	printBanner(stdout, cfg, devOrg)
-	return n.Run(ctx)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(ctx) }()
+	select {
+	case err := <-ran:
+		return err
+	case <-stop:
+	}
+	if cfg.DrainTimeout > 0 {
+		if err := drain(n, stop, ran, cfg.DrainTimeout, logger, stdout); err != nil {
+			return err // Run has returned
+		}
+	}
+	cancel()
+	return <-ran
+}
+
+// drain drains n until it is empty, timeout passes or stop receives again.
+// If Run fails meanwhile (ran), the drain ends and drain returns Run's
+// error.
+func drain(n *node.Node, stop <-chan struct{}, ran <-chan error, timeout time.Duration, logger *slog.Logger, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "Draining: no new calls; calls in progress may go on for up to %v. Press Ctrl+C again to stop at once.\n", timeout)
+	logger.Info("draining", "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- n.Drain(ctx) }()
+	for {
+		select {
+		case err := <-drained:
+			switch {
+			case err == nil:
+			case errors.Is(err, context.DeadlineExceeded):
+				logger.Warn("drain timeout passed; ending the calls left", "timeout", timeout)
+			default:
+				logger.Info("drain ended early; ending the calls left")
+			}
+			return nil
+		case <-stop:
+			logger.Info("second signal: ending the calls left")
+			cancel() // drained follows
+		case err := <-ran:
+			cancel()
+			<-drained
+			return cmp.Or(err, errors.New("the node stopped while draining"))
+		}
+	}
 }
 
 // turnConfig is the node's TURN settings, or nil when there is no TURN.
@@ -106,5 +160,5 @@ func printBanner(w io.Writer, cfg *Config, devOrg *auth.Org) {
 			devOrg.ID, devOrg.APIKey, devOrg.APISecret)
 		fmt.Fprintf(w, "Open the agent page, go available, then open the customer page in another tab.\n")
 	}
-	fmt.Fprintf(w, "Press Ctrl+C to stop.\n")
+	fmt.Fprintf(w, "Press Ctrl+C to stop: calls in progress may finish first; press it twice to stop at once.\n")
 }
