@@ -65,9 +65,6 @@ const (
 	refusedUnreachable = "unreachable" // the bus failed (set by the host); its node may be alive
 )
 
-// errSettled refuses a reserve for a hold that was settled already.
-var errSettled = errors.New("hold already settled")
-
 // reserveHere holds local session id for one side of a call (target is the
 // stub of the call on this node, or the hosted call itself). It returns
 // "" when held, else why not.
