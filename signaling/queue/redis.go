@@ -344,6 +344,40 @@ local function record(key, at, member, cut, keep)
 end
 `
 
+// luaAttached keeps a queue's attached set (the members of its wait set
+// whose session is not in its detached hash) right when a writer that does
+// not keep it (the version before the set existed, during a rolling
+// upgrade) has changed the queue. Every script of this version keeps
+// |wait| = |attached| + |detached| (the detached hash names only waiting
+// customers); a difference is a sign of such a writer, and the assign script
+// then rebuilds the set from the wait set, which takes time in the queue's
+// length, once.
+const luaAttached = `
+local function attached_consistent(wait, detached, attached)
+  return redis.call('ZCARD', wait) == redis.call('ZCARD', attached) + redis.call('HLEN', detached)
+end
+local function rebuild_attached(wait, entries, detached, attached)
+  redis.call('DEL', attached)
+  -- A detached mark of a customer no longer waiting would keep the counts
+  -- apart for ever: drop it.
+  for _, s in ipairs(redis.call('HKEYS', detached)) do
+    if redis.call('HEXISTS', entries, s) == 0 then redis.call('HDEL', detached, s) end
+  end
+  local batch = {}
+  for _, m in ipairs(redis.call('ZRANGE', wait, 0, -1)) do
+    if redis.call('HEXISTS', detached, string.sub(m, 37)) == 0 then
+      batch[#batch + 1] = 0
+      batch[#batch + 1] = m
+      if #batch >= 1000 then
+        redis.call('ZADD', attached, unpack(batch))
+        batch = {}
+      end
+    end
+  end
+  if #batch > 0 then redis.call('ZADD', attached, unpack(batch)) end
+end
+`
+
 // luaEligible mirrors routing.Policy.Eligible for the encoded requirements.
 const luaEligible = `
 local function eligible(reqs, attrs, sk, waited)
@@ -371,9 +405,9 @@ end
 
 // Scripts. Immutable after creation (go-redis keeps only the SHA cache).
 var (
-	// KEYS: wait zset, entries hash, seq counter, detached hash. ARGV:
-	// session, rank prefix, entry JSON, maxLen. Returns the 1-based
-	// position, -1 if already waiting, -2 if full.
+	// KEYS: wait zset, entries hash, seq counter, detached hash, attached
+	// zset. ARGV: session, rank prefix, entry JSON, maxLen. Returns the
+	// 1-based position, -1 if already waiting, -2 if full.
 	enqueueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
 redis.call('HDEL', KEYS[4], ARGV[1])
@@ -382,38 +416,43 @@ if maxlen > 0 and redis.call('ZCARD', KEYS[1]) >= maxlen then return -2 end
 local pre = ARGV[2] .. string.format('%012d', redis.call('INCR', KEYS[3]))
 local m = pre .. ':' .. ARGV[1]
 redis.call('ZADD', KEYS[1], 0, m)
+redis.call('ZADD', KEYS[5], 0, m)
 redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
 return redis.call('ZRANK', KEYS[1], m) + 1
 `)
 
-	// KEYS: wait zset, entries hash, detached hash. ARGV: session, rank
-	// prefix, entry JSON. Returns 1, or -1 if already waiting.
+	// KEYS: wait zset, entries hash, detached hash, attached zset. ARGV:
+	// session, rank prefix, entry JSON. Returns 1, or -1 if already waiting.
 	requeueScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 local pre = ARGV[2] .. '000000000000'
 redis.call('ZADD', KEYS[1], 0, pre .. ':' .. ARGV[1])
+redis.call('ZADD', KEYS[4], 0, pre .. ':' .. ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
 return 1
 `)
 
-	// KEYS: wait zset, entries hash, detached hash. ARGV: session, "1" to
-	// remove only a detached customer. Returns 1 if removed.
+	// KEYS: wait zset, entries hash, detached hash, attached zset. ARGV:
+	// session, "1" to remove only a detached customer. Returns 1 if removed.
 	removeScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return 0 end
 if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
+local m = string.sub(v, 1, 35) .. ':' .. ARGV[1]
 redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
+redis.call('ZREM', KEYS[1], m)
+redis.call('ZREM', KEYS[4], m)
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 `)
 
 	// KEYS: source wait zset, source entries, destination wait zset,
 	// destination entries, destination seq, source detached, destination
-	// detached. ARGV: session, new priority (3 digits, inverted), maxLen.
-	// Returns 1 if moved, 0 if not waiting, -1 if already in the
-	// destination, -2 if the destination is full.
+	// detached, source attached zset, destination attached zset. ARGV:
+	// session, new priority (3 digits, inverted), maxLen. Returns 1 if
+	// moved, 0 if not waiting, -1 if already in the destination, -2 if the
+	// destination is full.
 	moveScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return 0 end
@@ -423,10 +462,13 @@ if maxlen > 0 and redis.call('ZCARD', KEYS[3]) >= maxlen then return -2 end
 local det = redis.call('HGET', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 if det then redis.call('HSET', KEYS[7], ARGV[1], det) end
-redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
+local old = string.sub(v, 1, 35) .. ':' .. ARGV[1]
+redis.call('ZREM', KEYS[1], old)
+redis.call('ZREM', KEYS[8], old)
 redis.call('HDEL', KEYS[2], ARGV[1])
 local pre = ARGV[2] .. string.sub(v, 4, 23) .. string.format('%012d', redis.call('INCR', KEYS[5]))
 redis.call('ZADD', KEYS[3], 0, pre .. ':' .. ARGV[1])
+if not det then redis.call('ZADD', KEYS[9], 0, pre .. ':' .. ARGV[1]) end
 redis.call('HSET', KEYS[4], ARGV[1], pre .. string.sub(v, 36))
 return 1
 `)
@@ -479,72 +521,99 @@ return 1
 `)
 
 	// KEYS: wait zset, entries hash, ready zset, agents hash, answered
-	// samples, detached hash. ARGV: queue key prefix, encoded requirements
-	// ("" for none), now (Unix ms), scan limit, sample cutoff (Unix ms),
-	// samples kept. Detached customers are skipped. Returns false when no
-	// pair is found, else {session, entry, agent, agent's node, agent's name}.
-	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + `
+	// samples, detached hash, attached zset. ARGV: queue key prefix, encoded
+	// requirements ("" for none), now (Unix ms), scan limit, sample cutoff
+	// (Unix ms), samples kept. Only the attached set is searched, so
+	// detached customers cost nothing however many there are. Returns false
+	// when no pair is found, else {session, entry, agent, agent's node,
+	// agent's name}.
+	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + luaAttached + `
 local now = tonumber(ARGV[3])
-local sid, entry, id, ag
-local function attached(s) return redis.call('HEXISTS', KEYS[6], s) == 0 end
-if ARGV[2] == '' then
-  local best = redis.call('ZRANGE', KEYS[3], 0, 0)
-  if #best == 0 then return false end
-  local limit = 0
-  if redis.call('HLEN', KEYS[6]) > 0 then limit = tonumber(ARGV[4]) - 1 end
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, limit)) do
-    local s = string.sub(m, 37)
-    if attached(s) then sid = s break end
+local limit = tonumber(ARGV[4])
+if not attached_consistent(KEYS[1], KEYS[6], KEYS[7]) then rebuild_attached(KEYS[1], KEYS[2], KEYS[6], KEYS[7]) end
+-- stale is set when the attached set names a customer that is not waiting
+-- and attached under that member (only a writer that does not keep the set,
+-- an older version, leaves one): the set is then rebuilt and searched again.
+local stale = false
+local function candidate(m)
+  local s = string.sub(m, 37)
+  local v = redis.call('HGET', KEYS[2], s)
+  if v and string.sub(v, 1, 35) == string.sub(m, 1, 35) and redis.call('HEXISTS', KEYS[6], s) == 0 then
+    return s, v
   end
-  if not sid then return false end
-  entry = redis.call('HGET', KEYS[2], sid)
-  if not entry then
-    return redis.error_reply('queue store corrupt: waiting ' .. sid .. ' has no entry')
-  end
-  id = string.sub(best[1], 22)
-  ag = load(KEYS[4], id)
-  if not ag then
-    return redis.error_reply('queue store corrupt: ready agent ' .. id .. ' has no record')
-  end
-else
-  local members = redis.call('ZRANGE', KEYS[3], 0, -1)
-  if #members == 0 then return false end
-  -- Agents' records are decoded only when first needed: usually the first
-  -- ready agent takes the first customer.
-  local agents = {}
-  local function agent(i)
-    if not agents[i] then
-      local aid = string.sub(members[i], 22)
-      local rec = load(KEYS[4], aid)
-      if not rec then return nil, aid end
-      agents[i] = {aid, rec}
+  stale = true
+  return nil
+end
+local members, reqs
+local agents = {}
+-- agent(i) is the i-th ready agent's {id, record}, decoded when first
+-- needed: usually the first ready agent takes the first customer.
+local function agent(i)
+  if not agents[i] then
+    local aid = string.sub(members[i], 22)
+    local rec = load(KEYS[4], aid)
+    if not rec then
+      return nil, redis.error_reply('queue store corrupt: ready agent ' .. aid .. ' has no record')
     end
-    return agents[i]
+    agents[i] = {aid, rec}
   end
-  local reqs = cjson.decode(ARGV[2])
-  local waiting = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
-  for _, m in ipairs(waiting) do
-    local s = string.sub(m, 37)
-    local v = redis.call('HGET', KEYS[2], s)
-    if v and attached(s) then
+  return agents[i]
+end
+local function search()
+  if not reqs then
+    local first = redis.call('ZRANGE', KEYS[7], 0, 0)
+    if #first == 0 then return nil end
+    local s, v = candidate(first[1])
+    if not s then return nil end
+    local a, err = agent(1)
+    if not a then return nil, err end
+    return s, v, a
+  end
+  -- Attached customers in queue order, in growing batches: the first
+  -- usually matches, and at most limit are looked at.
+  local from, size = 0, 16
+  while from < limit do
+    local batch = redis.call('ZRANGE', KEYS[7], from, math.min(from + size, limit) - 1)
+    if #batch == 0 then return nil end
+    for _, m in ipairs(batch) do
+      local s, v = candidate(m)
+      if not s then return nil end
       local e = cjson.decode(string.sub(v, 36))
       local waited = math.max(now - (tonumber(e.ms) or now), 0)
       for i = 1, #members do
-        local a, missing = agent(i)
-        if not a then
-          return redis.error_reply('queue store corrupt: ready agent ' .. missing .. ' has no record')
-        end
-        if eligible(reqs, e.attrs, a[2].sk, waited) then
-          sid, entry, id, ag = s, v, a[1], a[2]
-          break
-        end
+        local a, err = agent(i)
+        if not a then return nil, err end
+        if eligible(reqs, e.attrs, a[2].sk, waited) then return s, v, a end
       end
     end
-    if sid then break end
+    from = from + #batch
+    size = size * 4
   end
-  if not sid then return false end
+  return nil
 end
+if ARGV[2] == '' then
+  members = redis.call('ZRANGE', KEYS[3], 0, 0)
+else
+  members = redis.call('ZRANGE', KEYS[3], 0, -1)
+  reqs = cjson.decode(ARGV[2])
+end
+if #members == 0 then return false end
+local sid, entry, a = search()
+if stale then
+  rebuild_attached(KEYS[1], KEYS[2], KEYS[6], KEYS[7])
+  stale = false
+  sid, entry, a = search()
+  if stale then
+    return redis.error_reply('queue store corrupt: an attached customer has no entry')
+  end
+end
+if not sid then
+  if entry then return entry end -- an error reply
+  return false
+end
+local id, ag = a[1], a[2]
 redis.call('ZREM', KEYS[1], string.sub(entry, 1, 35) .. ':' .. sid)
+redis.call('ZREM', KEYS[7], string.sub(entry, 1, 35) .. ':' .. sid)
 redis.call('HDEL', KEYS[2], sid)
 unready(ARGV[1], ag, id)
 ag.active = ag.active + 1
@@ -556,20 +625,24 @@ record(KEYS[5], now, now .. ':' .. math.max(now - since, 0) .. ':' .. sid, tonum
 return {sid, entry, id, ag.n or '', ag.nm or ''}
 `)
 
-	// KEYS: entries hash, detached hash. ARGV: session, detached since
-	// (Unix ms). Returns 1 if the customer is waiting.
+	// KEYS: entries hash, detached hash, attached zset. ARGV: session,
+	// detached since (Unix ms). Returns 1 if the customer is waiting.
 	detachScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZREM', KEYS[3], string.sub(v, 1, 35) .. ':' .. ARGV[1])
+end
 return 1
 `)
 
-	// KEYS: entries hash, detached hash. ARGV: session, node. Returns 1 if
-	// the customer is waiting.
+	// KEYS: entries hash, detached hash, attached zset. ARGV: session,
+	// node. Returns 1 if the customer is waiting.
 	attachScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, string.sub(v, 1, 35) .. ':' .. ARGV[1])
 local e = cjson.decode(string.sub(v, 36))
 if ARGV[2] == '' then e.n = nil else e.n = ARGV[2] end
 redis.call('HSET', KEYS[1], ARGV[1], string.sub(v, 1, 35) .. cjson.encode(e))
@@ -587,6 +660,7 @@ func seqKey(o, q string) string        { return queuePrefix(o) + q + ":seq" }
 func answeredKey(o, q string) string   { return queuePrefix(o) + q + ":answered" }
 func handledKey(o, q string) string    { return queuePrefix(o) + q + ":handled" }
 func detachedKey(o, q string) string   { return queuePrefix(o) + q + ":detached" }
+func attachedKey(o, q string) string   { return queuePrefix(o) + q + ":attached" }
 func callKey(o, session string) string { return orgPrefix(o) + "call:" + session }
 
 // Enqueue implements Store.
@@ -608,7 +682,7 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q), detachedKey(o, q)},
+	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q), detachedKey(o, q), attachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw, max(maxLen, 0)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -638,7 +712,7 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)},
+	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw).Int()
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -666,7 +740,7 @@ func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen i
 		return false, fmt.Errorf("queue: move: %w", err)
 	}
 	keys := []string{waitKey(o, q), entriesKey(o, q), waitKey(o, dst), entriesKey(o, dst), seqKey(o, dst),
-		detachedKey(o, q), detachedKey(o, dst)}
+		detachedKey(o, q), detachedKey(o, dst), attachedKey(o, q), attachedKey(o, dst)}
 	inv := fmt.Sprintf("%03d", routing.MaxPriority-min(max(priority, 0), routing.MaxPriority))
 	n, err := moveScript.Run(ctx, r.c, keys, e.Session, inv, max(maxLen, 0)).Int()
 	if err != nil {
@@ -706,7 +780,7 @@ func (r *Redis) remove(ctx context.Context, org, queue, session string, detached
 	if err := checkSession("session", session); err != nil {
 		return false, fmt.Errorf("queue: remove: %w", err)
 	}
-	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)}, session, only).Int()
+	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)}, session, only).Int()
 	if err != nil {
 		return false, fmt.Errorf("queue: remove from %s/%s: %w", org, queue, unavailable(err))
 	}
@@ -827,7 +901,8 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		return Assignment{}, false, fmt.Errorf("queue: assign: %w", err)
 	}
 	now := r.now()
-	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q), detachedKey(o, q)}
+	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q), detachedKey(o, q),
+		attachedKey(o, q)}
 	res, err := assignScript.Run(ctx, r.c, keys, queuePrefix(o), p.Encoded(), now.UnixMilli(), ScanLimit,
 		now.Add(-SampleAge).UnixMilli(), MaxSamples).StringSlice()
 	if errors.Is(err, redis.Nil) {
@@ -1087,7 +1162,7 @@ func (r *Redis) mark(ctx context.Context, op string, script *redis.Script, org, 
 	if err := checkSession("session", session); err != nil {
 		return false, fmt.Errorf("queue: %s: %w", op, err)
 	}
-	n, err := script.Run(ctx, r.c, []string{entriesKey(o, q), detachedKey(o, q)}, session, arg).Int()
+	n, err := script.Run(ctx, r.c, []string{entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)}, session, arg).Int()
 	if err != nil {
 		return false, fmt.Errorf("queue: %s in %s/%s: %w", op, org, queue, unavailable(err))
 	}

@@ -123,7 +123,7 @@ func TestRedisIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled|detached)|call:[A-Za-z0-9._%-]+)$`)
+	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled|detached|attached)|call:[A-Za-z0-9._%-]+)$`)
 	tags := map[string]bool{}
 	for _, k := range keys {
 		if !valid.MatchString(k) {
@@ -431,5 +431,91 @@ func TestRedisRace(t *testing.T) {
 	}
 	if got != free {
 		t.Errorf("after the run support took %d customers, want the agents' total capacity %d", got, free)
+	}
+}
+
+// A queue written by the version before the attached set (during a rolling
+// upgrade, old nodes still write wait, entries and detached only) is
+// placed correctly: Assign rebuilds the set when it sees it out of step.
+func TestRedisWrittenByOldVersion(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv)
+	ctx := t.Context()
+	clk := queuetest.NewClock()
+	s := queue.NewRedis(c, queue.WithClock(clk.Now))
+	const org, q = "o", "q"
+	pre := "hc:{o}:q:q:"
+	add := func(id string, detach bool) {
+		t.Helper()
+		if _, err := s.Enqueue(ctx, queue.Entry{Org: org, Queue: q, Session: id}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if detach {
+			if _, err := s.Detach(ctx, org, q, id, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(time.Second)
+	}
+	// oldRemove and oldEnqueue do what the old scripts did: they leave the
+	// attached set alone.
+	oldRemove := func(id string) {
+		t.Helper()
+		v, err := c.HGet(ctx, pre+"entries", id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ZRem(ctx, pre+"wait", v[:35]+":"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.HDel(ctx, pre+"entries", id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldEnqueue := func(id string) {
+		t.Helper()
+		add(id, false)
+		v, err := c.HGet(ctx, pre+"entries", id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ZRem(ctx, pre+"attached", v[:35]+":"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetAgent(ctx, queue.Agent{Org: org, Session: "a", Queues: []string{q}, Capacity: 100}, true); err != nil {
+		t.Fatal(err)
+	}
+	assign := func(want string) {
+		t.Helper()
+		a, ok, err := s.Assign(ctx, org, q, nil)
+		if err != nil || !ok || a.Customer.Session != want {
+			t.Fatalf("Assign = %s, %v, %v; want %s", a.Customer.Session, ok, err, want)
+		}
+	}
+
+	// A queue with no attached set at all, as the old version left it.
+	for i := range 700 {
+		add(fmt.Sprintf("d%03d", i), true)
+	}
+	add("c1", false)
+	add("c2", false)
+	if err := c.Del(ctx, pre+"attached").Err(); err != nil {
+		t.Fatal(err)
+	}
+	assign("c1")
+
+	// An old node enqueues c3 and removes c2: the counts still agree, but
+	// the set names c2, who is gone, and not c3.
+	oldEnqueue("c3")
+	oldRemove("c2")
+	add("c4", false)
+	assign("c3")
+	assign("c4")
+	if a, ok, err := s.Assign(ctx, org, q, nil); ok || err != nil {
+		t.Fatalf("Assign = %s, %v, %v; want none (only detached customers left)", a.Customer.Session, ok, err)
+	}
+	if n, err := c.ZCard(ctx, pre+"attached").Result(); err != nil || n != 0 {
+		t.Fatalf("attached set holds %d, %v; want 0", n, err)
 	}
 }
