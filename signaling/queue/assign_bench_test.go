@@ -132,3 +132,49 @@ func benchAssign(b *testing.B, s queue.Store, counters func() (time.Duration, ti
 		b.ReportMetric(micros(cmd)/float64(b.N), "redis-cmd-µs/op")
 	}
 }
+
+// BenchmarkSnapshot measures what a queue refresh asks of the store (the
+// hub's refresh, signaling/queuestats.go): one Snapshot of a queue of len
+// customers and 32 agents. It grows with the queue by nature, which is why
+// the hub bounds how often it refreshes rather than how much.
+//
+// Run: go test -run '^$' -bench Snapshot ./signaling/queue
+func BenchmarkSnapshot(b *testing.B) {
+	stores := map[string]func(b *testing.B) queue.Store{
+		"memory": func(*testing.B) queue.Store { return queue.NewMemory(nil) },
+		"redis": func(b *testing.B) queue.Store {
+			srv := redistest.Start(b)
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			b.Cleanup(func() { _ = c.Close() })
+			return queue.NewRedis(c)
+		},
+	}
+	for _, name := range []string{"memory", "redis"} {
+		for _, n := range []int{10, 1000, 10000} {
+			b.Run(fmt.Sprintf("store=%s/len=%d", name, n), func(b *testing.B) {
+				s := stores[name](b)
+				ctx := b.Context()
+				const org = "bench-snapshot"
+				for i := range benchAgents {
+					a := queue.Agent{Org: org, Session: "agent-" + strconv.Itoa(i), Queues: []string{benchQueue}, Capacity: 1, Skills: benchSkills}
+					if err := s.SetAgent(ctx, a, true); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := range n {
+					e := queue.Entry{Org: org, Queue: benchQueue, Session: "c" + strconv.Itoa(i), Attrs: benchAttrs}
+					if _, err := s.Enqueue(ctx, e, 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for range b.N {
+					snap, err := s.Snapshot(ctx, org, benchQueue, time.Now().Add(-time.Hour))
+					if err != nil || len(snap.Waiting) != n {
+						b.Fatalf("Snapshot = %d waiting, %v", len(snap.Waiting), err)
+					}
+				}
+			})
+		}
+	}
+}
