@@ -101,7 +101,7 @@ func runDetached(t *testing.T, newStore func(t *testing.T, now func() time.Time)
 		for seed := range uint64(4) {
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 				clk := NewClock()
-				runModel(t, newStore(t, clk.Now), clk, rand.New(rand.NewPCG(seed, 42)), 400)
+				Model(t, newStore(t, clk.Now), clk, seed, 400, nil)
 			})
 		}
 	})
@@ -139,12 +139,24 @@ func (m model) find(id string) (string, int) {
 	return "", -1
 }
 
-// runModel applies n random operations to s and to a model and compares
-// them after each: the order of every queue, who is detached, and whom
-// Assign takes.
-func runModel(t *testing.T, s queue.Store, clk *Clock, rng *rand.Rand, n int) {
+// ModelOrg is the org Model uses, and ModelQueueA and ModelQueueB its
+// queues.
+const (
+	ModelOrg    = orgA
+	ModelQueueA = qSup
+	ModelQueueB = qSal
+)
+
+// Model applies n random operations (chosen from seed) to s, an empty store
+// reading the time from clk, and to a simple model of the queues, and
+// compares them after each: the order of every queue, who is detached, and
+// whom Assign takes. check, if not nil, runs after each operation too, so
+// that a store's test can check its own invariants.
+func Model(t *testing.T, s queue.Store, clk *Clock, seed uint64, n int, check func(t *testing.T, step int)) {
+	t.Helper()
 	ctx := context.Background()
-	queues := []string{qSup, qSal}
+	rng := rand.New(rand.NewPCG(seed, 42))
+	queues := []string{ModelQueueA, ModelQueueB}
 	setAgent(t, s, orgA, "agent", 1<<20, true, queues...)
 	m := model{}
 	var assigned []queue.Entry // candidates for Requeue
@@ -285,6 +297,9 @@ func runModel(t *testing.T, s queue.Store, clk *Clock, rng *rand.Rand, n int) {
 			}) {
 				t.Fatalf("step %d (after %s): queue %s is\n%v\nwant\n%v", step, op, q, got, m[q])
 			}
+		}
+		if check != nil {
+			check(t, step)
 		}
 	}
 }
