@@ -16,9 +16,21 @@ import (
 // wait, and to this node's agents a queue summary, each only when what they
 // were last told changed; and it sets the queue's metrics. Refreshes are
 // coalesced: a burst of joins costs one snapshot.
+//
+// A refresh costs time in the queue's length (the snapshot holds every
+// waiting customer, and after a placement every customer behind it has a new
+// position to be told), so refreshes must not follow placements one for one:
+// at 100 placements a second into a queue of thousands, that made each
+// placement cost a refresh of the whole queue. After a refresh that kicks
+// started, the refresher waits refreshGap, and the kicks that arrive
+// meanwhile make one refresh: at most 1/refreshGap such refreshes a second
+// (plus the tick's), whatever the placement rate.
 
 const (
 	refreshInterval = time.Second
+	// refreshGap is how long the refresher pauses after a refresh that
+	// kicks started (pace).
+	refreshGap = 200 * time.Millisecond
 	// statsWindow is the span of the averages and the answer rate.
 	statsWindow = time.Hour
 	// defaultHandle is the handle time assumed before any call has ended.
@@ -88,6 +100,23 @@ func (h *hub) tick(all bool) {
 	}
 	for k := range queues {
 		h.refresh(k.org, k.queue)
+	}
+	if !all {
+		h.pace()
+	}
+}
+
+// pace holds the refresher (the hub's loop goroutine) for refreshGap after a
+// refresh that kicks started, or until the server stops, so that the kicks
+// arriving meanwhile are served by one refresh. A customer who joins is told
+// its position at once by the join itself; the refresh only brings its
+// estimate and the others' new positions.
+func (h *hub) pace() {
+	t := time.NewTimer(refreshGap)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-h.srv.stopReconcile:
 	}
 }
 

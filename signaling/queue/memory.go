@@ -25,11 +25,17 @@ type memOrg struct {
 	calls  map[string]CallRecord // by customer session
 }
 
+// memQueue keeps its waiting customers twice, in service order: all of them
+// (for positions and snapshots) and the attached ones only (for Assign), so
+// that Assign never walks past customers whose place is kept for a resume,
+// however many there are. Every change to a queue keeps the two consistent.
 type memQueue struct {
-	waiting  []memEntry // in service order
-	seq      uint64     // last sequence number handed out
-	answered []Sample
-	handled  []Sample
+	all       []*memEntry          // in service order
+	attached  []*memEntry          // those of all with a zero Detached, in service order
+	bySession map[string]*memEntry // the entries of all
+	seq       uint64               // last sequence number handed out
+	answered  []Sample
+	handled   []Sample
 }
 
 // memEntry is an entry with its sequence number, which orders customers
@@ -39,7 +45,9 @@ type memEntry struct {
 	seq uint64
 }
 
-// before reports whether a is served before b.
+// before reports whether a is served before b. Session ids break the last
+// ties (two requeued customers of equal priority and Since), so that the
+// order is total and an entry can be found by binary search.
 func (a *memEntry) before(b *memEntry) bool {
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
@@ -47,7 +55,81 @@ func (a *memEntry) before(b *memEntry) bool {
 	if !a.Since.Equal(b.Since) {
 		return a.Since.Before(b.Since)
 	}
-	return a.seq < b.seq
+	if a.seq != b.seq {
+		return a.seq < b.seq
+	}
+	return a.Session < b.Session
+}
+
+// place returns the index in s, a slice in service order, where e is or
+// would be inserted.
+func place(s []*memEntry, e *memEntry) int {
+	i, _ := slices.BinarySearchFunc(s, e, func(x, t *memEntry) int {
+		if x == t {
+			return 0
+		}
+		if x.before(t) {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// insertOrdered puts e in s in service order; it returns s and e's index.
+func insertOrdered(s []*memEntry, e *memEntry) ([]*memEntry, int) {
+	i := place(s, e)
+	return slices.Insert(s, i, e), i
+}
+
+// deleteOrdered takes e out of s, which holds it. It moves whichever side
+// of e is shorter, so taking the first customers (what Assign does) costs
+// the same however long the queue is.
+func deleteOrdered(s []*memEntry, e *memEntry) []*memEntry {
+	i := place(s, e)
+	if i >= len(s) || s[i] != e {
+		return s // not held: nothing to do
+	}
+	if i < len(s)/2 {
+		copy(s[1:i+1], s[:i])
+		s[0] = nil
+		return s[1:]
+	}
+	copy(s[i:], s[i+1:])
+	s[len(s)-1] = nil
+	return s[:len(s)-1]
+}
+
+// add puts e in q; it returns e's 1-based position.
+func (q *memQueue) add(e *memEntry) int {
+	var i int
+	q.all, i = insertOrdered(q.all, e)
+	if e.Detached.IsZero() {
+		q.attached, _ = insertOrdered(q.attached, e)
+	}
+	q.bySession[e.Session] = e
+	return i + 1
+}
+
+// drop takes e, which q holds, out of q.
+func (q *memQueue) drop(e *memEntry) {
+	q.all = deleteOrdered(q.all, e)
+	if e.Detached.IsZero() {
+		q.attached = deleteOrdered(q.attached, e)
+	}
+	delete(q.bySession, e.Session)
+}
+
+// setDetached changes e's Detached (e is in q), moving it out of or into
+// the attached customers.
+func (q *memQueue) setDetached(e *memEntry, at time.Time) {
+	switch was := e.Detached.IsZero(); {
+	case was && !at.IsZero():
+		q.attached = deleteOrdered(q.attached, e)
+	case !was && at.IsZero():
+		q.attached, _ = insertOrdered(q.attached, e)
+	}
+	e.Detached = at
 }
 
 type memAgent struct {
@@ -81,7 +163,7 @@ func (m *Memory) org(id string) *memOrg {
 func (o *memOrg) queue(name string) *memQueue {
 	q := o.queues[name]
 	if q == nil {
-		q = &memQueue{}
+		q = &memQueue{bySession: make(map[string]*memEntry)}
 		o.queues[name] = q
 	}
 	return q
@@ -95,22 +177,6 @@ func (m *Memory) lookup(org, queue string) *memQueue {
 	return nil
 }
 
-func (q *memQueue) index(session string) int {
-	return slices.IndexFunc(q.waiting, func(x memEntry) bool { return x.Session == session })
-}
-
-// insert places e in service order and returns its 1-based position.
-func (q *memQueue) insert(e memEntry) int {
-	i, _ := slices.BinarySearchFunc(q.waiting, &e, func(x memEntry, t *memEntry) int {
-		if x.before(t) {
-			return -1
-		}
-		return 1
-	})
-	q.waiting = slices.Insert(q.waiting, i, e)
-	return i + 1
-}
-
 // Enqueue implements Store.
 func (m *Memory) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err := ctx.Err(); err != nil {
@@ -119,18 +185,19 @@ func (m *Memory) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	q := m.org(e.Org).queue(e.Queue)
-	if q.index(e.Session) >= 0 {
+	if q.bySession[e.Session] != nil {
 		return 0, ErrExists
 	}
-	if maxLen > 0 && len(q.waiting) >= maxLen {
+	if maxLen > 0 && len(q.all) >= maxLen {
 		return 0, ErrFull
 	}
 	if e.Since.IsZero() {
 		e.Since = m.now()
 	}
 	e.Attrs = maps.Clone(e.Attrs)
+	e.Detached = time.Time{}
 	q.seq++
-	return q.insert(memEntry{Entry: e, seq: q.seq}), nil
+	return q.add(&memEntry{Entry: e, seq: q.seq}), nil
 }
 
 // Requeue implements Store.
@@ -141,12 +208,13 @@ func (m *Memory) Requeue(ctx context.Context, e Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	q := m.org(e.Org).queue(e.Queue)
-	if q.index(e.Session) >= 0 {
+	if q.bySession[e.Session] != nil {
 		return ErrExists
 	}
 	e.Attrs = maps.Clone(e.Attrs)
+	e.Detached = time.Time{}
 	// Sequence 0 puts it ahead of anyone of equal priority and Since.
-	q.insert(memEntry{Entry: e})
+	q.add(&memEntry{Entry: e})
 	return nil
 }
 
@@ -157,27 +225,22 @@ func (m *Memory) Move(ctx context.Context, e Entry, to string, priority, maxLen 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	from := m.lookup(e.Org, e.Queue)
-	if from == nil {
-		return false, nil
-	}
-	i := from.index(e.Session)
-	if i < 0 {
+	from, moved := m.find(e.Org, e.Queue, e.Session)
+	if moved == nil {
 		return false, nil
 	}
 	dst := m.org(e.Org).queue(to)
-	if dst.index(e.Session) >= 0 {
+	if dst.bySession[e.Session] != nil {
 		return false, ErrExists
 	}
-	if maxLen > 0 && len(dst.waiting) >= maxLen {
+	if maxLen > 0 && len(dst.all) >= maxLen {
 		return false, ErrFull
 	}
-	moved := from.waiting[i]
-	from.waiting = slices.Delete(from.waiting, i, i+1)
+	from.drop(moved)
 	moved.Queue, moved.Priority = to, priority
 	dst.seq++
 	moved.seq = dst.seq
-	dst.insert(moved)
+	dst.add(moved)
 	return true, nil
 }
 
@@ -194,11 +257,11 @@ func (m *Memory) Waiting(ctx context.Context, org, queue string) ([]string, erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	q := m.lookup(org, queue)
-	if q == nil || len(q.waiting) == 0 {
+	if q == nil || len(q.all) == 0 {
 		return nil, nil
 	}
-	out := make([]string, len(q.waiting))
-	for i, e := range q.waiting {
+	out := make([]string, len(q.all))
+	for i, e := range q.all {
 		out[i] = e.Session
 	}
 	return out, nil
@@ -270,7 +333,7 @@ func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Polic
 	defer m.mu.Unlock()
 	o := m.orgs[org]
 	q := m.lookup(org, queue)
-	if q == nil || len(q.waiting) == 0 {
+	if q == nil || len(q.attached) == 0 {
 		return Assignment{}, false, nil
 	}
 	// Ready agents, idle longest first (ties by id, as the Redis store).
@@ -297,17 +360,12 @@ func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Polic
 		return 1
 	})
 	now := m.now()
-	scan := min(len(q.waiting), ScanLimit)
-	for i := range scan {
-		e := q.waiting[i]
-		if !e.Detached.IsZero() {
-			continue
-		}
+	for _, e := range q.attached[:min(len(q.attached), ScanLimit)] {
 		for _, r := range agents {
 			if !p.Eligible(e.Attrs, r.ag.skills, now.Sub(e.Since)) {
 				continue
 			}
-			q.waiting = slices.Delete(q.waiting, i, i+1)
+			q.drop(e)
 			r.ag.active++
 			q.answered = appendSample(q.answered, Sample{At: now, D: now.Sub(e.Since)}, now)
 			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id, AgentNode: r.ag.node, AgentName: r.ag.name}, true, nil
@@ -332,29 +390,27 @@ func appendSample(ss []Sample, s Sample, now time.Time) []Sample {
 // Lookup implements Store.
 func (m *Memory) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
 	var e Entry
-	ok, err := m.edit(ctx, org, queue, session, func(x *Entry) bool {
-		e = *x
+	ok, err := m.edit(ctx, org, queue, session, func(_ *memQueue, x *memEntry) {
+		e = x.Entry
 		e.Attrs = maps.Clone(x.Attrs)
-		return true
 	})
 	return e, ok, err
 }
 
 // Detach implements Store.
 func (m *Memory) Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error) {
-	return m.edit(ctx, org, queue, session, func(e *Entry) bool {
+	return m.edit(ctx, org, queue, session, func(q *memQueue, e *memEntry) {
 		if e.Detached.IsZero() {
-			e.Detached = at
+			q.setDetached(e, at)
 		}
-		return true
 	})
 }
 
 // Attach implements Store.
 func (m *Memory) Attach(ctx context.Context, org, queue, session, node string) (bool, error) {
-	return m.edit(ctx, org, queue, session, func(e *Entry) bool {
-		e.Detached, e.Node = time.Time{}, node
-		return true
+	return m.edit(ctx, org, queue, session, func(q *memQueue, e *memEntry) {
+		q.setDetached(e, time.Time{})
+		e.Node = node
 	})
 }
 
@@ -371,35 +427,37 @@ func (m *Memory) remove(ctx context.Context, org, queue, session string, detache
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	q, i := m.find(org, queue, session)
-	if i < 0 || (detachedOnly && q.waiting[i].Detached.IsZero()) {
+	q, e := m.find(org, queue, session)
+	if e == nil || (detachedOnly && e.Detached.IsZero()) {
 		return false, nil
 	}
-	q.waiting = slices.Delete(q.waiting, i, i+1)
+	q.drop(e)
 	return true, nil
 }
 
-// find returns a waiting customer's queue and index, or -1. m.mu is held.
-func (m *Memory) find(org, queue, session string) (*memQueue, int) {
+// find returns a waiting customer's queue and entry (nil if it is not
+// waiting). m.mu is held.
+func (m *Memory) find(org, queue, session string) (*memQueue, *memEntry) {
 	q := m.lookup(org, queue)
 	if q == nil {
-		return nil, -1
+		return nil, nil
 	}
-	return q, q.index(session)
+	return q, q.bySession[session]
 }
 
-// edit applies f to a waiting customer's entry.
-func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*Entry) bool) (bool, error) {
+// edit applies f to a waiting customer's entry; false if it is not waiting.
+func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*memQueue, *memEntry)) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	q, i := m.find(org, queue, session)
-	if i < 0 {
+	q, e := m.find(org, queue, session)
+	if e == nil {
 		return false, nil
 	}
-	return f(&q.waiting[i].Entry), nil
+	f(q, e)
+	return true, nil
 }
 
 // SaveCall implements Store. Records live until deleted (a single node's
@@ -490,11 +548,14 @@ func (m *Memory) Snapshot(ctx context.Context, org, queue string, since time.Tim
 	if o == nil {
 		return s, nil
 	}
-	if q := o.queues[queue]; q != nil {
-		for _, e := range q.waiting {
-			e.Attrs = maps.Clone(e.Attrs)
-			s.Waiting = append(s.Waiting, e.Entry)
+	if q := o.queues[queue]; q != nil && len(q.all) > 0 {
+		s.Waiting = make([]Entry, len(q.all))
+		for i, e := range q.all {
+			s.Waiting[i] = e.Entry
+			s.Waiting[i].Attrs = maps.Clone(e.Attrs)
 		}
+	}
+	if q := o.queues[queue]; q != nil {
 		s.Answered = samplesSince(q.answered, since)
 		s.Handled = samplesSince(q.handled, since)
 	}

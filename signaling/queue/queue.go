@@ -143,7 +143,8 @@ type Store interface {
 	// then longest waiting) for whom p finds an eligible agent, and gives it
 	// to the eligible agent, available with free capacity and serving the
 	// queue, that has been idle longest. p may be nil: any agent is eligible.
-	// Customers beyond the first ScanLimit are not considered. ok is false
+	// Detached customers are skipped, and attached customers beyond the
+	// first ScanLimit of them are not considered. ok is false
 	// when no pair is found. The customer's wait is recorded as a Sample.
 	Assign(ctx context.Context, org, queue string, p *routing.Policy) (a Assignment, ok bool, err error)
 	// Lookup returns a waiting customer's entry.
@@ -176,7 +177,9 @@ type Store interface {
 	Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error)
 }
 
-// ScanLimit is how many waiting customers, from the front, Assign considers
-// (skipping detached ones and, with a policy, those no ready agent may
-// take). A customer further back waits until it has moved up.
+// ScanLimit is how many attached (not detached) waiting customers, from the
+// front, Assign considers; with a policy it skips those no ready agent may
+// take. Detached customers are not counted: stores keep the attached ones
+// apart, so that any number of detached customers ahead costs Assign
+// nothing. A customer further back waits until it has moved up.
 const ScanLimit = 500

@@ -296,297 +296,11 @@ type storedAgent struct {
 	Name      string         `json:"nm,omitempty"`
 }
 
-// Lua helpers shared by the agent scripts. An agent's record (a JSON object
-// in the org's agents hash) holds: queues (escaped queue names), cap, active,
-// avail, idle (an idleStamp), sk (skills). unready/ready remove/add the
-// agent's member in the ready set of each of its queues; the member is
-// present exactly when the agent is available and has free capacity.
-const luaAgentHelpers = `
-local function ready_member(ag, id) return ag.idle .. ':' .. id end
-local function unready(qprefix, ag, id)
-  local m = ready_member(ag, id)
-  for _, q in ipairs(ag.queues) do
-    redis.call('ZREM', qprefix .. q .. ':ready', m)
-  end
-end
-local function ready(qprefix, ag, id)
-  if not ag.avail or ag.active >= ag.cap then return end
-  local m = ready_member(ag, id)
-  for _, q in ipairs(ag.queues) do
-    redis.call('ZADD', qprefix .. q .. ':ready', 0, m)
-  end
-end
-local function save(key, ag, id)
-  redis.call('HSET', key, id, cjson.encode(ag))
-end
-local function load(key, id)
-  local raw = redis.call('HGET', key, id)
-  if not raw then return nil end
-  local ag = cjson.decode(raw)
-  if type(ag.queues) ~= 'table' then ag.queues = {} end
-  return ag
-end
-`
-
-// luaSamples records a sample in a sorted set scored by time. The set is
-// trimmed to the retention (older than cut, beyond keep) only once it holds
-// 64 more than keep, so that most calls cost one ZADD and one ZCARD; readers
-// select by time, so the few extra samples are never seen.
-const luaSamples = `
-local function record(key, at, member, cut, keep)
-  redis.call('ZADD', key, at, member)
-  local n = redis.call('ZCARD', key)
-  if n > keep + 64 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut)
-    n = redis.call('ZCARD', key)
-    if n > keep then redis.call('ZREMRANGEBYRANK', key, 0, n - keep - 1) end
-  end
-end
-`
-
-// luaEligible mirrors routing.Policy.Eligible for the encoded requirements.
-const luaEligible = `
-local function eligible(reqs, attrs, sk, waited)
-  if type(attrs) ~= 'table' then return true end
-  for _, r in ipairs(reqs) do
-    local v = attrs[r.a]
-    if type(v) == 'string' and v ~= '' then
-      local need = 1
-      for _, st in ipairs(r.st) do
-        if waited < st[1] then break end
-        need = st[2]
-      end
-      if need > 0 then
-        local lv = 0
-        if type(sk) == 'table' and type(sk[r.s]) == 'table' and type(sk[r.s][v]) == 'number' then
-          lv = sk[r.s][v]
-        end
-        if lv < need then return false end
-      end
-    end
-  end
-  return true
-end
-`
-
-// Scripts. Immutable after creation (go-redis keeps only the SHA cache).
-var (
-	// KEYS: wait zset, entries hash, seq counter, detached hash. ARGV:
-	// session, rank prefix, entry JSON, maxLen. Returns the 1-based
-	// position, -1 if already waiting, -2 if full.
-	enqueueScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
-redis.call('HDEL', KEYS[4], ARGV[1])
-local maxlen = tonumber(ARGV[4])
-if maxlen > 0 and redis.call('ZCARD', KEYS[1]) >= maxlen then return -2 end
-local pre = ARGV[2] .. string.format('%012d', redis.call('INCR', KEYS[3]))
-local m = pre .. ':' .. ARGV[1]
-redis.call('ZADD', KEYS[1], 0, m)
-redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
-return redis.call('ZRANK', KEYS[1], m) + 1
-`)
-
-	// KEYS: wait zset, entries hash, detached hash. ARGV: session, rank
-	// prefix, entry JSON. Returns 1, or -1 if already waiting.
-	requeueScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-local pre = ARGV[2] .. '000000000000'
-redis.call('ZADD', KEYS[1], 0, pre .. ':' .. ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], pre .. ARGV[3])
-return 1
-`)
-
-	// KEYS: wait zset, entries hash, detached hash. ARGV: session, "1" to
-	// remove only a detached customer. Returns 1 if removed.
-	removeScript = redis.NewScript(`
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return 0 end
-if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-`)
-
-	// KEYS: source wait zset, source entries, destination wait zset,
-	// destination entries, destination seq, source detached, destination
-	// detached. ARGV: session, new priority (3 digits, inverted), maxLen.
-	// Returns 1 if moved, 0 if not waiting, -1 if already in the
-	// destination, -2 if the destination is full.
-	moveScript = redis.NewScript(`
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return 0 end
-if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return -1 end
-local maxlen = tonumber(ARGV[3])
-if maxlen > 0 and redis.call('ZCARD', KEYS[3]) >= maxlen then return -2 end
-local det = redis.call('HGET', KEYS[6], ARGV[1])
-redis.call('HDEL', KEYS[6], ARGV[1])
-if det then redis.call('HSET', KEYS[7], ARGV[1], det) end
-redis.call('ZREM', KEYS[1], string.sub(v, 1, 35) .. ':' .. ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-local pre = ARGV[2] .. string.sub(v, 4, 23) .. string.format('%012d', redis.call('INCR', KEYS[5]))
-redis.call('ZADD', KEYS[3], 0, pre .. ':' .. ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], pre .. string.sub(v, 36))
-return 1
-`)
-
-	// KEYS: agents hash. ARGV: queue key prefix, agent, queues (JSON array
-	// of escaped names), capacity, available (1/0), now (idleStamp), skills
-	// (JSON object, or ""), node, name.
-	setAgentScript = redis.NewScript(luaAgentHelpers + `
-local id, now = ARGV[2], ARGV[6]
-local avail = ARGV[5] == '1'
-local ag = load(KEYS[1], id)
-if ag then
-  unready(ARGV[1], ag, id)
-else
-  ag = {active = 0, avail = false, idle = now}
-end
-ag.queues = cjson.decode(ARGV[3])
-if type(ag.queues) ~= 'table' then ag.queues = {} end
-ag.cap = tonumber(ARGV[4])
-ag.sk = nil
-if ARGV[7] ~= '' then ag.sk = cjson.decode(ARGV[7]) end
-ag.n, ag.nm = ARGV[8], ARGV[9]
-if avail and not ag.avail and ag.active == 0 then ag.idle = now end
-ag.avail = avail
-save(KEYS[1], ag, id)
-ready(ARGV[1], ag, id)
-return 1
-`)
-
-	// KEYS: agents hash. ARGV: queue key prefix, agent.
-	removeAgentScript = redis.NewScript(luaAgentHelpers + `
-local ag = load(KEYS[1], ARGV[2])
-if not ag then return 0 end
-unready(ARGV[1], ag, ARGV[2])
-redis.call('HDEL', KEYS[1], ARGV[2])
-return 1
-`)
-
-	// KEYS: agents hash. ARGV: queue key prefix, agent, now (idleStamp).
-	releaseScript = redis.NewScript(luaAgentHelpers + `
-local id = ARGV[2]
-local ag = load(KEYS[1], id)
-if not ag or ag.active <= 0 then return 0 end
-unready(ARGV[1], ag, id)
-ag.active = ag.active - 1
-if ag.active == 0 then ag.idle = ARGV[3] end
-save(KEYS[1], ag, id)
-ready(ARGV[1], ag, id)
-return 1
-`)
-
-	// KEYS: wait zset, entries hash, ready zset, agents hash, answered
-	// samples, detached hash. ARGV: queue key prefix, encoded requirements
-	// ("" for none), now (Unix ms), scan limit, sample cutoff (Unix ms),
-	// samples kept. Detached customers are skipped. Returns false when no
-	// pair is found, else {session, entry, agent, agent's node, agent's name}.
-	assignScript = redis.NewScript(luaAgentHelpers + luaSamples + luaEligible + `
-local now = tonumber(ARGV[3])
-local sid, entry, id, ag
-local function attached(s) return redis.call('HEXISTS', KEYS[6], s) == 0 end
-if ARGV[2] == '' then
-  local best = redis.call('ZRANGE', KEYS[3], 0, 0)
-  if #best == 0 then return false end
-  local limit = 0
-  if redis.call('HLEN', KEYS[6]) > 0 then limit = tonumber(ARGV[4]) - 1 end
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, limit)) do
-    local s = string.sub(m, 37)
-    if attached(s) then sid = s break end
-  end
-  if not sid then return false end
-  entry = redis.call('HGET', KEYS[2], sid)
-  if not entry then
-    return redis.error_reply('queue store corrupt: waiting ' .. sid .. ' has no entry')
-  end
-  id = string.sub(best[1], 22)
-  ag = load(KEYS[4], id)
-  if not ag then
-    return redis.error_reply('queue store corrupt: ready agent ' .. id .. ' has no record')
-  end
-else
-  local members = redis.call('ZRANGE', KEYS[3], 0, -1)
-  if #members == 0 then return false end
-  -- Agents' records are decoded only when first needed: usually the first
-  -- ready agent takes the first customer.
-  local agents = {}
-  local function agent(i)
-    if not agents[i] then
-      local aid = string.sub(members[i], 22)
-      local rec = load(KEYS[4], aid)
-      if not rec then return nil, aid end
-      agents[i] = {aid, rec}
-    end
-    return agents[i]
-  end
-  local reqs = cjson.decode(ARGV[2])
-  local waiting = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
-  for _, m in ipairs(waiting) do
-    local s = string.sub(m, 37)
-    local v = redis.call('HGET', KEYS[2], s)
-    if v and attached(s) then
-      local e = cjson.decode(string.sub(v, 36))
-      local waited = math.max(now - (tonumber(e.ms) or now), 0)
-      for i = 1, #members do
-        local a, missing = agent(i)
-        if not a then
-          return redis.error_reply('queue store corrupt: ready agent ' .. missing .. ' has no record')
-        end
-        if eligible(reqs, e.attrs, a[2].sk, waited) then
-          sid, entry, id, ag = s, v, a[1], a[2]
-          break
-        end
-      end
-    end
-    if sid then break end
-  end
-  if not sid then return false end
-end
-redis.call('ZREM', KEYS[1], string.sub(entry, 1, 35) .. ':' .. sid)
-redis.call('HDEL', KEYS[2], sid)
-unready(ARGV[1], ag, id)
-ag.active = ag.active + 1
-save(KEYS[4], ag, id)
-ready(ARGV[1], ag, id)
--- Since, in ms, from the rank prefix (an idleStamp: nanoseconds + 2^63).
-local since = math.floor((tonumber(string.sub(entry, 4, 23)) - 9223372036854775808) / 1e6 + 0.5)
-record(KEYS[5], now, now .. ':' .. math.max(now - since, 0) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {sid, entry, id, ag.n or '', ag.nm or ''}
-`)
-
-	// KEYS: entries hash, detached hash. ARGV: session, detached since
-	// (Unix ms). Returns 1 if the customer is waiting.
-	detachScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
-return 1
-`)
-
-	// KEYS: entries hash, detached hash. ARGV: session, node. Returns 1 if
-	// the customer is waiting.
-	attachScript = redis.NewScript(`
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local e = cjson.decode(string.sub(v, 36))
-if ARGV[2] == '' then e.n = nil else e.n = ARGV[2] end
-redis.call('HSET', KEYS[1], ARGV[1], string.sub(v, 1, 35) .. cjson.encode(e))
-return 1
-`)
-
-	// KEYS: samples zset. ARGV: now (Unix ms), member, cutoff, kept.
-	recordScript = redis.NewScript(luaSamples + `
-record(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-return 1
-`)
-)
-
 func seqKey(o, q string) string        { return queuePrefix(o) + q + ":seq" }
 func answeredKey(o, q string) string   { return queuePrefix(o) + q + ":answered" }
 func handledKey(o, q string) string    { return queuePrefix(o) + q + ":handled" }
 func detachedKey(o, q string) string   { return queuePrefix(o) + q + ":detached" }
+func attachedKey(o, q string) string   { return queuePrefix(o) + q + ":attached" }
 func callKey(o, session string) string { return orgPrefix(o) + "call:" + session }
 
 // Enqueue implements Store.
@@ -608,7 +322,7 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q), detachedKey(o, q)},
+	n, err := enqueueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), seqKey(o, q), detachedKey(o, q), attachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw, max(maxLen, 0)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -638,7 +352,7 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: encode entry: %w", e.Org, e.Queue, err)
 	}
-	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)},
+	n, err := requeueScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)},
 		e.Session, rankPrefix(e.Priority, e.Since), raw).Int()
 	if err != nil {
 		return fmt.Errorf("queue: requeue %s/%s: %w", e.Org, e.Queue, unavailable(err))
@@ -666,7 +380,7 @@ func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen i
 		return false, fmt.Errorf("queue: move: %w", err)
 	}
 	keys := []string{waitKey(o, q), entriesKey(o, q), waitKey(o, dst), entriesKey(o, dst), seqKey(o, dst),
-		detachedKey(o, q), detachedKey(o, dst)}
+		detachedKey(o, q), detachedKey(o, dst), attachedKey(o, q), attachedKey(o, dst)}
 	inv := fmt.Sprintf("%03d", routing.MaxPriority-min(max(priority, 0), routing.MaxPriority))
 	n, err := moveScript.Run(ctx, r.c, keys, e.Session, inv, max(maxLen, 0)).Int()
 	if err != nil {
@@ -706,7 +420,7 @@ func (r *Redis) remove(ctx context.Context, org, queue, session string, detached
 	if err := checkSession("session", session); err != nil {
 		return false, fmt.Errorf("queue: remove: %w", err)
 	}
-	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q)}, session, only).Int()
+	n, err := removeScript.Run(ctx, r.c, []string{waitKey(o, q), entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)}, session, only).Int()
 	if err != nil {
 		return false, fmt.Errorf("queue: remove from %s/%s: %w", org, queue, unavailable(err))
 	}
@@ -827,7 +541,8 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		return Assignment{}, false, fmt.Errorf("queue: assign: %w", err)
 	}
 	now := r.now()
-	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q), detachedKey(o, q)}
+	keys := []string{waitKey(o, q), entriesKey(o, q), readyKey(o, q), agentsKey(o), answeredKey(o, q), detachedKey(o, q),
+		attachedKey(o, q)}
 	res, err := assignScript.Run(ctx, r.c, keys, queuePrefix(o), p.Encoded(), now.UnixMilli(), ScanLimit,
 		now.Add(-SampleAge).UnixMilli(), MaxSamples).StringSlice()
 	if errors.Is(err, redis.Nil) {
@@ -1087,7 +802,7 @@ func (r *Redis) mark(ctx context.Context, op string, script *redis.Script, org, 
 	if err := checkSession("session", session); err != nil {
 		return false, fmt.Errorf("queue: %s: %w", op, err)
 	}
-	n, err := script.Run(ctx, r.c, []string{entriesKey(o, q), detachedKey(o, q)}, session, arg).Int()
+	n, err := script.Run(ctx, r.c, []string{entriesKey(o, q), detachedKey(o, q), attachedKey(o, q)}, session, arg).Int()
 	if err != nil {
 		return false, fmt.Errorf("queue: %s in %s/%s: %w", op, org, queue, unavailable(err))
 	}

@@ -123,7 +123,7 @@ func TestRedisIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled|detached)|call:[A-Za-z0-9._%-]+)$`)
+	valid := regexp.MustCompile(`^hc:\{[A-Za-z0-9._%-]+\}:(agents|q:[A-Za-z0-9._%-]+:(wait|entries|ready|seq|answered|handled|detached|attached)|call:[A-Za-z0-9._%-]+)$`)
 	tags := map[string]bool{}
 	for _, k := range keys {
 		if !valid.MatchString(k) {
@@ -431,5 +431,132 @@ func TestRedisRace(t *testing.T) {
 	}
 	if got != free {
 		t.Errorf("after the run support took %d customers, want the agents' total capacity %d", got, free)
+	}
+}
+
+// A queue written by the version before the attached set (during a rolling
+// upgrade, old nodes still write wait, entries and detached only) is
+// placed correctly: Assign rebuilds the set when it sees it out of step.
+func TestRedisWrittenByOldVersion(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv)
+	ctx := t.Context()
+	clk := queuetest.NewClock()
+	s := queue.NewRedis(c, queue.WithClock(clk.Now))
+	const org, q = "o", "q"
+	pre := "hc:{o}:q:q:"
+	add := func(id string, detach bool) {
+		t.Helper()
+		if _, err := s.Enqueue(ctx, queue.Entry{Org: org, Queue: q, Session: id}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if detach {
+			if _, err := s.Detach(ctx, org, q, id, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(time.Second)
+	}
+	// oldRemove and oldEnqueue do what the old scripts did: they leave the
+	// attached set alone.
+	oldRemove := func(id string) {
+		t.Helper()
+		v, err := c.HGet(ctx, pre+"entries", id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ZRem(ctx, pre+"wait", v[:35]+":"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.HDel(ctx, pre+"entries", id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldEnqueue := func(id string) {
+		t.Helper()
+		add(id, false)
+		v, err := c.HGet(ctx, pre+"entries", id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ZRem(ctx, pre+"attached", v[:35]+":"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetAgent(ctx, queue.Agent{Org: org, Session: "a", Queues: []string{q}, Capacity: 100}, true); err != nil {
+		t.Fatal(err)
+	}
+	assign := func(want string) {
+		t.Helper()
+		a, ok, err := s.Assign(ctx, org, q, nil)
+		if err != nil || !ok || a.Customer.Session != want {
+			t.Fatalf("Assign = %s, %v, %v; want %s", a.Customer.Session, ok, err, want)
+		}
+	}
+
+	// A queue with no attached set at all, as the old version left it.
+	for i := range 700 {
+		add(fmt.Sprintf("d%03d", i), true)
+	}
+	add("c1", false)
+	add("c2", false)
+	if err := c.Del(ctx, pre+"attached").Err(); err != nil {
+		t.Fatal(err)
+	}
+	assign("c1")
+
+	// An old node enqueues c3 and removes c2: the counts still agree, but
+	// the set names c2, who is gone, and not c3.
+	oldEnqueue("c3")
+	oldRemove("c2")
+	add("c4", false)
+	assign("c3")
+	assign("c4")
+	if a, ok, err := s.Assign(ctx, org, q, nil); ok || err != nil {
+		t.Fatalf("Assign = %s, %v, %v; want none (only detached customers left)", a.Customer.Session, ok, err)
+	}
+	if n, err := c.ZCard(ctx, pre+"attached").Result(); err != nil || n != 0 {
+		t.Fatalf("attached set holds %d, %v; want 0", n, err)
+	}
+}
+
+// The attached set is kept exactly by every script, not only repaired by
+// assign: after each of the model's random operations it holds the members
+// of wait whose session is not in detached, and detached names only waiting
+// customers. (Assign rebuilds a set it finds out of step, which would hide a
+// script that forgets it from the conformance suite.)
+func TestRedisAttachedSetKept(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newRedisClient(t, srv)
+	ctx := t.Context()
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			flush(t, c)
+			clk := queuetest.NewClock()
+			s := queue.NewRedis(c, queue.WithClock(clk.Now))
+			queuetest.Model(t, s, clk, seed, 300, func(t *testing.T, step int) {
+				for _, q := range []string{queuetest.ModelQueueA, queuetest.ModelQueueB} {
+					pre := "hc:{" + queuetest.ModelOrg + "}:q:" + q + ":"
+					wait, err1 := c.ZRange(ctx, pre+"wait", 0, -1).Result()
+					attached, err2 := c.ZRange(ctx, pre+"attached", 0, -1).Result()
+					detached, err3 := c.HKeys(ctx, pre+"detached").Result()
+					if err := errors.Join(err1, err2, err3); err != nil {
+						t.Fatal(err)
+					}
+					var want []string
+					for _, m := range wait {
+						if !slices.Contains(detached, m[37-1:]) {
+							want = append(want, m)
+						}
+					}
+					if !slices.Equal(attached, want) {
+						t.Fatalf("step %d: %s attached = %q, want %q", step, q, attached, want)
+					}
+					if len(wait) != len(attached)+len(detached) {
+						t.Fatalf("step %d: %s: %d waiting, %d attached, %d detached", step, q, len(wait), len(attached), len(detached))
+					}
+				}
+			})
+		})
 	}
 }

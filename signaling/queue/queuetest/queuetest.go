@@ -570,6 +570,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 	})
 
 	t.Run("Routing", func(t *testing.T) { runRouting(t, newStore) })
+	t.Run("Detached", func(t *testing.T) { runDetached(t, newStore) })
 
 	t.Run("Concurrent", func(t *testing.T) {
 		e := mk(t)
