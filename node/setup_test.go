@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/queue"
 )
 
 // TestInstantHangupsAcrossNodes: customers on one node, agents on another,
@@ -28,6 +30,23 @@ func TestInstantHangupsAcrossNodes(t *testing.T) {
 	rs := redistest.Start(t)
 	dir := testOrgs(t)
 	nodes := startNodes(t, rs, dir, "n1", "n2")
+	instantHangups(t, dir, nodes[0].ws, nodes[1].ws)
+}
+
+// TestInstantHangupsOneNode is the same on a single node, where both sides
+// used to be told one after the other: an agent's instant hang-up could
+// reach the customer as ended before its assigned.
+func TestInstantHangupsOneNode(t *testing.T) {
+	rs := redistest.Start(t)
+	dir := testOrgs(t)
+	nodes := startNodes(t, rs, dir, "n1")
+	instantHangups(t, dir, nodes[0].ws, nodes[0].ws)
+}
+
+// instantHangups runs customers on custWS against agents on agentWS that
+// hang up as soon as they are assigned, and checks both sides' counts.
+func instantHangups(t *testing.T, dir *auth.Directory, custWS, agentWS string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	org, _ := dir.Org("acme")
@@ -56,7 +75,7 @@ func TestInstantHangupsAcrossNodes(t *testing.T) {
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
 	for i := range agents {
-		a, err := dial(nodes[1].ws, protocol.RoleAgent, fmt.Sprintf("agent%d", i))
+		a, err := dial(agentWS, protocol.RoleAgent, fmt.Sprintf("agent%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +114,7 @@ func TestInstantHangupsAcrossNodes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		cwg.Go(func() {
 			r := &results[i]
-			c, err := dial(nodes[0].ws, protocol.RoleCustomer, fmt.Sprintf("cust%d", i))
+			c, err := dial(custWS, protocol.RoleCustomer, fmt.Sprintf("cust%d", i))
 			if err != nil {
 				r.err = err
 				return
@@ -158,5 +177,63 @@ func TestInstantHangupsAcrossNodes(t *testing.T) {
 	}
 	if len(agentRooms) != len(want) {
 		t.Errorf("agents got %d rooms, customers %d", len(agentRooms), len(want))
+	}
+}
+
+// TestDetachedHeadDoesNotBlock: more customers than Assign scans join and
+// drop their connections (their places kept, detached, for the resume
+// grace); customers who join after them are still placed, all of them, in
+// the order they joined.
+func TestDetachedHeadDoesNotBlock(t *testing.T) {
+	rs := redistest.Start(t)
+	dir, err := auth.NewDirectory([]auth.Org{{ID: "acme", APIKey: "acme-key", APISecret: []byte(strings.Repeat("s", 32)),
+		Queues: []auth.Queue{{Name: "support", MaxLength: 1000}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, rs, dir, "n1")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	org, _ := dir.Org("acme")
+	dial := func(role, name string) *client.Client {
+		tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name},
+			time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(ctx, client.Options{URL: nodes[0].ws, LoopbackOnly: true, NoMedia: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, tok); err != nil {
+			t.Fatalf("%s join: %v", name, err)
+		}
+		return c
+	}
+	const gone, later = queue.ScanLimit + 20, 10
+	for i := range gone {
+		dial(protocol.RoleCustomer, fmt.Sprintf("gone%d", i)).Close()
+	}
+	var custs []*client.Client
+	for i := range later {
+		c := dial(protocol.RoleCustomer, fmt.Sprintf("later%d", i))
+		defer c.Close()
+		custs = append(custs, c)
+	}
+	agent := dial(protocol.RoleAgent, "agent")
+	defer agent.Close()
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range custs {
+		a := nextMsg(t, ctx, agent, protocol.TypeAssigned)
+		m := nextMsg(t, ctx, c, protocol.TypeAssigned)
+		if m.Room != a.Room {
+			t.Fatalf("customer %d got room %s, the agent's next was %s: served out of order", i, m.Room, a.Room)
+		}
+		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: a.Room}); err != nil {
+			t.Fatal(err)
+		}
+		nextMsg(t, ctx, c, protocol.TypeEnded)
 	}
 }
