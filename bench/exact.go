@@ -172,8 +172,11 @@ func (l *ledger) exact(cfg *Config, now time.Time) *Exact {
 			if why == "" {
 				e.Unexplained++
 				waiting = append(waiting, c)
-				example("customer %d: never placed, waiting since %.1f s into the run with nothing said (sessions %d, connections %d)",
-					c.idx, c.waitingSince.Sub(l.start()).Seconds(), c.sessions, c.conns)
+				since := "never joined"
+				if !c.waitingSince.IsZero() {
+					since = fmt.Sprintf("waiting since %.1f s into the run", c.waitingSince.Sub(l.start()).Seconds())
+				}
+				example("customer %d: never placed, %s, nothing said (sessions %d, connections %d)", c.idx, since, c.sessions, c.conns)
 			} else {
 				e.NeverPlacedWhy[why]++
 			}

@@ -167,9 +167,8 @@ func (q *queueRun) customer(ctx context.Context, i int) {
 			q.led.finish(c, "told:gave up reconnecting ("+lastWhy+")")
 			return
 		}
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, client.Options{URL: urls[node], NoMedia: true, LoopbackOnly: q.cfg.LoopbackOnly})
-		cancel()
+		// The client lives as long as the context it is dialled with.
+		cl, err := client.Dial(ctx, client.Options{URL: urls[node], NoMedia: true, LoopbackOnly: q.cfg.LoopbackOnly})
 		if err != nil {
 			retry("connect")
 			continue
@@ -359,9 +358,8 @@ func (q *queueRun) agent(ctx context.Context, i int, up chan<- struct{}) {
 			q.led.with(func() { a.gaveUp = true })
 			return
 		}
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, client.Options{URL: urls[node], NoMedia: true, LoopbackOnly: q.cfg.LoopbackOnly})
-		cancel()
+		// The client lives as long as the context it is dialled with.
+		cl, err := client.Dial(ctx, client.Options{URL: urls[node], NoMedia: true, LoopbackOnly: q.cfg.LoopbackOnly})
 		if err != nil {
 			retry("connect")
 			continue
