@@ -136,7 +136,7 @@ func (l *ledger) custAssigned(c *custRec, room string, conn int, now time.Time) 
 		case !seen && c.inCall != "" && c.inCall != room:
 			c.duplicates++
 			c.dupWhy = append(c.dupWhy, "second room during a call")
-		case !seen && len(c.rooms) > 0 && c.done == "":
+		case !seen && len(c.rooms) > 0:
 			// A customer is served once: a second room after its first
 			// (even one that ended) is a second placement.
 			c.duplicates++

@@ -346,6 +346,7 @@ func (q *queueRun) agent(ctx context.Context, i int, up chan<- struct{}) {
 	node := i % len(urls)
 	var retryUntil time.Time
 	retry := func(why string) {
+		ready() // the customers start even when no agent could join
 		q.led.with(func() { a.errors[why]++ })
 		if retryUntil.IsZero() {
 			retryUntil = time.Now().Add(q.cfg.RetryFor)
