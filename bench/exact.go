@@ -238,6 +238,9 @@ func (l *ledger) exact(cfg *Config, now time.Time) *Exact {
 		e.AgentReconnects += a.reconnects
 		e.Hangups += a.hangups
 		merge(e.CloseCodes, a.closes, "agent ")
+		for _, n := range a.closes {
+			e.ServerDrops += n
+		}
 		merge(e.Byes, a.byes, "agent ")
 		merge(e.Errors, a.errors, "agent ")
 		if a.gaveUp {

@@ -229,6 +229,7 @@ func (q *queueRun) customer(ctx context.Context, i int) {
 		conn++
 		q.led.with(func() {
 			c.conns++
+			c.away = false // back: waiting again (queued follows) or in its call (assigned follows)
 			if resuming {
 				c.resumeOK++
 			} else {
