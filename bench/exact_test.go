@@ -54,6 +54,15 @@ func TestExactVerdicts(t *testing.T) {
 			c.conns, c.sessions, c.waiting, c.waitingSince, c.firstQueued = 1, 1, true, at(1), at(1)
 			agent(l, 0)
 		}, []string{"1 customers never placed and never told why", "1 agents lost"}},
+		"hung up, no ended, dropped from the pool": {func(l *ledger) {
+			served(l, 0, "r1", 0, 1)
+			a := agent(l, 0)
+			l.agentAssigned(a, "r1", at(1))
+			l.agentHangup(a, "r1", at(1))
+			l.agentState(a, "busy", at(1))
+			c := l.newCustomer(1)
+			c.conns, c.sessions, c.waiting, c.waitingSince, c.firstQueued = 1, 1, true, at(2), at(2)
+		}, []string{"1 customers never placed", "1 stuck calls (agent got no ended 1)", "1 agents lost"}},
 		"told why": {func(l *ledger) {
 			c := l.newCustomer(0)
 			c.conns = 0

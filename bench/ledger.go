@@ -67,7 +67,8 @@ type agentRec struct {
 	lastState  string    // last agent_state
 	stateAt    time.Time // when it came
 	stateMsgs  int
-	open       map[string]bool // rooms assigned and not ended (current session)
+	open       map[string]bool // rooms assigned, neither hung up nor ended (current session)
+	ending     map[string]bool // rooms hung up, their ended still to come (current session)
 	idleSince  time.Time       // available and in no call since
 	rooms      int
 	hangups    int
@@ -113,7 +114,7 @@ func (l *ledger) newCustomer(i int) *custRec {
 }
 
 func (l *ledger) newAgent(i int) *agentRec {
-	a := &agentRec{idx: i, open: map[string]bool{}, errors: map[string]int{}, byes: map[string]int{}, closes: map[string]int{}}
+	a := &agentRec{idx: i, open: map[string]bool{}, ending: map[string]bool{}, errors: map[string]int{}, byes: map[string]int{}, closes: map[string]int{}}
 	l.mu.Lock()
 	l.agents = append(l.agents, a)
 	l.mu.Unlock()
@@ -236,11 +237,20 @@ func (l *ledger) agentAssigned(a *agentRec, room string, now time.Time) {
 	})
 }
 
+// agentHangup records a hang-up: for the agent, as for an agent page, the
+// call is over (its ended is still expected, or the call is stuck).
 func (l *ledger) agentHangup(a *agentRec, room string, now time.Time) {
 	l.with(func() {
 		a.hangups++
 		if rm := l.room(room); rm.hangupAt.IsZero() {
 			rm.hangupAt = now
+		}
+		if a.open[room] {
+			delete(a.open, room)
+			a.ending[room] = true
+			if len(a.open) == 0 && a.wantAvail {
+				a.idleSince = now
+			}
 		}
 	})
 }
@@ -251,9 +261,12 @@ func (l *ledger) agentEnded(a *agentRec, room, reason string, now time.Time) {
 		if rm.agentEndAt.IsZero() {
 			rm.agentEndAt, rm.agentEnd = now, reason
 		}
-		delete(a.open, room)
-		if len(a.open) == 0 && a.wantAvail {
-			a.idleSince = now
+		delete(a.ending, room)
+		if a.open[room] {
+			delete(a.open, room)
+			if len(a.open) == 0 && a.wantAvail {
+				a.idleSince = now
+			}
 		}
 	})
 }
@@ -278,10 +291,12 @@ func (l *ledger) agentUp(a *agentRec, now time.Time) {
 // server, and it is told nothing more of them.
 func (l *ledger) agentDown(a *agentRec) {
 	l.with(func() {
-		for room := range a.open {
-			l.room(room).agentGone = true
+		for _, rooms := range []map[string]bool{a.open, a.ending} {
+			for room := range rooms {
+				l.room(room).agentGone = true
+			}
+			clear(rooms)
 		}
-		clear(a.open)
 		a.connected, a.wantAvail = false, false
 		a.idleSince = time.Time{}
 	})
