@@ -244,14 +244,14 @@ func TestQueueRun(t *testing.T) {
 func TestQueueResumes(t *testing.T) {
 	base := startNode(t)
 	cfg := benchConfig(base, ScenarioQueue)
-	cfg.Customers, cfg.Agents, cfg.Duration, cfg.Ramp = 40, 4, time.Minute, 20
+	cfg.Customers, cfg.Agents, cfg.Duration, cfg.Ramp = 40, 4, time.Minute, 0 // all at once: they wait
 	cfg.Hold, cfg.HoldJitter, cfg.Resume, cfg.ResumeInCall, cfg.Seed = 100*time.Millisecond, 200*time.Millisecond, 0.3, 0.3, 7
 	rep := run(t, cfg)
 	e := rep.Exact
 	if a := rep.Anomalies(); len(a) > 0 {
 		t.Errorf("anomalies: %v", a)
 	}
-	if e.Resumes.Attempted == 0 || e.HarnessDrops == 0 || e.Customers != 40 || e.PlacedOnce+e.NeverPlaced != 40 {
+	if e.Resumes.Succeeded == 0 || e.HarnessDrops == 0 || e.PlacesLost != 0 || e.Customers != 40 || e.PlacedOnce != 40 {
 		t.Errorf("accounting %+v", e)
 	}
 }
