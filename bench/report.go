@@ -423,6 +423,11 @@ func (r *runner) report() *Report {
 			scraped = false
 			continue
 		}
+		if r.hosted[i].restarts > 0 || last.cpu < first.cpu {
+			// Restarted during the run: its process counters began again.
+			rep.Notes = append(rep.Notes, fmt.Sprintf("node %d restarted during the run: its CPU is left out", i+1))
+			continue
+		}
 		cpu += last.cpu - first.cpu
 		fwd += last.forwarded - first.forwarded
 		cpuPct += 100 * (last.cpu - first.cpu) / span
