@@ -176,7 +176,8 @@ func (l *ledger) exact(cfg *Config, now time.Time) *Exact {
 				if !c.waitingSince.IsZero() {
 					since = fmt.Sprintf("waiting since %.1f s into the run", c.waitingSince.Sub(l.start()).Seconds())
 				}
-				example("customer %d: never placed, %s, nothing said (sessions %d, connections %d)", c.idx, since, c.sessions, c.conns)
+				example("customer %d (session %s): never placed, %s, nothing said (sessions %d, connections %d)", c.idx, orDash(c.session),
+					since, c.sessions, c.conns)
 			} else {
 				e.NeverPlacedWhy[why]++
 			}

@@ -33,7 +33,8 @@ func newLedger(t0 time.Time) *ledger { return &ledger{t0: t0, rooms: map[string]
 // (a new one after a refused resume), every connection of each.
 type custRec struct {
 	idx      int
-	sessions int // welcomes to a join
+	session  string // the current session's id (from welcome; opaque, simulated)
+	sessions int    // welcomes to a join
 	conns    int // connections that got a welcome (join or resume)
 
 	firstQueued   time.Time // the first queued of the first session

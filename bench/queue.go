@@ -230,6 +230,7 @@ func (q *queueRun) customer(ctx context.Context, i int) {
 		q.led.with(func() {
 			c.conns++
 			c.away = false // back: waiting again (queued follows) or in its call (assigned follows)
+			c.session = w.Session
 			if resuming {
 				c.resumeOK++
 			} else {
