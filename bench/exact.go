@@ -32,6 +32,10 @@ type Exact struct {
 	NeverPlaced    int            `json:"never_placed"`
 	Unexplained    int            `json:"never_placed_unexplained"`
 	NeverPlacedWhy map[string]int `json:"never_placed_why,omitempty"`
+	// EndedUnassigned: customers told a call ended that they were never
+	// assigned (other than a resume into a call that is gone, answered
+	// ended failed).
+	EndedUnassigned int `json:"ended_unassigned"`
 	// PlacesLost: a waiting customer's resume refused with bad_resume; it
 	// joined again as a new session (counted, not an anomaly: see docs).
 	PlacesLost int `json:"places_lost"`
@@ -116,6 +120,7 @@ func (e *Exact) Anomalies() []string {
 	add(e.Duplicates, "customers placed more than once", nil)
 	add(e.Phantoms, "phantom rooms (an agent assigned, no customer)", nil)
 	add(e.Unexplained, "customers never placed and never told why", nil)
+	add(e.EndedUnassigned, "customers told a call ended that they were never assigned", nil)
 	add(e.StuckCalls, "stuck calls", e.StuckWhy)
 	add(e.AgentsLost, "agents lost from the pool", e.AgentsLostWhy)
 	return out
@@ -185,6 +190,10 @@ func (l *ledger) exact(cfg *Config, now time.Time) *Exact {
 		if c.duplicates > 0 {
 			e.Duplicates++
 			example("customer %d: duplicate placement: %s (rooms %v)", c.idx, strings.Join(c.dupWhy, ", "), c.rooms)
+		}
+		if len(c.endedEarly) > 0 {
+			e.EndedUnassigned++
+			example("customer %d: ended (%s) for a room it was never assigned", c.idx, strings.Join(c.endedEarly, ", "))
 		}
 		e.PlacesLost += c.placeLost
 		e.HarnessDrops += c.harnessDrops
@@ -317,6 +326,7 @@ func (e *Exact) rows(add func(label, format string, args ...any)) {
 	if len(e.NeverPlacedWhy) > 0 {
 		add("never placed, told why", "%s", countList(e.NeverPlacedWhy))
 	}
+	add("ended before assigned", "%d customers", e.EndedUnassigned)
 	add("rooms", "%d; %d phantoms; %d hang-ups; customers' calls ended: %s", e.Rooms, e.Phantoms, e.Hangups, orDash(countList(e.EndedBy)))
 	add("stuck calls", "%d (no ended within %.0f s)%s", e.StuckCalls, e.StuckAfterS, parenList(e.StuckWhy))
 	add("agents lost", "%d (idle %.0f s while customers waited, or state disagrees)%s; %d reconnects; available: harness %d, last queue_stats %d",

@@ -63,6 +63,24 @@ func TestExactVerdicts(t *testing.T) {
 			c := l.newCustomer(1)
 			c.conns, c.sessions, c.waiting, c.waitingSince, c.firstQueued = 1, 1, true, at(2), at(2)
 		}, []string{"1 customers never placed", "1 stuck calls (agent got no ended 1)", "1 agents lost"}},
+		"ended before assigned": {func(l *ledger) {
+			c := l.newCustomer(0)
+			c.conns, c.sessions = 1, 1
+			l.custEnded(c, "r1", "peer_left", at(1))
+			l.finish(c, "told:ended peer_left")
+			a := agent(l, 0)
+			l.agentAssigned(a, "r1", at(1))
+			l.agentEnded(a, "r1", "peer_left", at(1))
+		}, []string{"1 customers told a call ended that they were never assigned"}},
+		"resume into a call that is gone": {func(l *ledger) {
+			c := l.newCustomer(0)
+			c.conns, c.sessions, c.resumedConn = 2, 1, true
+			l.custEnded(c, "r1", "failed", at(1))
+			l.finish(c, "told:ended failed")
+			a := agent(l, 0)
+			l.agentAssigned(a, "r1", at(1))
+			l.agentEnded(a, "r1", "failed", at(1))
+		}, nil},
 		"told why": {func(l *ledger) {
 			c := l.newCustomer(0)
 			c.conns = 0

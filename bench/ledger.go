@@ -35,7 +35,7 @@ type custRec struct {
 	idx      int
 	session  string // the current session's id (from welcome; opaque, simulated)
 	sessions int    // welcomes to a join
-	conns    int // connections that got a welcome (join or resume)
+	conns    int    // connections that got a welcome (join or resume)
 
 	firstQueued   time.Time // the first queued of the first session
 	firstAssigned time.Time
@@ -50,6 +50,8 @@ type custRec struct {
 	away         bool      // connection lost, resume not yet answered
 	done         string    // outcome once finished: "served" or "told:<why>"
 	placeLost    int       // bad_resume while waiting: joined again
+	resumedConn  bool      // the current connection began with a resume
+	endedEarly   []string  // ended for a room never assigned, not explained by a resume
 	disturbed    bool      // dropped or rejoined while waiting: out of the order check
 
 	harnessDrops, serverDrops           int
@@ -173,6 +175,11 @@ func (l *ledger) custEnded(c *custRec, room, reason string, now time.Time) (call
 		rm := l.room(room)
 		if rm.custEndAt.IsZero() {
 			rm.custEndAt, rm.custEnd = now, reason
+		}
+		// Only a resume into a call that is gone may be answered with an
+		// ended (failed) for a room this customer was never assigned.
+		if _, seen := c.roomConn[room]; !seen && !(c.resumedConn && reason == "failed") {
+			c.endedEarly = append(c.endedEarly, reason)
 		}
 		if rm.cust == nil {
 			// ended for a call it was never told of (its resume found the

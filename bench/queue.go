@@ -230,7 +230,7 @@ func (q *queueRun) customer(ctx context.Context, i int) {
 		q.led.with(func() {
 			c.conns++
 			c.away = false // back: waiting again (queued follows) or in its call (assigned follows)
-			c.session = w.Session
+			c.session, c.resumedConn = w.Session, resuming
 			if resuming {
 				c.resumeOK++
 			} else {
