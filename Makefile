@@ -19,7 +19,7 @@ E2E_FLAGS = -test.v -test.count=1 -test.timeout=$(E2E_TIMEOUT)
 GOFILES_CHECK = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
 GOFILES_TRACKED = $(wildcard $(shell git ls-files -- '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
 
-.PHONY: help run build test deps fmt-check vet test-unit fuzz-short fuzz test-browser bench lint fmt samples clean
+.PHONY: help run build test deps fmt-check vet test-unit fuzz-short fuzz test-browser bench chaos lint fmt samples clean
 
 help:
 	@echo "make run           run the server in dev mode (demo org, demo pages at /demo/)"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-browser  the headless Chromium test (./e2e) in a loopback-only network namespace"
 	@echo "make fuzz          fuzz each target in FUZZ_TARGETS for LONG_FUZZTIME ($(LONG_FUZZTIME))"
 	@echo "make bench         Go benchmarks and a short helpcaster bench set (reports in bench-results/)"
+	@echo "make chaos         CHAOS_ROUNDS ($(CHAOS_ROUNDS)) random fault-injection rounds on three nodes (CHAOS_SEED replays a run)"
 	@echo "make lint          go vet and staticcheck"
 	@echo "make fmt           gofmt -w the tracked Go files"
 	@echo "make samples       regenerate testdata/sample.ivf and testdata/sample.ogg (needs ffmpeg)"
@@ -124,6 +125,15 @@ test-browser:
 
 bench:
 	GO=$(GO) bash scripts/bench.sh
+
+# The long fault-injection run: random storms, faults and moments, seeded
+# (the seed is printed; CHAOS_SEED=<seed> replays it). The short version,
+# TestChaos, runs in test-unit.
+CHAOS_ROUNDS ?= 20
+CHAOS_SEED ?=
+chaos:
+	HELPCASTER_CHAOS_ROUNDS=$(CHAOS_ROUNDS) HELPCASTER_CHAOS_SEED=$(CHAOS_SEED) \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestChaosRounds$$' ./cmd/helpcaster
 
 lint:
 	bash scripts/install-test-deps.sh --lint

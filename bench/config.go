@@ -29,6 +29,11 @@ type Config struct {
 	// URLs are the nodes' signaling URLs (ws:// or wss://; a bare
 	// host:port URL gets /v1/signal). Clients spread over them in turn.
 	URLs []string
+	// CustomerURLs and AgentURLs, when set, are the nodes customers
+	// (agents) connect to, instead of URLs (queue). URLs then defaults to
+	// all of them, for the metrics.
+	CustomerURLs []string
+	AgentURLs    []string
 	// MetricsURLs are the nodes' Prometheus endpoints; empty: /metrics on
 	// each URL's host (http or https).
 	MetricsURLs []string
@@ -48,6 +53,33 @@ type Config struct {
 	Agents      int           // queue: agents serving them
 	Duration    time.Duration // the whole run, ramp included
 	Ramp        float64       // pairs (or customers) started per second; 0: all at once
+
+	// Queue: the exactly-once accounting (see Exact).
+	Hold       time.Duration // how long an agent holds each call before hanging up; 0: at once
+	HoldJitter time.Duration // up to this much more, at random
+	// Resume is the share of customers (0 to 1) that drop their connection
+	// once at a random moment while waiting and resume on another node;
+	// ResumeInCall the share that do so once during their call.
+	Resume       float64
+	ResumeInCall float64
+	// Settle is how long, after the last customer joined, the run waits
+	// for every customer to be served; then the rest count as never placed.
+	Settle time.Duration
+	// RetryFor bounds how long a customer (an agent) whose connection was
+	// lost keeps trying to resume (join again) while nodes refuse or are
+	// down.
+	RetryFor time.Duration
+	// StuckAfter: a call ended on one side (or hung up) whose other side
+	// got no ended within this is stuck.
+	StuckAfter time.Duration
+	// LostAfter: a connected agent that is available, not in a call, and
+	// given no one for this long while customers wait unplaced is lost.
+	LostAfter time.Duration
+	// OrderTolerance: an order-of-service inversion is a customer queued
+	// more than this before another but assigned after it.
+	OrderTolerance time.Duration
+	// Seed seeds the random choices (drops, hold jitter); 0: from the clock.
+	Seed int64
 
 	Simulcast bool   // publishers send three VP8 layers
 	Codec     string // "vp8" or "h264"
@@ -86,18 +118,29 @@ func (c *Config) check() error {
 		if c.Customers <= 0 || c.Agents <= 0 {
 			return errors.New("bench: --customers and --agents must be at least 1")
 		}
+		if err := c.checkQueue(); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (one of %s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
 	if len(c.URLs) == 0 {
 		return errors.New("bench: no --url")
 	}
-	for i, u := range c.URLs {
-		n, err := signalURL(u)
-		if err != nil {
-			return err
+	for _, urls := range [][]string{c.URLs, c.CustomerURLs, c.AgentURLs} {
+		for i, u := range urls {
+			n, err := signalURL(u)
+			if err != nil {
+				return err
+			}
+			urls[i] = n
 		}
-		c.URLs[i] = n
+	}
+	if len(c.CustomerURLs) == 0 {
+		c.CustomerURLs = c.URLs
+	}
+	if len(c.AgentURLs) == 0 {
+		c.AgentURLs = c.URLs
 	}
 	if len(c.MetricsURLs) == 0 {
 		for _, u := range c.URLs {
@@ -140,6 +183,45 @@ func (c *Config) check() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// checkQueue validates the queue scenario's options and fills in their
+// defaults. With --customer-url or --agent-url and no --url, the nodes are
+// all of those.
+func (c *Config) checkQueue() error {
+	if (len(c.CustomerURLs) > 0) != (len(c.AgentURLs) > 0) && len(c.URLs) == 0 {
+		return errors.New("bench: --customer-url needs --agent-url (or --url for the other role)")
+	}
+	if len(c.URLs) == 0 {
+		seen := map[string]bool{}
+		for _, u := range append(append([]string(nil), c.CustomerURLs...), c.AgentURLs...) {
+			if !seen[u] {
+				seen[u] = true
+				c.URLs = append(c.URLs, u)
+			}
+		}
+	}
+	if c.Resume < 0 || c.Resume > 1 || c.ResumeInCall < 0 || c.ResumeInCall > 1 {
+		return errors.New("bench: --resume and --resume-in-call are shares between 0 and 1")
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"hold", &c.Hold, 0}, {"hold-jitter", &c.HoldJitter, 0}, {"settle", &c.Settle, 30 * time.Second},
+		{"retry-for", &c.RetryFor, time.Minute}, {"stuck-after", &c.StuckAfter, 20 * time.Second},
+		{"lost-after", &c.LostAfter, 15 * time.Second}, {"order-tolerance", &c.OrderTolerance, time.Second}} {
+		switch {
+		case *d.v < 0:
+			return fmt.Errorf("bench: --%s must not be negative", d.name)
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if c.Seed == 0 {
+		c.Seed = time.Now().UnixNano()
 	}
 	return nil
 }

@@ -20,6 +20,37 @@ type nodeSample struct {
 	cpu       float64 // process_cpu_seconds_total
 	rss       float64 // process_resident_memory_bytes
 	forwarded float64 // RTP packets sent to subscribers
+	placed    float64 // helpcaster_queue_placements_total
+	ended     float64 // helpcaster_calls_ended_total
+}
+
+// hosted adds up one node's placements and calls ended over the run,
+// across restarts (a counter that went down started again from 0).
+type hosted struct {
+	seen          bool
+	last          nodeSample
+	placed, ended float64
+	restarts      int
+}
+
+// observe adds scrape s of node i to its totals. Called by one goroutine
+// at a time (the sampler, then Run's last scrape).
+func (r *runner) observe(i int, s nodeSample) {
+	h := &r.hosted[i]
+	if !h.seen {
+		// The run's baseline.
+		h.seen, h.last = true, s
+		return
+	}
+	if s.placed < h.last.placed || s.ended < h.last.ended {
+		h.restarts++
+		h.placed += s.placed
+		h.ended += s.ended
+	} else {
+		h.placed += s.placed - h.last.placed
+		h.ended += s.ended - h.last.ended
+	}
+	h.last = s
 }
 
 // scrapeNode reads one node's metrics.
@@ -48,7 +79,8 @@ func scrapeNode(ctx context.Context, hc *http.Client, url string) (nodeSample, e
 	}
 	const pkts = "helpcaster_sfu_rtp_packets_total"
 	return nodeSample{ok: true, at: time.Now(), cpu: m.sum("process_cpu_seconds_total"), rss: m.sum("process_resident_memory_bytes"),
-		forwarded: m.sum(pkts, "direction", "out")}, nil
+		forwarded: m.sum(pkts, "direction", "out"), placed: m.sum("helpcaster_queue_placements_total"),
+		ended: m.sum("helpcaster_calls_ended_total")}, nil
 }
 
 // selfCPU is this process's CPU time so far.

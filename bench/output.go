@@ -95,6 +95,12 @@ func (r *Report) rows() [][2]string {
 	if p := r.Placements; p != nil {
 		add("placements", "%d, %.1f per second", p.Placed, p.PerSecond)
 		add("wait for an agent (ms)", "%s", p.WaitMs)
+		if r.Exact != nil {
+			add("clients", "customers on %s, agents on %s; hold %.1f s (+ up to %.1f s); drop while waiting %.0f%%, in a call %.0f%%; settle %.0f s; seed %d",
+				strings.Join(r.Config.CustomerURLs, " "), strings.Join(r.Config.AgentURLs, " "), r.Config.HoldS, r.Config.HoldJitterS,
+				100*r.Config.Resume, 100*r.Config.ResumeInCall, r.Config.SettleS, r.Config.Seed)
+			r.Exact.rows(add)
+		}
 	} else {
 		join := "join time (ms)"
 		if r.Scenario == ScenarioBroadcast {

@@ -55,6 +55,7 @@ func (r *runner) sampleLoop(ctx context.Context) {
 				if err != nil {
 					continue // keep the last good sample
 				}
+				r.observe(i, s)
 				if !r.lastNode[i].ok {
 					r.lastNode[i] = s
 					continue

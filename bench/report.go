@@ -31,6 +31,7 @@ type Report struct {
 	Server        Server      `json:"server"`
 	Harness       Harness     `json:"harness"`
 	Placements    *Placements `json:"placements,omitempty"` // queue scenario
+	Exact         *Exact      `json:"exact,omitempty"`      // queue scenario: the exactly-once accounting
 	Series        []Point     `json:"series"`
 	Objectives    []Objective `json:"objectives,omitempty"`
 	Notes         []string    `json:"notes,omitempty"`
@@ -49,6 +50,15 @@ type ReportConfig struct {
 	Codec       string   `json:"codec,omitempty"`
 	Bitrate     int      `json:"bitrate,omitempty"`
 	Video       bool     `json:"video"`
+	// Queue: the accounting's options.
+	HoldS        float64  `json:"hold_s,omitempty"`
+	HoldJitterS  float64  `json:"hold_jitter_s,omitempty"`
+	Resume       float64  `json:"resume,omitempty"`
+	ResumeInCall float64  `json:"resume_in_call,omitempty"`
+	SettleS      float64  `json:"settle_s,omitempty"`
+	Seed         int64    `json:"seed,omitempty"`
+	CustomerURLs []string `json:"customer_nodes,omitempty"`
+	AgentURLs    []string `json:"agent_nodes,omitempty"`
 }
 
 // Calls counts calls (customers for the queue scenario).
@@ -190,6 +200,10 @@ func (o Objectives) check(rep *Report) []Objective {
 	return out
 }
 
+// Anomalies lists what broke exactly-once accounting (queue scenario);
+// empty otherwise.
+func (r *Report) Anomalies() []string { return r.Exact.Anomalies() }
+
 // Met reports whether every objective was met.
 func (r *Report) Met() bool {
 	for _, o := range r.Objectives {
@@ -240,6 +254,19 @@ func (r *runner) report() *Report {
 	switch r.cfg.Scenario {
 	case ScenarioQueue:
 		rep.Config.Customers, rep.Config.Agents = r.cfg.Customers, r.cfg.Agents
+		rep.Config.HoldS, rep.Config.HoldJitterS = r.cfg.Hold.Seconds(), r.cfg.HoldJitter.Seconds()
+		rep.Config.Resume, rep.Config.ResumeInCall = r.cfg.Resume, r.cfg.ResumeInCall
+		rep.Config.SettleS, rep.Config.Seed = r.cfg.Settle.Seconds(), r.cfg.Seed
+		for _, h := range []struct {
+			from []string
+			to   *[]string
+		}{{r.cfg.CustomerURLs, &rep.Config.CustomerURLs}, {r.cfg.AgentURLs, &rep.Config.AgentURLs}} {
+			for _, u := range h.from {
+				if p, err := url.Parse(u); err == nil {
+					*h.to = append(*h.to, p.Host)
+				}
+			}
+		}
 		rep.Calls.Target = r.cfg.Customers
 	case ScenarioBroadcast:
 		rep.Config.Subscribers = r.cfg.Subscribers
@@ -362,6 +389,26 @@ func (r *runner) report() *Report {
 			pl.PerSecond = float64(pl.Placed) / span
 		}
 		rep.Placements = pl
+		if ex := r.exact; ex != nil {
+			for i, u := range r.cfg.MetricsURLs {
+				h := Hosting{Node: u, Scraped: r.hosted[i].seen, Placements: r.hosted[i].placed, CallsEnded: r.hosted[i].ended,
+					Restarts: r.hosted[i].restarts}
+				if p, err := url.Parse(u); err == nil {
+					h.Node = p.Host
+				}
+				ex.Hosts = append(ex.Hosts, h)
+			}
+			// The never placed count as failed customers, by why.
+			for why, n := range ex.NeverPlacedWhy {
+				rep.Calls.Failures[why] += n
+				rep.Calls.Failed += n
+			}
+			if ex.Unexplained > 0 {
+				rep.Calls.Failures["not_placed"] += ex.Unexplained
+				rep.Calls.Failed += ex.Unexplained
+			}
+			rep.Exact = ex
+		}
 	}
 
 	// Server and harness, from the samples.
@@ -374,6 +421,11 @@ func (r *runner) report() *Report {
 		span := last.at.Sub(first.at).Seconds()
 		if !first.ok || !last.ok || span <= 0 {
 			scraped = false
+			continue
+		}
+		if r.hosted[i].restarts > 0 || last.cpu < first.cpu {
+			// Restarted during the run: its process counters began again.
+			rep.Notes = append(rep.Notes, fmt.Sprintf("node %d restarted during the run: its CPU is left out", i+1))
 			continue
 		}
 		cpu += last.cpu - first.cpu

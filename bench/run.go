@@ -50,6 +50,8 @@ type runner struct {
 	started  atomic.Int64    // calls (or customers) started
 	up       atomic.Int64    // calls assigned (or customers served)
 	placed   []time.Duration // queue: join to assigned
+	exact    *Exact          // queue: the verdicts
+	hosted   []hosted        // per node of cfg.MetricsURLs: placements and calls ended over the run
 	joins    []time.Duration // support: a customer's connect to assigned; broadcast: a supervisor's connect to assigned
 }
 
@@ -95,6 +97,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.nodes = append(r.nodes, s)
 	}
 	r.lastNode = append([]nodeSample(nil), r.nodes...)
+	r.hosted = make([]hosted, len(r.nodes))
+	for i, s := range r.nodes {
+		if s.ok {
+			r.observe(i, s)
+		}
+	}
 	r.start, r.harnessCPU = time.Now(), selfCPU()
 	r.machineDrops, _ = udpRcvbufErrors()
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -114,6 +122,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// A last scrape for the totals: the sampler's may have been cut short.
 	for i, u := range cfg.MetricsURLs {
 		if s, err := scrapeNode(ctx, r.hc, u); err == nil {
+			r.observe(i, s)
 			r.lastNode[i] = s
 		}
 	}
@@ -417,79 +426,4 @@ func (r *runner) broadcast(ctx context.Context) {
 			r.fail(msg.Type + ":" + msg.Reason + msg.Code)
 		}
 	})
-}
-
-// queueStorm joins the agents, then the customers at the ramp; each agent
-// hangs up as soon as it is assigned and is available again, so customers
-// are placed as fast as the queue places them. No media.
-func (r *runner) queueStorm(ctx context.Context) {
-	var wg sync.WaitGroup
-	agentsUp := make(chan struct{}, r.cfg.Agents)
-	for i := range r.cfg.Agents {
-		wg.Go(func() {
-			a, reason := r.join(ctx, protocol.RoleAgent, i, i)
-			agentsUp <- struct{}{}
-			if a == nil {
-				r.fail("agent_" + reason)
-				return
-			}
-			defer a.c.Close()
-			for {
-				msg, err := a.c.Next(ctx, protocol.TypeAssigned, protocol.TypeInvite, protocol.TypeBye)
-				if err != nil {
-					return
-				}
-				switch msg.Type {
-				case protocol.TypeInvite:
-					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeAccept, Room: msg.Room})
-				case protocol.TypeAssigned:
-					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: msg.Room})
-					_ = a.c.Send(ctx, protocol.Message{Type: protocol.TypeAvailable})
-				case protocol.TypeBye:
-					return
-				}
-			}
-		})
-	}
-	for range r.cfg.Agents {
-		select {
-		case <-agentsUp:
-		case <-ctx.Done():
-		}
-	}
-	r.pace(ctx, r.cfg.Customers, func(i int) {
-		begin := time.Now()
-		c, reason := r.join(ctx, protocol.RoleCustomer, i, i)
-		if c == nil {
-			r.fail(reason)
-			return
-		}
-		defer c.c.Close()
-		msg, err := c.c.Next(ctx, protocol.TypeAssigned, protocol.TypeError, protocol.TypeBye)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			r.fail("not_placed")
-		case err != nil:
-			r.fail("disconnected")
-		case msg.Type != protocol.TypeAssigned:
-			r.fail(msg.Type + ":" + string(msg.Code))
-		default:
-			r.up.Add(1)
-			r.mu.Lock()
-			r.placed = append(r.placed, time.Since(begin))
-			r.mu.Unlock()
-			_, _ = c.c.Next(ctx, protocol.TypeEnded)
-		}
-	})
-	// Every customer has been handled (or the run is over): stop now
-	// rather than idle until the duration.
-	r.mu.Lock()
-	members := append([]*member(nil), r.members...)
-	r.mu.Unlock()
-	for _, m := range members {
-		if m.role == protocol.RoleAgent {
-			m.c.Close()
-		}
-	}
-	wg.Wait()
 }

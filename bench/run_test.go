@@ -234,6 +234,26 @@ func TestQueueRun(t *testing.T) {
 	if rep.Placements.WaitMs.N != 30 || rep.Placements.PerSecond <= 0 {
 		t.Errorf("placement figures %+v", rep.Placements)
 	}
+	if a := rep.Anomalies(); len(a) > 0 || rep.Exact.PlacedOnce != 30 {
+		t.Errorf("accounting: %v, placed once %d", a, rep.Exact.PlacedOnce)
+	}
+}
+
+// TestQueueResumes: on one node, customers that drop while waiting or in
+// their call resume and are still served exactly once, with held calls.
+func TestQueueResumes(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioQueue)
+	cfg.Customers, cfg.Agents, cfg.Duration, cfg.Ramp = 40, 4, time.Minute, 0 // all at once: they wait
+	cfg.Hold, cfg.HoldJitter, cfg.Resume, cfg.ResumeInCall, cfg.Seed = 100*time.Millisecond, 200*time.Millisecond, 0.3, 0.3, 7
+	rep := run(t, cfg)
+	e := rep.Exact
+	if a := rep.Anomalies(); len(a) > 0 {
+		t.Errorf("anomalies: %v", a)
+	}
+	if e.Resumes.Succeeded == 0 || e.HarnessDrops == 0 || e.PlacesLost != 0 || e.Customers != 40 || e.PlacedOnce != 40 {
+		t.Errorf("accounting %+v", e)
+	}
 }
 
 // TestTURNRun: clients that may only relay still get their media (H.264

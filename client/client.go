@@ -86,6 +86,7 @@ type Client struct {
 	pub, sub *webrtc.PeerConnection
 	pending  map[string][]webrtc.ICECandidateInit
 	mediaErr error
+	readErr  error // why the read loop ended; guarded by c.mu
 
 	audio, video, keyframes, tracks, ended atomic.Int64
 	videoCodec                             atomic.Value // string
@@ -255,14 +256,45 @@ func (c *Client) MediaError() error {
 	return c.mediaErr
 }
 
+// CloseCode returns the WebSocket close status the connection ended with:
+// the code of the server's close frame, 1006 (abnormal closure) when it
+// ended without one (the server died, the network went away), or 0 while
+// the connection is still being read.
+func (c *Client) CloseCode() int {
+	c.mu.Lock()
+	err := c.readErr
+	c.mu.Unlock()
+	if err == nil {
+		return 0
+	}
+	if code := websocket.CloseStatus(err); code != -1 {
+		return int(code)
+	}
+	return int(websocket.StatusAbnormalClosure)
+}
+
 // Close ends the connection and the media, and waits for the client's
 // goroutines.
 func (c *Client) Close() {
+	c.shut(true)
+}
+
+// Drop ends the connection abruptly, with no close frame, as a lost
+// network or a crashed browser would, and then everything Close ends.
+func (c *Client) Drop() {
+	c.shut(false)
+}
+
+func (c *Client) shut(graceful bool) {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
 	c.cancel()
-	c.conn.Close(websocket.StatusNormalClosure, "bye")
+	if graceful {
+		c.conn.Close(websocket.StatusNormalClosure, "bye")
+	} else {
+		c.conn.CloseNow()
+	}
 	c.closePCs()
 	c.wg.Wait()
 	// The read loop may have created a call's connections after the first
@@ -275,6 +307,9 @@ func (c *Client) readLoop() {
 	for {
 		_, data, err := c.conn.Read(c.ctx)
 		if err != nil {
+			c.mu.Lock()
+			c.readErr = err
+			c.mu.Unlock()
 			return
 		}
 		var m protocol.Message

@@ -39,6 +39,7 @@ func (l *listFlag) Set(v string) error {
 type benchOptions struct {
 	cfg               bench.Config
 	urls, metrics     listFlag
+	custURLs, agURLs  listFlag
 	secret, secretEnv string
 	config            string
 	jsonPath, html    string
@@ -47,8 +48,8 @@ type benchOptions struct {
 
 // runBench implements "helpcaster bench <scenario>": it runs a load
 // scenario against a deployment and reports. Exit status: 0 when every
-// objective was met, 1 when one was missed or the run failed, 2 for usage
-// errors.
+// objective was met (and, for queue, the accounting found no anomaly), 1
+// when one was missed or the run failed, 2 for usage errors.
 func runBench(args []string, env func(string) string, stdout, stderr io.Writer) int {
 	o, err := parseBench(args, env, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -88,8 +89,16 @@ func runBench(args []string, env func(string) string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(stdout, "report written to %s\n", out.path)
 	}
+	failed := false
+	for _, a := range rep.Anomalies() {
+		fmt.Fprintf(stderr, "helpcaster: bench: %s\n", a)
+		failed = true
+	}
 	if !rep.Met() {
 		fmt.Fprintln(stderr, "helpcaster: bench: an objective was missed")
+		failed = true
+	}
+	if failed {
 		return 1
 	}
 	return 0
@@ -131,6 +140,8 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Var(&o.urls, "url", "a node's signaling URL, e.g. ws://host:7880 (repeatable: clients spread over the nodes)")
+	fs.Var(&o.custURLs, "customer-url", "queue: a node customers connect to (repeatable; overrides --url for customers)")
+	fs.Var(&o.agURLs, "agent-url", "queue: a node agents connect to (repeatable; overrides --url for agents)")
 	fs.Var(&o.metrics, "metrics-url", "a node's Prometheus endpoint (repeatable; default /metrics on each --url)")
 	fs.StringVar(&c.Org, "org", "", "organization id of the simulated users")
 	fs.StringVar(&c.Key, "key", "", "the org's API key (kid header), if it has one")
@@ -143,7 +154,17 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs.IntVar(&c.Subscribers, "subscribers", 50, "broadcast: supervisors monitoring the one call")
 	fs.IntVar(&c.Customers, "customers", 1000, "queue: customers")
 	fs.IntVar(&c.Agents, "agents", 50, "queue: agents")
-	fs.DurationVar(&c.Duration, "duration", time.Minute, "length of the run, ramp included")
+	fs.DurationVar(&c.Duration, "duration", time.Minute, "length of the run, ramp included (queue: at most; it ends once every customer is done or --settle after the last joined)")
+	fs.DurationVar(&c.Hold, "hold", 0, "queue: agents hold each call this long before hanging up (0: at once)")
+	fs.DurationVar(&c.HoldJitter, "hold-jitter", 0, "queue: plus up to this much, at random")
+	fs.Float64Var(&c.Resume, "resume", 0, "queue: share of customers (0-1) that drop their connection once while waiting and resume on another node")
+	fs.Float64Var(&c.ResumeInCall, "resume-in-call", 0, "queue: share of customers (0-1) that drop their connection once during their call and resume into it on another node")
+	fs.DurationVar(&c.Settle, "settle", 30*time.Second, "queue: after the last customer joined, how long to wait for all to be served")
+	fs.DurationVar(&c.RetryFor, "retry-for", time.Minute, "queue: how long a client whose connection was lost keeps trying to resume or rejoin")
+	fs.DurationVar(&c.StuckAfter, "stuck-after", 20*time.Second, "queue: a call ended on one side whose other side got no ended within this is stuck")
+	fs.DurationVar(&c.LostAfter, "lost-after", 15*time.Second, "queue: an idle available agent given no one this long while customers wait is lost")
+	fs.DurationVar(&c.OrderTolerance, "order-tolerance", time.Second, "queue: order-of-service inversions are counted beyond this")
+	fs.Int64Var(&c.Seed, "seed", 0, "queue: seed of the random drops and hold jitter (0: from the clock; the report gives it)")
 	fs.Float64Var(&c.Ramp, "ramp", 5, "calls (queue: customers; broadcast: subscribers) started per second; 0 starts them all at once")
 	fs.BoolVar(&c.Simulcast, "simulcast", false, "publish three VP8 simulcast layers (150, 500, 1200 kbit/s) up to --bitrate")
 	fs.StringVar(&c.Codec, "codec", "vp8", "video codec: vp8 or h264 (h264: one 500 kbit/s layer)")
@@ -174,6 +195,7 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	}
 	c.Bitrate = bps
 	c.URLs, c.MetricsURLs = o.urls, o.metrics
+	c.CustomerURLs, c.AgentURLs = o.custURLs, o.agURLs
 	if !c.Demo {
 		if c.Org == "" {
 			return nil, errors.New("--org is required (or --demo)")
@@ -289,7 +311,9 @@ Scenarios:
   support  --calls pairs through the queue, both sides publishing audio and video
   broadcast  one call whose customer publishes, --subscribers supervisors monitoring it (fan-out)
   turn     as support, every client relaying through the TURN server
-  queue    a placement storm: --customers and --agents, no media
+  queue    a placement storm: --customers and --agents, no media, with exactly-once
+           accounting of both sides (exits 1 on duplicates, phantoms, customers never
+           placed and never told why, stuck calls or lost agents)
 
 A YAML scenario file names the scenario and sets flags by name; flags
 after it override it:

@@ -34,11 +34,24 @@ func TestBenchFlags(t *testing.T) {
 		t.Errorf("config from file and flags: %+v (json %q, html %q)", c, o.jsonPath, o.html)
 	}
 
+	// The queue accounting's keys.
+	qfile := writeFile(t, "scenario: queue\ncustomer-url: [ws://a:1, ws://b:1]\nagent-url: ws://c:1\ndemo: true\nhold: 500ms\n"+
+		"hold-jitter: 1s\nresume: 0.1\nresume-in-call: 0.05\nsettle: 45s\nseed: 9\n")
+	o, err = parseBench([]string{qfile, "--json", "-", "--html", "-", "--quiet"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; len(c.CustomerURLs) != 2 || len(c.AgentURLs) != 1 || c.Hold != 500*time.Millisecond || c.HoldJitter != time.Second ||
+		c.Resume != 0.1 || c.ResumeInCall != 0.05 || c.Settle != 45*time.Second || c.Seed != 9 {
+		t.Errorf("queue config from file: %+v", c)
+	}
+
 	bad := map[string][]string{
 		"no scenario":       {},
 		"unknown flag":      {"support", "--nope", "1"},
 		"no org":            {"support", "--url", "ws://a:1"},
 		"bad bitrate":       {"support", "--demo", "--bitrate", "fast"},
+		"resume > 1":        {"queue", "--demo", "--url", "ws://a:1", "--resume", "2", "--json", "-", "--html", "-", "--quiet"},
 		"broadcast, 2 urls": {"broadcast", "--demo", "--url", "ws://a:1,ws://b:1", "--json", "-", "--html", "-", "--quiet"},
 		"secret in file":    {writeFile(t, "scenario: support\nsecret: abc\n")},
 		"file w/o name":     {writeFile(t, "calls: 3\n")},

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,80 +18,11 @@ import (
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/cluster"
+	"github.com/helpcaster/helpcaster/internal/nodetest"
 	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
-
-// proc is a helpcaster serve process of a cluster test.
-type proc struct {
-	id     string
-	cmd    *exec.Cmd
-	ws     string
-	base   string // http://host:port
-	log    string
-	exited chan struct{}
-	err    error // how it exited (cmd.Wait's error); set before exited is closed
-}
-
-func (n *proc) logTail() string {
-	b, _ := os.ReadFile(n.log)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-// startNode runs `helpcaster serve` with the test's config file and Redis
-// (none when redisURL is ""), and extra flags, waits until it is ready, and
-// kills it when the test ends.
-func startNode(t *testing.T, bin, config, redisURL, id string, extra ...string) *proc {
-	t.Helper()
-	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
-	logPath := filepath.Join(t.TempDir(), id+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"serve", "--config", config, "--listen", addr,
-		"--media-udp-port", itoa(freePort(t, "udp")), "--media-tcp-port", "0", "--media-loopback-only",
-		"--resume-grace", "30s", "--log-level", "info"}
-	if redisURL != "" {
-		args = append(args, "--redis", redisURL, "--node-id", id)
-	}
-	cmd := exec.Command(bin, append(args, extra...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n := &proc{id: id, cmd: cmd, ws: "ws://" + addr + "/v1/signal", base: "http://" + addr, log: logPath, exited: make(chan struct{})}
-	go func() {
-		n.err = cmd.Wait()
-		logFile.Close()
-		close(n.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-n.exited
-		if t.Failed() {
-			t.Logf("%s log:\n%s", id, n.logTail())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready: %v\n%s", id, err, n.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // TestClusterProcesses runs three serve processes on one private Redis: a
 // customer on node 1 and an agent on node 3 share a call with media both
@@ -103,12 +32,7 @@ func startNode(t *testing.T, bin, config, redisURL, id string, extra ...string) 
 // are restored and new joins succeed.
 func TestClusterProcesses(t *testing.T) {
 	rs := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "helpcaster")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build: %v", err)
-	}
+	bin := nodetest.Build(t, ".")
 	secret := strings.Repeat("k", 40)
 	config := filepath.Join(t.TempDir(), "helpcaster.yaml")
 	yaml := "orgs:\n  - id: acme\n    api_key: acme-key\n    api_secret: " + secret + "\n    queues: [support]\n"
@@ -117,14 +41,14 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	org := &auth.Org{ID: "acme", APIKey: "acme-key", APISecret: []byte(secret), Queues: []auth.Queue{{Name: "support"}}}
 
-	var nodes []*proc
+	var nodes []*nodetest.Node
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, id := range []string{"n1", "n2", "n3"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n := startNode(t, bin, config, rs.URL(), id)
+			n := nodetest.Start(t, bin, nodetest.Options{ID: id, Config: config, Redis: rs.URL(), Extra: []string{"--resume-grace", "30s"}})
 			mu.Lock()
 			nodes = append(nodes, n)
 			mu.Unlock()
@@ -134,21 +58,21 @@ func TestClusterProcesses(t *testing.T) {
 	if len(nodes) != 3 {
 		t.FailNow()
 	}
-	byID := map[string]*proc{}
+	byID := map[string]*nodetest.Node{}
 	for _, n := range nodes {
-		byID[n.id] = n
+		byID[n.ID] = n
 	}
 	n1, n2, n3 := byID["n1"], byID["n2"], byID["n3"]
 	waitLive(t, rs.URL(), 3)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	join := func(n *proc, role, name string) (*client.Client, protocol.Message, error) {
+	join := func(n *nodetest.Node, role, name string) (*client.Client, protocol.Message, error) {
 		tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name}, time.Hour, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := client.Dial(ctx, client.Options{URL: n.ws, LoopbackOnly: true})
+		c, err := client.Dial(ctx, client.Options{URL: n.WS, LoopbackOnly: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,10 +80,10 @@ func TestClusterProcesses(t *testing.T) {
 		w, err := c.Join(ctx, tok)
 		return c, w, err
 	}
-	mustJoin := func(n *proc, role, name string) (*client.Client, protocol.Message) {
+	mustJoin := func(n *nodetest.Node, role, name string) (*client.Client, protocol.Message) {
 		c, w, err := join(n, role, name)
 		if err != nil {
-			t.Fatalf("%s joins on %s: %v", name, n.id, err)
+			t.Fatalf("%s joins on %s: %v", name, n.ID, err)
 		}
 		return c, w
 	}
@@ -229,10 +153,7 @@ func TestClusterProcesses(t *testing.T) {
 	}
 
 	// Node 1 dies; c2 resumes on node 2, first of two.
-	if err := n1.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-n1.exited
+	n1.Kill()
 	// Updates sent before the kill (a new wait estimate after the call's
 	// end) may still be read; then the connection is closed.
 	for {
@@ -244,7 +165,7 @@ func TestClusterProcesses(t *testing.T) {
 			t.Fatalf("c2 after node 1 died: %v, want its connection closed", err)
 		}
 	}
-	c2b, err := client.Dial(ctx, client.Options{URL: n2.ws, LoopbackOnly: true})
+	c2b, err := client.Dial(ctx, client.Options{URL: n2.WS, LoopbackOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,8 +223,8 @@ func TestClusterProcesses(t *testing.T) {
 	// The node hosting this call dies. Whichever side is on another node is
 	// told the call failed once the node is taken for dead (15 s missing
 	// from the registry); an agent that survives is available again.
-	var host *proc
-	for _, n := range []*proc{n2, n3} {
+	var host *nodetest.Node
+	for _, n := range []*nodetest.Node{n2, n3} {
 		if rooms(t, n) == 1 {
 			host = n
 		}
@@ -311,11 +232,8 @@ func TestClusterProcesses(t *testing.T) {
 	if host == nil {
 		t.Fatal("no node reports the call's room")
 	}
-	t.Logf("the call's room is on %s; killing it", host.id)
-	if err := host.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-host.exited
+	t.Logf("the call's room is on %s; killing it", host.ID)
+	host.Kill()
 	survivor, name := agent, "agent"
 	if host == n3 {
 		survivor, name = c3, "customer"
@@ -331,9 +249,9 @@ func TestClusterProcesses(t *testing.T) {
 }
 
 // rooms reads helpcaster_sfu_rooms from a node's /metrics.
-func rooms(t *testing.T, n *proc) int {
+func rooms(t *testing.T, n *nodetest.Node) int {
 	t.Helper()
-	resp, err := http.Get(n.base + "/metrics")
+	resp, err := http.Get(n.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +264,12 @@ func rooms(t *testing.T, n *proc) int {
 		if v, ok := strings.CutPrefix(line, "helpcaster_sfu_rooms "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				t.Fatalf("%s: %q", n.id, line)
+				t.Fatalf("%s: %q", n.ID, line)
 			}
 			return int(f)
 		}
 	}
-	t.Fatalf("%s: no helpcaster_sfu_rooms in /metrics", n.id)
+	t.Fatalf("%s: no helpcaster_sfu_rooms in /metrics", n.ID)
 	return 0
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/cluster"
+	"github.com/helpcaster/helpcaster/internal/nodetest"
 	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -35,12 +35,7 @@ type procFixture struct {
 
 func newProcFixture(t *testing.T, ctx context.Context) *procFixture {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "helpcaster")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build: %v", err)
-	}
+	bin := nodetest.Build(t, ".")
 	secret := strings.Repeat("k", 40)
 	config := filepath.Join(t.TempDir(), "helpcaster.yaml")
 	yaml := "orgs:\n  - id: acme\n    api_key: acme-key\n    api_secret: " + secret + "\n    queues: [support]\n"
@@ -53,20 +48,20 @@ func newProcFixture(t *testing.T, ctx context.Context) *procFixture {
 
 // join connects to n as role (an agent with capacity) and joins; the
 // client sets up media in a call only if media is set.
-func (f *procFixture) join(n *proc, role, name string, capacity int, media bool) *client.Client {
+func (f *procFixture) join(n *nodetest.Node, role, name string, capacity int, media bool) *client.Client {
 	f.t.Helper()
 	tok, err := auth.Mint(f.org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name,
 		Capacity: capacity}, time.Hour, time.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	c, err := client.Dial(f.ctx, client.Options{URL: n.ws, LoopbackOnly: true, NoMedia: !media})
+	c, err := client.Dial(f.ctx, client.Options{URL: n.WS, LoopbackOnly: true, NoMedia: !media})
 	if err != nil {
-		f.t.Fatalf("%s dials %s: %v", name, n.id, err)
+		f.t.Fatalf("%s dials %s: %v", name, n.ID, err)
 	}
 	f.t.Cleanup(c.Close)
 	if _, err := c.Join(f.ctx, tok); err != nil {
-		f.t.Fatalf("%s joins on %s: %v", name, n.id, err)
+		f.t.Fatalf("%s joins on %s: %v", name, n.ID, err)
 	}
 	return c
 }
@@ -132,24 +127,24 @@ func (f *procFixture) closedAfterCall(c *client.Client, who string) {
 }
 
 // exits waits for n to exit by itself and checks it exited 0.
-func (f *procFixture) exits(n *proc) {
+func (f *procFixture) exits(n *nodetest.Node) {
 	f.t.Helper()
 	select {
-	case <-n.exited:
+	case <-n.Exited():
 	case <-f.ctx.Done():
-		f.t.Fatalf("%s did not exit: %v", n.id, f.ctx.Err())
+		f.t.Fatalf("%s did not exit: %v", n.ID, f.ctx.Err())
 	}
-	if n.err != nil {
-		f.t.Fatalf("%s exited with %v", n.id, n.err)
+	if n.Err() != nil {
+		f.t.Fatalf("%s exited with %v", n.ID, n.Err())
 	}
 }
 
 // get returns the status and body of GET path on n.
-func get(t *testing.T, n *proc, path string) (int, string) {
+func get(t *testing.T, n *nodetest.Node, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(n.base + path)
+	resp, err := http.Get(n.Base + path)
 	if err != nil {
-		t.Fatalf("GET %s on %s: %v", path, n.id, err)
+		t.Fatalf("GET %s on %s: %v", path, n.ID, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -198,7 +193,7 @@ func TestDrainProcesses(t *testing.T) {
 
 	// n2 alone holds three calls (one agent of capacity 3), so that n1,
 	// started next, is where the rooms of the next calls go.
-	n2 := startNode(t, f.bin, f.config, rs.URL(), "n2")
+	n2 := nodetest.Start(t, f.bin, nodetest.Options{ID: "n2", Config: f.config, Redis: rs.URL()})
 	zAgent := f.join(n2, protocol.RoleAgent, "Zed", 3, false)
 	f.send(zAgent, protocol.Message{Type: protocol.TypeAvailable})
 	for _, name := range []string{"z1", "z2", "z3"} {
@@ -206,7 +201,7 @@ func TestDrainProcesses(t *testing.T) {
 		f.next(z, protocol.TypeAssigned)
 	}
 	registered(ctx, t, rs.URL(), "n2", 3, false)
-	n1 := startNode(t, f.bin, f.config, rs.URL(), "n1", "--drain-timeout", "5m")
+	n1 := nodetest.Start(t, f.bin, nodetest.Options{ID: "n1", Config: f.config, Redis: rs.URL(), Extra: []string{"--drain-timeout", "5m"}})
 	registered(ctx, t, rs.URL(), "n1", 0, false)
 
 	// Call A: both sides on n1, with media. Call B: its customer on n2,
@@ -229,7 +224,7 @@ func TestDrainProcesses(t *testing.T) {
 	waiting := f.join(n1, protocol.RoleCustomer, "waiting", 0, false)
 	f.next(waiting, protocol.TypeQueued)
 
-	if err := n1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n1.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	f.bye(idle, "idle agent")
@@ -279,7 +274,7 @@ func TestDrainProcesses(t *testing.T) {
 	f.ended(agentA, "agent A", protocol.ReasonPeerLeft)
 	f.bye(agentA, "agent A")
 	select {
-	case <-n1.exited:
+	case <-n1.Exited():
 		t.Fatal("n1 exited with call B in progress")
 	default:
 	}
@@ -289,8 +284,8 @@ func TestDrainProcesses(t *testing.T) {
 	f.ended(custB, "customer B", protocol.ReasonPeerLeft)
 	f.closedAfterCall(custB, "customer B")
 	f.exits(n1)
-	if !strings.Contains(n1.logTail(), "drained") {
-		t.Errorf("n1 did not log the end of its drain:\n%s", n1.logTail())
+	if !strings.Contains(n1.LogTail(4000), "drained") {
+		t.Errorf("n1 did not log the end of its drain:\n%s", n1.LogTail(4000))
 	}
 	f.chat(custN, agentN, "n2 carries on")
 }
@@ -314,13 +309,13 @@ func TestDrainCut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := *f
 			f.t = t
-			n := startNode(t, f.bin, f.config, "", "single", "--drain-timeout", tt.timeout)
+			n := nodetest.Start(t, f.bin, nodetest.Options{ID: "single", Config: f.config, Redis: "", Extra: []string{"--drain-timeout", tt.timeout}})
 			cust, agent := f.join(n, protocol.RoleCustomer, "c", 0, false), f.join(n, protocol.RoleAgent, "a", 0, false)
 			f.call(cust, agent)
 			waiting := f.join(n, protocol.RoleCustomer, "w", 0, false)
 			f.next(waiting, protocol.TypeQueued)
 
-			if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := n.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			f.bye(waiting, "waiting customer")
@@ -329,7 +324,7 @@ func TestDrainCut(t *testing.T) {
 				if code, _ := get(t, n, "/readyz"); code != http.StatusServiceUnavailable {
 					t.Fatalf("/readyz while draining = %d, want 503", code)
 				}
-				if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				if err := n.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -106,10 +107,37 @@ func (s *Server) Restart(t testing.TB) {
 	t.Fatalf("redistest: restart on port %d: %v", s.port, err)
 }
 
-// Stop kills the server and waits for it to exit, as if Redis went down.
+// Stop kills the server (SIGKILL) and waits for it to exit, as if Redis
+// crashed.
 // Restart brings it back; stopping twice is harmless.
 func (s *Server) Stop() {
 	s.stop()
+}
+
+// Pause stops the server with SIGSTOP: it holds its connections and data
+// but answers nothing, as a Redis stalled by the machine. Continue resumes
+// it.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+}
+
+// Continue resumes a paused server with SIGCONT.
+func (s *Server) Continue(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGCONT)
+}
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatalf("redistest: %v: not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("redistest: %v: %v", sig, err)
+	}
 }
 
 // start runs redis-server on s.port and waits until it answers PING. On
