@@ -24,6 +24,14 @@ const reconcileInterval = 2 * time.Second
 // refreshInterval and a refresh when kicked (queuestats.go), until stop
 // closes.
 func (h *hub) loop(stop <-chan struct{}) {
+	// A node that starts has nothing to restore: its mark says so, so that
+	// its first reconcile does not take customers being set up elsewhere
+	// (out of the queue for a moment) for lost ones.
+	ctx, cancel := h.storeCtx()
+	if err := h.srv.store.Mark(ctx, h.markID()); err != nil {
+		h.srv.log.Warn("marking the store failed", "err", err)
+	}
+	cancel()
 	rt := time.NewTicker(reconcileInterval)
 	defer rt.Stop()
 	qt := time.NewTicker(refreshInterval)
