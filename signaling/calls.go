@@ -579,8 +579,7 @@ func (h *hub) agentStateLocked(s *session) string {
 func (h *hub) disconnected(s *session) {
 	// Forget the session and read its call in one step; see startCall.
 	h.mu.Lock()
-	current := h.sessions[s.id] == s // not replaced by a resumed connection
-	if current {
+	if h.sessions[s.id] == s {
 		delete(h.sessions, s.id)
 	}
 	calls := h.calls[s]
@@ -594,11 +593,9 @@ func (h *hub) disconnected(s *session) {
 		h.stopMonitor(s, "", nil)
 	}
 
-	// A side held for a call being set up is let go first; a held customer
-	// is waiting again, to be detached below.
-	if h.dropHolds(s, current) {
-		waiting = true
-	}
+	// A side held for a call being set up: an agent's is given up, a
+	// customer's decided by its host (setup.go).
+	h.dropHolds(s)
 	if waiting {
 		h.detach(s)
 	}

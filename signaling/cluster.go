@@ -210,6 +210,7 @@ func (h *hub) onRelay(data []byte) {
 		}
 		stub := &call{id: m.Call, org: m.Org, queue: m.Queue, host: m.From, started: time.Now()}
 		why := h.reserveHere(stub, m.Side, m.Session, *m.Msg)
+		h.srv.log.Debug("call setup: reserve", "call", m.Call, "role", m.Side, "refused", why)
 		from := m.From
 		h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: why}) })
 	case relayHeld:
@@ -217,9 +218,14 @@ func (h *hub) onRelay(data []byte) {
 			h.srv.goTracked(func() { h.reserved(c, m.Side, m.Why) })
 		}
 	case relayCommit:
-		if !h.commitHere(holdKey{m.Call, m.Side}) {
-			from := m.From
+		from := m.From
+		switch h.commitHere(holdKey{m.Call, m.Side}) {
+		case commitFailed:
 			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: refusedGone}) })
+		case commitDetached:
+			// Its connection ended while it was held: in the call, detached,
+			// it may resume into it.
+			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayDetach, Call: m.Call, Side: m.Side}) })
 		}
 	case relayAbort:
 		k := holdKey{m.Call, m.Side}
@@ -283,6 +289,7 @@ func (h *hub) onRelay(data []byte) {
 		if m.Msg == nil {
 			return
 		}
+		h.srv.log.Debug("call ended elsewhere", "call", m.Call, "role", m.Side)
 		msg := *m.Msg
 		if h.endedHeld(holdKey{m.Call, m.Side}, msg) {
 			return

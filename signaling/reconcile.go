@@ -149,7 +149,7 @@ func (h *hub) restoreAgents() bool {
 	}
 	var agents []agent
 	for s, st := range h.agents {
-		busy := len(h.calls[s]) > 0
+		busy := len(h.calls[s])+h.heldLocked(s) > 0
 		for _, inv := range h.invites {
 			busy = busy || inv.agent == s // holds a customer it was offered
 		}

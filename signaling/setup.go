@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -55,7 +56,18 @@ type hold struct {
 	entry  queue.Entry      // a customer's queue entry, to put back
 	msg    protocol.Message // assigned, told at commit
 	timer  *time.Timer      // holdTimeout
+	// gone: a held customer's connection ended. The hold stands: committed,
+	// the customer is in the call, detached, and may resume into it within
+	// the grace; given up, it is back at its place, detached.
+	gone bool
 }
+
+// What a commit found.
+const (
+	commitFailed   = iota // no hold (settled, expired, or an agent that left)
+	commitTold            // the session was told assigned
+	commitDetached        // a customer whose connection ended while held
+)
 
 // Why a side's node refused to hold it.
 const (
@@ -96,6 +108,10 @@ func (h *hub) reserveHere(target *call, role, id string, msg protocol.Message) s
 		delete(h.queued, s)
 	default:
 		if h.atCapacityLocked(s) {
+			// The store offered an agent with no free slot here: its count
+			// is short (a store that lost its data while the agent was in a
+			// call). Say so at once, or placement offers it again and again.
+			h.srv.goTracked(func() { h.syncAgent(s) })
 			return refusedBusy
 		}
 	}
@@ -131,14 +147,26 @@ func (h *hub) takeHoldLocked(k holdKey) *hold {
 
 // commitHere tells a held side it is assigned: the session gets the call
 // and the assigned message in one step, so that the call's end, however
-// soon, is told after it. false when the hold is gone (settled, expired,
-// or its session left).
-func (h *hub) commitHere(k holdKey) bool {
+// soon, is told after it.
+func (h *hub) commitHere(k holdKey) int {
+	r := h.commitLocked(k)
+	h.srv.log.Debug("call setup: commit", "call", k.call, "role", k.role, "result", r)
+	return r
+}
+
+func (h *hub) commitLocked(k holdKey) int {
 	h.mu.Lock()
 	hd := h.takeHoldLocked(k)
-	if hd == nil || h.sessions[hd.s.id] != hd.s {
+	switch {
+	case hd == nil:
 		h.mu.Unlock()
-		return false
+		return commitFailed
+	case hd.gone:
+		h.mu.Unlock()
+		return commitDetached
+	case h.sessions[hd.s.id] != hd.s:
+		h.mu.Unlock()
+		return commitFailed
 	}
 	s := hd.s
 	h.withdrawAcceptedLocked(k.call, false)
@@ -150,12 +178,13 @@ func (h *hub) commitHere(k holdKey) bool {
 	}
 	h.tellLocked(s, hd.msg)
 	h.mu.Unlock()
-	return true
+	return commitTold
 }
 
 // abortHere undoes a hold the host gave up: a customer goes back to its
 // place in the queue (it was told nothing), an agent's slot is free again.
 func (h *hub) abortHere(k holdKey) {
+	h.srv.log.Debug("call setup: abort", "call", k.call, "role", k.role)
 	h.mu.Lock()
 	hd := h.takeHoldLocked(k)
 	if k.role == protocol.RoleAgent {
@@ -164,6 +193,9 @@ func (h *hub) abortHere(k holdKey) {
 	h.mu.Unlock()
 	if hd != nil {
 		h.unhold(hd)
+		if hd.role == protocol.RoleAgent {
+			h.syncAgent(hd.s)
+		}
 	}
 }
 
@@ -183,61 +215,88 @@ func (h *hub) holdExpired(k holdKey, hd *hold) {
 	h.srv.log.Warn("a call being set up was neither started nor given up in time; undone here",
 		"org", hd.target.org, "call", hd.target.id, "role", hd.role)
 	h.unhold(hd)
+	if hd.role == protocol.RoleAgent {
+		h.syncAgent(hd.s)
+	}
 	h.answerHost(hd.target, hd.role, refusedGone)
 }
 
-// unhold puts a held customer back in the queue at its place, if it is
-// still connected here. Its store entry was taken out by the assignment.
+// syncAgent writes a connected agent's availability to the store as it is
+// here: available if it asked to be and has a free slot.
+func (h *hub) syncAgent(s *session) {
+	h.mu.Lock()
+	st := h.agents[s]
+	connected := h.sessions[s.id] == s && st != nil
+	available := connected && st.wantAvailable && !h.atCapacityLocked(s)
+	h.mu.Unlock()
+	if !connected || !h.srv.Ready() {
+		return
+	}
+	ctx, cancel := h.storeCtx()
+	defer cancel()
+	if err := h.srv.store.SetAgent(ctx, h.agentRecord(s), available); err != nil {
+		h.srv.log.Warn("set agent presence failed", "org", s.org.ID, "err", err)
+	}
+	if available {
+		h.place(s.org.ID, s.queue)
+	}
+}
+
+// unhold puts a held customer back in the queue at its place: its store
+// entry was taken out by the assignment. One still connected here waits
+// here again; one whose connection ended meanwhile is put back detached,
+// to resume within the grace (the reapers remove it after).
 func (h *hub) unhold(hd *hold) {
 	if hd.role != protocol.RoleCustomer {
 		return
 	}
 	h.mu.Lock()
-	here := h.sessions[hd.s.id] == hd.s
+	here := !hd.gone && h.sessions[hd.s.id] == hd.s
 	if here {
 		h.entries[hd.s] = hd.entry
 		h.queued[hd.s] = position{}
 	}
 	h.mu.Unlock()
-	if !here {
-		return
+	if !here && !hd.gone {
+		return // resumed on a new connection meanwhile, which has its own place
 	}
 	ctx, cancel := h.storeCtx()
 	err := h.srv.store.Requeue(ctx, hd.entry)
+	if err == nil && hd.gone {
+		_, err = h.srv.store.Detach(ctx, hd.entry.Org, hd.entry.Queue, hd.entry.Session, time.Now())
+	}
 	cancel()
 	if err != nil && !errors.Is(err, queue.ErrExists) {
-		// The store audit puts it back once the store answers (audit.go).
+		// The store audit puts a connected one back once the store answers
+		// (audit.go).
 		h.srv.log.Warn("putting a customer back in its queue failed", "org", hd.entry.Org, "queue", hd.entry.Queue, "err", err)
 	}
 	h.srv.goTracked(func() { h.place(hd.entry.Org, hd.entry.Queue) })
 }
 
-// dropHolds settles the holds of a session whose connection ended: each
-// host hears the side is gone and aborts its call. A held customer's
-// entry is put back in entries so that detach keeps its place for the
-// grace, unless the customer has resumed on a new connection meanwhile
-// (current false). Called by disconnected before detach; true if s was a
-// held customer, waiting again.
-func (h *hub) dropHolds(s *session, current bool) bool {
+// dropHolds settles the holds of a session whose connection ended. An
+// agent's are given up: each host hears the side is gone and aborts its
+// call. A customer's stands (hold.gone): the host's commit or abort
+// decides whether it is detached in the call or at its place. Called by
+// disconnected.
+func (h *hub) dropHolds(s *session) {
 	var mine []*hold
-	waiting := false
 	h.mu.Lock()
 	for k, hd := range h.holds {
-		if hd.s == s {
-			h.takeHoldLocked(k)
-			mine = append(mine, hd)
-			if hd.role == protocol.RoleCustomer && current {
-				h.entries[s] = hd.entry
-				h.queued[s] = position{}
-				waiting = true
-			}
+		if hd.s != s {
+			continue
 		}
+		if hd.role == protocol.RoleCustomer {
+			hd.gone = true
+			continue
+		}
+		h.takeHoldLocked(k)
+		mine = append(mine, hd)
 	}
 	h.mu.Unlock()
 	for _, hd := range mine {
 		h.answerHost(hd.target, hd.role, refusedGone)
 	}
-	return waiting
 }
 
 // answerHost tells the host of target (here or on another node) how its
@@ -287,6 +346,7 @@ func (h *hub) setUp(a queue.Assignment, id string) {
 // reserved records a side's answer to a reserve ("" held, else why not):
 // the call is committed once both are held, aborted at the first refusal.
 func (h *hub) reserved(c *call, role, why string) {
+	h.srv.log.Debug("call setup: side answered", "call", c.id, "role", role, "refused", why)
 	if why != "" {
 		h.abort(c, role, why)
 		return
@@ -301,7 +361,9 @@ func (h *hub) reserved(c *call, role, why string) {
 		}
 		return
 	}
-	c.held = append(c.held, role)
+	if !slices.Contains(c.held, role) { // an answer delivered twice counts once
+		c.held = append(c.held, role)
+	}
 	both := len(c.held) == 2
 	if both {
 		c.phase = phaseLive
@@ -311,6 +373,7 @@ func (h *hub) reserved(c *call, role, why string) {
 		return
 	}
 	c.deadline.Stop()
+	h.srv.log.Debug("call setup: both held; committing", "call", c.id)
 	// The customer first: its node then hears the call's end, however soon
 	// the agent hangs up, after its commit (and a node that hears an end for
 	// a side it holds tells assigned first anyway).
@@ -319,8 +382,11 @@ func (h *hub) reserved(c *call, role, why string) {
 		_, node, _ := h.whereIs(sd)
 		switch {
 		case node == "":
-			if !h.commitHere(k) {
+			switch h.commitHere(k) {
+			case commitFailed:
 				h.srv.goTracked(func() { h.endCall(c, sd.role, protocol.ReasonHangup) })
+			case commitDetached:
+				h.detachSide(c, sd.role, nil)
 			}
 		case !h.relay(node, relayMsg{Kind: relayCommit, Call: c.id, Side: sd.role}):
 			// Its node will give up the hold and tell us; until then the
@@ -413,7 +479,7 @@ func (h *hub) requeueUnreached(c *call, gone bool) {
 func (h *hub) endedHeld(k holdKey, m protocol.Message) bool {
 	h.mu.Lock()
 	hd := h.takeHoldLocked(k)
-	if hd == nil || h.sessions[hd.s.id] != hd.s {
+	if hd == nil || hd.gone || h.sessions[hd.s.id] != hd.s {
 		h.mu.Unlock()
 		return hd != nil
 	}

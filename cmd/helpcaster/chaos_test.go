@@ -53,11 +53,15 @@ func startChaosCluster(t *testing.T, queues []string) *chaosCluster {
 		t.Fatal(err)
 	}
 	cc := &chaosCluster{rs: rs, secret: []byte(secret), queues: queues, nodes: make([]*nodetest.Node, 3)}
+	logLevel := os.Getenv("HELPCASTER_CHAOS_LOG_LEVEL") // the nodes' --log-level; warn unless set
+	if logLevel == "" {
+		logLevel = "warn"
+	}
 	var wg sync.WaitGroup
 	for i := range cc.nodes {
 		wg.Go(func() {
 			cc.nodes[i] = nodetest.Start(t, bin, nodetest.Options{ID: "n" + strconv.Itoa(i+1), Config: config, Redis: rs.URL(),
-				Extra: []string{"--resume-grace", chaosGrace, "--log-level", "warn"}})
+				Extra: []string{"--resume-grace", chaosGrace, "--log-level", logLevel}})
 		})
 	}
 	wg.Wait()
@@ -98,6 +102,31 @@ type chaosCase struct {
 	restore func(t *testing.T, cc *chaosCluster)
 }
 
+// rampTime is how long the customers take to join.
+func (c chaosCase) rampTime() time.Duration {
+	if c.ramp <= 0 {
+		return 0
+	}
+	return time.Duration(float64(c.customers) / c.ramp * float64(time.Second))
+}
+
+// settle is how long the run waits after the last join for every customer
+// to be served: 20 s, plus the time the agents need to serve whoever has
+// not been served by then (calls of hold plus half the jitter, and a
+// margin for setting each up), plus the time a fault takes out of service
+// (a node taken for dead, Redis back). A customer still waiting after it
+// is counted as never placed, so it must not be too short for the load.
+func (c chaosCase) settle() time.Duration {
+	perCall := c.hold + c.jitter/2 + 100*time.Millisecond
+	service := time.Duration(c.customers) * perCall / time.Duration(max(c.agents, 1))
+	backlog := max(service-c.rampTime(), 0)
+	fault := time.Duration(0)
+	if c.fault != nil {
+		fault = 20 * time.Second
+	}
+	return 20*time.Second + backlog*3/2 + fault
+}
+
 // run runs one case on the cluster and returns the report (nil when the
 // harness could not run).
 func (cc *chaosCluster) run(t *testing.T, c chaosCase, seed int64) *bench.Report {
@@ -106,6 +135,7 @@ func (cc *chaosCluster) run(t *testing.T, c chaosCase, seed int64) *bench.Report
 	if stuck == 0 {
 		stuck = 15 * time.Second
 	}
+	settle := c.settle()
 	cfg := bench.Config{
 		Scenario:     bench.ScenarioQueue,
 		CustomerURLs: cc.urls(c.custNodes...), AgentURLs: cc.urls(c.agentNodes...),
@@ -114,15 +144,15 @@ func (cc *chaosCluster) run(t *testing.T, c chaosCase, seed int64) *bench.Report
 		Hold: c.hold, HoldJitter: c.jitter, Resume: c.resume, ResumeInCall: c.inCall,
 		// The hard bound of the run; it ends much sooner (all served, or
 		// the settle after the last join).
-		Duration:     2 * time.Minute,
-		Settle:       20 * time.Second,
+		Duration:     c.rampTime() + settle + time.Minute,
+		Settle:       settle,
 		RetryFor:     30 * time.Second,
 		StuckAfter:   stuck,
 		LostAfter:    10 * time.Second,
 		Seed:         seed,
 		LoopbackOnly: true,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	if c.fault != nil {

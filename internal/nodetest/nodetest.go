@@ -1,7 +1,9 @@
 // Package nodetest runs real `helpcaster serve` processes for tests: a
 // binary built once, nodes on free loopback ports sharing one Redis, that a
 // test can kill, signal, pause and start again on the same ports. Every
-// process is killed when the test ends.
+// process is killed when the test ends. HELPCASTER_TEST_LOGS=DIR keeps the
+// nodes' logs in DIR (appended to) instead of the test's temporary
+// directory.
 package nodetest
 
 import (
@@ -67,8 +69,12 @@ type Node struct {
 func Start(t testing.TB, bin string, o Options) *Node {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t, "tcp")))
+	logDir := os.Getenv("HELPCASTER_TEST_LOGS") // keep the nodes' logs there, to read after a failure
+	if logDir == "" {
+		logDir = t.TempDir()
+	}
 	n := &Node{ID: o.ID, WS: "ws://" + addr + "/v1/signal", Base: "http://" + addr, bin: bin, t: t,
-		log: filepath.Join(t.TempDir(), o.ID+".log")}
+		log: filepath.Join(logDir, o.ID+".log")}
 	n.args = []string{"serve", "--config", o.Config, "--listen", addr,
 		"--media-udp-port", strconv.Itoa(FreePort(t, "udp")), "--media-tcp-port", "0", "--media-loopback-only",
 		"--log-level", "info"}
