@@ -10,6 +10,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -399,8 +400,11 @@ func (q *queueRun) agent(ctx context.Context, i int, up chan<- struct{}) {
 }
 
 // availableID is the id of an agent's available, to tell which errors
-// answer it.
-const availableID = "available"
+// answer it; hangupRef, followed by the room, the id of a hang-up.
+const (
+	availableID = "available"
+	hangupRef   = "hangup:"
+)
 
 func availableMsg() protocol.Message {
 	return protocol.Message{Type: protocol.TypeAvailable, ID: availableID}
@@ -418,19 +422,25 @@ func (q *queueRun) hold(rng *rand.Rand) time.Duration {
 // agentConn reads one agent connection until the run ends (false) or the
 // connection is lost (true).
 func (q *queueRun) agentConn(ctx context.Context, cl *client.Client, a *agentRec, rng *rand.Rand) bool {
-	due := map[string]time.Time{} // hang-ups to send
+	due := map[string]time.Time{}   // hang-ups to send
+	again := map[string]time.Time{} // hang-ups refused for now (unavailable), to send again
+	sendHangup := func(room string) {
+		_ = cl.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room, ID: hangupRef + room})
+	}
 	hangup := func(room string) {
 		q.led.agentHangup(a, room, time.Now())
-		_ = cl.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room})
+		sendHangup(room)
 	}
 	// An available refused while the queue store was out of reach is
 	// sent again, as an agent page would.
 	var availAgain time.Time
 	for {
 		next := availAgain
-		for _, t := range due {
-			if next.IsZero() || t.Before(next) {
-				next = t
+		for _, m := range []map[string]time.Time{due, again} {
+			for _, t := range m {
+				if next.IsZero() || t.Before(next) {
+					next = t
+				}
 			}
 		}
 		nctx, cancel := ctx, context.CancelFunc(func() {})
@@ -455,6 +465,12 @@ func (q *queueRun) agentConn(ctx context.Context, cl *client.Client, a *agentRec
 						hangup(room)
 					}
 				}
+				for room, t := range again {
+					if !now.Before(t) {
+						delete(again, room)
+						sendHangup(room)
+					}
+				}
 				continue
 			}
 			code := strconv.Itoa(cl.CloseCode())
@@ -474,12 +490,18 @@ func (q *queueRun) agentConn(ctx context.Context, cl *client.Client, a *agentRec
 		case protocol.TypeEnded:
 			q.led.agentEnded(a, msg.Room, msg.Reason, now)
 			delete(due, msg.Room)
+			delete(again, msg.Room)
 		case protocol.TypeInvite:
 			_ = cl.Send(ctx, protocol.Message{Type: protocol.TypeAccept, Room: msg.Room})
 		case protocol.TypeError:
 			q.led.with(func() { a.errors[msg.Code]++ })
 			if msg.Ref == availableID && retryable(msg.Code) {
 				availAgain = now.Add(backoff(rng))
+			}
+			// A hang-up the server could not pass on to the call's node (the
+			// bus down) is sent again, as an agent would press it again.
+			if room, ok := strings.CutPrefix(msg.Ref, hangupRef); ok && retryable(msg.Code) {
+				again[room] = now.Add(backoff(rng))
 			}
 		case protocol.TypeBye:
 			q.led.with(func() { a.byes[msg.Reason]++ })
