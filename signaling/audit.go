@@ -165,12 +165,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 			delete(a.agentOff, s.id)
 			continue
 		}
-		since, ok := a.agentOff[s.id]
-		switch {
-		case !ok:
-			a.agentOff[s.id] = now
-		case now.Sub(since) >= auditAfter:
-			delete(a.agentOff, s.id)
+		if lasted(a.agentOff, s.id, now, auditAfter) {
 			agentFixes = append(agentFixes, agentFix{s, st.wantAvailable && busy == 0})
 		}
 	}
@@ -191,22 +186,12 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 			}
 			// Connected here, detached in the store (its start was given up
 			// by a room's node that could not reach this one).
-			since, ok := a.custDetached[s.id]
-			switch {
-			case !ok:
-				a.custDetached[s.id] = now
-			case now.Sub(since) >= auditAfter:
-				delete(a.custDetached, s.id)
+			if lasted(a.custDetached, s.id, now, auditAfter) {
 				reattach = append(reattach, e)
 			}
 			continue
 		}
-		since, ok := a.custMissing[s.id]
-		switch {
-		case !ok:
-			a.custMissing[s.id] = now
-		case now.Sub(since) >= missingFor:
-			delete(a.custMissing, s.id)
+		if lasted(a.custMissing, s.id, now, missingFor) {
 			lost = append(lost, e)
 		}
 	}
@@ -244,18 +229,29 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 	}
 }
 
+// lasted notes that the disagreement about id is seen at now and reports
+// whether it has lasted for d since first seen; then it is forgotten, to
+// be put right.
+func lasted(seen map[string]time.Time, id string, now time.Time, d time.Duration) bool {
+	since, ok := seen[id]
+	if !ok {
+		seen[id] = now
+		return false
+	}
+	if now.Sub(since) < d {
+		return false
+	}
+	delete(seen, id)
+	return true
+}
+
 // forgetUnseen drops what the audit remembers of sessions of queue org/q
 // that are no longer agents or waiting customers here. Called with h.mu
 // released, on the loop goroutine.
 func (a *auditState) forgetUnseen(org, q string, seen map[string]bool, h *hub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id := range a.agentOff {
-		if s := h.sessions[id]; !seen[id] && (s == nil || (s.org.ID == org && s.queue == q)) {
-			delete(a.agentOff, id)
-		}
-	}
-	for _, m := range []map[string]time.Time{a.custMissing, a.custDetached} {
+	for _, m := range []map[string]time.Time{a.agentOff, a.custMissing, a.custDetached} {
 		for id := range m {
 			if s := h.sessions[id]; !seen[id] && (s == nil || (s.org.ID == org && s.queue == q)) {
 				delete(m, id)
