@@ -248,6 +248,7 @@ func (h *hub) callLive(c *call) {
 		return
 	}
 	c.live = true
+	saved := c.held != nil // set up with holds: saved before the commits
 	h.mu.Unlock()
 	m := h.srv.metrics
 	m.placements.WithLabelValues(c.org, c.queue).Inc()
@@ -255,7 +256,13 @@ func (h *hub) callLive(c *call) {
 	m.callsActive.Inc()
 	c.room.OnActiveSpeaker(h.speakerSignals(c))
 	h.srv.log.Info("call started", "org", c.org, "queue", c.queue, "call", c.id)
-	// Where the customer can resume into the call from.
+	if !saved {
+		h.saveCall(c) // set up here with both sides local (startCall)
+	}
+}
+
+// saveCall records where the customer of c can resume into it from.
+func (h *hub) saveCall(c *call) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey}

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -150,30 +151,12 @@ func (s *session) resume(m protocol.Message) {
 		return
 	}
 	h := s.srv.hub
-	var e queue.Entry
-	found := false
-	for _, q := range org.Queues {
-		ctx, cancel := h.storeCtx()
-		got, ok, err := s.srv.store.Lookup(ctx, org.ID, q.Name, id)
-		cancel()
-		if err != nil {
-			s.failStore(storeError("look up resumed customer", err), m.ID)
-			return
-		}
-		if ok {
-			e, found = got, true
-			break
-		}
+	e, found, rec, ok, err := h.findResumed(s.ctx, org, id)
+	if err != nil {
+		s.failStore(storeError("look up resumed customer", err), m.ID)
+		return
 	}
 	if !found {
-		// Perhaps in a call.
-		ctx, cancel := h.storeCtx()
-		rec, ok, err := s.srv.store.LookupCall(ctx, org.ID, id)
-		cancel()
-		if err != nil {
-			s.failStore(storeError("look up resumed customer", err), m.ID)
-			return
-		}
 		if !ok || subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(rec.ResumeKey)) != 1 {
 			fail(errBadResume)
 			return
@@ -197,6 +180,39 @@ func (s *session) resume(m protocol.Message) {
 	s.log = s.log.With("org", org.ID, "role", protocol.RoleCustomer)
 	if err := h.resumed(s, e, m.Token); err != nil {
 		s.failStore(err, m.ID)
+	}
+}
+
+// resumeWait bounds how long a resume looks for a customer that is
+// neither waiting nor in a call: one taken off its queue for a call being
+// set up is, within startDeadline, either in the call or back at its place.
+const resumeWait = startDeadline + time.Second
+
+// findResumed looks customer id of org up: waiting in one of its queues
+// (found, with its entry), or in a call (ok, with its record). Neither,
+// it looks again until resumeWait has passed.
+func (h *hub) findResumed(ctx context.Context, org *auth.Org, id string) (e queue.Entry, found bool, rec queue.CallRecord, ok bool, err error) {
+	deadline := time.Now().Add(resumeWait)
+	for {
+		for _, q := range org.Queues {
+			sctx, cancel := h.storeCtx()
+			e, found, err = h.srv.store.Lookup(sctx, org.ID, q.Name, id)
+			cancel()
+			if err != nil || found {
+				return e, found, rec, false, err
+			}
+		}
+		sctx, cancel := h.storeCtx()
+		rec, ok, err = h.srv.store.LookupCall(sctx, org.ID, id)
+		cancel()
+		if err != nil || ok || time.Now().After(deadline) {
+			return e, false, rec, ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return e, false, rec, false, nil
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

@@ -374,6 +374,9 @@ func (h *hub) reserved(c *call, role, why string) {
 	}
 	c.deadline.Stop()
 	h.srv.log.Debug("call setup: both held; committing", "call", c.id)
+	// Before anyone is told: a customer whose connection ends from here on
+	// resumes into the call.
+	h.saveCall(c)
 	// The customer first: its node then hears the call's end, however soon
 	// the agent hangs up, after its commit (and a node that hears an end for
 	// a side it holds tells assigned first anyway).
