@@ -327,6 +327,12 @@ func (h *hub) setUp(a queue.Assignment, id string) {
 	h.hosted[id] = c
 	h.mu.Unlock()
 	for _, sd := range []*side{&c.cust, &c.agent} {
+		h.mu.Lock()
+		given := c.phase != phaseReserving // the first side refused: the abort has told the other
+		h.mu.Unlock()
+		if given {
+			return
+		}
 		msg := h.assignedMessage(c, sd)
 		if sd.node == "" {
 			h.reserved(c, sd.role, h.reserveHere(c, sd.role, sd.id, msg))
@@ -352,9 +358,9 @@ func (h *hub) reserved(c *call, role, why string) {
 		return
 	}
 	h.mu.Lock()
-	if c.phase != phaseReserving {
+	if phase := c.phase; phase != phaseReserving {
 		h.mu.Unlock()
-		if c.phase == phaseEnded {
+		if phase == phaseEnded {
 			// Aborted meanwhile: the abort reached the side before its hold,
 			// or the side is to be told now.
 			h.sendAbort(c, role)
@@ -408,9 +414,9 @@ func (h *hub) reserved(c *call, role, why string) {
 // elsewhere within the grace.
 func (h *hub) abort(c *call, refused, why string) {
 	h.mu.Lock()
-	if c.phase != phaseReserving {
+	if phase := c.phase; phase != phaseReserving {
 		h.mu.Unlock()
-		if c.phase == phaseLive && refused != "" {
+		if phase == phaseLive && refused != "" {
 			// A side's node gave up the hold after the commit was sent: it
 			// was never told; the call ends for the other side.
 			h.endCall(c, refused, protocol.ReasonHangup)
