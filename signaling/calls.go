@@ -339,31 +339,17 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 	}
 	m.Room = ""
 	if c.host != "" {
-		ok, gone := h.deliver(c.host, relayMsg{Kind: relayClient, Call: c.id, Side: s.role, Msg: &m})
-		switch {
-		case ok:
-			return nil
-		case gone && m.Type == protocol.TypeHangup:
-			// The room's node is dead: its call is over anyway. The agent's
-			// slot, which that node can no longer release, is settled by
-			// the agent audit.
-			h.endStub(s, c, protocol.ReasonHangup)
-			return nil
+		// Unreachable, even with nobody listening on its channel (which is
+		// also how a node looks for a moment after Redis restarts), the
+		// room's node may still hold the call: the client is told, and may
+		// try again. A node that is really dead has its calls ended by the
+		// reaper (endOrphanedStubs), and a restarted one answers unknown.
+		if !h.relay(c.host, relayMsg{Kind: relayClient, Call: c.id, Side: s.role, Msg: &m}) {
+			return protocol.Errorf(protocol.CodeUnavailable, "the call's media server cannot be reached")
 		}
-		return protocol.Errorf(protocol.CodeUnavailable, "the call's media server cannot be reached")
+		return nil
 	}
 	return h.callMsg(c, s.role, m)
-}
-
-// endStub ends local session s's side of call c, hosted elsewhere, as if
-// the room's node had ended it with reason.
-func (h *hub) endStub(s *session, c *call, reason string) {
-	h.mu.Lock()
-	had := h.removeCallLocked(s, c)
-	h.mu.Unlock()
-	if had {
-		h.sideEnded(s, protocol.Message{Type: protocol.TypeEnded, Reason: reason, Room: c.id}, c.org, c.queue)
-	}
 }
 
 // callMsg applies a client message from one side of a call hosted here.
