@@ -44,6 +44,7 @@ const (
 	relayReserve = "reserve" // to a side's node: hold the session for the call; Msg is its assigned
 	relayHeld    = "held"    // reply to reserve: held (Why ""), or why not; also: a hold was given up
 	relayCommit  = "commit"  // to a side's node: tell the held session assigned
+	relayTold    = "told"    // reply to commit: the session was told (a refusal is a held with Why)
 	relayAbort   = "abort"   // to a side's node: let the held session go, untold
 	relayAudit   = "audit"   // to a room's node: the calls (Calls) this node has sides of
 	relayUnknown = "unknown" // reply to audit or client: no such calls (Calls) here
@@ -218,14 +219,14 @@ func (h *hub) onRelay(data []byte) {
 			h.srv.goTracked(func() { h.reserved(c, m.Side, m.Why) })
 		}
 	case relayCommit:
-		from := m.From
-		switch h.commitHere(holdKey{m.Call, m.Side}) {
-		case commitFailed:
-			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: refusedGone}) })
-		case commitDetached:
-			// Its connection ended while it was held: in the call, detached,
-			// it may resume into it.
-			h.srv.goTracked(func() { h.relay(from, relayMsg{Kind: relayDetach, Call: m.Call, Side: m.Side}) })
+		from, reply := m.From, relayMsg{Kind: relayTold, Call: m.Call, Side: m.Side}
+		if h.commitHere(holdKey{m.Call, m.Side}) != commitTold {
+			reply = relayMsg{Kind: relayHeld, Call: m.Call, Side: m.Side, Why: refusedGone}
+		}
+		h.srv.goTracked(func() { h.relay(from, reply) })
+	case relayTold:
+		if c := h.hostedCall(m.Call); c != nil && m.Side == protocol.RoleCustomer && h.heldBy(c, m.Side, m.From) {
+			h.srv.goTracked(func() { h.customerTold(c) })
 		}
 	case relayAbort:
 		k := holdKey{m.Call, m.Side}

@@ -41,8 +41,9 @@ const settledFor = 2 * time.Minute
 // Setup phases of a hosted call; guarded by hub.mu.
 const (
 	phaseReserving = iota // reserves sent; waiting for both sides
-	phaseLive             // committed: both sides told assigned
-	phaseEnded            // ended (after live) or aborted (before)
+	phaseTelling          // both held; the customer's commit sent, its answer awaited
+	phaseLive             // the customer told; the agent's commit sent
+	phaseEnded            // ended (after it was told) or aborted (before)
 )
 
 // holdKey names one side of one call on a side's node.
@@ -56,17 +57,17 @@ type hold struct {
 	entry  queue.Entry      // a customer's queue entry, to put back
 	msg    protocol.Message // assigned, told at commit
 	timer  *time.Timer      // holdTimeout
-	// gone: a held customer's connection ended. The hold stands: committed,
-	// the customer is in the call, detached, and may resume into it within
-	// the grace; given up, it is back at its place, detached.
+	// gone: a held customer's connection ended. The hold stands until the
+	// host commits or aborts; either way the customer, told nothing, goes
+	// back to its place, detached, to resume there within the grace (a
+	// commit is answered as refused, and the agent is never told).
 	gone bool
 }
 
 // What a commit found.
 const (
-	commitFailed   = iota // no hold (settled, expired, or an agent that left)
-	commitTold            // the session was told assigned
-	commitDetached        // a customer whose connection ended while held
+	commitFailed = iota // no hold (settled, expired, left), or a customer whose connection ended while held
+	commitTold          // the session was told assigned
 )
 
 // Why a side's node refused to hold it.
@@ -149,12 +150,13 @@ func (h *hub) takeHoldLocked(k holdKey) *hold {
 // and the assigned message in one step, so that the call's end, however
 // soon, is told after it.
 func (h *hub) commitHere(k holdKey) int {
-	r := h.commitLocked(k)
+	r := h.takeCommit(k)
 	h.srv.log.Debug("call setup: commit", "call", k.call, "role", k.role, "result", r)
 	return r
 }
 
-func (h *hub) commitLocked(k holdKey) int {
+// takeCommit settles hold k as committed and tells its session, if it can.
+func (h *hub) takeCommit(k holdKey) int {
 	h.mu.Lock()
 	hd := h.takeHoldLocked(k)
 	switch {
@@ -163,7 +165,8 @@ func (h *hub) commitLocked(k holdKey) int {
 		return commitFailed
 	case hd.gone:
 		h.mu.Unlock()
-		return commitDetached
+		h.unhold(hd)
+		return commitFailed
 	case h.sessions[hd.s.id] != hd.s:
 		h.mu.Unlock()
 		return commitFailed
@@ -372,36 +375,55 @@ func (h *hub) reserved(c *call, role, why string) {
 	}
 	both := len(c.held) == 2
 	if both {
-		c.phase = phaseLive
+		c.phase = phaseTelling
 	}
 	h.mu.Unlock()
 	if !both {
 		return
 	}
 	c.deadline.Stop()
-	h.srv.log.Debug("call setup: both held; committing", "call", c.id)
+	h.srv.log.Debug("call setup: both held; telling the customer", "call", c.id)
 	// Before anyone is told: a customer whose connection ends from here on
 	// resumes into the call.
 	h.saveCall(c)
-	// The customer first: its node then hears the call's end, however soon
-	// the agent hangs up, after its commit (and a node that hears an end for
-	// a side it holds tells assigned first anyway).
-	for _, sd := range []*side{&c.cust, &c.agent} {
-		k := holdKey{c.id, sd.role}
-		_, node, _ := h.whereIs(sd)
-		switch {
-		case node == "":
-			switch h.commitHere(k) {
-			case commitFailed:
-				h.srv.goTracked(func() { h.endCall(c, sd.role, protocol.ReasonHangup) })
-			case commitDetached:
-				h.detachSide(c, sd.role, nil)
-			}
-		case !h.relay(node, relayMsg{Kind: relayCommit, Call: c.id, Side: sd.role}):
-			// Its node will give up the hold and tell us; until then the
-			// call stands.
-			h.srv.log.Warn("could not tell a side its call started", "org", c.org, "call", c.id, "role", sd.role)
+	// The customer is told first, and the agent only once the customer's
+	// node says it was: an agent is never told of a customer who is not.
+	_, node, _ := h.whereIs(&c.cust)
+	k := holdKey{c.id, protocol.RoleCustomer}
+	switch {
+	case node == "":
+		if h.commitHere(k) == commitTold {
+			h.customerTold(c)
+		} else {
+			h.abort(c, protocol.RoleCustomer, refusedGone)
 		}
+	case !h.relay(node, relayMsg{Kind: relayCommit, Call: c.id, Side: protocol.RoleCustomer}):
+		// Its node gives up the hold in holdTimeout and tells us.
+		h.srv.log.Warn("could not tell a customer its call started", "org", c.org, "call", c.id)
+	}
+}
+
+// customerTold follows the customer's node's word that the customer was
+// told assigned: the agent is told, and the call counts as started.
+func (h *hub) customerTold(c *call) {
+	h.mu.Lock()
+	if c.phase != phaseTelling {
+		h.mu.Unlock()
+		return
+	}
+	c.phase = phaseLive
+	h.mu.Unlock()
+	_, node, _ := h.whereIs(&c.agent)
+	k := holdKey{c.id, protocol.RoleAgent}
+	switch {
+	case node == "":
+		if h.commitHere(k) != commitTold {
+			h.srv.goTracked(func() { h.endCall(c, protocol.RoleAgent, protocol.ReasonHangup) })
+		}
+	case !h.relay(node, relayMsg{Kind: relayCommit, Call: c.id, Side: protocol.RoleAgent}):
+		// Its node gives up the hold in holdTimeout and tells us; the call
+		// then ends for the customer.
+		h.srv.log.Warn("could not tell an agent its call started", "org", c.org, "call", c.id)
 	}
 	h.callLive(c)
 	h.kick(c.org, c.queue)
@@ -414,11 +436,16 @@ func (h *hub) reserved(c *call, role, why string) {
 // elsewhere within the grace.
 func (h *hub) abort(c *call, refused, why string) {
 	h.mu.Lock()
-	if phase := c.phase; phase != phaseReserving {
+	phase := c.phase
+	switch {
+	case phase == phaseEnded:
 		h.mu.Unlock()
-		if phase == phaseLive && refused != "" {
-			// A side's node gave up the hold after the commit was sent: it
-			// was never told; the call ends for the other side.
+		return
+	case phase == phaseLive || (phase == phaseTelling && refused != protocol.RoleCustomer):
+		h.mu.Unlock()
+		if refused != "" {
+			// The agent's node gave up its hold after the customer may have
+			// been told: the call ends for the customer.
 			h.endCall(c, refused, protocol.ReasonHangup)
 		}
 		return
@@ -438,6 +465,9 @@ func (h *hub) abort(c *call, refused, why string) {
 	ctx, cancel := h.storeCtx()
 	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
 		h.srv.log.Warn("release agent after an aborted start failed", "org", c.org, "err", err)
+	}
+	if phase == phaseTelling {
+		_ = h.srv.store.DeleteCall(ctx, c.org, c.cust.id) // saved for a resume that will not come
 	}
 	cancel()
 	if refused == protocol.RoleCustomer && (why == refusedDead || why == refusedUnreachable) {
