@@ -167,7 +167,9 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 		h.undoAssignment(a, custHere, agentHere)
 		return errUndone
 	}
-	h.callLive(c)
+	if h.callLive(c) {
+		h.saveCall(c)
+	}
 	return nil
 }
 
@@ -238,17 +240,17 @@ func (h *hub) assignedMessage(c *call, to *side) protocol.Message {
 	return protocol.Message{Type: protocol.TypeAssigned, Room: c.id, Peer: &peer, ICEServers: h.srv.iceServers(c.org, to.id)}
 }
 
-// callLive counts a call whose two sides have been told.
-func (h *hub) callLive(c *call) {
+// callLive counts a call whose two sides have been told; false if it has
+// ended meanwhile.
+func (h *hub) callLive(c *call) bool {
 	h.mu.Lock()
 	if c.ended {
 		// Ended while its sides were told: endCall saw it not live, and
 		// nothing is counted.
 		h.mu.Unlock()
-		return
+		return false
 	}
 	c.live = true
-	saved := c.held != nil // set up with holds: saved before the commits
 	h.mu.Unlock()
 	m := h.srv.metrics
 	m.placements.WithLabelValues(c.org, c.queue).Inc()
@@ -256,9 +258,7 @@ func (h *hub) callLive(c *call) {
 	m.callsActive.Inc()
 	c.room.OnActiveSpeaker(h.speakerSignals(c))
 	h.srv.log.Info("call started", "org", c.org, "queue", c.queue, "call", c.id)
-	if !saved {
-		h.saveCall(c) // set up here with both sides local (startCall)
-	}
+	return true
 }
 
 // saveCall records where the customer of c can resume into it from.

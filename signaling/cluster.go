@@ -73,7 +73,6 @@ type relayMsg struct {
 	A       *queue.Assignment `json:"a,omitempty"`
 	Msg     *protocol.Message `json:"m,omitempty"`
 	Timeout time.Duration     `json:"t,omitempty"`
-	Resume  bool              `json:"r,omitempty"` // bind: the customer resumes into a call (it is not waiting)
 	Why     string            `json:"w,omitempty"` // held: why the side is not held ("" held)
 	Calls   []string          `json:"cs,omitempty"`
 }
@@ -154,7 +153,7 @@ func (h *hub) bind(c *call, sd *side) {
 		h.sideBound(c, sd.role, s != nil)
 		return
 	}
-	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg, Resume: true}) {
+	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg}) {
 		h.sideBound(c, sd.role, false)
 	}
 }

@@ -156,14 +156,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	h.welcoming[s] = &heldBack{}
 	h.mu.Unlock()
 	pos, err := h.srv.store.Enqueue(ctx, entry, maxLen)
-	if err != nil {
-		h.mu.Lock()
-		delete(h.entries, s)
-		delete(h.queued, s)
-		delete(h.welcoming, s)
-		h.mu.Unlock()
-	}
-	switch {
+	switch { // on an error, joined forgets what was recorded here
 	case errors.Is(err, queue.ErrFull):
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
 	case err != nil:

@@ -149,10 +149,8 @@ func (h *hub) restoreAgents() bool {
 	}
 	var agents []agent
 	for s, st := range h.agents {
-		busy := len(h.calls[s])+h.heldLocked(s) > 0
-		for _, inv := range h.invites {
-			busy = busy || inv.agent == s // holds a customer it was offered
-		}
+		// A call, a hold, or a customer it was offered.
+		busy := len(h.calls[s])+h.heldLocked(s)+h.invitedAgentLocked(s) > 0
 		agents = append(agents, agent{h.agentRecord(s), st.wantAvailable && !busy})
 	}
 	h.mu.Unlock()

@@ -16,15 +16,16 @@ import (
 // The node hosting the room asks the node of each side to hold it
 // (reserve): that node takes its session out of waiting (a customer) or
 // takes a call slot (an agent) and tells the client nothing yet. When both
-// sides are held, the host commits: each side's node tells its client
-// assigned. If a side cannot be held (its session left, its node is dead or
-// silent), the host aborts: the other side's node puts its customer back at
-// its place, or frees its agent's slot, and nobody was told anything.
+// sides are held, the host commits the customer (its node tells it
+// assigned and answers told), and only then the agent. If a side cannot be
+// held (its session left, its node is dead or silent), or the customer
+// cannot be told, the host aborts: the other side's node puts its customer
+// back at its place, or frees its agent's slot, and nobody was told.
 //
 // The customer's node owns the customer while it is held: it puts it back
 // in the queue on abort, on a hold that is neither committed nor aborted in
-// holdTimeout, and when its connection drops (detached, for the resume
-// grace). The host owns it only when the customer's node is dead. An ended
+// holdTimeout, and, detached for the resume grace, when its connection
+// drops. The host owns it only when the customer's node is dead. An ended
 // that reaches a held side means the host committed and the call has ended
 // since: the side is told assigned, then ended. A late reserve or commit
 // for a hold already settled is refused or ignored (settled).
@@ -165,7 +166,7 @@ func (h *hub) takeCommit(k holdKey) int {
 		return commitFailed
 	case hd.gone:
 		h.mu.Unlock()
-		h.unhold(hd)
+		h.srv.goTracked(func() { h.letGo(hd) }) // off the bus goroutine: store calls
 		return commitFailed
 	case h.sessions[hd.s.id] != hd.s:
 		h.mu.Unlock()
@@ -195,11 +196,18 @@ func (h *hub) abortHere(k holdKey) {
 	}
 	h.mu.Unlock()
 	if hd != nil {
-		h.unhold(hd)
-		if hd.role == protocol.RoleAgent {
-			h.syncAgent(hd.s)
-		}
+		h.letGo(hd)
 	}
+}
+
+// letGo undoes a settled hold that did not become a call: a customer goes
+// back to its place, an agent's availability is written as it is now.
+func (h *hub) letGo(hd *hold) {
+	if hd.role == protocol.RoleAgent {
+		h.syncAgent(hd.s)
+		return
+	}
+	h.unhold(hd)
 }
 
 // holdExpired gives up on a hold that was neither committed nor aborted in
@@ -217,10 +225,7 @@ func (h *hub) holdExpired(k holdKey, hd *hold) {
 	h.mu.Unlock()
 	h.srv.log.Warn("a call being set up was neither started nor given up in time; undone here",
 		"org", hd.target.org, "call", hd.target.id, "role", hd.role)
-	h.unhold(hd)
-	if hd.role == protocol.RoleAgent {
-		h.syncAgent(hd.s)
-	}
+	h.letGo(hd)
 	h.answerHost(hd.target, hd.role, refusedGone)
 }
 
@@ -250,9 +255,6 @@ func (h *hub) syncAgent(s *session) {
 // here again; one whose connection ended meanwhile is put back detached,
 // to resume within the grace (the reapers remove it after).
 func (h *hub) unhold(hd *hold) {
-	if hd.role != protocol.RoleCustomer {
-		return
-	}
 	h.mu.Lock()
 	here := !hd.gone && h.sessions[hd.s.id] == hd.s
 	if here {
