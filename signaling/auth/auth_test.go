@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -538,6 +539,35 @@ func TestDirectoryIsACopy(t *testing.T) {
 	}
 	if _, ok := d.Org("nope"); ok {
 		t.Error("unknown org found")
+	}
+}
+
+func TestSharedSecrets(t *testing.T) {
+	orgs := testOrgs()
+	if got := testDir(t).SharedSecrets(); got != nil {
+		t.Errorf("SharedSecrets of distinct secrets = %q", got)
+	}
+	more := func(id string, secret []byte) Org {
+		return Org{ID: id, APIKey: id + "-key", APISecret: secret, Queues: []Queue{{Name: "q"}}}
+	}
+	orgs = append(orgs,
+		more("initech", slices.Clone(orgs[1].APISecret)), // globex's, another slice
+		more("hooli", []byte("hooli-secret-0123456789abcdef0123456789")),
+		more("aaa", slices.Clone(orgs[1].APISecret)),
+		more("zeta", []byte("zeta-secret-0123456789abcdef0123456789ab")),
+		more("beta", []byte("zeta-secret-0123456789abcdef0123456789ab")),
+	)
+	d, err := NewDirectory(orgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.SharedSecrets()
+	want := [][]string{{"aaa", "globex", "initech"}, {"beta", "zeta"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("SharedSecrets = %q; want %q", got, want)
+	}
+	if (*Directory)(nil).SharedSecrets() != nil {
+		t.Error("nil directory has shared secrets")
 	}
 }
 
