@@ -373,8 +373,8 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 	if err := c.finishTURN(); err != nil {
 		return err
 	}
-	if c.TokenMaxLifetime > auth.MaxMaxLifetime {
-		return fmt.Errorf("signaling: --token-max-lifetime %v is longer than %v", c.TokenMaxLifetime, auth.MaxMaxLifetime)
+	if c.TokenMaxLifetime > auth.LongestMaxLifetime {
+		return fmt.Errorf("signaling: --token-max-lifetime %v is longer than %v", c.TokenMaxLifetime, auth.LongestMaxLifetime)
 	}
 	c.Orgs = fileOrgs
 	if c.Dev {

@@ -205,6 +205,9 @@ const (
 	exampleSig    = "3f7Lb0omcAiAagXUQNdEaJoXrm98L1h3HMsURDVSNiA"
 	exampleSigHex = "ddfecb6f4a267008806a05d440d744689a17ae6f7c2f58771ccb144435523620"
 	exampleToken  = exampleInput + "." + exampleSig
+	// exampleSigDecoded is what an implementer who hex-decodes the secret
+	// gets: a signature the server refuses.
+	exampleSigDecoded = "nSoCx1HpO19RIcgPjQqCJmI1Fj780Q5vjAXtCgnwPYc"
 )
 
 func TestWorkedExample(t *testing.T) {
@@ -240,8 +243,8 @@ func TestWorkedExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrong := hs256(exampleHeader, exampleClaims, decoded)
-	if wrong == exampleToken {
-		t.Fatal("decoded key gives the same token")
+	if wrong != exampleInput+"."+exampleSigDecoded {
+		t.Fatalf("token signed with the decoded secret\n%s\nwant\n%s", wrong, exampleInput+"."+exampleSigDecoded)
 	}
 	if _, _, err := v.Verify(wrong); err == nil || !strings.Contains(err.Error(), "signature is invalid") {
 		t.Fatalf("token signed with the decoded secret: %v; want an invalid signature", err)

@@ -28,9 +28,9 @@ const (
 	// DefaultMaxLifetime is the longest token lifetime Verifier accepts
 	// when MaxLifetime is 0.
 	DefaultMaxLifetime = 24 * time.Hour
-	// MaxMaxLifetime is the largest Verifier.MaxLifetime a server may be
+	// LongestMaxLifetime is the largest Verifier.MaxLifetime a server may be
 	// configured with.
-	MaxMaxLifetime = 7 * 24 * time.Hour
+	LongestMaxLifetime = 7 * 24 * time.Hour
 )
 
 // algorithm is the only signing algorithm minted and accepted.
