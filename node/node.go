@@ -53,6 +53,10 @@ type Config struct {
 	// Profiles show code paths and sizes, not user data, but they cost CPU
 	// while taken: turn it on only where the listener is not public.
 	Pprof bool
+	// TokenMaxLifetime is the longest lifetime of a token accepted on join
+	// (auth.Verifier.MaxLifetime); 0 means auth.DefaultMaxLifetime. Demo
+	// tokens live no longer.
+	TokenMaxLifetime time.Duration
 }
 
 // Node is a running HelpCaster node.
@@ -86,6 +90,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.DevTokenTTL <= 0 {
 		cfg.DevTokenTTL = time.Hour
+	}
+	if cfg.TokenMaxLifetime > 0 {
+		cfg.DevTokenTTL = min(cfg.DevTokenTTL, cfg.TokenMaxLifetime)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -127,7 +134,7 @@ func New(cfg Config) (*Node, error) {
 		closeStore = func() { prev(); n.member.close() }
 	}
 	sig, err := signaling.NewServer(signaling.Config{
-		Verifier:    &auth.Verifier{Dir: cfg.Orgs},
+		Verifier:    &auth.Verifier{Dir: cfg.Orgs, MaxLifetime: cfg.TokenMaxLifetime},
 		Store:       store,
 		SFU:         s,
 		Limits:      cfg.Limits,

@@ -87,6 +87,7 @@ type Config struct {
 	MessageBurst      int           // per-connection message burst
 	PingInterval      time.Duration // WebSocket keep-alive ping interval
 	WriteTimeout      time.Duration // WebSocket write deadline
+	TokenMaxLifetime  time.Duration // longest token lifetime accepted (auth.Verifier.MaxLifetime)
 	ShutdownTimeout   time.Duration // how long a graceful shutdown may take
 	DrainTimeout      time.Duration // how long calls may go on after the first SIGTERM; 0 = no drain
 
@@ -250,6 +251,9 @@ func settings(c *Config) []setting {
 		{flag: "write-timeout", yaml: "signaling.write_timeout", arg: "DURATION", def: "10s",
 			usage: "WebSocket write timeout",
 			set:   func(v string) error { return setDuration(&c.WriteTimeout, v, false) }},
+		{flag: "token-max-lifetime", yaml: "signaling.token_max_lifetime", arg: "DURATION", def: "24h",
+			usage: "longest lifetime of a token accepted on join: exp - iat, or exp - now for a token without iat (at most 168h)",
+			set:   func(v string) error { return setDuration(&c.TokenMaxLifetime, v, false) }},
 		{flag: "shutdown-timeout", yaml: "shutdown_timeout", arg: "DURATION", def: "10s",
 			usage: "how long a graceful shutdown may take before connections are cut",
 			set:   func(v string) error { return setDuration(&c.ShutdownTimeout, v, true) }},
@@ -369,6 +373,9 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 	if err := c.finishTURN(); err != nil {
 		return err
 	}
+	if c.TokenMaxLifetime > auth.LongestMaxLifetime {
+		return fmt.Errorf("signaling: --token-max-lifetime %v is longer than %v", c.TokenMaxLifetime, auth.LongestMaxLifetime)
+	}
 	c.Orgs = fileOrgs
 	if c.Dev {
 		secret := make([]byte, 32)
@@ -391,6 +398,15 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 		return fmt.Errorf("orgs: %w", err)
 	}
 	return nil
+}
+
+// warnSharedSecrets logs a warning for each group of organizations that
+// share one API secret: each of them can mint tokens for the others, so
+// the tenants are not isolated. It names the organizations by id only.
+func warnSharedSecrets(logger *slog.Logger, dir *auth.Directory) {
+	for _, ids := range dir.SharedSecrets() {
+		logger.Warn("organizations share one API secret: each can mint tokens that join as another; give each its own secret", "orgs", ids)
+	}
 }
 
 func printServeUsage(w io.Writer, table []setting) {

@@ -34,6 +34,7 @@ func runServe(stop <-chan struct{}, cfg *Config, logger *slog.Logger, stdout io.
 		ln.Close()
 		return fmt.Errorf("organizations: %w", err)
 	}
+	warnSharedSecrets(logger, dir)
 	var devOrg *auth.Org
 	if cfg.Dev {
 		devOrg, _ = dir.Org(cfg.DevOrgID)
@@ -53,6 +54,7 @@ func runServe(stop <-chan struct{}, cfg *Config, logger *slog.Logger, stdout io.
 			LoopbackOnly: cfg.MediaLoopbackOnly,
 			BatchWrites:  cfg.MediaBatchWrites,
 		},
+		TokenMaxLifetime: cfg.TokenMaxLifetime,
 		Limits: signaling.Limits{
 			MaxMessageBytes: cfg.MaxMessageBytes,
 			MessagesPerSec:  cfg.MessagesPerSecond,

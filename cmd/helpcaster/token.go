@@ -110,7 +110,7 @@ func mintFromArgs(args []string, env func(string) string, stderr io.Writer) (str
 	fs.Var(o.attrs, "attr", "customer: routing attribute key=value (repeatable)")
 	fs.Var(o.skills, "skill", "agent: skill=value:level, like language=de:3 (repeatable)")
 	fs.IntVar(&o.capacity, "capacity", 0, "agent: calls at once (default 1)")
-	fs.DurationVar(&o.ttl, "ttl", time.Hour, "token lifetime (at most 24h)")
+	fs.DurationVar(&o.ttl, "ttl", time.Hour, "token lifetime (at most 24h; servers refuse tokens living longer than their --token-max-lifetime, 24h by default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printTokenUsage(stderr, fs)

@@ -6,14 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/helpcaster/helpcaster/signaling/routing"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/helpcaster/helpcaster/internal/jsonkeys"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
+	"github.com/helpcaster/helpcaster/signaling/routing"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -539,6 +542,35 @@ func TestDirectoryIsACopy(t *testing.T) {
 	}
 }
 
+func TestSharedSecrets(t *testing.T) {
+	orgs := testOrgs()
+	if got := testDir(t).SharedSecrets(); got != nil {
+		t.Errorf("SharedSecrets of distinct secrets = %q", got)
+	}
+	more := func(id string, secret []byte) Org {
+		return Org{ID: id, APIKey: id + "-key", APISecret: secret, Queues: []Queue{{Name: "q"}}}
+	}
+	orgs = append(orgs,
+		more("initech", slices.Clone(orgs[1].APISecret)), // globex's, another slice
+		more("hooli", []byte("hooli-secret-0123456789abcdef0123456789")),
+		more("aaa", slices.Clone(orgs[1].APISecret)),
+		more("zeta", []byte("zeta-secret-0123456789abcdef0123456789ab")),
+		more("beta", []byte("zeta-secret-0123456789abcdef0123456789ab")),
+	)
+	d, err := NewDirectory(orgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.SharedSecrets()
+	want := [][]string{{"aaa", "globex", "initech"}, {"beta", "zeta"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("SharedSecrets = %q; want %q", got, want)
+	}
+	if (*Directory)(nil).SharedSecrets() != nil {
+		t.Error("nil directory has shared secrets")
+	}
+}
+
 func FuzzVerify(f *testing.F) {
 	dir := testDir(f)
 	acme, _ := dir.Org("acme")
@@ -551,6 +583,28 @@ func FuzzVerify(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add(rawToken(f, map[string]any{"alg": "HS256", "kid": "acme-key"}, map[string]any{"org": "acme", "exp": 1e300, "nbf": -1e300, "attrs": map[string]string{"a": "b"}}, nil))
+	// Signed with acme's secret, so the fuzzer starts past the signature:
+	// duplicate keys, dates that are not numbers, crit, key sources, typ,
+	// lifetimes.
+	iat := t0.Unix()
+	dates := fmt.Sprintf(`,"iat":%d,"exp":%d`, iat, iat+3600)
+	for _, hc := range [][2]string{
+		{`{"alg":"HS256","typ":"JWT","kid":"acme-key"}`, claimsJSON(dates)},
+		{`{"alg":"HS256"}`, claimsJSON(dates + `,"role":"agent"`)},
+		{`{"alg":"none","alg":"HS256"}`, claimsJSON(dates)},
+		{`{"alg":"HS256"}`, claimsJSON(dates + `,"attrs":{"a":"1","\u0061":"2"}`)},
+		{`{"alg":"HS256"}`, claimsJSON(fmt.Sprintf(`,"iat":%d,"exp":"%d"`, iat, iat+60))},
+		{`{"alg":"HS256"}`, claimsJSON(fmt.Sprintf(`,"nbf":"1e12","exp":%d.5`, iat+60))},
+		{`{"alg":"HS256"}`, claimsJSON(fmt.Sprintf(`,"iat":%d,"exp":%d`, iat, iat+10*365*86400))},
+		{`{"alg":"HS256"}`, claimsJSON(fmt.Sprintf(`,"exp":%d`, iat+10*365*86400))},
+		{`{"alg":"HS256"}`, claimsJSON(fmt.Sprintf(`,"iat":%d,"exp":%d`, iat+3600, iat+7200))},
+		{`{"alg":"HS256","crit":["exp"]}`, claimsJSON(dates)},
+		{`{"alg":"HS256","crit":[]}`, claimsJSON(dates)},
+		{`{"alg":"HS256","jku":"https://example.com/k","jwk":{"kty":"oct"},"x5u":"u","x5c":["c"]}`, claimsJSON(dates)},
+		{`{"alg":"HS256","typ":"at+jwt"}`, claimsJSON(dates)},
+	} {
+		f.Add(hs256(hc[0], hc[1], acme.APISecret))
+	}
 	v := &Verifier{Dir: dir, Now: func() time.Time { return t0 }}
 	f.Fuzz(func(t *testing.T, s string) {
 		c, org, err := v.Verify(s)
@@ -571,6 +625,14 @@ func FuzzVerify(f *testing.F) {
 		}
 		if c == nil || org == nil || c.Org != org.ID {
 			t.Fatalf("accepted token with claims %+v org %v", c, org)
+		}
+		for _, part := range strings.Split(s, ".")[:2] {
+			if b, err := segment(part); err != nil || jsonkeys.Unique(b) != nil {
+				t.Fatalf("accepted a token whose part %q is not base64url of JSON with unique keys", part)
+			}
+		}
+		if c.ExpiresAt == nil || c.IssuedAt != nil && c.ExpiresAt.Sub(c.IssuedAt.Time) > DefaultMaxLifetime {
+			t.Fatalf("accepted a token without exp or living longer than %v: %+v", DefaultMaxLifetime, c.RegisteredClaims)
 		}
 	})
 }

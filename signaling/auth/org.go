@@ -307,6 +307,29 @@ func (d *Directory) Orgs() []*Org {
 	return slices.Clone(d.sorted)
 }
 
+// SharedSecrets returns the ids of organizations that share one API secret,
+// one sorted group per secret, groups sorted by their first id. Any
+// organization in a group can mint tokens that name another (the org claim
+// picks the organization, and the other's secret verifies them), so the
+// tenants are not isolated. NewDirectory allows it; the server warns.
+func (d *Directory) SharedSecrets() [][]string {
+	if d == nil {
+		return nil
+	}
+	bySecret := make(map[string][]string, len(d.sorted))
+	for _, o := range d.sorted { // sorted by id, so each group is too
+		bySecret[string(o.APISecret)] = append(bySecret[string(o.APISecret)], o.ID)
+	}
+	var groups [][]string
+	for _, ids := range bySecret {
+		if len(ids) > 1 {
+			groups = append(groups, ids)
+		}
+	}
+	slices.SortFunc(groups, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	return groups
+}
+
 // origin is a parsed web origin, normalized: lower case, explicit port.
 type origin struct {
 	scheme   string

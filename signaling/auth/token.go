@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -24,6 +25,12 @@ const (
 	MaxAttrValue = 256            // longest attribute value, in bytes
 	// DefaultLeeway is the clock skew Verifier tolerates when Leeway is 0.
 	DefaultLeeway = 30 * time.Second
+	// DefaultMaxLifetime is the longest token lifetime Verifier accepts
+	// when MaxLifetime is 0.
+	DefaultMaxLifetime = 24 * time.Hour
+	// LongestMaxLifetime is the largest Verifier.MaxLifetime a server may be
+	// configured with.
+	LongestMaxLifetime = 7 * 24 * time.Hour
 )
 
 // algorithm is the only signing algorithm minted and accepted.
@@ -142,16 +149,24 @@ type Verifier struct {
 	Dir *Directory
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// Leeway is the clock skew tolerated on exp and nbf. Zero means
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Zero means
 	// DefaultLeeway (30s); a negative value means none.
 	Leeway time.Duration
+	// MaxLifetime is the longest lifetime a token may have: exp - iat, or
+	// exp - now (plus Leeway) for a token without iat. Zero means
+	// DefaultMaxLifetime (24h).
+	MaxLifetime time.Duration
 }
 
 // Verify checks a token and returns its claims and organization. It accepts
 // only HS256 tokens signed with the secret of the organization named in the
 // "org" claim, whose "kid" header (if any) is that organization's API key,
-// that carry an exp claim not yet passed and no nbf in the future, and whose
-// claims are valid for the organization (role, sub, queue, name, attrs).
+// that carry an exp claim not yet passed, no nbf and no iat in the future,
+// live no longer than MaxLifetime, and whose claims are valid for the
+// organization (role, sub, queue, name, attrs). The header and the claims
+// must name every key once; exp, nbf and iat must be JSON numbers; typ, if
+// present, must be "JWT"; crit and the key sources jku, jwk, x5u, x5c, x5t
+// and x5t#S256 are refused (see checkRaw).
 //
 // Every error is a *protocol.Error with code bad_token, token_expired or
 // unknown_org; its message never contains the token or personal data.
@@ -161,6 +176,9 @@ func (v *Verifier) Verify(token string) (*Claims, *Org, error) {
 	}
 	if len(token) > protocol.MaxTokenLen {
 		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "token is longer than %d bytes", protocol.MaxTokenLen)
+	}
+	if pe := checkRaw(token); pe != nil {
+		return nil, nil, pe
 	}
 	now := v.Now
 	if now == nil {
@@ -211,10 +229,34 @@ func (v *Verifier) Verify(token string) (*Claims, *Org, error) {
 	if org == nil { // cannot happen: a verified token went through keyFunc
 		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "token could not be verified")
 	}
+	if pe := v.checkLifetime(&claims, now(), leeway); pe != nil {
+		return nil, nil, pe
+	}
 	if err := claims.check(org); err != nil {
 		return nil, nil, protocol.Errorf(protocol.CodeBadToken, "%s", err.Error())
 	}
 	return &claims, org, nil
+}
+
+// checkLifetime refuses a token issued in the future (iat later than now
+// plus leeway) or living longer than v.MaxLifetime. A token's lifetime is
+// exp - iat; without iat it is judged by exp - now, with leeway for the
+// issuer's clock. c has an exp: the parser requires one.
+func (v *Verifier) checkLifetime(c *Claims, now time.Time, leeway time.Duration) *protocol.Error {
+	limit := cmp.Or(v.MaxLifetime, DefaultMaxLifetime)
+	if c.IssuedAt == nil {
+		if c.ExpiresAt.Sub(now) > limit+leeway {
+			return protocol.Errorf(protocol.CodeBadToken, "token expires more than %v from now, the longest lifetime this server accepts (it has no iat)", limit)
+		}
+		return nil
+	}
+	if c.IssuedAt.After(now.Add(leeway)) {
+		return protocol.Errorf(protocol.CodeBadToken, "token is issued in the future (iat is more than %v ahead of the server's clock)", leeway)
+	}
+	if life := c.ExpiresAt.Sub(c.IssuedAt.Time); life > limit {
+		return protocol.Errorf(protocol.CodeBadToken, "token lifetime (exp - iat) is %v; this server accepts at most %v", life.Round(time.Second), limit)
+	}
+	return nil
 }
 
 // tokenError maps a jwt parse error to a protocol error without echoing
