@@ -53,6 +53,12 @@ type Config struct {
 	Agents      int           // queue: agents serving them
 	Duration    time.Duration // the whole run, ramp included
 	Ramp        float64       // pairs (or customers) started per second; 0: all at once
+	// MediaHold, in support and turn runs, ends each call (the agent hangs
+	// up) once both sides have received media of every kind for this long;
+	// the run ends when every call has, or at Duration. 0: calls hold until
+	// the run ends. A run with it measures as much media however long the
+	// calls take to come up, which on a busy machine can be many seconds.
+	MediaHold time.Duration
 
 	// Queue: the exactly-once accounting (see Exact).
 	Hold       time.Duration // how long an agent holds each call before hanging up; 0: at once
@@ -160,6 +166,9 @@ func (c *Config) check() error {
 	}
 	if c.Ramp < 0 {
 		return errors.New("bench: --ramp must not be negative")
+	}
+	if c.MediaHold < 0 {
+		return errors.New("bench: --media-hold must not be negative")
 	}
 	switch c.Codec {
 	case "":

@@ -292,6 +292,7 @@ func (r *runner) support(ctx context.Context) {
 		cl.customer = customer
 		actx, cancel := context.WithTimeout(ctx, assignTimeout)
 		defer cancel()
+		var room string
 		for _, m := range []*member{customer, agent} {
 			msg, err := m.c.Next(actx, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye)
 			switch {
@@ -304,7 +305,7 @@ func (r *runner) support(ctx context.Context) {
 				failed(msg.Type + ":" + msg.Reason + string(msg.Code))
 				return
 			}
-			m.assignedAt = time.Now()
+			m.assignedAt, room = time.Now(), msg.Room
 		}
 		r.up.Add(1)
 		r.mu.Lock()
@@ -323,13 +324,16 @@ func (r *runner) support(ctx context.Context) {
 			}
 			m.pub = p
 		}
-		// The call holds until the run ends; the first message that says
-		// it broke is its failure.
+		// The call holds until the run ends, or with MediaHold until both
+		// sides have had media that long; the first message that says it
+		// broke is its failure.
+		cctx, endCall := context.WithCancel(ctx)
+		defer endCall()
 		watch := func(m *member) string {
 			for {
-				msg, err := m.c.Next(ctx)
+				msg, err := m.c.Next(cctx)
 				if err != nil {
-					if ctx.Err() != nil {
+					if cctx.Err() != nil {
 						return ""
 					}
 					return "disconnected"
@@ -340,16 +344,61 @@ func (r *runner) support(ctx context.Context) {
 				}
 			}
 		}
-		done := make(chan string, 2)
+		done := make(chan string, 3)
 		for _, m := range []*member{customer, agent} {
 			go func() { done <- watch(m) }()
 		}
-		for range 2 {
+		watchers := 2
+		if r.cfg.MediaHold > 0 {
+			watchers++
+			go func() {
+				if r.holdMedia(cctx, customer, agent) {
+					endCall() // first, so that the watchers take the ended that follows for no failure
+					_ = agent.c.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room})
+				}
+				done <- ""
+			}()
+		}
+		for range watchers {
 			if reason := <-done; reason != "" && cl.failed == "" {
 				failed(reason)
 			}
 		}
 	})
+}
+
+// holdMedia waits until every member has received each kind of media the
+// run sends, then MediaHold more. It reports false if ctx ended first.
+func (r *runner) holdMedia(ctx context.Context, members ...*member) bool {
+	kinds := []string{"audio", "video"}
+	if r.cfg.NoVideo {
+		kinds = kinds[:1]
+	}
+	flowing := func() bool {
+		for _, m := range members {
+			for _, k := range kinds {
+				if !m.rx.has(k) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !flowing() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(r.cfg.MediaHold):
+		return true
+	}
 }
 
 // broadcast starts one call whose customer publishes (the agent only
