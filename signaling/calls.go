@@ -3,6 +3,7 @@ package signaling
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -692,14 +693,39 @@ func toProtoCandidate(c *webrtc.ICECandidateInit) *protocol.ICECandidate {
 	return &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 }
 
+// mediaError turns an SFU error into the client's: a short fixed sentence
+// safe to show a user (the SFU's wording and the parser's error chain stay
+// in the cause, which only the debug log shows).
 func mediaError(err error) error {
+	has := func(s string) bool { return strings.Contains(err.Error(), s) }
+	reason := func(code protocol.Code, msg string) error {
+		return &protocol.Error{Code: code, Message: msg, Cause: err}
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, sfu.ErrBadSDP):
-		return protocol.Errorf(protocol.CodeBadSDP, "%v", err)
+		switch {
+		case has("media sections"):
+			return reason(protocol.CodeBadSDP, "too many media sections (max 8)")
+		case has("apply offer"):
+			return reason(protocol.CodeBadSDP, "the offer could not be parsed")
+		case has("create answer"):
+			return reason(protocol.CodeBadSDP, "the offer has no usable media section")
+		case has("apply answer"):
+			return reason(protocol.CodeBadSDP, "the answer could not be applied")
+		case has("candidate"):
+			return reason(protocol.CodeBadSDP, "the candidate could not be applied")
+		}
+		return reason(protocol.CodeBadSDP, "the session description could not be applied")
 	case errors.Is(err, sfu.ErrState):
-		return protocol.Errorf(protocol.CodeInvalidState, "%v", err)
+		switch {
+		case has("candidates"):
+			return reason(protocol.CodeInvalidState, "too many candidates for one connection (max 64)")
+		case has("without an outstanding offer"):
+			return reason(protocol.CodeInvalidState, "no offer is waiting for an answer")
+		}
+		return reason(protocol.CodeInvalidState, "the message does not fit the connection's state")
 	case errors.Is(err, sfu.ErrClosed):
 		return errNotInCall
 	default:

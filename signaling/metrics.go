@@ -125,3 +125,21 @@ func (m *metrics) message(direction, typ string) {
 	}
 	m.messages.WithLabelValues(direction, typ).Inc()
 }
+
+// newRefusals makes the counter of messages refused before they were
+// handled, by reason (a fixed set: session.go), each series present at 0.
+func newRefusals(reg prometheus.Registerer, reasons []string) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "helpcaster_signaling_refused_total",
+		Help: "Client messages refused before they were handled, by reason (too_large, binary, malformed, rate, sdp_rate, candidates)."},
+		[]string{"reason"})
+	for _, r := range reasons {
+		c.WithLabelValues(r)
+	}
+	if reg != nil {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register signaling refusals: %w", err)
+		}
+	}
+	return c, nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/helpcaster/helpcaster/signaling/queue"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Limits bound what one client connection may send and how long the server
@@ -28,8 +29,11 @@ import (
 type Limits struct {
 	MaxMessageBytes int           // larger messages get message_too_large and are dropped
 	HardMaxBytes    int           // larger messages close the connection (1009)
-	MessagesPerSec  float64       // sustained message rate
+	MessagesPerSec  float64       // sustained message rate (the flood guard; not offers, answers, candidates, hangup)
 	Burst           int           // messages allowed at once above the rate
+	SDPPerSec       float64       // sustained rate of offers and answers together
+	SDPBurst        int           // offers and answers allowed at once above SDPPerSec
+	MaxCandidates   int           // candidates per call and connection (pub, sub) in one negotiation
 	MaxRejected     int           // rejected messages before the connection is closed (1008)
 	PingInterval    time.Duration // WebSocket ping period; a missing pong within it closes the connection
 	WriteTimeout    time.Duration // longest a single write may take
@@ -44,6 +48,9 @@ func DefaultLimits() Limits {
 		HardMaxBytes:    1 << 20,
 		MessagesPerSec:  20,
 		Burst:           40,
+		SDPPerSec:       2,
+		SDPBurst:        10,
+		MaxCandidates:   64,
 		MaxRejected:     100,
 		PingInterval:    15 * time.Second,
 		WriteTimeout:    10 * time.Second,
@@ -65,6 +72,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Burst <= 0 {
 		l.Burst = d.Burst
+	}
+	if l.SDPPerSec <= 0 {
+		l.SDPPerSec = d.SDPPerSec
+	}
+	if l.SDPBurst <= 0 {
+		l.SDPBurst = d.SDPBurst
+	}
+	if l.MaxCandidates <= 0 {
+		l.MaxCandidates = d.MaxCandidates
 	}
 	if l.MaxRejected <= 0 {
 		l.MaxRejected = d.MaxRejected
@@ -116,6 +132,9 @@ type Server struct {
 	metrics    *metrics
 	hub        *hub
 
+	refused    *prometheus.CounterVec // reason: messages refused before they were handled (session.refuse)
+	refusalLog *rate.Limiter          // bounds the log lines about refused messages, over all sessions
+
 	resumeGrace time.Duration
 	listenDone  chan struct{} // closed when the cluster listener has returned
 
@@ -148,6 +167,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	refused, err := newRefusals(cfg.Registerer, refusalReasons)
+	if err != nil {
+		return nil, err
+	}
 	ice := cfg.ICEServers
 	if ice == nil {
 		ice = func(string, string) []protocol.ICEServer { return nil }
@@ -161,6 +184,8 @@ func NewServer(cfg Config) (*Server, error) {
 		limits:     cfg.Limits.withDefaults(),
 		log:        log,
 		metrics:    m,
+		refused:    refused,
+		refusalLog: rate.NewLimiter(1, 10),
 		ctx:        ctx,
 		cancel:     cancel,
 		sessions:   make(map[*session]struct{}),

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"unicode/utf8"
+
+	"github.com/helpcaster/helpcaster/internal/jsonkeys"
 )
 
 // Code is a stable, machine-readable error code carried in error messages.
@@ -33,9 +37,15 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Cause, when set, is the detail behind Message for the server's log
+	// (a parser's error, say). It is never sent to the client.
+	Cause error
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf builds an *Error.
 func Errorf(code Code, format string, args ...any) *Error {
@@ -68,6 +78,17 @@ func Decode(data []byte) (Message, error) {
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return Message{}, Errorf(CodeBadMessage, "message must be a JSON object")
 	}
+	// encoding/json keeps the last of duplicate keys, so a check could read
+	// one "type" and the handler act on another: refuse them. Syntax errors
+	// are left to the decoder, which words them better.
+	var dup *jsonkeys.DuplicateError
+	if err := jsonkeys.Unique(data); errors.As(err, &dup) {
+		id := ""
+		if !strings.EqualFold(dup.Key, "id") {
+			id = peekID(data)
+		}
+		return Message{ID: id}, Errorf(CodeBadMessage, "%s", dup.Error())
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
@@ -81,6 +102,9 @@ func Decode(data []byte) (Message, error) {
 	}
 	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
 		return m, Errorf(CodeBadMessage, "trailing data after the JSON object")
+	}
+	if err := exactKeys(data); err != nil {
+		return m, err
 	}
 	if m.V != Version {
 		return m, Errorf(CodeUnsupportedVersion, "protocol version %d is not supported; use %d", m.V, Version)
@@ -241,6 +265,51 @@ func present(m *Message) fieldSet {
 		f |= fServerOnly
 	}
 	return f
+}
+
+// Field names of the objects a client sends, exactly as the protocol spells
+// them. Read-only.
+var (
+	messageKeys   = jsonNames(reflect.TypeFor[Message]())
+	candidateKeys = jsonNames(reflect.TypeFor[ICECandidate]())
+)
+
+func jsonNames(t reflect.Type) map[string]bool {
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names[name] = true
+	}
+	return names
+}
+
+// exactKeys refuses a key that encoding/json matched to a field only by
+// ignoring case ("Type", "TYPE"): beside "type" it would be a duplicate that
+// jsonkeys.Unique does not see. data has decoded into a Message.
+func exactKeys(data []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&top); err != nil {
+		return Errorf(CodeBadMessage, "invalid JSON: %s", jsonProblem(err))
+	}
+	check := func(obj map[string]json.RawMessage, known map[string]bool, where string) error {
+		for k := range obj {
+			if !known[k] {
+				return Errorf(CodeBadMessage, "unknown key %q%s (keys are case-sensitive)", truncate(k, 32), where)
+			}
+		}
+		return nil
+	}
+	if err := check(top, messageKeys, ""); err != nil {
+		return err
+	}
+	if raw := bytes.TrimSpace(top["candidate"]); len(raw) > 0 && raw[0] == '{' {
+		var cand map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &cand); err != nil {
+			return Errorf(CodeBadMessage, "invalid JSON: %s", jsonProblem(err))
+		}
+		return check(cand, candidateKeys, " in candidate")
+	}
+	return nil
 }
 
 // peekID recovers the id of a message that failed to decode, if it is a

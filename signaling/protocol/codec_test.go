@@ -278,6 +278,18 @@ func invalidClientMessages() []decodeBad {
 		{name: "bool", in: `true`, code: bad},
 		{name: "null", in: `null`, code: bad},
 
+		// duplicate keys (encoding/json would keep the last) and keys that
+		// match a field only when case is ignored (the same, in disguise)
+		{name: "type twice", in: `{"v":1,"id":"d","type":"chat","text":"hi","type":"hangup"}`, code: bad, id: "d", has: `duplicate key "type"`},
+		{name: "v twice", in: `{"v":2,"v":1,"type":"hangup"}`, code: bad, has: `duplicate key "v"`},
+		{name: "id twice", in: `{"v":1,"type":"hangup","id":"a","id":"b"}`, code: bad, has: `duplicate key "id"`},
+		{name: "token twice", in: `{"v":1,"type":"join","token":"a","token":"b"}`, code: bad, has: `duplicate key "token"`},
+		{name: "escaped duplicate", in: `{"v":1,"type":"hangup","\u0074ype":"chat"}`, code: bad, has: `duplicate key "type"`},
+		{name: "candidate key twice", in: `{"v":1,"type":"candidate","pc":"pub","candidate":{"candidate":"a","candidate":"b"}}`, code: bad, has: `duplicate key "candidate"`},
+		{name: "type in another case", in: `{"v":1,"id":"d","type":"chat","text":"hi","Type":"hangup"}`, code: bad, id: "d", has: `"Type"`},
+		{name: "all in capitals", in: `{"V":1,"TYPE":"hangup"}`, code: bad, has: "case-sensitive"},
+		{name: "candidate key in another case", in: `{"v":1,"type":"candidate","pc":"pub","candidate":{"candidate":"a","SDPMid":"0"}}`, code: bad, has: `"SDPMid"`},
+
 		// garbage
 		{name: "deeply nested array in unknown field", in: `{"v":1,"type":"hangup","id":"d","x":` + deep + `}`, code: bad},
 		{name: "deeply nested object in known field", in: `{"v":1,"type":"candidate","pc":"pub","candidate":` + deepObj + `}`, code: bad},

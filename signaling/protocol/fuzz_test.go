@@ -5,12 +5,15 @@ import (
 	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/helpcaster/helpcaster/internal/jsonkeys"
 )
 
 // FuzzDecode checks the properties the server relies on for any client input:
 //   - Decode never panics;
 //   - every error is a *Error with code bad_message or unsupported_version, and
 //     becomes an error message that encodes, with a ref no longer than MaxIDLen;
+//   - a message that decodes names no key twice (jsonkeys.Unique);
 //   - a message that decodes re-encodes with Encode and decodes again to an
 //     equal message (and the second encoding is byte-for-byte the first).
 //
@@ -33,6 +36,8 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"chat","text":"\u00e9\ud83d\ude00\ufffd"}`,
 		`{"V":1,"TYPE":"hangup","Id":"x"}`,
 		`{"v":1,"type":"chat","text":"a","text":"b"}`,
+		`{"v":1,"type":"chat","text":"hi","type":"hangup"}`,
+		`{"v":1,"type":"chat","text":"hi","Type":"hangup"}`,
 		`{"v":1,"type":"candidate","pc":"sub","candidate":{"candidate":"","sdpMid":"","sdpMLineIndex":0,"usernameFragment":""}}`,
 		`{"v":1,"type":"hangup","position":0,"ts":0,"from":null,"limits":null,"peer":null,"iceServers":null}`,
 	} {
@@ -64,6 +69,9 @@ func FuzzDecode(f *testing.F) {
 
 		if m.V != Version {
 			t.Fatalf("decoded message has v=%d", m.V)
+		}
+		if err := jsonkeys.Unique(data); err != nil {
+			t.Fatalf("decoded a message that jsonkeys refuses: %v", err)
 		}
 		switch m.Type {
 		case TypeJoin, TypeResume, TypeAvailable, TypeAway, TypeOffer, TypeAnswer, TypeCandidate, TypeChat, TypeHangup, TypeQuality, TypeAccept, TypeDecline, TypeMonitor:
