@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -52,6 +51,12 @@ func startPeer(t *testing.T) int {
 	return 0
 }
 
+// peerPolicy allows loopback with turnutils_peer's two ports (RTP and
+// RTCP, port and port+1) as the SFU's media ports.
+func peerPolicy(port int) Policy {
+	return loopbackPolicy(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+}
+
 // uclient runs turnutils_uclient against s and returns its output and
 // whether it exited 0.
 func uclient(t *testing.T, s *Server, tcp bool, user, pass string, peerPort, messages, clients int) (string, bool) {
@@ -78,8 +83,8 @@ var sentRe = regexp.MustCompile(`Total transmit time is \d+`)
 // through our server to coturn's echo peer over UDP and over TCP without
 // loss on loopback; expired and forged credentials are refused.
 func TestCoturnClient(t *testing.T) {
-	s, reg := startServer(t, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 0)
 	peer := startPeer(t)
+	s, reg := startServer(t, peerPolicy(peer), 0)
 	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
 	user, pass := creds.Mint("uclient", time.Now())
 

@@ -32,7 +32,7 @@ func FuzzCheck(f *testing.F) {
 		var p Policy
 		if a, err := netip.ParseAddr(username); err == nil {
 			_ = p.Check(a)
-			_ = p.PortAllowed(a, 1)
+			_ = p.PortAllowed(a, 1, nil)
 		}
 	})
 }

@@ -1,0 +1,99 @@
+package turn
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Refusals: every request or packet the server refuses is counted in
+// helpcaster_turn_refused_total under its reason and logged at warn level,
+// at most one line per reason per refusalLogInterval: a flood of refused
+// packets must not become a flood of log lines. The line after a quiet
+// spell says how many refusals of its reason were not logged since the
+// previous one.
+
+// Reasons for refused allocations and packets (the policy's reasons are in
+// policy.go).
+const (
+	ReasonQuotaUser = "quota_user"
+	ReasonQuotaIP   = "quota_ip"
+	ReasonTCPRelay  = "tcp_relay"
+	// ReasonNoPort: no free relay port in the range (508).
+	ReasonNoPort = "no_port"
+	// ReasonAddressFamily: an allocation of the family the relay address
+	// is not (508).
+	ReasonAddressFamily = "address_family"
+	// ReasonRelayPort: a requested relay port (a RESERVATION-TOKEN's) outside
+	// the relay range (508).
+	ReasonRelayPort = "relay_port"
+	// ReasonNoPermission: a packet from or to a peer the allocation holds no
+	// permission for (dropped).
+	ReasonNoPermission = "no_permission"
+)
+
+// Log messages, by what was refused.
+const (
+	msgAllocation = "turn allocation refused"
+	msgPermission = "turn permission refused"
+	msgPacket     = "turn packet refused"
+)
+
+const refusalLogInterval = 10 * time.Second
+
+// refusals holds one refusalClass per reason, all made at start-up (so
+// that every reason's series exists, at 0, before the first refusal).
+// Read-only after newRefusals; the classes are safe for concurrent use.
+type refusals struct {
+	classes map[string]*refusalClass
+}
+
+type refusalClass struct {
+	reason, msg string
+	log         *slog.Logger
+	interval    time.Duration
+	count       prometheus.Counter
+	next        atomic.Int64 // Unix nanoseconds from which the next line may be logged
+	suppressed  atomic.Int64 // refusals not logged since the last line
+}
+
+func newRefusals(vec *prometheus.CounterVec, log *slog.Logger, interval time.Duration) *refusals {
+	r := &refusals{classes: map[string]*refusalClass{}}
+	add := func(msg string, reasons ...string) {
+		for _, reason := range reasons {
+			r.classes[reason] = &refusalClass{reason: reason, msg: msg, log: log, interval: interval,
+				count: vec.WithLabelValues(reason)}
+		}
+	}
+	add(msgAllocation, ReasonQuotaUser, ReasonQuotaIP, ReasonTCPRelay, ReasonNoPort, ReasonAddressFamily, ReasonRelayPort)
+	add(msgPermission, policyReasons()...)
+	add(msgPacket, ReasonNodePort, ReasonNoPermission)
+	return r
+}
+
+// class returns the class of reason; an unknown reason (a bug) is counted
+// as unspecified.
+func (r *refusals) class(reason string) *refusalClass {
+	if c, ok := r.classes[reason]; ok {
+		return c
+	}
+	return r.classes[ReasonUnspecified]
+}
+
+// refuse counts one refusal of reason and logs it unless a line for reason
+// went out less than the interval ago.
+func (r *refusals) refuse(reason string) { r.class(reason).note(time.Now()) }
+
+// note counts one refusal at now and logs it if the interval has passed.
+// Lines name the reason only: no address, no user.
+func (c *refusalClass) note(now time.Time) {
+	c.count.Inc()
+	next := c.next.Load()
+	if now.UnixNano() < next || !c.next.CompareAndSwap(next, now.Add(c.interval).UnixNano()) {
+		c.suppressed.Add(1)
+		return
+	}
+	c.log.Warn(c.msg, "reason", c.reason, "suppressed", c.suppressed.Swap(0))
+}
