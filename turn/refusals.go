@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -13,7 +14,10 @@ import (
 // at most one line per reason per refusalLogInterval: a flood of refused
 // packets must not become a flood of log lines. The line after a quiet
 // spell says how many refusals of its reason were not logged since the
-// previous one.
+// previous one. no_permission is logged at info level: a few come with
+// every relayed call (the SFU's first checks reach the relay before the
+// client's permission does, its last ones after the allocation is gone);
+// the other reasons at warn.
 
 // Reasons for refused allocations and packets (the policy's reasons are in
 // policy.go).
@@ -52,6 +56,7 @@ type refusals struct {
 
 type refusalClass struct {
 	reason, msg string
+	level       slog.Level
 	log         *slog.Logger
 	interval    time.Duration
 	count       prometheus.Counter
@@ -61,15 +66,16 @@ type refusalClass struct {
 
 func newRefusals(vec *prometheus.CounterVec, log *slog.Logger, interval time.Duration) *refusals {
 	r := &refusals{classes: map[string]*refusalClass{}}
-	add := func(msg string, reasons ...string) {
+	add := func(level slog.Level, msg string, reasons ...string) {
 		for _, reason := range reasons {
-			r.classes[reason] = &refusalClass{reason: reason, msg: msg, log: log, interval: interval,
+			r.classes[reason] = &refusalClass{reason: reason, msg: msg, level: level, log: log, interval: interval,
 				count: vec.WithLabelValues(reason)}
 		}
 	}
-	add(msgAllocation, ReasonQuotaUser, ReasonQuotaIP, ReasonTCPRelay, ReasonNoPort, ReasonAddressFamily, ReasonRelayPort)
-	add(msgPermission, policyReasons()...)
-	add(msgPacket, ReasonNodePort, ReasonNoPermission)
+	add(slog.LevelWarn, msgAllocation, ReasonQuotaUser, ReasonQuotaIP, ReasonTCPRelay, ReasonNoPort, ReasonAddressFamily, ReasonRelayPort)
+	add(slog.LevelWarn, msgPermission, policyReasons()...)
+	add(slog.LevelWarn, msgPacket, ReasonNodePort)
+	add(slog.LevelInfo, msgPacket, ReasonNoPermission)
 	return r
 }
 
@@ -95,5 +101,5 @@ func (c *refusalClass) note(now time.Time) {
 		c.suppressed.Add(1)
 		return
 	}
-	c.log.Warn(c.msg, "reason", c.reason, "suppressed", c.suppressed.Swap(0))
+	c.log.Log(context.Background(), c.level, c.msg, "reason", c.reason, "suppressed", c.suppressed.Swap(0))
 }
