@@ -3,10 +3,12 @@ package turn
 import (
 	"errors"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 )
 
 // rawClient speaks TURN over UDP message by message, for what pion's client
@@ -33,6 +35,17 @@ func newRawClient(t *testing.T, s *Server, user, pass string) *rawClient {
 		t.Fatal(err)
 	}
 	return &rawClient{t: t, conn: conn, server: server, user: user, pass: pass}
+}
+
+// newRawClientTCP is a rawClient over a TCP connection to s.
+func newRawClientTCP(t *testing.T, s *Server, user, pass string) *rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.TCPPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawClient{t: t, conn: turn.NewSTUNConn(conn), server: conn.RemoteAddr(), user: user, pass: pass}
 }
 
 // do sends a request of method with attrs, authenticated once the server

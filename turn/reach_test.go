@@ -415,3 +415,40 @@ func TestRefusalClassLines(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestChannelBindRefused403: a ChannelBind to a peer the policy refuses
+// is answered 403 Forbidden (RFC 8656), signed, over UDP and over TCP, and
+// counted; one to a public peer succeeds; one with a wrong password still
+// gets pion's 401.
+func TestChannelBindRefused403(t *testing.T) {
+	s, reg := startServer(t, Policy{}, 0)
+	user, pass := mint(t, "binder")
+	for _, tcp := range []bool{false, true} {
+		c := newRawClient(t, s, user, pass)
+		if tcp {
+			c = newRawClientTCP(t, s, user, pass)
+		}
+		if res := c.do(stun.MethodAllocate, udpTransport); code(res) != 0 {
+			t.Fatalf("tcp=%v: allocate: error %d", tcp, code(res))
+		}
+		res := c.do(stun.MethodChannelBind, channelNumber(0x4000), &peerAddress{IP: net.IPv4(10, 0, 0, 1), Port: 9})
+		if got := code(res); got != int(stun.CodeForbidden) {
+			t.Errorf("tcp=%v: channel bind to a private peer: error %d, want 403", tcp, got)
+		}
+		if err := stun.NewLongTermIntegrity(user, c.realm, pass).Check(res); err != nil {
+			t.Errorf("tcp=%v: the 403 is not signed with the client's key: %v", tcp, err)
+		}
+		res = c.do(stun.MethodChannelBind, channelNumber(0x4001), &peerAddress{IP: net.IPv4(8, 8, 8, 8), Port: 9})
+		if got := code(res); got != 0 {
+			t.Errorf("tcp=%v: channel bind to a public peer: error %d", tcp, got)
+		}
+		c.pass = "d3Jvbmc="
+		res = c.do(stun.MethodChannelBind, channelNumber(0x4002), &peerAddress{IP: net.IPv4(10, 0, 0, 1), Port: 9})
+		if got := code(res); got != int(stun.CodeUnauthorized) {
+			t.Errorf("tcp=%v: channel bind with a wrong password: error %d, want 401", tcp, got)
+		}
+	}
+	if got := counterValue(t, reg, "helpcaster_turn_refused_total", "reason", ReasonPrivate); got != 2 {
+		t.Errorf("refused{private} = %v, want 2", got)
+	}
+}

@@ -187,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { ln.Close() })
 		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			Listener: &screenListener{Listener: ln, s: s}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
 	}
@@ -199,7 +199,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { ln.Close() })
 		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			Listener: &screenListener{Listener: ln, s: s}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 		s.urls = append(s.urls, "turns:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
 	}
