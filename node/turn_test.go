@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,33 +30,12 @@ import (
 // credentials the assigned message carries; media flows both ways and the
 // TURN server counts the allocations and the relayed packets.
 func TestCallThroughTURN(t *testing.T) {
-	dir := testOrgs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	turnPort := freeport.UDPAndTCP(t)
-	const secret = "node-turn-secret-0123456789"
-	n, err := New(Config{
-		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TURN: &TURNConfig{
-			Secret: secret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
-			RelayIP: "127.0.0.1", RelayMinPort: 41000, RelayMaxPort: 41999,
-		},
+	dir, n := startTURNNode(t, &TURNConfig{
+		Secret: nodeTURNSecret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
+		RelayIP: "127.0.0.1", RelayMinPort: 41000, RelayMaxPort: 41999,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	const secret = nodeTURNSecret
 	ws := "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"
 
 	tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -125,6 +105,36 @@ func TestCallThroughTURN(t *testing.T) {
 			t.Errorf("refusal counted: %s", line)
 		}
 	}
+}
+
+const nodeTURNSecret = "node-turn-secret-0123456789"
+
+// startTURNNode runs a node on loopback with the TURN settings tc until the
+// end of the test, and returns its organizations and the node.
+func startTURNNode(t *testing.T, tc *TURNConfig) (*auth.Directory, *Node) {
+	t.Helper()
+	dir := testOrgs(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{
+		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TURN: tc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return dir, n
 }
 
 func scrape(t *testing.T, url string) string {
@@ -221,35 +231,12 @@ func TestExternalTURN(t *testing.T) {
 // answer, and that and a datagram to the signaling port are counted as
 // node_port refusals; a datagram to the media port is not refused.
 func TestTURNReachesOnlyMediaPort(t *testing.T) {
-	dir := testOrgs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	turnPort := freeport.UDPAndTCP(t)
-	const secret = "node-turn-secret-0123456789"
-	n, err := New(Config{
-		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TURN: &TURNConfig{
-			Secret: secret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
-			RelayIP: "127.0.0.1", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		},
+	_, n := startTURNNode(t, &TURNConfig{
+		Secret: nodeTURNSecret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
+		RelayIP: "127.0.0.1", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-
-	creds, _ := turn.NewCredentials([]byte(secret), time.Hour)
+	creds, _ := turn.NewCredentials([]byte(nodeTURNSecret), time.Hour)
 	user, pass := creds.Mint("prober", time.Now())
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -280,7 +267,11 @@ func TestTURNReachesOnlyMediaPort(t *testing.T) {
 	if n, from, err := relay.ReadFrom(make([]byte, 1500)); err == nil {
 		t.Errorf("the TURN port answered through a relay: %d bytes from %v", n, from)
 	}
-	httpPort := ln.Addr().(*net.TCPAddr).Port
+	u, err := url.Parse(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, _ := strconv.Atoi(u.Port())
 	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: httpPort}); err != nil {
 		t.Fatal(err)
 	}

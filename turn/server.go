@@ -65,9 +65,10 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	refusals *refusals
-	local    *localAddrs // the machine's interface addresses, refreshed by a goroutine
-	stop     chan struct{}
-	stopped  chan struct{}
+	local    *localAddrs   // the machine's interface addresses, refreshed by a goroutine
+	stop     chan struct{} // closed by Close: ends the refresh of local
+	stopped  chan struct{} // closed when that goroutine has returned
+	stopOnce sync.Once
 	urls     []string
 
 	mu     sync.Mutex
@@ -241,7 +242,7 @@ func (s *Server) Allocations() int { return s.srv.AllocationCount() }
 
 // Close stops the server and its allocations.
 func (s *Server) Close() error {
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.stopped
 	err := s.srv.Close()
 	s.pump.close()
