@@ -118,3 +118,19 @@ func TestCoturnClient(t *testing.T) {
 		t.Errorf("forged password accepted:\n%s", out)
 	}
 }
+
+// TestCoturnClientDualStack: with the server listening on :: and an IPv4
+// relay address (the documented dual-stack set-up), coturn's client, over
+// IPv4 and asking for an IPv4 relay, relays to the echo peer without loss.
+func TestCoturnClientDualStack(t *testing.T) {
+	peer := startPeer(t)
+	s, _ := startServerOn(t, "::", peerPolicy(peer), 0)
+	user, pass := mint(t, "dual")
+	out, ok := uclient(t, s, false, user, pass, peer, 20, 1)
+	if !ok {
+		t.Fatalf("turnutils_uclient failed:\n%s", out)
+	}
+	if m := lostRe.FindStringSubmatch(out); m == nil || m[1] != "0" {
+		t.Errorf("packets lost on loopback:\n%s", out)
+	}
+}

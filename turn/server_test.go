@@ -317,6 +317,7 @@ func TestNewErrors(t *testing.T) {
 		"port in use":    {Credentials: creds, ListenIP: "127.0.0.1", UDPPort: port, RelayIP: net.ParseIP("127.0.0.1")},
 		"bad relay range": {Credentials: creds, ListenIP: "127.0.0.1", UDPPort: freePort(t, "udp"), RelayIP: net.ParseIP("127.0.0.1"),
 			RelayMinPort: 50000, RelayMaxPort: 40000},
+		"listen and relay of two families": {Credentials: creds, ListenIP: "::1", UDPPort: freePort(t, "udp"), RelayIP: net.ParseIP("127.0.0.1")},
 	} {
 		if s, err := New(cfg); err == nil {
 			s.Close()
