@@ -39,11 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_turn_dropped_packets_total", Help: "Packets dropped, by direction: over an allocation's bandwidth cap (to_client, to_peer), or with the server's queue full (to_server)."}, []string{"direction"}),
 	}
 	// Every series whose labels are known now exists from start-up, at 0,
-	// so that alerts see 0 rather than no data (the refused reasons are
-	// made by newRefusals).
-	for _, reason := range []string{"expired", "malformed", "bad_password"} {
-		m.authFailures.WithLabelValues(reason)
-	}
+	// so that alerts see 0 rather than no data (the reasons of refused and
+	// authFailures are made by newRefusals and newAuthRefusals).
 	for _, dir := range []string{"to_peer", "to_client"} {
 		m.bytes.WithLabelValues(dir)
 		m.packets.WithLabelValues(dir)

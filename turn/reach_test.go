@@ -452,3 +452,27 @@ func TestChannelBindRefused403(t *testing.T) {
 		t.Errorf("refused{private} = %v, want 2", got)
 	}
 }
+
+// TestAuthFailureLogs: refused credentials are logged too, once per reason
+// per interval, with the reason only.
+func TestAuthFailureLogs(t *testing.T) {
+	var logs syncBuffer
+	s, reg := startServerOn(t, "127.0.0.1", Policy{}, 0, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	user, _ := mint(t, "forger")
+	for range 3 {
+		if _, _, err := client(t, s, user, "Zm9yZ2Vk"); err == nil {
+			t.Fatal("a forged password allocated")
+		}
+	}
+	if got := counterValue(t, reg, "helpcaster_turn_auth_failures_total", "reason", ReasonBadPassword); got < 3 {
+		t.Errorf("auth_failures{bad_password} = %v, want at least 3", got)
+	}
+	if n := strings.Count(logs.String(), `msg="turn credentials refused" reason=bad_password`); n != 1 {
+		t.Errorf("%d log lines for the refused credentials, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "forger") {
+		t.Errorf("the username is in the logs:\n%s", logs.String())
+	}
+}

@@ -10,8 +10,9 @@ import (
 )
 
 // Refusals: every request or packet the server refuses is counted in
-// helpcaster_turn_refused_total under its reason and logged at warn level,
-// at most one line per reason per refusalLogInterval: a flood of refused
+// helpcaster_turn_refused_total (or, for credentials,
+// helpcaster_turn_auth_failures_total) under its reason and logged, at
+// most one line per reason per refusalLogInterval: a flood of refused
 // packets must not become a flood of log lines. The line after a quiet
 // spell says how many refusals of its reason were not logged since the
 // previous one. no_permission is logged at info level: a few come with
@@ -38,11 +39,19 @@ const (
 	ReasonNoPermission = "no_permission"
 )
 
+// Reasons credentials are refused.
+const (
+	ReasonExpired     = "expired"
+	ReasonMalformed   = "malformed"
+	ReasonBadPassword = "bad_password"
+)
+
 // Log messages, by what was refused.
 const (
-	msgAllocation = "turn allocation refused"
-	msgPermission = "turn permission refused"
-	msgPacket     = "turn packet refused"
+	msgAllocation  = "turn allocation refused"
+	msgPermission  = "turn permission refused"
+	msgPacket      = "turn packet refused"
+	msgCredentials = "turn credentials refused"
 )
 
 const refusalLogInterval = 10 * time.Second
@@ -60,32 +69,52 @@ type refusalClass struct {
 	log         *slog.Logger
 	interval    time.Duration
 	count       prometheus.Counter
+	fallback    bool         // counts the reasons the set does not know
 	next        atomic.Int64 // Unix nanoseconds from which the next line may be logged
 	suppressed  atomic.Int64 // refusals not logged since the last line
 }
 
+// newRefusals makes the classes of helpcaster_turn_refused_total (vec).
 func newRefusals(vec *prometheus.CounterVec, log *slog.Logger, interval time.Duration) *refusals {
 	r := &refusals{classes: map[string]*refusalClass{}}
-	add := func(level slog.Level, msg string, reasons ...string) {
-		for _, reason := range reasons {
-			r.classes[reason] = &refusalClass{reason: reason, msg: msg, level: level, log: log, interval: interval,
-				count: vec.WithLabelValues(reason)}
-		}
-	}
-	add(slog.LevelWarn, msgAllocation, ReasonQuotaUser, ReasonQuotaIP, ReasonTCPRelay, ReasonNoPort, ReasonAddressFamily, ReasonRelayPort)
-	add(slog.LevelWarn, msgPermission, policyReasons()...)
-	add(slog.LevelWarn, msgPacket, ReasonNodePort)
-	add(slog.LevelInfo, msgPacket, ReasonNoPermission)
+	r.add(vec, log, interval, slog.LevelWarn, msgAllocation,
+		ReasonQuotaUser, ReasonQuotaIP, ReasonTCPRelay, ReasonNoPort, ReasonAddressFamily, ReasonRelayPort)
+	r.add(vec, log, interval, slog.LevelWarn, msgPermission, policyReasons()...)
+	r.add(vec, log, interval, slog.LevelWarn, msgPacket, ReasonNodePort)
+	r.add(vec, log, interval, slog.LevelInfo, msgPacket, ReasonNoPermission)
+	r.classes[ReasonUnspecified].fallback = true
 	return r
 }
 
+// newAuthRefusals makes the classes of
+// helpcaster_turn_auth_failures_total (vec), logged at info level: expired
+// credentials come with every call that outlives them.
+func newAuthRefusals(vec *prometheus.CounterVec, log *slog.Logger, interval time.Duration) *refusals {
+	r := &refusals{classes: map[string]*refusalClass{}}
+	r.add(vec, log, interval, slog.LevelInfo, msgCredentials, ReasonExpired, ReasonMalformed, ReasonBadPassword)
+	r.classes[ReasonMalformed].fallback = true
+	return r
+}
+
+func (r *refusals) add(vec *prometheus.CounterVec, log *slog.Logger, interval time.Duration, level slog.Level, msg string, reasons ...string) {
+	for _, reason := range reasons {
+		r.classes[reason] = &refusalClass{reason: reason, msg: msg, level: level, log: log, interval: interval,
+			count: vec.WithLabelValues(reason)}
+	}
+}
+
 // class returns the class of reason; an unknown reason (a bug) is counted
-// as unspecified.
+// under the fallback class (unspecified, malformed).
 func (r *refusals) class(reason string) *refusalClass {
 	if c, ok := r.classes[reason]; ok {
 		return c
 	}
-	return r.classes[ReasonUnspecified]
+	for _, c := range r.classes {
+		if c.fallback {
+			return c
+		}
+	}
+	panic("turn: refusals without a fallback class")
 }
 
 // refuse counts one refusal of reason and logs it unless a line for reason

@@ -64,7 +64,8 @@ type Server struct {
 	srv      *turn.Server
 	log      *slog.Logger
 	metrics  *metrics
-	refusals *refusals
+	refusals *refusals     // helpcaster_turn_refused_total
+	authFail *refusals     // helpcaster_turn_auth_failures_total
 	local    *localAddrs   // the machine's interface addresses, refreshed by a goroutine
 	stop     chan struct{} // closed by Close: ends the refresh of local
 	stopped  chan struct{} // closed when that goroutine has returned
@@ -133,7 +134,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, refusals: newRefusals(m.refused, cfg.Logger, refusalLogInterval),
-		local: local, byUser: map[string]int{}, byIP: map[string]int{}}
+		authFail: newAuthRefusals(m.authFailures, cfg.Logger, refusalLogInterval),
+		local:    local, byUser: map[string]int{}, byIP: map[string]int{}}
 	s.fast.relays = map[netip.AddrPort]*relayConn{}
 	s.fast.fwd = map[fwdKey]fwdEntry{}
 
@@ -256,11 +258,11 @@ func (s *Server) Close() error {
 // key to verify the message integrity with.
 func (s *Server) auth(ra *turn.RequestAttributes) (string, []byte, bool) {
 	if _, err := s.cfg.Credentials.Check(ra.Username, time.Now()); err != nil {
-		reason := "malformed"
+		reason := ReasonMalformed
 		if errors.Is(err, ErrExpired) {
-			reason = "expired"
+			reason = ReasonExpired
 		}
-		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.authFail.refuse(reason)
 		return "", nil, false
 	}
 	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, s.cfg.Credentials.Password(ra.Username)), true
@@ -308,7 +310,7 @@ func (s *Server) events() turn.EventHandler {
 			}
 			// Expired and malformed usernames were counted by auth.
 			if _, err := s.cfg.Credentials.Check(username, time.Now()); err == nil {
-				s.metrics.authFailures.WithLabelValues("bad_password").Inc()
+				s.authFail.refuse(ReasonBadPassword)
 			}
 		},
 		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
