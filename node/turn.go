@@ -53,15 +53,13 @@ func startTURN(cfg *TURNConfig, tlsCert, tlsKey string, media *sfu.SFU, mediaPub
 		if relay == nil {
 			return nil, nil, fmt.Errorf("turn: relay address %q is not an IP address", cfg.RelayIP)
 		}
-		// The SFU's own media addresses are always reachable through the relay.
-		policy := turn.Policy{Allow: cfg.Allow}
+		// The SFU's own media addresses are always reachable through the
+		// relay, and, at every address of the node (these, its interface
+		// addresses, loopback, the relay address), only its UDP media port:
+		// relays are UDP, and nothing else on the machine is theirs to reach.
+		policy := turn.Policy{Allow: cfg.Allow, MediaPorts: []uint16{uint16(media.Addr().Port)}}
 		if ap, ok := netip.AddrFromSlice(media.Addr().IP); ok && !ap.IsUnspecified() {
 			policy.Always = append(policy.Always, ap.Unmap())
-		}
-		// Only the SFU's media ports at those addresses.
-		policy.AlwaysPorts = append(policy.AlwaysPorts, uint16(media.Addr().Port))
-		if ta := media.TCPAddr(); ta != nil {
-			policy.AlwaysPorts = append(policy.AlwaysPorts, uint16(ta.Port))
 		}
 		for _, ip := range mediaPublic {
 			if a, err := netip.ParseAddr(ip); err == nil {

@@ -6,12 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pion/stun/v4"
+	pionturn "github.com/pion/turn/v5"
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/freeport"
@@ -26,33 +30,12 @@ import (
 // credentials the assigned message carries; media flows both ways and the
 // TURN server counts the allocations and the relayed packets.
 func TestCallThroughTURN(t *testing.T) {
-	dir := testOrgs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	turnPort := freeport.UDPAndTCP(t)
-	const secret = "node-turn-secret-0123456789"
-	n, err := New(Config{
-		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TURN: &TURNConfig{
-			Secret: secret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
-			RelayIP: "127.0.0.1", RelayMinPort: 41000, RelayMaxPort: 41999,
-		},
+	dir, n := startTURNNode(t, &TURNConfig{
+		Secret: nodeTURNSecret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
+		RelayIP: "127.0.0.1", RelayMinPort: 41000, RelayMaxPort: 41999,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	const secret = nodeTURNSecret
 	ws := "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"
 
 	tctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -114,12 +97,44 @@ func TestCallThroughTURN(t *testing.T) {
 			t.Errorf("TURN relayed %v packets %s, want at least 100", v, dir)
 		}
 	}
-	// The SFU's own address is always allowed; nothing was refused.
+	// The SFU's own address is always allowed; nothing was refused, but
+	// for the SFU's first checks, which may reach the relay before the
+	// client's permission (no_permission).
 	for _, line := range strings.Split(grepLines(metrics, "helpcaster_turn_refused_total{"), "\n") {
-		if line != "" && !strings.HasSuffix(line, " 0") {
+		if line != "" && !strings.HasSuffix(line, " 0") && !strings.Contains(line, `reason="no_permission"`) {
 			t.Errorf("refusal counted: %s", line)
 		}
 	}
+}
+
+const nodeTURNSecret = "node-turn-secret-0123456789"
+
+// startTURNNode runs a node on loopback with the TURN settings tc until the
+// end of the test, and returns its organizations and the node.
+func startTURNNode(t *testing.T, tc *TURNConfig) (*auth.Directory, *Node) {
+	t.Helper()
+	dir := testOrgs(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{
+		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TURN: tc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return dir, n
 }
 
 func scrape(t *testing.T, url string) string {
@@ -206,5 +221,72 @@ func TestExternalTURN(t *testing.T) {
 	}
 	if strings.Contains(scrape(t, n.URL()+"/metrics"), "helpcaster_turn_allocations_active") {
 		t.Error("a TURN server runs although only an external one is configured")
+	}
+}
+
+// TestTURNReachesOnlyMediaPort: on a node whose loopback the TURN policy
+// allows (as an operator allows its own network, or as a public address
+// is), a relay reaches the SFU's media port and no other port of the
+// node: a STUN Binding sent through it to the node's TURN port gets no
+// answer, and that and a datagram to the signaling port are counted as
+// node_port refusals; a datagram to the media port is not refused.
+func TestTURNReachesOnlyMediaPort(t *testing.T) {
+	turnPort := freeport.UDPAndTCP(t)
+	_, n := startTURNNode(t, &TURNConfig{
+		Secret: nodeTURNSecret, CredentialTTL: time.Hour, ListenIP: "127.0.0.1", Port: turnPort,
+		RelayIP: "127.0.0.1", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	creds, _ := turn.NewCredentials([]byte(nodeTURNSecret), time.Hour)
+	user, pass := creds.Mint("prober", time.Now())
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server := "127.0.0.1:" + strconv.Itoa(turnPort)
+	c, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Conn: conn,
+		Username: user, Password: pass, Realm: turn.DefaultRealm, RTO: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	defer relay.Close()
+
+	binding := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if _, err := relay.WriteTo(binding.Raw, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: turnPort}); err != nil {
+		t.Fatal(err)
+	}
+	_ = relay.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, from, err := relay.ReadFrom(make([]byte, 1500)); err == nil {
+		t.Errorf("the TURN port answered through a relay: %d bytes from %v", n, from)
+	}
+	u, err := url.Parse(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, _ := strconv.Atoi(u.Port())
+	if _, err := relay.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: httpPort}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.WriteTo(binding.Raw, n.MediaAddr()); err != nil {
+		t.Fatal(err)
+	}
+	const series = `helpcaster_turn_refused_total{reason="node_port"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(scrape(t, n.URL()+"/metrics"), series) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The media datagram went out after the other two: once they are
+	// counted, give it a moment to be counted too if it were refused.
+	time.Sleep(200 * time.Millisecond)
+	if v := metricValue(scrape(t, n.URL()+"/metrics"), series); v != 2 {
+		t.Errorf("%s = %v, want 2 (the TURN port and the signaling port, not the media port)", series, v)
 	}
 }

@@ -3,7 +3,6 @@ package turn
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +30,7 @@ func TestRelayCostVsCoturn(t *testing.T) {
 	interval, size, rounds := envInt("HELPCASTER_TURN_BENCH_INTERVAL", 1), envInt("HELPCASTER_TURN_BENCH_SIZE", 1000), envInt("HELPCASTER_TURN_BENCH_ROUNDS", 2)
 	peer := startPeer(t)
 
-	ours, _ := startServer(t, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 1000)
+	ours, _ := startServer(t, peerPolicy(peer), 1000)
 	ours.cfg.AllocationsPerIP = 1000
 
 	// coturn with the same secret and loopback peers allowed.

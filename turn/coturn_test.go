@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -52,6 +51,12 @@ func startPeer(t *testing.T) int {
 	return 0
 }
 
+// peerPolicy allows loopback with turnutils_peer's two ports (RTP and
+// RTCP, port and port+1) as the SFU's media ports.
+func peerPolicy(port int) Policy {
+	return loopbackPolicy(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+}
+
 // uclient runs turnutils_uclient against s and returns its output and
 // whether it exited 0.
 func uclient(t *testing.T, s *Server, tcp bool, user, pass string, peerPort, messages, clients int) (string, bool) {
@@ -78,8 +83,8 @@ var sentRe = regexp.MustCompile(`Total transmit time is \d+`)
 // through our server to coturn's echo peer over UDP and over TCP without
 // loss on loopback; expired and forged credentials are refused.
 func TestCoturnClient(t *testing.T) {
-	s, reg := startServer(t, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 0)
 	peer := startPeer(t)
+	s, reg := startServer(t, peerPolicy(peer), 0)
 	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
 	user, pass := creds.Mint("uclient", time.Now())
 
@@ -111,5 +116,21 @@ func TestCoturnClient(t *testing.T) {
 	}
 	if out, ok := uclient(t, s, false, user, "Zm9yZ2Vk", peer, 5, 1); ok {
 		t.Errorf("forged password accepted:\n%s", out)
+	}
+}
+
+// TestCoturnClientDualStack: with the server listening on :: and an IPv4
+// relay address (the documented dual-stack set-up), coturn's client, over
+// IPv4 and asking for an IPv4 relay, relays to the echo peer without loss.
+func TestCoturnClientDualStack(t *testing.T) {
+	peer := startPeer(t)
+	s, _ := startServerOn(t, "::", peerPolicy(peer), 0)
+	user, pass := mint(t, "dual")
+	out, ok := uclient(t, s, false, user, pass, peer, 20, 1)
+	if !ok {
+		t.Fatalf("turnutils_uclient failed:\n%s", out)
+	}
+	if m := lostRe.FindStringSubmatch(out); m == nil || m[1] != "0" {
+		t.Errorf("packets lost on loopback:\n%s", out)
 	}
 }

@@ -19,8 +19,8 @@ import (
 // goes straight to the peer, and a bound peer's datagram goes straight to
 // the client, framed in the pump's buffer. Everything else (STUN requests,
 // Send and Data indications, TCP and TLS clients) goes through pion.
-// Policy, port check, bandwidth cap and counters apply the same on both
-// paths.
+// Permission check, port check, bandwidth cap and counters apply the same
+// on both paths, in that order.
 
 type fwdKey struct {
 	client netip.AddrPort
@@ -72,9 +72,9 @@ func (s *Server) channelCreated(client, listener net.Addr, protocol string, rela
 	}
 	f.mu.Unlock()
 	if rc != nil {
-		rc.chMu.Lock()
+		rc.mu.Lock()
 		rc.chans[p] = chanEntry{number: number, client: c}
-		rc.chMu.Unlock()
+		rc.mu.Unlock()
 	}
 }
 
@@ -92,10 +92,35 @@ func (s *Server) channelDeleted(client net.Addr, relay, peer net.Addr, number ui
 	rc := f.relays[r]
 	f.mu.Unlock()
 	if rc != nil {
-		rc.chMu.Lock()
+		rc.mu.Lock()
 		delete(rc.chans, p)
-		rc.chMu.Unlock()
+		rc.mu.Unlock()
 	}
+}
+
+// permission records a permission pion granted (or removed) on a relay:
+// packets from a peer without one are dropped before they cost bandwidth
+// or are counted, and none are sent to it.
+func (s *Server) permission(relay net.Addr, peer net.IP, granted bool) {
+	r, ok1 := addrPort(relay)
+	ip, ok2 := netip.AddrFromSlice(peer)
+	if !ok1 || !ok2 {
+		return
+	}
+	ip = ip.Unmap()
+	s.fast.mu.RLock()
+	rc := s.fast.relays[r]
+	s.fast.mu.RUnlock()
+	if rc == nil {
+		return
+	}
+	rc.mu.Lock()
+	if granted {
+		rc.perms[ip] = struct{}{}
+	} else {
+		delete(rc.perms, ip)
+	}
+	rc.mu.Unlock()
 }
 
 // relayOpened registers an allocation's relay for the fast path.
@@ -138,8 +163,9 @@ func (s *Server) clientPacket(p []byte, from netip.AddrPort) bool {
 	if !ok {
 		return false
 	}
-	e.relay.toPeer(p[4:4+length], e.peer)
-	s.fast.relayed.Add(1)
+	if e.relay.toPeer(p[4:4+length], e.peer) == nil {
+		s.fast.relayed.Add(1)
+	}
 	return true
 }
 
@@ -148,40 +174,59 @@ func (s *Server) clientPacket(p []byte, from netip.AddrPort) bool {
 // it framed and sent to the client here; the rest goes to pion.
 func (c *relayConn) peerPacket(buf []byte, from netip.AddrPort) {
 	n := len(buf) - 4
-	if !c.in.AllowN(time.Now(), n) {
+	now := time.Now()
+	c.mu.RLock()
+	_, permitted := c.perms[from.Addr()]
+	ch, bound := c.chans[from]
+	c.mu.RUnlock()
+	if !permitted {
+		c.noPerm.note(now)
+		return
+	}
+	if !c.in.AllowN(now, n) {
+		c.dropIn.Inc()
+		return
+	}
+	if lis := c.s.fast.lis; bound && lis != nil {
+		binary.BigEndian.PutUint16(buf[0:2], ch.number)
+		binary.BigEndian.PutUint16(buf[2:4], uint16(n))
+		if lis.sendTo(buf, ch.client) != nil {
+			c.dropIn.Inc()
+			return
+		}
+		c.s.fast.relayed.Add(1)
+	} else if !c.sock.handOver(buf[4:], from) {
 		c.dropIn.Inc()
 		return
 	}
 	c.bytesIn.Add(float64(n))
 	c.pktsIn.Inc()
-	c.chMu.RLock()
-	ch, ok := c.chans[from]
-	c.chMu.RUnlock()
-	lis := c.s.fast.lis
-	if ok && lis != nil {
-		binary.BigEndian.PutUint16(buf[0:2], ch.number)
-		binary.BigEndian.PutUint16(buf[2:4], uint16(n))
-		_ = lis.sendTo(buf, ch.client)
-		c.s.fast.relayed.Add(1)
-		return
-	}
-	if !c.sock.handOver(buf[4:], from) {
-		c.dropIn.Inc()
-	}
 }
 
-// toPeer relays data to peer, under the same rules as WriteTo.
-func (c *relayConn) toPeer(data []byte, peer netip.AddrPort) {
-	if !c.policy.PortAllowed(peer.Addr(), peer.Port()) {
-		c.refusedPort.Inc()
-		return
-	}
-	if !c.out.AllowN(time.Now(), len(data)) {
+// toPeer relays data to peer: it needs a permission, a port the policy
+// allows at that address, and room in the bucket; a packet refused or over
+// the cap is dropped (nil error) and counted as such, one sent is counted
+// as relayed.
+func (c *relayConn) toPeer(data []byte, peer netip.AddrPort) error {
+	now := time.Now()
+	c.mu.RLock()
+	_, permitted := c.perms[peer.Addr()]
+	c.mu.RUnlock()
+	switch {
+	case !permitted:
+		c.noPerm.note(now)
+		return nil
+	case !c.policy.PortAllowed(peer.Addr(), peer.Port(), c.local.has):
+		c.nodePort.note(now)
+		return nil
+	case !c.out.AllowN(now, len(data)):
 		c.dropOut.Inc()
-		return
+		return nil
 	}
-	if err := c.sock.sendTo(data, peer); err == nil {
-		c.bytesOut.Add(float64(len(data)))
-		c.pktsOut.Inc()
+	if err := c.sock.sendTo(data, peer); err != nil {
+		return err
 	}
+	c.bytesOut.Add(float64(len(data)))
+	c.pktsOut.Inc()
+	return nil
 }

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_turn_allocations_created_total", Help: "TURN allocations created."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_turn_refused_total",
-			Help: "Allocations (quota_user, quota_ip) and permissions or channel binds (peer address ranges) refused, by reason."},
+			Help: "Requests and packets refused, by reason: allocations (quota_user, quota_ip, tcp_relay, no_port, address_family, relay_port), permissions or channel binds (the peer address ranges), packets (node_port, no_permission)."},
 			[]string{"reason"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_turn_auth_failures_total", Help: "TURN requests with credentials refused, by reason (expired, malformed, bad_password)."},
@@ -38,6 +38,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helpcaster_turn_dropped_packets_total", Help: "Packets dropped, by direction: over an allocation's bandwidth cap (to_client, to_peer), or with the server's queue full (to_server)."}, []string{"direction"}),
 	}
+	// Every series whose labels are known now exists from start-up, at 0,
+	// so that alerts see 0 rather than no data (the reasons of refused and
+	// authFailures are made by newRefusals and newAuthRefusals).
+	for _, dir := range []string{"to_peer", "to_client"} {
+		m.bytes.WithLabelValues(dir)
+		m.packets.WithLabelValues(dir)
+		m.dropped.WithLabelValues(dir)
+	}
+	m.dropped.WithLabelValues("to_server")
 	if reg == nil {
 		return m, nil
 	}

@@ -115,7 +115,14 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
 // fromClient reads one datagram from the listener.
 func (p *pump) fromClient(u *udpSocket) {
 	n, from, ok := u.recv(p.buf[4:])
-	if ok && !p.s.clientPacket(p.buf[4:4+n], from) && !u.handOver(p.buf[4:4+n], from) {
+	if !ok {
+		return
+	}
+	data := p.buf[4 : 4+n]
+	switch {
+	case p.s.clientPacket(data, from):
+	case isChannelBind(data) && p.s.screenChannelBind(data, func(b []byte) error { return u.sendTo(b, from) }):
+	case !u.handOver(data, from):
 		p.s.metrics.dropped.WithLabelValues("to_server").Inc()
 	}
 }

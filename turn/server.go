@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -45,7 +46,9 @@ type Config struct {
 	RelayMinPort, RelayMaxPort uint16
 	Realm                      string
 	Credentials                *Credentials
-	Policy                     Policy
+	// Policy is the relay policy; the relay address and a listen address
+	// other than "" are added to its Node addresses.
+	Policy Policy
 	// Quotas; 0 means the default.
 	AllocationsPerUser int
 	AllocationsPerIP   int
@@ -57,11 +60,17 @@ type Config struct {
 
 // Server is a running TURN server.
 type Server struct {
-	cfg     Config
-	srv     *turn.Server
-	log     *slog.Logger
-	metrics *metrics
-	urls    []string
+	cfg      Config
+	srv      *turn.Server
+	log      *slog.Logger
+	metrics  *metrics
+	refusals *refusals     // helpcaster_turn_refused_total
+	authFail *refusals     // helpcaster_turn_auth_failures_total
+	local    *localAddrs   // the machine's interface addresses, refreshed by a goroutine
+	stop     chan struct{} // closed by Close: ends the refresh of local
+	stopped  chan struct{} // closed when that goroutine has returned
+	stopOnce sync.Once
+	urls     []string
 
 	mu     sync.Mutex
 	byUser map[string]int // active allocations per username
@@ -97,11 +106,36 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	relayIP, ok := netip.AddrFromSlice(cfg.RelayIP)
+	if !ok {
+		return nil, fmt.Errorf("turn: relay address %v is not an IP address", cfg.RelayIP)
+	}
+	relayIP = relayIP.Unmap()
+	cfg.Policy.Node = append(slices.Clip(cfg.Policy.Node), relayIP)
+	if cfg.ListenIP != "" {
+		ip, err := netip.ParseAddr(cfg.ListenIP)
+		if err != nil {
+			return nil, fmt.Errorf("turn: listen address %q is not an IP address: %w", cfg.ListenIP, err)
+		}
+		ip = ip.Unmap()
+		// Relays bind to the listen address and are announced as the relay
+		// address: one family for both (an unspecified address takes both).
+		if !ip.IsUnspecified() && ip.Is4() != relayIP.Is4() {
+			return nil, fmt.Errorf("turn: relay address %s and listen address %s are not of one address family", relayIP, ip)
+		}
+		cfg.Policy.Node = append(cfg.Policy.Node, ip)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, byUser: map[string]int{}, byIP: map[string]int{}}
+	local, err := newLocalAddrs()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: m, refusals: newRefusals(m.refused, cfg.Logger, refusalLogInterval),
+		authFail: newAuthRefusals(m.authFailures, cfg.Logger, refusalLogInterval),
+		local:    local, byUser: map[string]int{}, byIP: map[string]int{}}
 	s.fast.relays = map[netip.AddrPort]*relayConn{}
 	s.fast.fwd = map[fwdKey]fwdEntry{}
 
@@ -129,6 +163,12 @@ func New(cfg Config) (*Server, error) {
 		EventHandler:       s.events(),
 		AllocationLifetime: cfg.AllocationLifetime,
 		LoggerFactory:      &slogFactory{log: cfg.Logger},
+		// An Allocate without REQUESTED-ADDRESS-FAMILY gets an IPv4 relay
+		// (RFC 8656), not one of the family the client came over: a client
+		// reaching a dual-stack listener over IPv6 must still get a relay
+		// the IPv4 relay address can announce. With an IPv6 relay address,
+		// pion's default (the family of the listener or of the client).
+		StrictAddressFamily: relayIP.Is4(),
 	}
 	host := cfg.ListenIP
 	if cfg.UDPPort != 0 {
@@ -150,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { ln.Close() })
 		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			Listener: &screenListener{Listener: ln, s: s}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 		s.urls = append(s.urls, "turn:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
 	}
@@ -162,7 +202,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		closers = append(closers, func() { ln.Close() })
 		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-			Listener: ln, RelayAddressGenerator: gen, PermissionHandler: s.permit,
+			Listener: &screenListener{Listener: ln, s: s}, RelayAddressGenerator: gen, PermissionHandler: s.permit,
 		})
 		s.urls = append(s.urls, "turns:%s:"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"?transport=tcp")
 	}
@@ -171,6 +211,11 @@ func New(cfg Config) (*Server, error) {
 		return fail(fmt.Errorf("turn: %w", err))
 	}
 	s.srv = srv
+	s.stop, s.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.stopped)
+		s.local.run(s.stop, func(err error) { s.log.Warn("turn: interface addresses not refreshed", "err", err) })
+	}()
 	return s, nil
 }
 
@@ -199,6 +244,8 @@ func (s *Server) Allocations() int { return s.srv.AllocationCount() }
 
 // Close stops the server and its allocations.
 func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.stopped
 	err := s.srv.Close()
 	s.pump.close()
 	if err != nil {
@@ -211,11 +258,11 @@ func (s *Server) Close() error {
 // key to verify the message integrity with.
 func (s *Server) auth(ra *turn.RequestAttributes) (string, []byte, bool) {
 	if _, err := s.cfg.Credentials.Check(ra.Username, time.Now()); err != nil {
-		reason := "malformed"
+		reason := ReasonMalformed
 		if errors.Is(err, ErrExpired) {
-			reason = "expired"
+			reason = ReasonExpired
 		}
-		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.authFail.refuse(reason)
 		return "", nil, false
 	}
 	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, s.cfg.Credentials.Password(ra.Username)), true
@@ -224,36 +271,35 @@ func (s *Server) auth(ra *turn.RequestAttributes) (string, []byte, bool) {
 // quota refuses an allocation beyond the per-user or per-IP limit.
 func (s *Server) quota(username, _ string, src net.Addr) bool {
 	ip := addrIP(src)
+	reason := ""
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case s.byUser[username] >= s.cfg.AllocationsPerUser:
-		s.metrics.refused.WithLabelValues("quota_user").Inc()
-		s.log.Warn("turn allocation refused", "reason", "quota_user")
-		return false
+		reason = ReasonQuotaUser
 	case s.byIP[ip] >= s.cfg.AllocationsPerIP:
-		s.metrics.refused.WithLabelValues("quota_ip").Inc()
-		s.log.Warn("turn allocation refused", "reason", "quota_ip")
+		reason = ReasonQuotaIP
+	}
+	s.mu.Unlock()
+	if reason != "" {
+		s.refusals.refuse(reason)
 		return false
 	}
 	return true
 }
 
 // permit applies the relay policy to a CreatePermission or ChannelBind.
+// The peer address is not the client's personal data, but the log keeps
+// only the reason, as for every refusal.
 func (s *Server) permit(_ net.Addr, peer net.IP) bool {
-	ip, ok := netip.AddrFromSlice(peer)
-	if !ok {
-		s.metrics.refused.WithLabelValues(ReasonUnspecified).Inc()
-		return false
+	reason := ReasonUnspecified
+	if ip, ok := netip.AddrFromSlice(peer); ok {
+		reason = s.cfg.Policy.Check(ip)
 	}
-	if reason := s.cfg.Policy.Check(ip); reason != "" {
-		s.metrics.refused.WithLabelValues(reason).Inc()
-		// The peer address is not the client's personal data, but the log
-		// keeps only the reason, as for every refusal.
-		s.log.Warn("turn permission refused", "reason", reason)
-		return false
+	if reason == "" {
+		return true
 	}
-	return true
+	s.refusals.refuse(reason)
+	return false
 }
 
 func (s *Server) events() turn.EventHandler {
@@ -264,7 +310,7 @@ func (s *Server) events() turn.EventHandler {
 			}
 			// Expired and malformed usernames were counted by auth.
 			if _, err := s.cfg.Credentials.Check(username, time.Now()); err == nil {
-				s.metrics.authFailures.WithLabelValues("bad_password").Inc()
+				s.authFail.refuse(ReasonBadPassword)
 			}
 		},
 		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
@@ -274,6 +320,12 @@ func (s *Server) events() turn.EventHandler {
 			s.mu.Unlock()
 			s.metrics.created.Inc()
 			s.metrics.active.Inc()
+		},
+		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.permission(relay, peer, true)
+		},
+		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.permission(relay, peer, false)
 		},
 		OnChannelCreated: func(src, dst net.Addr, protocol, _, _ string, relay, peer net.Addr, number uint16) {
 			s.channelCreated(src, dst, protocol, relay, peer, number)
@@ -329,26 +381,31 @@ func newRelayGen(s *Server) (*relayGen, error) {
 		g.min, g.max = 49152, 65535
 	}
 	if s.cfg.ListenIP != "" {
-		ip, err := netip.ParseAddr(s.cfg.ListenIP)
-		if err != nil {
-			return nil, fmt.Errorf("turn: listen address %q is not an IP address: %w", s.cfg.ListenIP, err)
-		}
-		g.bind = ip.Unmap()
+		// New checked it.
+		g.bind = netip.MustParseAddr(s.cfg.ListenIP).Unmap()
 	}
 	return g, nil
 }
 
 func (g *relayGen) Validate() error { return nil }
 
+// AllocatePacketConn opens a relay socket for an allocation (c.Network
+// "udp4" or "udp6"), or for pion's search for an even port (EVEN-PORT). The
+// relay is of the relay address's family, and bound to the listen address,
+// or to the family's unspecified address when that is "", 0.0.0.0 or ::.
+// Each refusal (pion answers 508) is counted and logged.
 func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	v4 := c.Network == "udp4"
+	if v4 != (g.announce.To4() != nil) {
+		g.s.refusals.refuse(ReasonAddressFamily)
+		return nil, nil, fmt.Errorf("turn: no %s relay: the relay address is %s", c.Network, g.announce)
+	}
 	bind := g.bind
 	switch {
-	case !bind.IsValid() && c.Network == "udp6":
-		bind = netip.IPv6Unspecified()
-	case !bind.IsValid():
+	case (!bind.IsValid() || bind.IsUnspecified()) && v4:
 		bind = netip.IPv4Unspecified()
-	case bind.Is4() != (c.Network == "udp4"):
-		return nil, nil, fmt.Errorf("turn: no %s relay on %s", c.Network, bind)
+	case !bind.IsValid() || bind.IsUnspecified():
+		bind = netip.IPv6Unspecified()
 	}
 	try := func(port int) (*relayConn, net.Addr, error) {
 		u, err := g.s.pump.open(bind, port, true, false)
@@ -359,7 +416,17 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 		return g.s.wrap(u, addr), addr, nil
 	}
 	if c.RequestedPort != 0 {
-		return try(c.RequestedPort)
+		// The port after an EVEN-PORT reservation: it may lie past the range.
+		if c.RequestedPort < int(g.min) || c.RequestedPort > int(g.max) {
+			g.s.refusals.refuse(ReasonRelayPort)
+			return nil, nil, fmt.Errorf("turn: relay port %d is outside %d-%d", c.RequestedPort, g.min, g.max)
+		}
+		rc, addr, err := try(c.RequestedPort)
+		if err != nil {
+			g.s.refusals.refuse(ReasonNoPort)
+			return nil, nil, fmt.Errorf("turn: relay port %d: %w", c.RequestedPort, err)
+		}
+		return rc, addr, nil
 	}
 	var err error
 	for range relayPortTries {
@@ -370,6 +437,7 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 			return rc, addr, nil
 		}
 	}
+	g.s.refusals.refuse(ReasonNoPort)
 	return nil, nil, fmt.Errorf("turn: no free relay port in %d-%d after %d tries: %w", g.min, g.max, relayPortTries, err)
 }
 
@@ -379,12 +447,12 @@ func (g *relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.Packet
 var errNoTCPRelay = errors.New("turn: TCP relays are not offered")
 
 func (g *relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	g.s.metrics.refused.WithLabelValues("tcp_relay").Inc()
+	g.s.refusals.refuse(ReasonTCPRelay)
 	return nil, nil, errNoTCPRelay
 }
 
 func (g *relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	g.s.metrics.refused.WithLabelValues("tcp_relay").Inc()
+	g.s.refusals.refuse(ReasonTCPRelay)
 	return nil, errNoTCPRelay
 }
 
@@ -395,16 +463,22 @@ const socketBuffer = 4 << 20
 
 // relayConn is one allocation's relay socket as pion sees it: what it
 // reads came from a peer (to the client), what pion writes goes to a peer.
-// Each direction has its own token bucket of Bandwidth bits per second;
-// packets over it are dropped and counted.
+// A packet either way passes, in this order, the permission check (the
+// allocation's permissions, as pion's events report them), the port check
+// (towards a peer), and the direction's token bucket of Bandwidth bits per
+// second; it is counted as relayed once it is delivered. Refused packets
+// cost no tokens: a sender without a permission cannot use up the
+// allocation's bandwidth.
 type relayConn struct {
 	sock              *udpSocket
 	s                 *Server
 	addr              netip.AddrPort // the announced relay address
-	chMu              sync.RWMutex
-	chans             map[netip.AddrPort]chanEntry // peers with a channel bound on this relay
+	mu                sync.RWMutex
+	chans             map[netip.AddrPort]chanEntry // peers with a channel bound on this relay; guarded by mu
+	perms             map[netip.Addr]struct{}      // peers with a permission; guarded by mu
 	policy            *Policy
-	refusedPort       prometheus.Counter
+	local             *localAddrs
+	nodePort, noPerm  *refusalClass
 	in, out           *rate.Limiter
 	bytesIn, bytesOut prometheus.Counter
 	pktsIn, pktsOut   prometheus.Counter
@@ -417,8 +491,9 @@ func (s *Server) wrap(u *udpSocket, addr *net.UDPAddr) *relayConn {
 	m := s.metrics
 	announced, _ := addrPort(addr)
 	rc := &relayConn{
-		sock: u, s: s, addr: announced, chans: map[netip.AddrPort]chanEntry{},
-		policy: &s.cfg.Policy, refusedPort: m.refused.WithLabelValues(ReasonSFUPort),
+		sock: u, s: s, addr: announced, chans: map[netip.AddrPort]chanEntry{}, perms: map[netip.Addr]struct{}{},
+		policy: &s.cfg.Policy, local: s.local,
+		nodePort: s.refusals.class(ReasonNodePort), noPerm: s.refusals.class(ReasonNoPermission),
 		in:      rate.NewLimiter(bytesPerSec, burst),
 		out:     rate.NewLimiter(bytesPerSec, burst),
 		bytesIn: m.bytes.WithLabelValues("to_client"), bytesOut: m.bytes.WithLabelValues("to_peer"),
@@ -441,24 +516,17 @@ func (c *relayConn) Close() error {
 // counted and capped it already).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) { return c.sock.ReadFrom(p) }
 
+// WriteTo relays what pion has for a peer (a Send indication's data, or
+// ChannelData from a client on TCP or TLS). A packet refused or over the
+// cap is dropped and reported written.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	to, ok := addrPort(addr)
 	if !ok {
 		return 0, fmt.Errorf("turn: relay write to %T: not a UDP address", addr)
 	}
-	if !c.policy.PortAllowed(to.Addr(), to.Port()) {
-		c.refusedPort.Inc()
-		return len(p), nil // dropped: not the SFU's port
-	}
-	if !c.out.AllowN(time.Now(), len(p)) {
-		c.dropOut.Inc()
-		return len(p), nil
-	}
-	if err := c.sock.sendTo(p, to); err != nil {
+	if err := c.toPeer(p, to); err != nil {
 		return 0, fmt.Errorf("turn: relay write: %w", err)
 	}
-	c.bytesOut.Add(float64(len(p)))
-	c.pktsOut.Inc()
 	return len(p), nil
 }
 

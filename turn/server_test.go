@@ -21,19 +21,24 @@ func startServer(t *testing.T, policy Policy, quotaUser int) (*Server, *promethe
 	return startServerOn(t, "127.0.0.1", policy, quotaUser)
 }
 
-// startServerOn starts a server listening on listen ("": all addresses).
-func startServerOn(t *testing.T, listen string, policy Policy, quotaUser int) (*Server, *prometheus.Registry) {
+// startServerOn starts a server listening on listen ("": all addresses),
+// with its configuration changed by each of more.
+func startServerOn(t *testing.T, listen string, policy Policy, quotaUser int, more ...func(*Config)) (*Server, *prometheus.Registry) {
 	t.Helper()
 	creds, err := NewCredentials([]byte(testSecret), 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := New(Config{
+	cfg := Config{
 		ListenIP: listen, UDPPort: freePort(t, "udp"), TCPPort: freePort(t, "tcp"),
 		RelayIP: net.ParseIP("127.0.0.1"), Credentials: creds, Policy: policy,
 		AllocationsPerUser: quotaUser, Registerer: reg,
-	})
+	}
+	for _, f := range more {
+		f(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +48,40 @@ func startServerOn(t *testing.T, listen string, policy Policy, quotaUser int) (*
 		}
 	})
 	return s, reg
+}
+
+// loopbackPolicy allows loopback peers, with the SFU's media port (the only
+// port the relay reaches at an address of the node, loopback included) at
+// the ports of media.
+func loopbackPolicy(media ...net.Addr) Policy {
+	p := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	for _, m := range media {
+		p.MediaPorts = append(p.MediaPorts, uint16(m.(*net.UDPAddr).Port))
+	}
+	return p
+}
+
+// echoPeer is a UDP echo server on loopback, closed at the end of the test.
+func echoPeer(t *testing.T) net.PacketConn {
+	t.Helper()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { peer.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = peer.WriteTo(buf[:n], from)
+		}
+	}()
+	return peer
 }
 
 func freePort(t *testing.T, network string) int {
@@ -159,7 +198,7 @@ func TestRelayPolicy(t *testing.T) {
 			t.Errorf("refused{reason=%s} = %v, want %v", reason, got, n)
 		}
 	}
-	if err := c.CreatePermission(&net.UDPAddr{IP: net.ParseIP("203.0.113.9"), Port: 9}); err != nil {
+	if err := c.CreatePermission(&net.UDPAddr{IP: net.ParseIP("8.8.8.8"), Port: 9}); err != nil {
 		t.Errorf("permission to a public address refused: %v", err)
 	}
 	if got := counterValue(t, reg, "helpcaster_turn_allocations_active", "", ""); got != 1 {
@@ -177,22 +216,8 @@ func TestRelayTraffic(t *testing.T) {
 }
 
 func testRelayTraffic(t *testing.T, listen string) {
-	s, reg := startServerOn(t, listen, Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, 0)
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := peer.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = peer.WriteTo(buf[:n], from)
-		}
-	}()
+	peer := echoPeer(t)
+	s, reg := startServerOn(t, listen, loopbackPolicy(peer.LocalAddr()), 0)
 	creds, _ := NewCredentials([]byte(testSecret), 10*time.Minute)
 	user, pass := creds.Mint("traffic", time.Now())
 	_, relay, err := client(t, s, user, pass)
@@ -220,11 +245,12 @@ func testRelayTraffic(t *testing.T, listen string) {
 	if got := s.fast.relayed.Load(); got < n {
 		t.Errorf("fast path relayed %d packets, want at least %d of %d", got, n, 2*n)
 	}
-	// A packet is counted once its send returns, which may be after its
+	// A packet is counted once it is delivered, which may be after its
 	// echo has come back: wait briefly for the counters to settle.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) &&
-		counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", "to_peer") < n {
+		(counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", "to_peer") < n ||
+			counterValue(t, reg, "helpcaster_turn_relayed_packets_total", "direction", "to_client") < n) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for _, dir := range []string{"to_peer", "to_client"} {
@@ -291,6 +317,7 @@ func TestNewErrors(t *testing.T) {
 		"port in use":    {Credentials: creds, ListenIP: "127.0.0.1", UDPPort: port, RelayIP: net.ParseIP("127.0.0.1")},
 		"bad relay range": {Credentials: creds, ListenIP: "127.0.0.1", UDPPort: freePort(t, "udp"), RelayIP: net.ParseIP("127.0.0.1"),
 			RelayMinPort: 50000, RelayMaxPort: 40000},
+		"listen and relay of two families": {Credentials: creds, ListenIP: "::1", UDPPort: freePort(t, "udp"), RelayIP: net.ParseIP("127.0.0.1")},
 	} {
 		if s, err := New(cfg); err == nil {
 			s.Close()
