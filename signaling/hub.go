@@ -12,6 +12,10 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/queue"
 )
 
+// codeInCall refuses a join whose token's subject is in a call already
+// (subject.go).
+const codeInCall protocol.Code = "in_call"
+
 // storeTimeout bounds each queue store operation.
 const storeTimeout = 5 * time.Second
 
@@ -62,6 +66,7 @@ type agentState struct {
 type position struct{ pos, length, wait int }
 
 func newHub(s *Server) *hub {
+	s.metrics.preset(s.verifier.Dir.Orgs()) // the hub is built once, with the server
 	return &hub{
 		srv:         s,
 		monitoring:  make(map[*session]*call),
