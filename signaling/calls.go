@@ -301,6 +301,16 @@ func (h *hub) speakerSignals(c *call) func(participantID string) {
 func (h *hub) mediaSignals(c *call, role string, self *partRef) func(sfu.Signal) {
 	return func(sig sfu.Signal) {
 		sd := c.side(role)
+		h.mu.Lock()
+		ended := c.ended
+		h.mu.Unlock()
+		if ended {
+			// endCall closes the room after marking the call ended: the
+			// renegotiation of the other side's tracks going away (an offer
+			// for sub, its candidates) would only reach a client that is
+			// about to get ended, and its answer would come too late.
+			return
+		}
 		switch {
 		case sig.Offer != "":
 			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
