@@ -344,6 +344,9 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 		return h.monitorMsg(s, m)
 	}
 	c, err := h.callOf(s, m.Room)
+	if err == errNotInCall {
+		return h.lateAnswer(s, m, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -366,8 +369,15 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	sd := c.side(role)
 	h.mu.Lock()
-	part := sd.part
+	part, ended := sd.part, c.ended
 	h.mu.Unlock()
+	if ended {
+		// It ended since the message was routed here: see late.go.
+		if m.Type == protocol.TypeChat {
+			return errCallEnded
+		}
+		return nil
+	}
 	if part == nil {
 		return errNotInCall
 	}
@@ -438,7 +448,8 @@ func (h *hub) hangup(s *session, room string) error {
 		s.closeWith(websocket.StatusNormalClosure, "left the queue")
 		return nil
 	default:
-		return errNotInCall
+		// A hang-up of a call that has just ended is done already.
+		return h.lateAnswer(s, protocol.Message{Type: protocol.TypeHangup, Room: room}, errNotInCall)
 	}
 }
 
@@ -592,6 +603,7 @@ func (h *hub) disconnected(s *session) {
 	delete(h.agents, s)
 	delete(h.supervisors, s)
 	h.mu.Unlock()
+	h.ended.forget(s)
 	if s.role == protocol.RoleSupervisor {
 		h.stopMonitor(s, "", nil)
 	}

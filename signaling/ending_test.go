@@ -271,3 +271,68 @@ func TestNoOfferToEndingCall(t *testing.T) {
 		t.Errorf("invalid_state errors counted: %v, want 0", n)
 	}
 }
+
+// TestLateMessagesAfterEnded: what a page sends about a call that has just
+// ended (a hang-up as the other side hangs up, an answer or a candidate
+// for it) is acknowledged silently, and a customer's double hang-up counts
+// no error; a chat that was not delivered, and a hang-up from an agent that
+// never had a call, are still refused with invalid_state.
+func TestLateMessagesAfterEnded(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	invalid := func() float64 {
+		return counter(t, e.reg, "helpcaster_signaling_errors_total", map[string]string{"code": string(protocol.CodeInvalidState)})
+	}
+
+	agent := e.dialRaw(ctx)
+	agent.send(ctx, protocol.Message{Type: protocol.TypeJoin, Token: e.token("acme", protocol.RoleAgent, "Ann")})
+	agent.until(ctx, protocol.TypeWelcome)
+	agent.send(ctx, protocol.Message{Type: protocol.TypeAvailable})
+
+	// The customer hangs up twice (a double click); the agent, told
+	// ended, sends what a page may have had in flight.
+	cust, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
+	next(t, ctx, cust, protocol.TypeAssigned)
+	assigned := agent.until(ctx, protocol.TypeAssigned)
+	room := assigned[len(assigned)-1].Room
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	// The second may find the connection closed already.
+	_ = cust.Send(ctx, protocol.Message{Type: protocol.TypeHangup})
+	agent.until(ctx, protocol.TypeEnded)
+	agent.send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room, ID: "h1"})
+	agent.send(ctx, protocol.Message{Type: protocol.TypeHangup, ID: "h2"})
+	agent.send(ctx, protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCSub, SDP: "v=0\r\n", Room: room, ID: "a1"})
+	agent.send(ctx, protocol.Message{Type: protocol.TypeCandidate, PC: protocol.PCSub, Room: room, ID: "c1",
+		Candidate: &protocol.ICECandidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}})
+	agent.send(ctx, protocol.Message{Type: protocol.TypeQuality, Quality: protocol.QualityLow, Room: room, ID: "q1"})
+	// A chat is a message the agent wanted delivered: it is told it was not.
+	agent.send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "still there?", Room: room, ID: "chat"})
+	got := agent.until(ctx, protocol.TypeError)
+	if m := got[len(got)-1]; m.Ref != "chat" || m.Code != string(protocol.CodeInvalidState) {
+		t.Errorf("first error after ended: %+v, want invalid_state for the chat alone; got %v", m, types(got))
+	}
+	waitFor(t, ctx, "the customer's connection closed", func() bool { return cust.CloseCode() != 0 })
+	waitFor(t, ctx, "the customer's session gone", func() bool {
+		return counter(t, e.reg, "helpcaster_signaling_connections", nil) == 1
+	})
+	if n := invalid(); n != 1 {
+		t.Errorf("invalid_state counted %v times, want once (the chat)", n)
+	}
+
+	// Strict where nothing raced: an agent that never had a call.
+	other := e.dialRaw(ctx)
+	other.send(ctx, protocol.Message{Type: protocol.TypeJoin, Token: e.token("acme", protocol.RoleAgent, "Bob")})
+	other.until(ctx, protocol.TypeWelcome)
+	other.send(ctx, protocol.Message{Type: protocol.TypeHangup, ID: "never"})
+	if m := other.until(ctx, protocol.TypeError); m[len(m)-1].Ref != "never" || m[len(m)-1].Code != string(protocol.CodeInvalidState) {
+		t.Errorf("hang-up without a call: %+v, want invalid_state", m[len(m)-1])
+	}
+	// And a call that is not one of this agent's.
+	other.send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room, ID: "theirs"})
+	if m := other.until(ctx, protocol.TypeError); m[len(m)-1].Ref != "theirs" {
+		t.Errorf("hang-up of another's call: %+v, want invalid_state", m[len(m)-1])
+	}
+}

@@ -52,6 +52,8 @@ type hub struct {
 	absent map[string]time.Time
 	audit  *auditState
 
+	ended endedCalls // the calls each session was in that ended (late.go)
+
 	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
 	kicked chan struct{}     // wakes the refresher
 }
@@ -224,6 +226,7 @@ func (h *hub) forget(s *session) {
 	delete(h.entries, s)
 	delete(h.welcoming, s)
 	h.mu.Unlock()
+	h.ended.forget(s)
 }
 
 // setAvailable records an agent's wish to take customers or not.
@@ -294,6 +297,7 @@ func (h *hub) removeCallLocked(s *session, c *call) bool {
 	if len(m) == 0 {
 		delete(h.calls, s)
 	}
+	h.ended.note(s, c.id)
 	return true
 }
 
