@@ -145,11 +145,24 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 		}
 		for _, a := range snap.Agents {
 			if a.Session == id {
-				return &prevConn{node: a.Node, busy: a.Active > 0}, nil
+				// An agent whose node died is in no call any more, whatever
+				// the store still counts until the room's node ends it: its
+				// new connection takes over.
+				return &prevConn{node: a.Node, busy: a.Active > 0 && h.nodeLive(ctx, a.Node)}, nil
 			}
 		}
 	}
 	return nil, nil
+}
+
+// nodeLive reports whether node is in the registry of live nodes (true
+// when the registry cannot say).
+func (h *hub) nodeLive(ctx context.Context, node string) bool {
+	if h.cluster == nil || h.isSelf(node) {
+		return true
+	}
+	live, err := h.cluster.Live(ctx)
+	return err != nil || live[node]
 }
 
 // dropPrev gives up the place of the connection holder, which s has taken
