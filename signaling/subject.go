@@ -189,7 +189,8 @@ func (h *hub) dropPrev(ctx context.Context, s *session, key, holder string, prev
 		}
 	}
 	if h.isSelf(prev.node) {
-		h.replacedHere(holder)
+		// Not under the placement lock a customer's join holds.
+		h.srv.goTracked(func() { h.replacedHere(holder) })
 	} else {
 		h.relay(prev.node, relayMsg{Kind: relayReplaced, Session: holder})
 	}

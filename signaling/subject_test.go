@@ -140,3 +140,38 @@ func TestSecondAgentJoin(t *testing.T) {
 		t.Fatalf("agents in the pool %+v, want the one in the call", a)
 	}
 }
+
+// TestReloadKeepsOnePlace: a page reloaded closes its connection and joins
+// again with the same token at once, before or after the server has
+// noticed: the new connection has the old place, and only it, also once
+// the resume grace of the old one would have run out.
+func TestReloadKeepsOnePlace(t *testing.T) {
+	store := queue.NewMemory(nil)
+	e := newEnv(t, withStore(store), withGrace(time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	_, _ = e.join(ctx, protocol.RoleCustomer, "Dora")
+	old, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
+	expectQueued(t, ctx, old, 2, 2)
+	for i := range 5 {
+		if i%2 == 0 {
+			old.Close()
+		} else {
+			old.Drop()
+		}
+		c, w := e.join(ctx, protocol.RoleCustomer, "Carl")
+		expectQueued(t, ctx, c, 2, 2)
+		if got := waitingIn(t, store); len(got) != 2 || got[1] != w.Session {
+			t.Fatalf("reload %d: waiting %v, want Dora and %s", i, got, w.Session)
+		}
+		old = c
+	}
+	time.Sleep(1500 * time.Millisecond) // past the grace
+	if got := waitingIn(t, store); len(got) != 2 {
+		t.Fatalf("after the grace: waiting %v, want 2", got)
+	}
+	if n := counter(t, e.reg, "helpcaster_queue_abandoned_total", nil); n != 0 {
+		t.Errorf("abandoned = %v, want 0", n)
+	}
+}
