@@ -29,6 +29,19 @@ func expectReplaced(t *testing.T, ctx context.Context, who string, c *client.Cli
 	}
 }
 
+// expectInCall joins name's token on a new connection and expects in_call
+// and the connection closed.
+func expectInCall(t *testing.T, ctx context.Context, e *env, role, name string) {
+	t.Helper()
+	c := e.dial(ctx, testOrigin)
+	_, err := c.Join(ctx, e.token("acme", role, name))
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != "in_call" {
+		t.Fatalf("%s join while in a call: %v, want in_call", role, err)
+	}
+	waitFor(t, ctx, "the refused connection closed", func() bool { return c.CloseCode() != 0 })
+}
+
 // firstQueued checks the first queued message c gets: a connection that
 // takes over a place is told that place at once.
 func firstQueued(t *testing.T, ctx context.Context, c *client.Client, pos, length int) {
@@ -90,12 +103,7 @@ func TestSecondJoinTakesPlace(t *testing.T) {
 	next(t, ctx, third, protocol.TypeAssigned)
 
 	// In a call, the subject's join is refused; the call goes on.
-	fourth := e.dial(ctx, testOrigin)
-	_, err := fourth.Join(ctx, e.token("acme", protocol.RoleCustomer, "Carl"))
-	var pe *protocol.Error
-	if !errors.As(err, &pe) || pe.Code != "in_call" {
-		t.Fatalf("join while in a call: %v, want in_call", err)
-	}
+	expectInCall(t, ctx, e, protocol.RoleCustomer, "Carl")
 	chat(t, ctx, third, agent, "still here")
 	if n := counter(t, e.reg, "helpcaster_signaling_errors_total", map[string]string{"code": "in_call"}); n != 1 {
 		t.Errorf("in_call counted %v times, want 1", n)
@@ -138,12 +146,7 @@ func TestSecondAgentJoin(t *testing.T) {
 	cust, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
 	next(t, ctx, cust, protocol.TypeAssigned)
 	next(t, ctx, second, protocol.TypeAssigned)
-	third := e.dial(ctx, testOrigin)
-	_, err := third.Join(ctx, e.token("acme", protocol.RoleAgent, "Ann"))
-	var pe *protocol.Error
-	if !errors.As(err, &pe) || pe.Code != "in_call" {
-		t.Fatalf("agent join while in a call: %v, want in_call", err)
-	}
+	expectInCall(t, ctx, e, protocol.RoleAgent, "Ann")
 	chat(t, ctx, cust, second, "hello")
 	if a := agents(); len(a) != 1 || a[0].Session != w2.Session || a[0].Active != 1 {
 		t.Fatalf("agents in the pool %+v, want the one in the call", a)
