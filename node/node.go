@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/helpcaster/helpcaster/sfu"
@@ -73,6 +74,7 @@ type Node struct {
 	// signaling has shut down.
 	closeStore func()
 	member     *membership // nil without Redis
+	store      *storeCheck // what /readyz knows of the queue store
 }
 
 // New opens the node's sockets (HTTP and media) and builds its parts. It
@@ -109,7 +111,7 @@ func New(cfg Config) (*Node, error) {
 		s.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, reg: reg, media: s}
+	n := &Node{cfg: cfg, log: log, reg: reg, media: s, store: newStoreCheck(store)}
 	var iceServers signaling.ICEServerSource
 	if cfg.TURN != nil {
 		source, stopTURN, err := startTURN(cfg.TURN, cfg.TLSCert, cfg.TLSKey, s, cfg.Media.PublicIPs, log, reg)
@@ -195,13 +197,9 @@ func (n *Node) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !n.signal.Ready() {
+		if reason := n.notReady(); reason != "" {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			if n.signal.Draining() {
-				fmt.Fprintln(w, "draining")
-			} else {
-				fmt.Fprintln(w, "shutting down")
-			}
+			fmt.Fprintln(w, reason)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -216,6 +214,66 @@ func (n *Node) routes() http.Handler {
 		mux.Handle("GET /debug/pprof/allocs", pprof.Handler("allocs"))
 	}
 	return mux
+}
+
+// notReady says why the node should get no new clients ("" when it is
+// ready): it drains or shuts down, or it cannot reach its queue store, so
+// that nobody joining it could be placed. Liveness (/healthz) does not
+// depend on any of this.
+func (n *Node) notReady() string {
+	if !n.signal.Ready() {
+		if n.signal.Draining() {
+			return "draining"
+		}
+		return "shutting down"
+	}
+	if err := n.store.check(); err != nil {
+		return "queue store unreachable"
+	}
+	return ""
+}
+
+// Readiness probes of the queue store: at most one ping per
+// storeCheckEvery, however often /readyz is asked, each bounded by
+// storeCheckTimeout.
+const (
+	storeCheckEvery   = time.Second
+	storeCheckTimeout = time.Second
+)
+
+// storeCheck remembers whether the queue store answered its last ping.
+type storeCheck struct {
+	ping func(context.Context) error // nil: the store is in memory, always there
+
+	mu  sync.Mutex // held through a ping, so that concurrent probes share it
+	at  time.Time  // when the last ping returned; guarded by mu
+	err error      // its result; guarded by mu
+}
+
+// newStoreCheck checks store when it can be pinged (Redis), else never.
+func newStoreCheck(store queue.Store) *storeCheck {
+	c := &storeCheck{}
+	if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+		c.ping = p.Ping
+	}
+	return c
+}
+
+// check returns the result of a ping no older than storeCheckEvery.
+func (c *storeCheck) check() error {
+	if c.ping == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < storeCheckEvery {
+		return c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeCheckTimeout)
+	defer cancel()
+	c.err = c.ping(ctx)
+	c.at = time.Now()
+	return c.err
 }
 
 // URL is the base URL the node serves on (http or https).

@@ -151,6 +151,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 	}
 	var agentFixes []agentFix
 	var lost, reattach []queue.Entry
+	lostSubject := make(map[string]*session) // the sessions of lost
 	seen := make(map[string]bool)
 	h.mu.Lock()
 	for s, st := range h.agents {
@@ -193,6 +194,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 		}
 		if lasted(a.custMissing, s.id, now, missingFor) {
 			lost = append(lost, e)
+			lostSubject[e.Session] = s
 		}
 	}
 	h.mu.Unlock()
@@ -202,6 +204,12 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 		h.settleAgent(f.s, f.available)
 	}
 	for _, e := range lost {
+		if s := lostSubject[e.Session]; h.replacedSince(s, subjectOf(s)) {
+			// Its subject joined on another connection, which has its
+			// place, and the word to close this one was lost.
+			h.replacedHere(e.Session)
+			continue
+		}
 		ctx, cancel := h.storeCtx()
 		err := h.srv.store.Requeue(ctx, e)
 		cancel()

@@ -302,6 +302,16 @@ func (h *hub) speakerSignals(c *call) func(participantID string) {
 func (h *hub) mediaSignals(c *call, role string, self *partRef) func(sfu.Signal) {
 	return func(sig sfu.Signal) {
 		sd := c.side(role)
+		h.mu.Lock()
+		ended := c.ended
+		h.mu.Unlock()
+		if ended {
+			// endCall closes the room after marking the call ended: the
+			// renegotiation of the other side's tracks going away (an offer
+			// for sub, its candidates) would only reach a client that is
+			// about to get ended, and its answer would come too late.
+			return
+		}
 		switch {
 		case sig.Offer != "":
 			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
@@ -335,6 +345,9 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 		return h.monitorMsg(s, m)
 	}
 	c, err := h.callOf(s, m.Room)
+	if err == errNotInCall {
+		return h.lateAnswer(s, m, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -357,8 +370,15 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	sd := c.side(role)
 	h.mu.Lock()
-	part := sd.part
+	part, ended := sd.part, c.ended
 	h.mu.Unlock()
+	if ended {
+		// It ended since the message was routed here: see late.go.
+		if m.Type == protocol.TypeChat {
+			return errCallEnded
+		}
+		return nil
+	}
 	if part == nil {
 		return errNotInCall
 	}
@@ -429,7 +449,8 @@ func (h *hub) hangup(s *session, room string) error {
 		s.closeWith(websocket.StatusNormalClosure, "left the queue")
 		return nil
 	default:
-		return errNotInCall
+		// A hang-up of a call that has just ended is done already.
+		return h.lateAnswer(s, protocol.Message{Type: protocol.TypeHangup, Room: room}, errNotInCall)
 	}
 }
 
@@ -583,6 +604,7 @@ func (h *hub) disconnected(s *session) {
 	delete(h.agents, s)
 	delete(h.supervisors, s)
 	h.mu.Unlock()
+	h.ended.forget(s)
 	if s.role == protocol.RoleSupervisor {
 		h.stopMonitor(s, "", nil)
 	}

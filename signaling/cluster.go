@@ -40,25 +40,26 @@ type Cluster interface {
 
 // Relay message kinds.
 const (
-	relayHost    = "host"    // to the room's node: host a call for A
-	relayReserve = "reserve" // to a side's node: hold the session for the call; Msg is its assigned
-	relayHeld    = "held"    // reply to reserve: held (Why ""), or why not; also: a hold was given up
-	relayCommit  = "commit"  // to a side's node: tell the held session assigned
-	relayTold    = "told"    // reply to commit: the session was told (a refusal is a held with Why)
-	relayAbort   = "abort"   // to a side's node: let the held session go, untold
-	relayAudit   = "audit"   // to a room's node: the calls (Calls) this node has sides of
-	relayUnknown = "unknown" // reply to audit or client: no such calls (Calls) here
-	relayBind    = "bind"    // to a resumed customer's node: tell the session assigned (Msg)
-	relayBound   = "bound"   // reply: the session was told
-	relayGone    = "gone"    // reply: no such session (left, or not waiting)
-	relayDeliver = "deliver" // to a side's node: send Msg to the session
-	relayClient  = "client"  // to the room's node: the session sent Msg
-	relayLeft    = "left"    // to the room's node: the session's connection ended
-	relayEnded   = "ended"   // to a side's node: the call ended (Msg)
-	relayInvite  = "invite"  // to the agent's node: offer A to the agent for Timeout
-	relayMoved   = "moved"   // to a customer's old node: it resumed elsewhere
-	relayDetach  = "detach"  // to the room's node: the customer's connection ended; keep the call for the grace
-	relayRebind  = "rebind"  // to the room's node: the customer resumed on the sender's node
+	relayHost     = "host"     // to the room's node: host a call for A
+	relayReserve  = "reserve"  // to a side's node: hold the session for the call; Msg is its assigned
+	relayHeld     = "held"     // reply to reserve: held (Why ""), or why not; also: a hold was given up
+	relayCommit   = "commit"   // to a side's node: tell the held session assigned
+	relayTold     = "told"     // reply to commit: the session was told (a refusal is a held with Why)
+	relayAbort    = "abort"    // to a side's node: let the held session go, untold
+	relayAudit    = "audit"    // to a room's node: the calls (Calls) this node has sides of
+	relayUnknown  = "unknown"  // reply to audit or client: no such calls (Calls) here
+	relayBind     = "bind"     // to a resumed customer's node: tell the session assigned (Msg)
+	relayBound    = "bound"    // reply: the session was told
+	relayGone     = "gone"     // reply: no such session (left, or not waiting)
+	relayDeliver  = "deliver"  // to a side's node: send Msg to the session
+	relayClient   = "client"   // to the room's node: the session sent Msg
+	relayLeft     = "left"     // to the room's node: the session's connection ended
+	relayEnded    = "ended"    // to a side's node: the call ended (Msg)
+	relayInvite   = "invite"   // to the agent's node: offer A to the agent for Timeout
+	relayMoved    = "moved"    // to a customer's old node: it resumed elsewhere
+	relayDetach   = "detach"   // to the room's node: the customer's connection ended; keep the call for the grace
+	relayRebind   = "rebind"   // to the room's node: the customer resumed on the sender's node
+	relayReplaced = "replaced" // to a session's old node: its subject joined on the sender's node (subject.go)
 )
 
 // relayMsg is one message between nodes.
@@ -313,6 +314,9 @@ func (h *hub) onRelay(data []byte) {
 		}
 	case relayMoved:
 		h.movedAway(m.Session)
+	case relayReplaced:
+		id := m.Session
+		h.srv.goTracked(func() { h.replacedHere(id) })
 	}
 }
 

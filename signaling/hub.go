@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +12,10 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/helpcaster/helpcaster/signaling/queue"
 )
+
+// codeInCall refuses a join whose token's subject is in a call already
+// (subject.go).
+const codeInCall protocol.Code = "in_call"
 
 // storeTimeout bounds each queue store operation.
 const storeTimeout = 5 * time.Second
@@ -48,6 +53,8 @@ type hub struct {
 	absent map[string]time.Time
 	audit  *auditState
 
+	ended endedCalls // the calls each session was in that ended (late.go)
+
 	dirty  map[queueKey]bool // queues to refresh (queuestats.go)
 	kicked chan struct{}     // wakes the refresher
 }
@@ -62,6 +69,7 @@ type agentState struct {
 type position struct{ pos, length, wait int }
 
 func newHub(s *Server) *hub {
+	s.metrics.preset(s.verifier.Dir.Orgs()) // the hub is built once, with the server
 	return &hub{
 		srv:         s,
 		monitoring:  make(map[*session]*call),
@@ -111,6 +119,10 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 		return nil
 	}
 	if s.role == protocol.RoleAgent {
+		if _, err := h.takeOver(s); err != nil {
+			h.forget(s)
+			return err
+		}
 		// Logged in and away: counted in the queue's statistics.
 		ctx, cancel := h.storeCtx()
 		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), false)
@@ -118,6 +130,9 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 		if err != nil {
 			h.forget(s)
 			return storeError("set agent presence", err)
+		}
+		if !h.stillHolder(s) {
+			return nil
 		}
 		s.send(welcome)
 		s.send(protocol.Message{Type: protocol.TypeAgentState, State: protocol.AgentAway})
@@ -150,20 +165,40 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now(),
 		Priority: cfg.Policy.Priority(s.claims.Attrs), Node: h.self, Name: s.claims.Name, ResumeKey: key,
 	}
+	prev, err := h.takeOver(s)
+	if err != nil {
+		return err
+	}
+	inherit := prev != nil && prev.Queue == s.queue
+	if inherit {
+		entry.Since = prev.Since // its place
+	}
 	h.mu.Lock()
 	h.entries[s] = entry
 	h.queued[s] = position{}
 	h.welcoming[s] = &heldBack{}
 	h.mu.Unlock()
-	pos, err := h.srv.store.Enqueue(ctx, entry, maxLen)
+	var pos int
+	if inherit {
+		// The place it takes over was just given up: no length to check.
+		err = h.srv.store.Requeue(ctx, entry)
+	} else {
+		pos, err = h.srv.store.Enqueue(ctx, entry, maxLen)
+	}
 	switch { // on an error, joined forgets what was recorded here
 	case errors.Is(err, queue.ErrFull):
 		return protocol.Errorf(protocol.CodeQueueFull, "queue %q is full; try again later", s.queue)
 	case err != nil:
 		return storeError("enqueue", err)
 	}
+	if !h.stillHolder(s) {
+		return nil
+	}
 	length := pos
 	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
+		if inherit {
+			pos = max(slices.Index(waiting, s.id)+1, 1)
+		}
 		length = max(len(waiting), pos)
 	}
 	h.welcomed(s, welcome, position{pos: pos, length: length, wait: -1})
@@ -219,6 +254,7 @@ func (h *hub) forget(s *session) {
 	delete(h.entries, s)
 	delete(h.welcoming, s)
 	h.mu.Unlock()
+	h.ended.forget(s)
 }
 
 // setAvailable records an agent's wish to take customers or not.
@@ -289,6 +325,7 @@ func (h *hub) removeCallLocked(s *session, c *call) bool {
 	if len(m) == 0 {
 		delete(h.calls, s)
 	}
+	h.ended.note(s, c.id)
 	return true
 }
 

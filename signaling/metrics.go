@@ -2,7 +2,9 @@ package signaling
 
 import (
 	"fmt"
+	"slices"
 
+	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -107,16 +109,69 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// Label values known in advance, for preset. New values belong here too,
+// so that alerts on them see 0 rather than no data.
+var (
+	// errorCodes are the codes of error messages (protocol/codec.go).
+	errorCodes = []protocol.Code{protocol.CodeBadToken, protocol.CodeTokenExpired, protocol.CodeUnknownOrg, protocol.CodeForbiddenOrigin,
+		protocol.CodeBadMessage, protocol.CodeMessageTooLarge, protocol.CodeRateLimited, protocol.CodeQueueFull, protocol.CodeUnsupportedVersion,
+		protocol.CodeInvalidState, protocol.CodeBadSDP, protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeBadResume, codeInCall}
+	// authCodes are the codes a refused join or resume is counted under.
+	authCodes = []protocol.Code{protocol.CodeBadToken, protocol.CodeTokenExpired, protocol.CodeUnknownOrg, protocol.CodeForbiddenOrigin,
+		protocol.CodeBadResume}
+	// endReasons are the reasons endCall counts a call under.
+	endReasons = []string{protocol.ReasonHangup, protocol.ReasonFailed, protocol.ReasonShutdown}
+	// repairKinds are the kinds of repairs the audits count (audit.go).
+	repairKinds = []string{"stale_call", "agent_slot", "customer_missing", "customer_detached"}
+	// messageTypes are the protocol's message types (knownType), and
+	// "invalid" for the rest.
+	messageTypes = []string{protocol.TypeJoin, protocol.TypeResume, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer,
+		protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome,
+		protocol.TypeQueued, protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye,
+		protocol.TypeLayers, protocol.TypeSpeaker, protocol.TypeAccept, protocol.TypeDecline, protocol.TypeInvite, protocol.TypeWithdrawn,
+		protocol.TypeQueueStats, protocol.TypeMonitor, "invalid"}
+)
+
+// preset creates every series whose labels are known at start-up at 0:
+// per queue of each organization, per error code, end reason, repair
+// kind and message type. A family then exists from the first scrape, and
+// an alert on it sees 0 rather than no data. Called once, when the server
+// is built.
+func (m *metrics) preset(orgs []*auth.Org) {
+	for _, o := range orgs {
+		for _, q := range o.Queues {
+			for _, g := range []*prometheus.GaugeVec{m.queueLength, m.longestWait, m.agentsAvailable, m.agentsBusy, m.agentsAway} {
+				g.WithLabelValues(o.ID, q.Name)
+			}
+			for _, c := range []*prometheus.CounterVec{m.placements, m.abandoned, m.overflowed, m.invitesDeclined, m.invitesExpired, m.setupsAborted} {
+				c.WithLabelValues(o.ID, q.Name)
+			}
+			m.waitSeconds.WithLabelValues(o.ID, q.Name)
+			m.handleSeconds.WithLabelValues(o.ID, q.Name)
+		}
+	}
+	for _, c := range errorCodes {
+		m.errors.WithLabelValues(string(c))
+	}
+	for _, c := range authCodes {
+		m.authFailures.WithLabelValues(string(c))
+	}
+	for _, r := range endReasons {
+		m.callsEnded.WithLabelValues(r)
+	}
+	for _, k := range repairKinds {
+		m.repairs.WithLabelValues(k)
+	}
+	for _, dir := range []string{"in", "out"} {
+		for _, typ := range messageTypes {
+			m.messages.WithLabelValues(dir, typ)
+		}
+	}
+}
+
 // knownType bounds the type label to the protocol's message types.
 func knownType(typ string) bool {
-	switch typ {
-	case protocol.TypeJoin, protocol.TypeResume, protocol.TypeAvailable, protocol.TypeAway, protocol.TypeOffer, protocol.TypeAnswer,
-		protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome, protocol.TypeQueued,
-		protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye, protocol.TypeLayers, protocol.TypeSpeaker,
-		protocol.TypeAccept, protocol.TypeDecline, protocol.TypeInvite, protocol.TypeWithdrawn, protocol.TypeQueueStats:
-		return true
-	}
-	return false
+	return typ != "invalid" && slices.Contains(messageTypes, typ)
 }
 
 func (m *metrics) message(direction, typ string) {

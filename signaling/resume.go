@@ -70,6 +70,10 @@ func (h *hub) detach(s *session) {
 	now := time.Now()
 	ctx, cancel := h.storeCtx()
 	detached, err := h.srv.store.Detach(ctx, e.Org, e.Queue, s.id, now)
+	if err == nil && !detached && h.replacedSince(s, subjectOf(s)) {
+		cancel()
+		return // its subject joined on another connection, which took its place (subject.go)
+	}
 	if err == nil && !detached {
 		// It was out of the queue, offered to an agent: put it back.
 		if err = h.srv.store.Requeue(ctx, e); err == nil {

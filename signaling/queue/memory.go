@@ -20,9 +20,16 @@ type Memory struct {
 }
 
 type memOrg struct {
-	queues map[string]*memQueue
-	agents map[string]*memAgent
-	calls  map[string]CallRecord // by customer session
+	queues   map[string]*memQueue
+	agents   map[string]*memAgent
+	calls    map[string]CallRecord  // by customer session
+	subjects map[string]subjectHold // by subject
+}
+
+// subjectHold is the session holding a subject, until it expires.
+type subjectHold struct {
+	session string
+	expires time.Time
 }
 
 // memQueue keeps its waiting customers twice, in service order: all of them
@@ -154,7 +161,8 @@ func NewMemory(now func() time.Time) *Memory {
 func (m *Memory) org(id string) *memOrg {
 	o := m.orgs[id]
 	if o == nil {
-		o = &memOrg{queues: make(map[string]*memQueue), agents: make(map[string]*memAgent), calls: make(map[string]CallRecord)}
+		o = &memOrg{queues: make(map[string]*memQueue), agents: make(map[string]*memAgent), calls: make(map[string]CallRecord),
+			subjects: make(map[string]subjectHold)}
 		m.orgs[id] = o
 	}
 	return o
@@ -497,6 +505,49 @@ func (m *Memory) DeleteCall(ctx context.Context, org, session string) error {
 		delete(o.calls, session)
 	}
 	return nil
+}
+
+// HoldSubject implements Store. Expired holds are swept as new ones are
+// taken.
+func (m *Memory) HoldSubject(ctx context.Context, org, subject, prev, session string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	o := m.org(org)
+	cur := o.subjects[subject]
+	if now.After(cur.expires) {
+		cur = subjectHold{}
+	}
+	if cur.session != prev {
+		return false, nil
+	}
+	for k, h := range o.subjects {
+		if now.After(h.expires) {
+			delete(o.subjects, k)
+		}
+	}
+	o.subjects[subject] = subjectHold{session: session, expires: now.Add(CallRecordTTL)}
+	return true, nil
+}
+
+// SubjectHolder implements Store.
+func (m *Memory) SubjectHolder(ctx context.Context, org, subject string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := m.orgs[org]
+	if o == nil {
+		return "", nil
+	}
+	if h := o.subjects[subject]; !m.now().After(h.expires) {
+		return h.session, nil
+	}
+	return "", nil
 }
 
 // Mark implements Store: memory loses nothing while the process lives.

@@ -165,6 +165,16 @@ type Store interface {
 	LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error)
 	// DeleteCall forgets a customer's call record.
 	DeleteCall(ctx context.Context, org, session string) error
+	// HoldSubject makes session the holder of subject in org (subject is
+	// an opaque key for a token's subject, such as a hash of it) if prev
+	// holds it now ("" : nobody); false, changing nothing, if another
+	// session does. A hold lasts CallRecordTTL after it was last taken.
+	// It says only which connection a subject last joined on: whether that
+	// one still waits or is in a call is for the queue and call records to
+	// say.
+	HoldSubject(ctx context.Context, org, subject, prev, session string) (bool, error)
+	// SubjectHolder returns the session holding subject in org ("" : none).
+	SubjectHolder(ctx context.Context, org, subject string) (string, error)
 	// Mark records that node's state is in the store; Marked reports whether
 	// it still is: false when the store is new to node or has lost its data
 	// since (a Redis restarted without persistence).

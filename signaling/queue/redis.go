@@ -717,6 +717,46 @@ func (r *Redis) DeleteCall(ctx context.Context, org, session string) error {
 	return nil
 }
 
+func subjectKey(o, subject string) string { return orgPrefix(o) + "sub:" + subject }
+
+// HoldSubject implements Store.
+func (r *Redis) HoldSubject(ctx context.Context, org, subject, prev, session string) (bool, error) {
+	o, err := escapeID("org", org)
+	if err == nil {
+		subject, err = escapeID("subject", subject)
+	}
+	if err == nil {
+		err = checkSession("session", session)
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue: hold subject: %w", err)
+	}
+	n, err := holdSubjectScript.Run(ctx, r.c, []string{subjectKey(o, subject)}, prev, session, CallRecordTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue: hold subject in %s: %w", org, unavailable(err))
+	}
+	return n == 1, nil
+}
+
+// SubjectHolder implements Store.
+func (r *Redis) SubjectHolder(ctx context.Context, org, subject string) (string, error) {
+	o, err := escapeID("org", org)
+	if err == nil {
+		subject, err = escapeID("subject", subject)
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue: subject holder: %w", err)
+	}
+	v, err := r.c.Get(ctx, subjectKey(o, subject)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("queue: subject holder in %s: %w", org, unavailable(err))
+	}
+	return v, nil
+}
+
 // markKey is a node's mark, which only a loss of Redis's data removes.
 func markKey(node string) string { return "hc:marks:" + neturl.PathEscape(node) }
 

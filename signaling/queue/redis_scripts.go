@@ -115,6 +115,16 @@ end
 
 // Scripts. Immutable after creation (go-redis keeps only the SHA cache).
 var (
+	// KEYS: the subject's key. ARGV: the session expected to hold it (""
+	// : nobody), the new holder, its TTL in ms. Returns 1 if taken, 0 if
+	// another session holds it.
+	holdSubjectScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
 	// KEYS: wait zset, entries hash, seq counter, detached hash, attached
 	// zset. ARGV: session, rank prefix, entry JSON, maxLen. Returns the
 	// 1-based position, -1 if already waiting, -2 if full.

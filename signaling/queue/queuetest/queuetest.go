@@ -569,6 +569,35 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) queue.S
 		}
 	})
 
+	t.Run("SubjectHold", func(t *testing.T) {
+		e := mk(t)
+		hold := func(org, subject, prev, session string, want bool) {
+			t.Helper()
+			ok, err := e.s.HoldSubject(e.ctx, org, subject, prev, session)
+			if err != nil || ok != want {
+				t.Fatalf("HoldSubject(%s, %s, %q -> %s) = %v, %v; want %v", org, subject, prev, session, ok, err, want)
+			}
+		}
+		holder := func(org, subject, want string) {
+			t.Helper()
+			got, err := e.s.SubjectHolder(e.ctx, org, subject)
+			if err != nil || got != want {
+				t.Fatalf("SubjectHolder(%s, %s) = %q, %v; want %q", org, subject, got, err, want)
+			}
+		}
+		holder(orgA, "s1", "")
+		hold(orgA, "s1", "", "c1", true)
+		holder(orgA, "s1", "c1")
+		hold(orgA, "s1", "", "c2", false) // c1 holds it
+		hold(orgA, "s1", "c9", "c2", false)
+		holder(orgA, "s1", "c1")
+		hold(orgA, "s1", "c1", "c2", true)
+		holder(orgA, "s1", "c2")
+		hold(orgA, "s1", "c2", "c2", true) // taken again by its holder
+		holder(orgB, "s1", "")             // organizations apart
+		holder(orgA, "s2", "")
+	})
+
 	t.Run("Routing", func(t *testing.T) { runRouting(t, newStore) })
 	t.Run("Detached", func(t *testing.T) { runDetached(t, newStore) })
 
