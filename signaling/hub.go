@@ -13,10 +13,6 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/queue"
 )
 
-// codeInCall refuses a join whose token's subject is in a call already
-// (subject.go).
-const codeInCall protocol.Code = "in_call"
-
 // storeTimeout bounds each queue store operation.
 const storeTimeout = 5 * time.Second
 

@@ -115,7 +115,7 @@ var (
 	// errorCodes are the codes of error messages (protocol/codec.go).
 	errorCodes = []protocol.Code{protocol.CodeBadToken, protocol.CodeTokenExpired, protocol.CodeUnknownOrg, protocol.CodeForbiddenOrigin,
 		protocol.CodeBadMessage, protocol.CodeMessageTooLarge, protocol.CodeRateLimited, protocol.CodeQueueFull, protocol.CodeUnsupportedVersion,
-		protocol.CodeInvalidState, protocol.CodeBadSDP, protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeBadResume, codeInCall}
+		protocol.CodeInvalidState, protocol.CodeBadSDP, protocol.CodeUnavailable, protocol.CodeInternal, protocol.CodeBadResume, protocol.CodeInCall}
 	// authCodes are the codes a refused join or resume is counted under.
 	authCodes = []protocol.Code{protocol.CodeBadToken, protocol.CodeTokenExpired, protocol.CodeUnknownOrg, protocol.CodeForbiddenOrigin,
 		protocol.CodeBadResume}

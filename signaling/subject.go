@@ -29,11 +29,8 @@ import (
 // A join that loses the subject to a later join before it was welcomed is
 // told bye{reason:"replaced"} instead of welcome.
 
-// reasonReplaced is the bye reason of a connection whose subject joined
-// on another connection since.
-const reasonReplaced = "replaced"
-
-var errInCall = protocol.Errorf(codeInCall, "this user is in a call on another connection: resume it there, or hang up first")
+// errInCall refuses a join whose subject is in a call on another connection.
+var errInCall = protocol.Errorf(protocol.CodeInCall, "this user is in a call on another connection: resume it there, or hang up first")
 
 // subjectKey is the store's key for a token's subject in one role (a
 // customer and an agent of the same sub are two people's tokens as far as
@@ -222,7 +219,7 @@ func (h *hub) stillHolder(s *session) bool {
 		h.srv.log.Warn("giving up a replaced connection's place failed", "org", s.org.ID, "err", err)
 	}
 	h.forget(s)
-	s.send(protocol.Message{Type: protocol.TypeBye, Reason: reasonReplaced})
+	s.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonReplaced})
 	s.closeWith(websocket.StatusNormalClosure, "replaced by a newer connection")
 	return false
 }
@@ -251,7 +248,7 @@ func (h *hub) replacedHere(id string) {
 		return
 	}
 	h.withdrawInvites(s)
-	s.send(protocol.Message{Type: protocol.TypeBye, Reason: reasonReplaced})
+	s.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonReplaced})
 	s.closeWith(websocket.StatusNormalClosure, "replaced by a newer connection")
 	h.kick(s.org.ID, s.queue)
 }

@@ -31,6 +31,7 @@ const (
 	CodeUnavailable        Code = "unavailable"         // the queue cannot be reached right now; retry in a few seconds
 	CodeInternal           Code = "internal_error"      // the server failed; retry later
 	CodeBadResume          Code = "bad_resume"          // the resume token is malformed, unknown or its grace ran out; join again
+	CodeInCall             Code = "in_call"             // join: the same user is in a call on another connection
 )
 
 // Error is a protocol error: a code and a message safe to show a user.

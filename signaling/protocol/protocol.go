@@ -82,6 +82,7 @@ const (
 	ReasonTimeout  = "timeout"   // withdrawn: the agent did not answer the invite in time
 	ReasonDeclined = "declined"  // withdrawn: the agent declined
 	ReasonResumed  = "resumed"   // bye: the session was resumed on another connection
+	ReasonReplaced = "replaced"  // bye: the same user (token subject) joined on another connection
 )
 
 // Limits on client input.
