@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -34,19 +35,23 @@ var errInCall = protocol.Errorf(protocol.CodeInCall, "this user is in a call on 
 
 // subjectKey is the store's key for a token's subject in one role (a
 // customer and an agent of the same sub are two people's tokens as far as
-// places go).
-func subjectKey(role, sub string) string {
-	sum := sha256.Sum256([]byte(role + "\x00" + sub))
-	return hex.EncodeToString(sum[:16])
+// places go). It is keyed with the organization's secret, which every node
+// has: a subject id is often guessable (an e-mail address, a customer
+// number), and a plain hash of it would name the user to anyone who can read
+// the store.
+func subjectKey(secret []byte, role, sub string) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(role + "\x00" + sub))
+	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // subjectOf is s's subject key, or "" when s has none (a resumed customer
 // keeps only its session id, which still holds its subject).
 func subjectOf(s *session) string {
-	if s.claims == nil || s.claims.Subject == "" {
+	if s.claims == nil || s.claims.Subject == "" || s.org == nil {
 		return ""
 	}
-	return subjectKey(s.role, s.claims.Subject)
+	return subjectKey(s.org.APISecret, s.role, s.claims.Subject)
 }
 
 // takeOver makes joining session s its subject's connection. The
