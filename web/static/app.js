@@ -924,6 +924,23 @@
     link.addRemoteCandidate(init);
   }
 
+  // senderFor finds the sender of the track the server names in "layers":
+  // the track id of an a=msid line in our offer. Chromium writes the
+  // MediaStreamTrack's id there, Firefox an id of its own, so the offer's
+  // media section (its mid) leads to the transceiver.
+  function senderFor(pc, trackId) {
+    const desc = pc.localDescription;
+    const sections = desc ? desc.sdp.split(/\r?\nm=/).slice(1) : [];
+    for (const section of sections) {
+      const ids = [...section.matchAll(/^a=msid:\S+ (\S+)\s*$/gm)].map((m) => m[1]);
+      const mid = /^a=mid:(\S+)\s*$/m.exec(section);
+      if (!mid || !ids.includes(trackId)) continue;
+      const tr = pc.getTransceivers().find((t) => t.mid === mid[1]);
+      if (tr && tr.sender.track) return tr.sender;
+    }
+    return pc.getSenders().find((s) => s.track && s.track.id === trackId) || null;
+  }
+
   // applyLayers pauses and resumes simulcast encodings of one of our tracks
   // as the server asks (dynacast): nobody is watching the paused ones.
   async function applyLayers(msg) {
@@ -931,27 +948,31 @@
     if (!pc) return;
     const active = new Set(msg.active || []);
     const paused = new Set(msg.paused || []);
-    for (const sender of pc.getSenders()) {
-      if (!sender.track || sender.track.id !== msg.track) continue;
-      const params = sender.getParameters();
-      if (!params.encodings) continue;
-      let changed = false;
-      for (const enc of params.encodings) {
-        if (!enc.rid) continue;
-        const want = active.has(enc.rid) ? true : paused.has(enc.rid) ? false : enc.active;
-        if (enc.active !== want) {
-          enc.active = want;
-          changed = true;
-        }
-      }
-      if (!changed) continue;
-      try {
-        await sender.setParameters(params);
-      } catch (err) {
-        console.warn("helpcaster: could not change simulcast layers:", err);
+    const sender = typeof msg.track === "string" ? senderFor(pc, msg.track) : null;
+    // applied: one of our senders was told; tests read it.
+    const state = { track: msg.track, active: [...active], paused: [...paused], applied: false };
+    hc.layers = state;
+    if (!sender) {
+      console.warn("helpcaster: layers for a track we do not send:", msg.track);
+      return;
+    }
+    const params = sender.getParameters();
+    if (!params.encodings) return;
+    let changed = false;
+    for (const enc of params.encodings) {
+      if (!enc.rid) continue;
+      const want = active.has(enc.rid) ? true : paused.has(enc.rid) ? false : enc.active;
+      if (enc.active !== want) {
+        enc.active = want;
+        changed = true;
       }
     }
-    hc.layers = { active: [...active], paused: [...paused] };
+    try {
+      if (changed) await sender.setParameters(params);
+      state.applied = true;
+    } catch (err) {
+      console.warn("helpcaster: could not change simulcast layers:", err);
+    }
   }
 
   // SIMULCAST are the layers the server knows by rid: q, h and f.
