@@ -248,7 +248,16 @@
     return scheme + "//" + location.host + "/v1/signal";
   }
 
+  // Messages about a call. The page sends none once its call has ended (it
+  // saw "ended", or the call was replaced): the server would refuse a late
+  // one with invalid_state. A customer's hangup also leaves the queue.
+  const callTypes = new Set(["offer", "answer", "candidate", "chat", "quality", "hangup"]);
+
   function send(msg) {
+    if (callTypes.has(msg.type) && !call && !(msg.type === "hangup" && hc.status === "queued")) {
+      console.warn("helpcaster: not in a call; dropping", msg.type);
+      return false;
+    }
     if (!wsOpen()) {
       console.warn("helpcaster: not connected; dropping", msg.type);
       return false;
@@ -744,6 +753,12 @@
       });
     }
 
+    // send sends a message about this connection unless it is closed (its
+    // call ended or was replaced): work queued before then sends nothing.
+    send(msg) {
+      return !this.closed && send(Object.assign({ pc: this.name }, msg));
+    }
+
     run(what, fn) {
       this.work = this.work
         .then(() => (this.closed ? undefined : fn()))
@@ -760,7 +775,7 @@
       if (c.sdpMid !== null && c.sdpMid !== undefined) init.sdpMid = c.sdpMid;
       if (c.sdpMLineIndex !== null && c.sdpMLineIndex !== undefined) init.sdpMLineIndex = c.sdpMLineIndex;
       if (c.usernameFragment) init.usernameFragment = c.usernameFragment;
-      send({ type: "candidate", pc: this.name, candidate: init });
+      this.send({ type: "candidate", candidate: init });
     }
 
     async setRemote(desc) {
@@ -853,7 +868,7 @@
         }
         const offer = await pub.pc.createOffer();
         await pub.pc.setLocalDescription(offer);
-        send({ type: "offer", pc: "pub", sdp: pub.pc.localDescription.sdp });
+        pub.send({ type: "offer", sdp: pub.pc.localDescription.sdp });
       });
     });
   }
@@ -897,7 +912,7 @@
       await sub.setRemote({ type: "offer", sdp: msg.sdp });
       const answer = await sub.pc.createAnswer();
       await sub.pc.setLocalDescription(answer);
-      send({ type: "answer", pc: "sub", sdp: sub.pc.localDescription.sdp });
+      sub.send({ type: "answer", sdp: sub.pc.localDescription.sdp });
     });
   }
 
