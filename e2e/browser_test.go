@@ -102,10 +102,7 @@ func chromiumPath(t *testing.T) string {
 // the queue, both decode the other's video and receive audio, chat, and the
 // customer hangs up.
 func TestDemoCall(t *testing.T) {
-	base := startNode(t)
-	pages := newPages(t, "chromium", "chromium")
-	agent, cust := pages[0], pages[1]
-	joinCall(t, base, "", agent, cust)
+	base, agent, cust := startCall(t, "", "chromium", "chromium")
 
 	// Both decode the other's video and receive audio.
 	for _, p := range []*page{agent, cust} {
@@ -143,8 +140,9 @@ func TestDemoCall(t *testing.T) {
 	waitFrames(t, agent, agentBefore.Frames+30)
 
 	// The customer hangs up; both see the call end.
-	run(t, cust, "hang up", chromedp.Click(chromedp.ID("hangup")))
-	waitEnded(t, base, agent, cust)
+	hangUpCleanly(t, base, agent, cust, func() {
+		run(t, cust, "hang up", chromedp.Click(chromedp.ID("hangup")))
+	})
 }
 
 // newBrowser starts headless Chromium with a fake camera and microphone;
@@ -177,11 +175,15 @@ func newBrowser(t *testing.T) context.Context {
 	return browser
 }
 
-// joinCall opens the agent page (which goes available and is shown its
-// queue) and the customer page (which asks for help), both with query, and
-// waits until both are in the call.
-func joinCall(t *testing.T, base, query string, agent, customer *page) {
+// startCall starts a node and the browsers, opens the agent page (in a
+// browser of kind agentKind; it goes available and is shown its queue) and
+// the customer page (customerKind; it asks for help), both with query, and
+// waits until both are in the call. It returns the node's URL and the pages.
+func startCall(t *testing.T, query, agentKind, customerKind string) (base string, agent, customer *page) {
 	t.Helper()
+	base = startNode(t)
+	pages := newPages(t, agentKind, customerKind)
+	agent, customer = pages[0], pages[1]
 	open(t, agent, base+"/demo/agent.html"+query)
 	click(t, agent, "available")
 	waitJS(t, agent, "agent available", `window.hc && window.hc.agentState === "available"`)
@@ -190,16 +192,14 @@ func joinCall(t *testing.T, base, query string, agent, customer *page) {
 	click(t, customer, "join")
 	waitJS(t, customer, "customer connected", `window.hc && window.hc.status === "connected"`)
 	waitJS(t, agent, "agent connected", `window.hc && window.hc.status === "connected"`)
+	return base, agent, customer
 }
 
 // TestRelayCall: both pages force their media through the embedded TURN
 // server (iceTransportPolicy "relay"); the selected candidate pairs are
 // relayed and video is decoded on both sides.
 func TestRelayCall(t *testing.T) {
-	base := startNode(t)
-	pages := newPages(t, "chromium", "chromium")
-	agent, cust := pages[0], pages[1]
-	joinCall(t, base, "?relay=1", agent, cust)
+	_, agent, cust := startCall(t, "?relay=1", "chromium", "chromium")
 	for _, p := range []*page{agent, cust} {
 		waitMedia(t, p)
 		// Both connections' selected pairs use a relay candidate on this side.

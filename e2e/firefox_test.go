@@ -113,10 +113,7 @@ func TestFirefox(t *testing.T) {
 		{"firefox-agent-chromium-customer", "firefox", "chromium"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := startNode(t)
-			pages := newPages(t, tc.agent, tc.customer)
-			agent, cust := pages[0], pages[1]
-			joinCall(t, base, "", agent, cust)
+			base, agent, cust := startCall(t, "", tc.agent, tc.customer)
 			for _, p := range []*page{agent, cust} {
 				waitMedia(t, p)
 			}
@@ -125,8 +122,7 @@ func TestFirefox(t *testing.T) {
 			for _, p := range []*page{agent, cust} {
 				checkDynacast(t, p)
 			}
-			click(t, cust, "hangup")
-			waitEnded(t, base, agent, cust)
+			hangUpCleanly(t, base, agent, cust, func() { click(t, cust, "hangup") })
 		})
 	}
 }

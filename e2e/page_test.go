@@ -249,29 +249,105 @@ func stopped(prev, cur layerReport) bool {
 	return true
 }
 
-// waitEnded waits until both pages see the call end after a hang-up and
-// the agent is available again, then checks that the session was clean: no
-// page received an error, and the server counted no signaling error (such
-// as a message sent after the call ended).
-func waitEnded(t *testing.T, base string, agent, customer *page) {
+// endWatchJS records, on a page in a call, the messages about the call it
+// sends (and whether it had already seen "ended") and the offers, "ended"
+// and errors it receives, in order, in window.hcEndLog.
+const endWatchJS = `(() => {
+  const about = new Set(["offer", "answer", "candidate", "chat", "quality", "hangup"]);
+  const log = [];
+  window.hcEndLog = log;
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      const m = JSON.parse(data);
+      if (about.has(m.type)) log.push({dir: "out", type: m.type, ended: window.hc.status === "ended"});
+    } catch (_) {}
+    return send.call(this, data);
+  };
+  window.hc.ws.addEventListener("message", (ev) => {
+    const m = JSON.parse(ev.data);
+    if (["offer", "ended", "error"].includes(m.type)) log.push({dir: "in", type: m.type, code: m.code || "", message: m.message || ""});
+  });
+})()`
+
+type endEntry struct {
+	Dir     string `json:"dir"` // "in" or "out"
+	Type    string `json:"type"`
+	Ended   bool   `json:"ended"` // out: sent after the page saw "ended"
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// hangUpCleanly hangs up (with hangup, on either page) and checks that the
+// call ends cleanly: both pages see it end, the agent is available again,
+// neither page sends anything about the call once it has seen "ended", and
+// no page receives an error nor does the server count one.
+//
+// One error is tolerated and logged: the server may re-offer the staying
+// side's "sub" while it ends the call (it removes the leaving side's tracks
+// first); when that page's answer crosses "ended" on the wire, the server
+// refuses it with invalid_state "not in a call". That is the server's to
+// fix (issue 13); the page did nothing wrong.
+func hangUpCleanly(t *testing.T, base string, agent, customer *page, hangup func()) {
 	t.Helper()
+	for _, p := range []*page{agent, customer} {
+		if err := p.eval(p.ctx, endWatchJS, nil); err != nil {
+			t.Fatalf("%s: watch the end of the call: %v", p.name, err)
+		}
+	}
+	hangup()
 	waitJS(t, customer, "customer ended", `window.hc.status === "ended"`)
 	waitJS(t, agent, "agent ended", `window.hc.status === "ended"`)
 	waitJS(t, agent, "agent available again", `window.hc.agentState === "available"`)
 	// Whatever a page sends after "ended" reaches the server within moments.
 	time.Sleep(2 * time.Second)
+	crossed := 0
 	for _, p := range []*page{agent, customer} {
-		var last string
-		if err := p.eval(p.ctx, `JSON.stringify(window.hc.lastError)`, &last); err != nil {
+		var log []endEntry
+		if err := p.eval(p.ctx, `window.hcEndLog`, &log); err != nil {
 			t.Fatalf("%s: %v", p.name, err)
 		}
-		if last != "null" {
-			t.Errorf("%s: the page received an error in a clean session: %s", p.name, last)
+		late, crossings, errs := judgeEnd(log)
+		for _, typ := range late {
+			t.Errorf("%s: sent %q after it saw the call end", p.name, typ)
+		}
+		for range crossings {
+			t.Logf("%s: its answer to a re-offer crossed \"ended\" and was refused (the server's race, tolerated)", p.name)
+		}
+		crossed += crossings
+		for _, e := range errs {
+			t.Errorf("%s: the page received an error in a clean session: %s (messages: %+v)", p.name, e, log)
 		}
 	}
-	if errs := signalingErrors(t, base); len(errs) > 0 {
+	want := []string(nil)
+	if crossed > 0 {
+		want = []string{fmt.Sprintf(`helpcaster_signaling_errors_total{code="invalid_state"} %d`, crossed)}
+	}
+	if errs := signalingErrors(t, base); !slices.Equal(errs, want) {
 		t.Errorf("the server counted signaling errors in a clean session: %v", errs)
 	}
+}
+
+// judgeEnd reads a page's end-of-call log: the messages about the call it
+// sent after it saw "ended", the errors explained by its answer to a
+// re-offer crossing "ended", and the other errors.
+func judgeEnd(log []endEntry) (late []string, crossings int, errs []string) {
+	lastOut, seenEnded := "", false
+	for _, e := range log {
+		switch {
+		case e.Dir == "out" && e.Ended:
+			late = append(late, e.Type)
+		case e.Dir == "out":
+			lastOut = e.Type
+		case e.Type == "ended":
+			seenEnded = true
+		case e.Type == "error" && seenEnded && lastOut == "answer" && e.Code == "invalid_state" && e.Message == "not in a call":
+			crossings++
+		case e.Type == "error":
+			errs = append(errs, e.Code+" "+strconv.Quote(e.Message))
+		}
+	}
+	return late, crossings, errs
 }
 
 // signalingErrors scrapes the node's metrics and returns the
@@ -317,4 +393,28 @@ func pageState(p *page) string {
 		return fmt.Sprintf("unavailable: %v", err)
 	}
 	return s
+}
+
+func TestJudgeEnd(t *testing.T) {
+	in := func(typ, code, msg string) endEntry { return endEntry{Dir: "in", Type: typ, Code: code, Message: msg} }
+	out := func(typ string, ended bool) endEntry { return endEntry{Dir: "out", Type: typ, Ended: ended} }
+	for _, tc := range []struct {
+		name      string
+		log       []endEntry
+		late      []string
+		crossings int
+		errs      []string
+	}{
+		{"clean", []endEntry{out("hangup", false), in("ended", "", "")}, nil, 0, nil},
+		{"answer crossed ended", []endEntry{in("offer", "", ""), out("answer", false), in("ended", "", ""), in("error", "invalid_state", "not in a call")}, nil, 1, nil},
+		{"sent after ended", []endEntry{in("ended", "", ""), out("chat", true)}, []string{"chat"}, 0, nil},
+		{"error before ended", []endEntry{out("answer", false), in("error", "invalid_state", "not in a call"), in("ended", "", "")}, nil, 0, []string{`invalid_state "not in a call"`}},
+		{"chat crossed ended", []endEntry{out("chat", false), in("ended", "", ""), in("error", "invalid_state", "not in a call")}, nil, 0, []string{`invalid_state "not in a call"`}},
+		{"other error", []endEntry{in("ended", "", ""), in("error", "rate_limited", "slow down")}, nil, 0, []string{`rate_limited "slow down"`}},
+	} {
+		late, crossings, errs := judgeEnd(tc.log)
+		if !slices.Equal(late, tc.late) || crossings != tc.crossings || !slices.Equal(errs, tc.errs) {
+			t.Errorf("%s: got late %v, crossings %d, errors %v; want %v, %d, %v", tc.name, late, crossings, errs, tc.late, tc.crossings, tc.errs)
+		}
+	}
 }
