@@ -19,25 +19,27 @@ import (
 // fake devices and no prompts. Without the permissions.default lines
 // Firefox offers only its default addresses, and ICE fails on a
 // loopback-only server.
-var firefoxPrefs = map[string]any{
-	"media.navigator.streams.fake":                      true,
-	"media.navigator.permission.disabled":               true,
-	"permissions.default.camera":                        1,
-	"permissions.default.microphone":                    1,
-	"media.peerconnection.ice.loopback":                 true,
-	"media.peerconnection.ice.default_address_only":     false,
-	"media.peerconnection.ice.obfuscate_host_addresses": false,
-	"media.autoplay.default":                            0, // allow audible autoplay
-	"media.autoplay.blocking_policy":                    0,
-	// Nothing to fetch in a test (and nowhere to fetch it from).
-	"app.update.disabledForTesting":              true,
-	"browser.safebrowsing.malware.enabled":       false,
-	"browser.safebrowsing.phishing.enabled":      false,
-	"network.captive-portal-service.enabled":     false,
-	"network.connectivity-service.enabled":       false,
-	"datareporting.policy.dataSubmissionEnabled": false,
-	"toolkit.telemetry.reportingpolicy.firstRun": false,
-	"browser.shell.checkDefaultBrowser":          false,
+func firefoxPrefs() map[string]any {
+	return map[string]any{
+		"media.navigator.streams.fake":                      true,
+		"media.navigator.permission.disabled":               true,
+		"permissions.default.camera":                        1,
+		"permissions.default.microphone":                    1,
+		"media.peerconnection.ice.loopback":                 true,
+		"media.peerconnection.ice.default_address_only":     false,
+		"media.peerconnection.ice.obfuscate_host_addresses": false,
+		"media.autoplay.default":                            0, // allow audible autoplay
+		"media.autoplay.blocking_policy":                    0,
+		// Nothing to fetch in a test (and nowhere to fetch it from).
+		"app.update.disabledForTesting":              true,
+		"browser.safebrowsing.malware.enabled":       false,
+		"browser.safebrowsing.phishing.enabled":      false,
+		"network.captive-portal-service.enabled":     false,
+		"network.connectivity-service.enabled":       false,
+		"datareporting.policy.dataSubmissionEnabled": false,
+		"toolkit.telemetry.reportingpolicy.firstRun": false,
+		"browser.shell.checkDefaultBrowser":          false,
+	}
 }
 
 func firefoxPath(t *testing.T) string {
@@ -60,7 +62,7 @@ func newFirefox(t *testing.T) *bidi.Browser {
 	defer cancel()
 	b, err := bidi.LaunchFirefox(ctx, bidi.FirefoxOptions{
 		Path:  firefoxPath(t),
-		Prefs: firefoxPrefs,
+		Prefs: firefoxPrefs(),
 		Log:   func(line string) { logVerbose(t, "firefox: "+line) },
 	})
 	if err != nil {
@@ -148,7 +150,7 @@ func TestFirefoxDriver(t *testing.T) {
 	base := startNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := bidi.LaunchFirefox(ctx, bidi.FirefoxOptions{Path: firefoxPath(t), Prefs: firefoxPrefs})
+	b, err := bidi.LaunchFirefox(ctx, bidi.FirefoxOptions{Path: firefoxPath(t), Prefs: firefoxPrefs()})
 	if err != nil {
 		t.Fatalf("start firefox: %v", err)
 	}
