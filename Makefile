@@ -11,7 +11,7 @@ FUZZ_TARGETS ?= ./internal/jsonkeys:FuzzUnique ./signaling/protocol:FuzzDecode .
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-E2E_TIMEOUT ?= 5m
+E2E_TIMEOUT ?= 10m
 E2E_FLAGS = -test.v -test.count=1 -test.timeout=$(E2E_TIMEOUT)
 
 # Go files to check: tracked ones plus new, not ignored ones (in CI all are
@@ -26,7 +26,7 @@ help:
 	@echo "make build         build bin/helpcaster"
 	@echo "make test          everything CI runs: deps, gofmt, vet, unit tests (-race), short fuzzing, browser test"
 	@echo "make test-unit     unit and integration tests with -race (all packages but ./e2e)"
-	@echo "make test-browser  the headless Chromium test (./e2e) in a loopback-only network namespace"
+	@echo "make test-browser  the headless Chromium and Firefox tests (./e2e) in a loopback-only network namespace"
 	@echo "make fuzz          fuzz each target in FUZZ_TARGETS for LONG_FUZZTIME ($(LONG_FUZZTIME))"
 	@echo "make bench         Go benchmarks and a short helpcaster bench set (reports in bench-results/)"
 	@echo "make chaos         CHAOS_ROUNDS ($(CHAOS_ROUNDS)) random fault-injection rounds on three nodes (CHAOS_SEED replays a run)"
@@ -103,10 +103,10 @@ fuzz-short:
 fuzz:
 	$(call run_fuzz,$(LONG_FUZZTIME))
 
-# The browser test runs in a fresh network namespace with only loopback, so
-# Chromium and the server can reach nothing else. Without the privilege to
-# make one (not root), it runs unisolated with a warning. The binary runs in
-# ./e2e, as `go test` would run it.
+# The browser tests run in a fresh network namespace with only loopback, so
+# the browsers (Chromium, Firefox) and the server can reach nothing else.
+# Without the privilege to make one (not root), they run unisolated with a
+# warning. The binary runs in ./e2e, as `go test` would run it.
 test-browser:
 	@if ! ls e2e/*_test.go >/dev/null 2>&1; then \
 		echo "test-browser: skipped: ./e2e has no Go test files yet"; exit 0; \

@@ -1,12 +1,14 @@
-// Package e2e holds the end-to-end test: the real demo pages in headless
-// Chromium (fake camera and microphone) in a call through a real node.
-// `make test-browser` runs it inside a network namespace that has only
-// loopback, so neither the browser nor the server can reach anything else.
+// Package e2e holds the end-to-end tests: the real demo pages in headless
+// Chromium and Firefox (fake cameras and microphones) in calls through a
+// real node. `make test-browser` runs them inside a network namespace that
+// has only loopback, so neither the browsers nor the server can reach
+// anything else. Chromium is driven over CDP (chromedp), Firefox over
+// WebDriver BiDi (internal/bidi).
 package e2e
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"os"
@@ -100,65 +102,47 @@ func chromiumPath(t *testing.T) string {
 // the queue, both decode the other's video and receive audio, chat, and the
 // customer hangs up.
 func TestDemoCall(t *testing.T) {
-	ctx, custTab := startCall(t, "")
+	base, agent, cust := startCall(t, "", "chromium", "chromium")
 
 	// Both decode the other's video and receive audio.
-	for _, tab := range []struct {
-		name string
-		ctx  context.Context
-	}{{"agent", ctx}, {"customer", custTab}} {
-		waitMedia(t, tab.ctx, tab.name)
+	for _, p := range []*page{agent, cust} {
+		waitMedia(t, p)
 	}
 
-	screenshot(t, ctx, "agent-in-call")
-	screenshot(t, custTab, "customer-in-call")
+	screenshot(t, agent, "agent-in-call")
+	screenshot(t, cust, "customer-in-call")
 
 	// Chat both ways.
-	run(t, custTab, "customer chat",
+	run(t, cust, "customer chat",
 		chromedp.SendKeys(chromedp.ID("chat-input"), "Hello from the customer"),
 		chromedp.Click(chromedp.ID("chat-send")),
 	)
-	waitJS(t, ctx, "agent receives chat", `window.hc.chat.includes("Hello from the customer")`)
-	run(t, ctx, "agent chat",
+	waitJS(t, agent, "agent receives chat", `window.hc.chat.includes("Hello from the customer")`)
+	run(t, agent, "agent chat",
 		chromedp.SendKeys(chromedp.ID("chat-input"), "Hello from the agent"),
 		chromedp.Click(chromedp.ID("chat-send")),
 	)
-	waitJS(t, custTab, "customer receives chat", `window.hc.chat.includes("Hello from the agent")`)
+	waitJS(t, cust, "customer receives chat", `window.hc.chat.includes("Hello from the agent")`)
 
 	// Dynacast: each side is asked to pause the simulcast layer the other
 	// does not watch, and video keeps flowing on the one it does.
-	waitJS(t, ctx, "agent told which layers to send", `!!(window.hc.layers && window.hc.layers.paused.length)`)
-	waitJS(t, custTab, "customer told which layers to send", `!!(window.hc.layers && window.hc.layers.paused.length)`)
-	for _, tab := range []struct {
-		name string
-		ctx  context.Context
-	}{{"agent", ctx}, {"customer", custTab}} {
-		before := waitMedia(t, tab.ctx, tab.name)
-		waitJS(t, tab.ctx, tab.name+" still decoding after dynacast", fmt.Sprintf(`(async () => {
-		  let f = 0;
-		  (await window.hc.pc.sub.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "video") f += r.framesDecoded || 0; });
-		  return f > %d + 15;
-		})()`, before.Frames))
+	for _, p := range []*page{agent, cust} {
+		checkDynacast(t, p)
 	}
 
 	// The customer's connection drops: the page resumes with its token and
 	// the call goes on with new peer connections; video flows both ways again.
-	agentBefore := waitMedia(t, ctx, "agent")
-	run(t, custTab, "drop the customer's connection",
+	agentBefore := waitMedia(t, agent)
+	run(t, cust, "drop the customer's connection",
 		chromedp.Evaluate[chromedp.Void](`window.hc.ws.close(4000, "test: connection lost")`))
-	waitJS(t, custTab, "customer resumed into the call", `window.hc.resumes === 1 && window.hc.status === "connected" && !!window.hc.pc.sub && window.hc.pc.sub.connectionState === "connected"`)
-	waitMedia(t, custTab, "customer after resume")
-	waitJS(t, ctx, "agent decoding the resumed customer's video", fmt.Sprintf(`(async () => {
-	  let f = 0;
-	  (await window.hc.pc.sub.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "video") f += r.framesDecoded || 0; });
-	  return f > %d + 30;
-	})()`, agentBefore.Frames))
+	waitJS(t, cust, "customer resumed into the call", `window.hc.resumes === 1 && window.hc.status === "connected" && !!window.hc.pc.sub && window.hc.pc.sub.connectionState === "connected"`)
+	waitMedia(t, cust)
+	waitFrames(t, agent, agentBefore.Frames+30)
 
 	// The customer hangs up; both see the call end.
-	run(t, custTab, "hang up", chromedp.Click(chromedp.ID("hangup")))
-	waitJS(t, custTab, "customer ended", `window.hc.status === "ended"`)
-	waitJS(t, ctx, "agent ended", `window.hc.status === "ended"`)
-	waitJS(t, ctx, "agent available again", `window.hc.agentState === "available"`)
+	hangUpCleanly(t, base, agent, cust, func() {
+		run(t, cust, "hang up", chromedp.Click(chromedp.ID("hangup")))
+	})
 }
 
 // newBrowser starts headless Chromium with a fake camera and microphone;
@@ -191,48 +175,35 @@ func newBrowser(t *testing.T) context.Context {
 	return browser
 }
 
-// startCall starts a node and a browser, opens the agent page (which goes
-// available and is shown its queue) and the customer page (which asks for
-// help), both with query, and waits until both are in the call. The agent's
-// tab bounds the test (90 s); the customer's is a second tab.
-func startCall(t *testing.T, query string) (agent, customer context.Context) {
+// startCall starts a node and the browsers, opens the agent page (in a
+// browser of kind agentKind; it goes available and is shown its queue) and
+// the customer page (customerKind; it asks for help), both with query, and
+// waits until both are in the call. It returns the node's URL and the pages.
+func startCall(t *testing.T, query, agentKind, customerKind string) (base string, agent, customer *page) {
 	t.Helper()
-	base := startNode(t)
-	browser := newBrowser(t)
-	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
-	t.Cleanup(cancel)
-	custTab, cancelCust := chromedp.NewContext(ctx)
-	t.Cleanup(cancelCust)
-
-	run(t, ctx, "agent page",
-		chromedp.Navigate(base+"/demo/agent.html"+query),
-		chromedp.WaitVisible(chromedp.ID("available")),
-		chromedp.Click(chromedp.ID("available")),
-	)
-	waitJS(t, ctx, "agent available", `window.hc && window.hc.agentState === "available"`)
-	waitJS(t, ctx, "agent shown its queue", `!!window.hc.queueStats && window.hc.queueStats.available === 1 && !document.getElementById("queue-stats").hidden`)
-	run(t, custTab, "customer page",
-		chromedp.Navigate(base+"/demo/customer.html"+query),
-		chromedp.WaitVisible(chromedp.ID("join")),
-		chromedp.Click(chromedp.ID("join")),
-	)
-	waitJS(t, custTab, "customer connected", `window.hc && window.hc.status === "connected"`)
-	waitJS(t, ctx, "agent connected", `window.hc && window.hc.status === "connected"`)
-	return ctx, custTab
+	base = startNode(t)
+	pages := newPages(t, agentKind, customerKind)
+	agent, customer = pages[0], pages[1]
+	open(t, agent, base+"/demo/agent.html"+query)
+	click(t, agent, "available")
+	waitJS(t, agent, "agent available", `window.hc && window.hc.agentState === "available"`)
+	waitJS(t, agent, "agent shown its queue", `!!window.hc.queueStats && window.hc.queueStats.available === 1 && !document.getElementById("queue-stats").hidden`)
+	open(t, customer, base+"/demo/customer.html"+query)
+	click(t, customer, "join")
+	waitJS(t, customer, "customer connected", `window.hc && window.hc.status === "connected"`)
+	waitJS(t, agent, "agent connected", `window.hc && window.hc.status === "connected"`)
+	return base, agent, customer
 }
 
 // TestRelayCall: both pages force their media through the embedded TURN
 // server (iceTransportPolicy "relay"); the selected candidate pairs are
 // relayed and video is decoded on both sides.
 func TestRelayCall(t *testing.T) {
-	ctx, custTab := startCall(t, "?relay=1")
-	for _, tab := range []struct {
-		name string
-		ctx  context.Context
-	}{{"agent", ctx}, {"customer", custTab}} {
-		waitMedia(t, tab.ctx, tab.name)
+	_, agent, cust := startCall(t, "?relay=1", "chromium", "chromium")
+	for _, p := range []*page{agent, cust} {
+		waitMedia(t, p)
 		// Both connections' selected pairs use a relay candidate on this side.
-		waitJS(t, tab.ctx, tab.name+" relayed", `(async () => {
+		waitJS(t, p, p.name+" relayed", `(async () => {
 		  for (const pc of [window.hc.pc.sub, window.hc.pc.pub]) {
 		    const stats = await pc.getStats();
 		    let relayed = false;
@@ -248,18 +219,18 @@ func TestRelayCall(t *testing.T) {
 	}
 }
 
-// screenshot saves a PNG of the tab to $HELPCASTER_SCREENSHOTS/name.png when
-// that variable names a directory, for a person to look at.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+// screenshot saves a PNG of a Chromium tab to $HELPCASTER_SCREENSHOTS/name.png
+// when that variable names a directory, for a person to look at.
+func screenshot(t *testing.T, p *page, name string) {
 	t.Helper()
 	dir := os.Getenv("HELPCASTER_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 800)); err != nil {
+	if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(1100, 800)); err != nil {
 		t.Fatalf("viewport: %v", err)
 	}
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -268,84 +239,31 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+// run runs chromedp actions in a Chromium tab.
+func run(t *testing.T, p *page, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	if err := chromedp.Do(p.ctx, steps...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
 
-// waitJS polls a JavaScript condition until it is true.
-func waitJS(t *testing.T, ctx context.Context, what, cond string) {
-	t.Helper()
-	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond, chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: timed out (page status: %s)", what, pageState(ctx))
-		case <-time.After(100 * time.Millisecond):
-		}
+// chromiumPage is a Chromium tab (a chromedp context) as a page.
+func chromiumPage(name string, tab context.Context) *page {
+	return &page{
+		name: name,
+		ctx:  tab,
+		eval: func(ctx context.Context, expr string, out any) error {
+			raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
+			if err != nil {
+				return err
+			}
+			if out == nil {
+				return nil
+			}
+			return json.Unmarshal(raw, out)
+		},
+		open: func(ctx context.Context, url string) error {
+			return chromedp.Do(ctx, chromedp.Navigate(url))
+		},
 	}
-}
-
-const statsJS = `(async () => {
-  const sub = window.hc && window.hc.pc && window.hc.pc.sub;
-  const pub = window.hc && window.hc.pc && window.hc.pc.pub;
-  let frames = 0, audio = 0, layers = 0;
-  if (sub) (await sub.getStats()).forEach(r => {
-    if (r.type !== "inbound-rtp") return;
-    if (r.kind === "video") frames += r.framesDecoded || 0;
-    if (r.kind === "audio") audio += r.packetsReceived || 0;
-  });
-  if (pub) (await pub.getStats()).forEach(r => {
-    if (r.type === "outbound-rtp" && r.kind === "video" && r.rid && (r.framesEncoded || 0) > 0) layers++;
-  });
-  return {frames, audio, layers};
-})()`
-
-type mediaStats struct {
-	Frames int `json:"frames"` // video frames decoded
-	Audio  int `json:"audio"`  // audio packets received
-	Layers int `json:"layers"` // simulcast layers this page is sending
-}
-
-func waitMedia(t *testing.T, ctx context.Context, who string) mediaStats {
-	t.Helper()
-	var s mediaStats
-	for {
-		var err error
-		s, err = chromedp.Run(ctx, chromedp.Evaluate[mediaStats](statsJS, chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatalf("%s stats: %v", who, err)
-		}
-		if s.Frames > 30 && s.Audio > 0 && s.Layers >= 2 {
-			t.Logf("%s: %d video frames decoded, %d audio packets received, sending %d simulcast layers",
-				who, s.Frames, s.Audio, s.Layers)
-			return s
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: media did not flow: %+v (page: %s)", who, s, pageState(ctx))
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// pageState describes the page for failure messages.
-func pageState(ctx context.Context) string {
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(c, chromedp.Evaluate[string](`JSON.stringify({status: window.hc && window.hc.status,
-	  agentState: window.hc && window.hc.agentState, lastError: window.hc && window.hc.lastError,
-	  text: document.querySelector("#status") && document.querySelector("#status").textContent})`))
-	if err != nil {
-		return fmt.Sprintf("unavailable: %v", err)
-	}
-	return s
 }

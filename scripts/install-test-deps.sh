@@ -20,6 +20,7 @@ system_needs=(
 	"gcc|gcc|C compiler for go test -race (cgo)"
 	"/usr/include/stdio.h|libc6-dev|C library headers for go test -race (cgo)"
 	"chromium|chromium|headless browser for the e2e test"
+	"firefox-esr|firefox-esr|headless Firefox for the e2e test (driven over WebDriver BiDi)"
 	"ffprobe|ffmpeg|regenerating and probing test media (make samples)"
 	"ip|iproute2|ip, to bring up loopback in the test network namespace"
 	"unshare|util-linux|unshare, to run the browser test in a network namespace"
@@ -49,7 +50,7 @@ install_system() {
 	done
 
 	if ((${#missing[@]} == 0)); then
-		log "system packages: nothing to do (gcc, libc6-dev, chromium, ffmpeg, iproute2, util-linux, redis-server, coturn present)"
+		log "system packages: nothing to do (gcc, libc6-dev, chromium, firefox-esr, ffmpeg, iproute2, util-linux, redis-server, coturn present)"
 		return 0
 	fi
 

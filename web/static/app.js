@@ -248,7 +248,16 @@
     return scheme + "//" + location.host + "/v1/signal";
   }
 
+  // Messages about a call. The page sends none once its call has ended (it
+  // saw "ended", or the call was replaced): the server would refuse a late
+  // one with invalid_state. A customer's hangup also leaves the queue.
+  const callTypes = new Set(["offer", "answer", "candidate", "chat", "quality", "hangup"]);
+
   function send(msg) {
+    if (callTypes.has(msg.type) && !call && !(msg.type === "hangup" && hc.status === "queued")) {
+      console.warn("helpcaster: not in a call; dropping", msg.type);
+      return false;
+    }
     if (!wsOpen()) {
       console.warn("helpcaster: not connected; dropping", msg.type);
       return false;
@@ -744,6 +753,12 @@
       });
     }
 
+    // send sends a message about this connection unless it is closed (its
+    // call ended or was replaced): work queued before then sends nothing.
+    send(msg) {
+      return !this.closed && send(Object.assign({ pc: this.name }, msg));
+    }
+
     run(what, fn) {
       this.work = this.work
         .then(() => (this.closed ? undefined : fn()))
@@ -760,7 +775,7 @@
       if (c.sdpMid !== null && c.sdpMid !== undefined) init.sdpMid = c.sdpMid;
       if (c.sdpMLineIndex !== null && c.sdpMLineIndex !== undefined) init.sdpMLineIndex = c.sdpMLineIndex;
       if (c.usernameFragment) init.usernameFragment = c.usernameFragment;
-      send({ type: "candidate", pc: this.name, candidate: init });
+      this.send({ type: "candidate", candidate: init });
     }
 
     async setRemote(desc) {
@@ -853,7 +868,7 @@
         }
         const offer = await pub.pc.createOffer();
         await pub.pc.setLocalDescription(offer);
-        send({ type: "offer", pc: "pub", sdp: pub.pc.localDescription.sdp });
+        pub.send({ type: "offer", sdp: pub.pc.localDescription.sdp });
       });
     });
   }
@@ -897,7 +912,7 @@
       await sub.setRemote({ type: "offer", sdp: msg.sdp });
       const answer = await sub.pc.createAnswer();
       await sub.pc.setLocalDescription(answer);
-      send({ type: "answer", pc: "sub", sdp: sub.pc.localDescription.sdp });
+      sub.send({ type: "answer", sdp: sub.pc.localDescription.sdp });
     });
   }
 
@@ -924,6 +939,23 @@
     link.addRemoteCandidate(init);
   }
 
+  // senderFor finds the sender of the track the server names in "layers":
+  // the track id of an a=msid line in our offer. Chromium writes the
+  // MediaStreamTrack's id there, Firefox an id of its own, so the offer's
+  // media section (its mid) leads to the transceiver.
+  function senderFor(pc, trackId) {
+    const desc = pc.localDescription;
+    const sections = desc ? desc.sdp.split(/\r?\nm=/).slice(1) : [];
+    for (const section of sections) {
+      const ids = [...section.matchAll(/^a=msid:\S+ (\S+)\s*$/gm)].map((m) => m[1]);
+      const mid = /^a=mid:(\S+)\s*$/m.exec(section);
+      if (!mid || !ids.includes(trackId)) continue;
+      const tr = pc.getTransceivers().find((t) => t.mid === mid[1]);
+      if (tr && tr.sender.track) return tr.sender;
+    }
+    return pc.getSenders().find((s) => s.track && s.track.id === trackId) || null;
+  }
+
   // applyLayers pauses and resumes simulcast encodings of one of our tracks
   // as the server asks (dynacast): nobody is watching the paused ones.
   async function applyLayers(msg) {
@@ -931,27 +963,31 @@
     if (!pc) return;
     const active = new Set(msg.active || []);
     const paused = new Set(msg.paused || []);
-    for (const sender of pc.getSenders()) {
-      if (!sender.track || sender.track.id !== msg.track) continue;
-      const params = sender.getParameters();
-      if (!params.encodings) continue;
-      let changed = false;
-      for (const enc of params.encodings) {
-        if (!enc.rid) continue;
-        const want = active.has(enc.rid) ? true : paused.has(enc.rid) ? false : enc.active;
-        if (enc.active !== want) {
-          enc.active = want;
-          changed = true;
-        }
-      }
-      if (!changed) continue;
-      try {
-        await sender.setParameters(params);
-      } catch (err) {
-        console.warn("helpcaster: could not change simulcast layers:", err);
+    const sender = typeof msg.track === "string" ? senderFor(pc, msg.track) : null;
+    // applied: one of our senders was told; tests read it.
+    const state = { track: msg.track, active: [...active], paused: [...paused], applied: false };
+    hc.layers = state;
+    if (!sender) {
+      console.warn("helpcaster: layers for a track we do not send:", msg.track);
+      return;
+    }
+    const params = sender.getParameters();
+    if (!params.encodings) return;
+    let changed = false;
+    for (const enc of params.encodings) {
+      if (!enc.rid) continue;
+      const want = active.has(enc.rid) ? true : paused.has(enc.rid) ? false : enc.active;
+      if (enc.active !== want) {
+        enc.active = want;
+        changed = true;
       }
     }
-    hc.layers = { active: [...active], paused: [...paused] };
+    try {
+      if (changed) await sender.setParameters(params);
+      state.applied = true;
+    } catch (err) {
+      console.warn("helpcaster: could not change simulcast layers:", err);
+    }
   }
 
   // SIMULCAST are the layers the server knows by rid: q, h and f.
