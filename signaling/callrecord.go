@@ -28,19 +28,21 @@ func endedFor(byRole, reason, role string) string {
 	return reason
 }
 
-// keepEnded replaces the call record of c's customer, once c has ended, by
-// one saying how it ended for the customer (reason), and forgets it after
-// the resume grace. A node shutting down forgets it at once: its timers
-// stop, and it keeps no call for a resume. Called by endCall.
-func (h *hub) keepEnded(ctx context.Context, c *call, reason string) {
+// keepEnded replaces the call record of c's customer, once c has ended
+// (byRole and reason as for endCall), by one saying how it ended for the
+// customer, and forgets it after the resume grace. It is forgotten at once
+// when the customer ended the call itself (it hung up, or its grace ran
+// out: its resume is over), or when this node is shutting down (its
+// timers stop, and it keeps no call for a resume). Called by endCall.
+func (h *hub) keepEnded(ctx context.Context, c *call, byRole, reason string) {
 	org, id := c.org, c.cust.id
-	if h.srv.stopping() {
+	if byRole == protocol.RoleCustomer || h.srv.stopping() {
 		if err := h.srv.store.DeleteCall(ctx, org, id); err != nil {
 			h.srv.log.Warn("forgetting the call for resume failed", "org", org, "err", err)
 		}
 		return
 	}
-	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey, Ended: reason}
+	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey, Ended: endedFor(byRole, reason, protocol.RoleCustomer)}
 	if err := h.srv.store.SaveCall(ctx, org, id, rec); err != nil {
 		h.srv.log.Warn("keeping an ended call for resume failed", "org", org, "err", err)
 	}

@@ -502,7 +502,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		}
 		// Kept for the grace: a customer whose connection was lost learns
 		// of the end when it resumes (callrecord.go).
-		h.keepEnded(ctx, c, endedFor(byRole, reason, protocol.RoleCustomer))
+		h.keepEnded(ctx, c, byRole, reason)
 	}
 	cancel()
 	h.srv.goTracked(func() { h.place(c.org, c.queue) })

@@ -86,8 +86,8 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 		agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
 		available(t, ctx, agent)
 		cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
-		room := next(t, ctx, cust, protocol.TypeAssigned).Room
-		if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room}); err != nil {
+		room := next(t, ctx, agent, protocol.TypeAssigned).Room
+		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room}); err != nil {
 			t.Fatal(err)
 		}
 		next(t, ctx, cust, protocol.TypeEnded)
@@ -99,10 +99,33 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 		if d := time.Since(ended); d < grace/2 {
 			t.Errorf("the ended call's record was forgotten %v after the end, want about the grace (%v)", d, grace)
 		}
-		again := e.dial(ctx, testOrigin)
-		var pe *protocol.Error
-		if _, err := again.Resume(ctx, w.Resume); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
-			t.Fatalf("resume after the grace: %v, want bad_resume", err)
-		}
+		badResume(t, ctx, e, w.Resume)
 	})
+
+	// A customer whose own grace ran out ended the call itself: nothing
+	// is kept for it.
+	t.Run("grace over in the call", func(t *testing.T) {
+		e := newEnv(t, withGrace(time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+		available(t, ctx, agent)
+		cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
+		next(t, ctx, cust, protocol.TypeAssigned)
+		cust.Drop()
+		if m := next(t, ctx, agent, protocol.TypeEnded); m.Reason != protocol.ReasonPeerLeft {
+			t.Fatalf("agent's ended = %+v, want peer_left when the customer's grace ran out", m)
+		}
+		badResume(t, ctx, e, w.Resume)
+	})
+}
+
+// badResume resumes with token and expects bad_resume.
+func badResume(t *testing.T, ctx context.Context, e *env, token string) {
+	t.Helper()
+	again := e.dial(ctx, testOrigin)
+	var pe *protocol.Error
+	if _, err := again.Resume(ctx, token); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
+		t.Fatalf("resume: %v, want bad_resume", err)
+	}
 }
