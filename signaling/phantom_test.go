@@ -11,6 +11,55 @@ import (
 	"github.com/helpcaster/helpcaster/signaling/queue"
 )
 
+// endedAwayCall is a call just placed: its agent was told assigned; its
+// customer has read nothing past its welcome.
+type endedAwayCall struct {
+	e           *env
+	ctx         context.Context
+	agent, cust *client.Client
+	welcome     protocol.Message // the customer's
+	room        string
+}
+
+func placeCall(t *testing.T, opts ...envOption) *endedAwayCall {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c := &endedAwayCall{e: newEnv(t, opts...), ctx: ctx}
+	c.agent, _ = c.e.join(ctx, protocol.RoleAgent, "Ann")
+	available(t, ctx, c.agent)
+	c.cust, c.welcome = c.e.join(ctx, protocol.RoleCustomer, "Carl")
+	c.room = next(t, ctx, c.agent, protocol.TypeAssigned).Room
+	return c
+}
+
+// agentHangsUp hangs the call up from the agent's side and waits for its
+// ended.
+func (c *endedAwayCall) agentHangsUp(t *testing.T) {
+	t.Helper()
+	if err := c.agent.Send(c.ctx, protocol.Message{Type: protocol.TypeHangup, Room: c.room}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, c.ctx, c.agent, protocol.TypeEnded); m.Room != c.room {
+		t.Fatalf("agent's ended = %+v, want room %s", m, c.room)
+	}
+}
+
+// resume resumes the customer on a new connection.
+func (c *endedAwayCall) resume() (*client.Client, protocol.Message, error) {
+	again := c.e.dial(c.ctx, testOrigin)
+	w, err := again.Resume(c.ctx, c.welcome.Resume)
+	return again, w, err
+}
+
+func (c *endedAwayCall) badResume(t *testing.T) {
+	t.Helper()
+	var pe *protocol.Error
+	if _, _, err := c.resume(); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
+		t.Fatalf("resume: %v, want bad_resume", err)
+	}
+}
+
 // TestResumeAfterCallEndedAway: a customer whose connection is lost with
 // its assigned (and perhaps its ended) unread, and whose call its agent
 // then hangs up, learns on resume that it had that call and how it ended:
@@ -31,47 +80,30 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, withGrace(time.Minute))
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
-			available(t, ctx, agent)
-			// The customer never reads past its welcome: what follows is lost
-			// with its connection.
-			cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
-			room := next(t, ctx, agent, protocol.TypeAssigned).Room
-			hangUp := func() {
-				if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room}); err != nil {
-					t.Fatal(err)
-				}
-				if m := next(t, ctx, agent, protocol.TypeEnded); m.Room != room {
-					t.Fatalf("agent's ended = %+v, want room %s", m, room)
-				}
-			}
+			c := placeCall(t, withGrace(time.Minute))
 			if tc.hangUpFirst {
-				hangUp()
+				c.agentHangsUp(t)
 			}
-			cust.Drop()
-			waitFor(t, ctx, "the server to see the customer's connection end", func() bool {
-				return counter(t, e.reg, "helpcaster_signaling_connections", nil) == 1
+			c.cust.Drop()
+			waitFor(t, c.ctx, "the server to see the customer's connection end", func() bool {
+				return counter(t, c.e.reg, "helpcaster_signaling_connections", nil) == 1
 			})
 			if !tc.hangUpFirst {
-				hangUp()
+				c.agentHangsUp(t)
 			}
 
-			again := e.dial(ctx, testOrigin)
-			w2, err := again.Resume(ctx, w.Resume)
+			again, w, err := c.resume()
 			if err != nil {
 				t.Fatalf("resume after the call ended while away: %v, want welcome then ended", err)
 			}
-			if w2.Session != w.Session {
-				t.Errorf("welcome after resume names session %q, want %q", w2.Session, w.Session)
+			if w.Session != c.welcome.Session {
+				t.Errorf("welcome after resume names session %q, want %q", w.Session, c.welcome.Session)
 			}
-			m := next(t, ctx, again)
-			if m.Type != protocol.TypeEnded || m.Room != room || m.Reason != protocol.ReasonPeerLeft {
-				t.Fatalf("after welcome: %+v, want ended for room %s, peer_left", m, room)
+			m := next(t, c.ctx, again)
+			if m.Type != protocol.TypeEnded || m.Room != c.room || m.Reason != protocol.ReasonPeerLeft {
+				t.Fatalf("after welcome: %+v, want ended for room %s, peer_left", m, c.room)
 			}
-			if _, err := again.Next(ctx); !errors.Is(err, client.ErrClosed) || again.CloseCode() != 1000 {
+			if _, err := again.Next(c.ctx); !errors.Is(err, client.ErrClosed) || again.CloseCode() != 1000 {
 				t.Fatalf("after ended: %v (close %d), want the connection closed with 1000", err, again.CloseCode())
 			}
 		})
@@ -80,52 +112,27 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 	t.Run("after the grace", func(t *testing.T) {
 		grace := time.Second
 		store := queue.NewMemory(nil)
-		e := newEnv(t, withGrace(grace), withStore(store))
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
-		available(t, ctx, agent)
-		cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
-		room := next(t, ctx, agent, protocol.TypeAssigned).Room
-		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room}); err != nil {
-			t.Fatal(err)
-		}
-		next(t, ctx, cust, protocol.TypeEnded)
+		c := placeCall(t, withGrace(grace), withStore(store))
+		c.agentHangsUp(t)
 		ended := time.Now()
-		waitFor(t, ctx, "the ended call's record to be forgotten", func() bool {
-			_, ok, err := store.LookupCall(ctx, "acme", w.Session)
+		waitFor(t, c.ctx, "the ended call's record to be forgotten", func() bool {
+			_, ok, err := store.LookupCall(c.ctx, "acme", c.welcome.Session)
 			return err == nil && !ok
 		})
 		if d := time.Since(ended); d < grace/2 {
 			t.Errorf("the ended call's record was forgotten %v after the end, want about the grace (%v)", d, grace)
 		}
-		badResume(t, ctx, e, w.Resume)
+		c.badResume(t)
 	})
 
 	// A customer whose own grace ran out ended the call itself: nothing
 	// is kept for it.
 	t.Run("grace over in the call", func(t *testing.T) {
-		e := newEnv(t, withGrace(time.Second))
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
-		available(t, ctx, agent)
-		cust, w := e.join(ctx, protocol.RoleCustomer, "Carl")
-		next(t, ctx, cust, protocol.TypeAssigned)
-		cust.Drop()
-		if m := next(t, ctx, agent, protocol.TypeEnded); m.Reason != protocol.ReasonPeerLeft {
+		c := placeCall(t, withGrace(time.Second))
+		c.cust.Drop()
+		if m := next(t, c.ctx, c.agent, protocol.TypeEnded); m.Reason != protocol.ReasonPeerLeft {
 			t.Fatalf("agent's ended = %+v, want peer_left when the customer's grace ran out", m)
 		}
-		badResume(t, ctx, e, w.Resume)
+		c.badResume(t)
 	})
-}
-
-// badResume resumes with token and expects bad_resume.
-func badResume(t *testing.T, ctx context.Context, e *env, token string) {
-	t.Helper()
-	again := e.dial(ctx, testOrigin)
-	var pe *protocol.Error
-	if _, err := again.Resume(ctx, token); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
-		t.Fatalf("resume: %v, want bad_resume", err)
-	}
 }
