@@ -81,6 +81,15 @@ func TestExactVerdicts(t *testing.T) {
 			l.agentAssigned(a, "r1", at(1))
 			l.agentEnded(a, "r1", "failed", at(1))
 		}, nil},
+		"resume after the call ended while away": {func(l *ledger) {
+			// Its assigned was lost with its connection, and its agent hung
+			// up before it resumed: it is told so on resume.
+			c := l.newCustomer(0)
+			c.conns, c.sessions, c.resumedConn = 2, 1, true
+			l.custEnded(c, "r1", "peer_left", at(2))
+			l.finish(c, "told:ended peer_left")
+			agent(l, 0, "r1")
+		}, nil},
 		"told why": {func(l *ledger) {
 			c := l.newCustomer(0)
 			c.conns = 0

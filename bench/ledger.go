@@ -176,14 +176,16 @@ func (l *ledger) custEnded(c *custRec, room, reason string, now time.Time) (call
 		if rm.custEndAt.IsZero() {
 			rm.custEndAt, rm.custEnd = now, reason
 		}
-		// Only a resume into a call that is gone may be answered with an
-		// ended (failed) for a room this customer was never assigned.
-		if _, seen := c.roomConn[room]; !seen && !(c.resumedConn && reason == "failed") {
+		// Only a resume may be answered with an ended for a room this
+		// customer never heard of: its assigned was lost with its
+		// connection, and the call ended (with any reason) or is gone
+		// (failed) before it came back.
+		if _, seen := c.roomConn[room]; !seen && !c.resumedConn {
 			c.endedEarly = append(c.endedEarly, reason)
 		}
 		if rm.cust == nil {
 			// ended for a call it was never told of (its resume found the
-			// call gone): it knows, so this is no phantom.
+			// call ended or gone): it knows, so this is no phantom.
 			rm.cust = c
 		}
 		c.waiting, c.away = false, false

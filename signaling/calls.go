@@ -502,11 +502,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 	}
 
 	for _, sd := range []*side{&c.cust, &c.agent} {
-		r := reason
-		if byRole != "" && sd.role != byRole {
-			r = protocol.ReasonPeerLeft
-		}
-		m := protocol.Message{Type: protocol.TypeEnded, Reason: r, Room: c.id}
+		m := protocol.Message{Type: protocol.TypeEnded, Reason: endedFor(byRole, reason, sd.role), Room: c.id}
 		s, node, id := h.whereIs(sd)
 		switch {
 		case s != nil:
@@ -526,9 +522,9 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
 			h.srv.log.Warn("record handle time failed", "err", err)
 		}
-		if err := h.srv.store.DeleteCall(ctx, c.org, c.cust.id); err != nil {
-			h.srv.log.Warn("forgetting the call for resume failed", "err", err)
-		}
+		// Kept for the grace: a customer whose connection was lost learns
+		// of the end when it resumes (callrecord.go).
+		h.keepEnded(ctx, c, byRole, reason)
 	}
 	cancel()
 	h.srv.goTracked(func() { h.place(c.org, c.queue) })

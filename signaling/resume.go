@@ -361,6 +361,10 @@ func (h *hub) resumeCall(s *session, rec queue.CallRecord, token string) {
 		old.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
 	}
 	s.send(h.welcome(s, token))
+	if rec.Ended != "" {
+		h.endedAway(s, rec) // the call ended while it was away (callrecord.go)
+		return
+	}
 	h.srv.log.Info("customer resumed into a call", "org", s.org.ID)
 	if h.isSelf(rec.Host) {
 		h.rebind(rec.Call, h.self, s.id)

@@ -70,10 +70,14 @@ type AgentState struct {
 
 // CallRecord says where a customer's call is: its id, the node hosting its
 // room ("" on a single node) and the hash of the customer's resume secret.
+// Once the call has ended, Ended is the reason the customer was given: the
+// record is kept for the resume grace, so that a customer whose connection
+// was lost meanwhile learns of its call and its end when it resumes.
 type CallRecord struct {
 	Call      string `json:"call"`
 	Host      string `json:"host,omitempty"`
 	ResumeKey string `json:"rk"`
+	Ended     string `json:"ended,omitempty"`
 }
 
 // CallRecordTTL bounds how long a call record lives if nobody deletes it.

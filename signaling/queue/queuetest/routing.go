@@ -406,6 +406,14 @@ func runRouting(t *testing.T, newStore func(t *testing.T, now func() time.Time) 
 		if _, ok, err := s.LookupCall(ctx, orgB, "c1"); ok || err != nil {
 			t.Fatalf("LookupCall in another org = %v, %v", ok, err)
 		}
+		// An ended call's record replaces the live one.
+		rec.Ended = "peer_left"
+		if err := s.SaveCall(ctx, orgA, "c1", rec); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := s.LookupCall(ctx, orgA, "c1"); err != nil || !ok || got != rec {
+			t.Fatalf("LookupCall of an ended call = %+v, %v, %v", got, ok, err)
+		}
 		if err := s.DeleteCall(ctx, orgA, "c1"); err != nil {
 			t.Fatal(err)
 		}
