@@ -125,6 +125,25 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 		c.badResume(t)
 	})
 
+	// The ended call's record, kept for a resume, does not make the
+	// customer "in a call": joining again with its token (a page reloaded
+	// rather than resumed) takes a new place, not in_call.
+	t.Run("join again after the call ended away", func(t *testing.T) {
+		c := placeCall(t, withGrace(time.Minute))
+		c.cust.Drop()
+		waitFor(t, c.ctx, "the server to see the customer's connection end", func() bool {
+			return counter(t, c.e.reg, "helpcaster_signaling_connections", nil) == 1
+		})
+		c.agentHangsUp(t)
+		again, _ := c.e.join(c.ctx, protocol.RoleCustomer, "Carl")
+		if m := next(t, c.ctx, again); m.Type != protocol.TypeQueued {
+			t.Fatalf("after joining again: %+v, want queued", m)
+		}
+		// And the agent, available again, takes it.
+		available(t, c.ctx, c.agent)
+		next(t, c.ctx, again, protocol.TypeAssigned)
+	})
+
 	// A customer whose own grace ran out ended the call itself: nothing
 	// is kept for it.
 	t.Run("grace over in the call", func(t *testing.T) {

@@ -126,7 +126,9 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 	h.mu.Unlock()
 	org := s.org.ID
 	if s.role == protocol.RoleCustomer {
-		if _, ok, err := h.srv.store.LookupCall(ctx, org, id); err != nil || ok {
+		// A record of a call that has ended is kept only to tell a resume
+		// how it ended: that customer is in no call.
+		if rec, ok, err := h.srv.store.LookupCall(ctx, org, id); err != nil || (ok && rec.Ended == "") {
 			return &prevConn{busy: true}, storeErrorOrNil("look up the subject's call", err)
 		}
 		for _, q := range s.org.Queues {
