@@ -33,10 +33,13 @@ func endedFor(byRole, reason, role string) string {
 // customer, and forgets it after the resume grace. It is forgotten at once
 // when the customer ended the call itself (it hung up, or its grace ran
 // out: its resume is over), or when this node is shutting down (its
-// timers stop, and it keeps no call for a resume). Called by endCall.
-func (h *hub) keepEnded(ctx context.Context, c *call, byRole, reason string) {
+// timers stop, and it keeps no call for a resume), or when c never went
+// live (it ended while its sides were being told). Called by endCall.
+func (h *hub) keepEnded(ctx context.Context, c *call, byRole, reason string, live bool) {
+	c.record.Lock()
+	defer c.record.Unlock()
 	org, id := c.org, c.cust.id
-	if byRole == protocol.RoleCustomer || h.srv.stopping() {
+	if !live || byRole == protocol.RoleCustomer || h.srv.stopping() {
 		if err := h.srv.store.DeleteCall(ctx, org, id); err != nil {
 			h.srv.log.Warn("forgetting the call for resume failed", "org", org, "err", err)
 		}

@@ -40,6 +40,10 @@ type call struct {
 	deadline   *time.Timer                   // set up with holds: aborted if not committed in time
 	monitors   map[*session]*sfu.Participant // supervisors listening in (monitor.go); guarded by hub.mu
 	rebinding  sync.Mutex                    // held through a resumed customer's rebind (resume.go)
+	// record orders the writes of the customer's call record in the store:
+	// saveCall's, and the end's (callrecord.go). Held through one store
+	// write, never with hub.mu.
+	record sync.Mutex
 }
 
 // side is one party of a call.
@@ -262,8 +266,18 @@ func (h *hub) callLive(c *call) bool {
 	return true
 }
 
-// saveCall records where the customer of c can resume into it from.
+// saveCall records where the customer of c can resume into it from,
+// unless c has ended: the end's record (or its deletion) is then the last
+// word, whichever of the two reaches the store first.
 func (h *hub) saveCall(c *call) {
+	c.record.Lock()
+	defer c.record.Unlock()
+	h.mu.Lock()
+	ended := c.ended
+	h.mu.Unlock()
+	if ended {
+		return
+	}
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey}
@@ -522,10 +536,12 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 		if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
 			h.srv.log.Warn("record handle time failed", "err", err)
 		}
-		// Kept for the grace: a customer whose connection was lost learns
-		// of the end when it resumes (callrecord.go).
-		h.keepEnded(ctx, c, byRole, reason)
 	}
+	// Kept for the grace when the call was live: a customer whose
+	// connection was lost learns of the end when it resumes
+	// (callrecord.go). A call that ended while its sides were being told
+	// leaves no record (set-up across nodes saves it before telling).
+	h.keepEnded(ctx, c, byRole, reason, live)
 	cancel()
 	h.srv.goTracked(func() { h.place(c.org, c.queue) })
 }

@@ -3,6 +3,8 @@ package signaling_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +156,87 @@ func TestResumeAfterCallEndedAway(t *testing.T) {
 		}
 		c.badResume(t)
 	})
+}
+
+// slowSave is a store whose first save of a live call record waits for
+// release: the moment between a call going live and its record reaching the
+// store, stretched. ended is closed at the first write or deletion of a
+// record after the held save began: the end's.
+type slowSave struct {
+	queue.Store
+	release chan struct{} // closed to let the held save go on
+	saved   chan struct{} // closed once it has gone on
+	ended   chan struct{}
+	held    atomic.Bool
+	once    sync.Once
+}
+
+func newSlowSave(s queue.Store) *slowSave {
+	return &slowSave{Store: s, release: make(chan struct{}), saved: make(chan struct{}), ended: make(chan struct{})}
+}
+
+func (s *slowSave) SaveCall(ctx context.Context, org, session string, r queue.CallRecord) error {
+	if r.Ended == "" && s.held.CompareAndSwap(false, true) {
+		<-s.release
+		defer close(s.saved)
+		return s.Store.SaveCall(ctx, org, session, r)
+	}
+	if s.held.Load() {
+		s.once.Do(func() { close(s.ended) })
+	}
+	return s.Store.SaveCall(ctx, org, session, r)
+}
+
+func (s *slowSave) DeleteCall(ctx context.Context, org, session string) error {
+	if s.held.Load() {
+		s.once.Do(func() { close(s.ended) })
+	}
+	return s.Store.DeleteCall(ctx, org, session)
+}
+
+// TestCallEndedBeforeItsRecordSaved: a customer hangs up just after it was
+// told assigned, while the call's record is on its way to the store. The
+// record must not outlive the call: a live record left behind would make
+// the customer "in a call" to every later join of its token (in_call, for
+// the record's 12 h on Redis, for ever in memory). saveCall and the end's
+// write are ordered by the call's record lock; on one node, other locks
+// happen to order them too, so this test guards the outcome rather than
+// reproducing the interleaving that set-up across nodes allows.
+func TestCallEndedBeforeItsRecordSaved(t *testing.T) {
+	mem := queue.NewMemory(nil)
+	store := newSlowSave(mem)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t, withStore(store))
+	// The customer waits first, so that placement runs on the agent's
+	// connection when it becomes available, not on the customer's, which
+	// must stay free to hang up.
+	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
+	cust, welcome := e.join(ctx, protocol.RoleCustomer, "Carl")
+	next(t, ctx, cust, protocol.TypeQueued)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, ctx, cust, protocol.TypeAssigned)
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, ctx, agent, protocol.TypeEnded)
+	// Let the late save go on once the end has written the record, or
+	// after a while if the end waits for the save; then wait for the end's
+	// write. Whatever the order, no record may be left.
+	select {
+	case <-store.ended:
+	case <-time.After(2 * time.Second):
+	}
+	close(store.release)
+	<-store.saved
+	<-store.ended
+	if rec, ok, err := mem.LookupCall(ctx, "acme", welcome.Session); err != nil || ok {
+		t.Fatalf("after the call ended and its late save: record %+v, %v (%v), want none", rec, ok, err)
+	}
+	again, _ := e.join(ctx, protocol.RoleCustomer, "Carl")
+	if m := next(t, ctx, again); m.Type != protocol.TypeQueued {
+		t.Fatalf("joining again after hanging up: %+v, want queued", m)
+	}
 }
