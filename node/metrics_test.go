@@ -1,8 +1,6 @@
 package node
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,23 +12,7 @@ import (
 // families alerts are written on, at 0, for every configured queue, before
 // anyone has connected.
 func TestMetricsAtStartup(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{Listener: ln, Orgs: testOrgs(t), Media: sfu.Config{LoopbackOnly: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	n := runNode(t, Config{Orgs: testOrgs(t), Media: sfu.Config{LoopbackOnly: true}})
 
 	waitProbe(t, n.URL()+"/readyz", http.StatusOK, "ready")
 	code, text := probe(t, n.URL()+"/metrics")

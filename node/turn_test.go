@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -114,41 +113,17 @@ const nodeTURNSecret = "node-turn-secret-0123456789"
 func startTURNNode(t *testing.T, tc *TURNConfig) (*auth.Directory, *Node) {
 	t.Helper()
 	dir := testOrgs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{
-		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+	n := runNode(t, Config{
+		Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TURN: tc,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
 	})
 	return dir, n
 }
 
 func scrape(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	_, body := probe(t, url)
+	return body
 }
 
 // metricValue returns the value of the series named exactly series (name
@@ -179,29 +154,13 @@ func grepLines(text, prefix string) string {
 // with credentials minted with the shared secret, and no server runs here.
 func TestExternalTURN(t *testing.T) {
 	dir := testOrgs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const secret = "external-turn-secret-0123"
 	external := []string{"turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349?transport=tcp"}
-	n, err := New(Config{
-		Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
+	n := runNode(t, Config{
+		Orgs: dir, Media: sfu.Config{LoopbackOnly: true},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TURN:   &TURNConfig{Secret: secret, CredentialTTL: 30 * time.Minute, External: external},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
 	ws := "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"
 	tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
