@@ -332,10 +332,13 @@ func (r *runner) support(ctx context.Context) {
 		watch := func(m *member) string {
 			for {
 				msg, err := m.c.Next(cctx)
+				if cctx.Err() != nil {
+					// The run is over, or the call was ended on purpose:
+					// the ended that answers our hang-up may already be
+					// here, and is no failure.
+					return ""
+				}
 				if err != nil {
-					if cctx.Err() != nil {
-						return ""
-					}
 					return "disconnected"
 				}
 				switch msg.Type {
