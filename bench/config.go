@@ -53,11 +53,11 @@ type Config struct {
 	Agents      int           // queue: agents serving them
 	Duration    time.Duration // the whole run, ramp included
 	Ramp        float64       // pairs (or customers) started per second; 0: all at once
-	// MediaHold, in support and turn runs, ends each call (the agent hangs
-	// up) once both sides have received media of every kind for this long;
-	// the run ends when every call has, or at Duration. 0: calls hold until
-	// the run ends. A run with it measures as much media however long the
-	// calls take to come up, which on a busy machine can be many seconds.
+	// MediaHold, in support and turn runs, ends the run once both sides of
+	// every call have received media of every kind and this much time has
+	// passed since; Duration is then only a cap. 0: the run lasts Duration.
+	// A run with it measures as much media however long the calls take to
+	// come up, which on a busy machine can be many seconds.
 	MediaHold time.Duration
 
 	// Queue: the exactly-once accounting (see Exact).

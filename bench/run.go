@@ -53,6 +53,9 @@ type runner struct {
 	exact    *Exact          // queue: the verdicts
 	hosted   []hosted        // per node of cfg.MetricsURLs: placements and calls ended over the run
 	joins    []time.Duration // support: a customer's connect to assigned; broadcast: a supervisor's connect to assigned
+	// receiving are the members of support calls whose media was
+	// published, both sides: what MediaHold waits for.
+	receiving []*member
 }
 
 // member is one simulated client.
@@ -109,6 +112,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.sampleLoop(runCtx) })
+	if cfg.MediaHold > 0 && (cfg.Scenario == ScenarioSupport || cfg.Scenario == ScenarioTURN) {
+		wg.Go(func() {
+			if r.holdMedia(runCtx) {
+				cancel()
+			}
+		})
+	}
 	switch cfg.Scenario {
 	case ScenarioSupport, ScenarioTURN:
 		r.support(runCtx)
@@ -292,7 +302,6 @@ func (r *runner) support(ctx context.Context) {
 		cl.customer = customer
 		actx, cancel := context.WithTimeout(ctx, assignTimeout)
 		defer cancel()
-		var room string
 		for _, m := range []*member{customer, agent} {
 			msg, err := m.c.Next(actx, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye)
 			switch {
@@ -305,7 +314,7 @@ func (r *runner) support(ctx context.Context) {
 				failed(msg.Type + ":" + msg.Reason + string(msg.Code))
 				return
 			}
-			m.assignedAt, room = time.Now(), msg.Room
+			m.assignedAt = time.Now()
 		}
 		r.up.Add(1)
 		r.mu.Lock()
@@ -324,18 +333,17 @@ func (r *runner) support(ctx context.Context) {
 			}
 			m.pub = p
 		}
-		// The call holds until the run ends, or with MediaHold until both
-		// sides have had media that long; the first message that says it
-		// broke is its failure.
-		cctx, endCall := context.WithCancel(ctx)
-		defer endCall()
+		r.mu.Lock()
+		r.receiving = append(r.receiving, customer, agent)
+		r.mu.Unlock()
+		// The call holds until the run ends; the first message that says
+		// it broke is its failure.
 		watch := func(m *member) string {
 			for {
-				msg, err := m.c.Next(cctx)
-				if cctx.Err() != nil {
-					// The run is over, or the call was ended on purpose:
-					// the ended that answers our hang-up may already be
-					// here, and is no failure.
+				msg, err := m.c.Next(ctx)
+				if ctx.Err() != nil {
+					// The run is over: an ended that answers its last
+					// hang-ups is no failure.
 					return ""
 				}
 				if err != nil {
@@ -347,22 +355,11 @@ func (r *runner) support(ctx context.Context) {
 				}
 			}
 		}
-		done := make(chan string, 3)
+		done := make(chan string, 2)
 		for _, m := range []*member{customer, agent} {
 			go func() { done <- watch(m) }()
 		}
-		watchers := 2
-		if r.cfg.MediaHold > 0 {
-			watchers++
-			go func() {
-				if r.holdMedia(cctx, customer, agent) {
-					endCall() // first, so that the watchers take the ended that follows for no failure
-					_ = agent.c.Send(ctx, protocol.Message{Type: protocol.TypeHangup, Room: room})
-				}
-				done <- ""
-			}()
-		}
-		for range watchers {
+		for range 2 {
 			if reason := <-done; reason != "" && cl.failed == "" {
 				failed(reason)
 			}
@@ -370,14 +367,23 @@ func (r *runner) support(ctx context.Context) {
 	})
 }
 
-// holdMedia waits until every member has received each kind of media the
-// run sends, then MediaHold more. It reports false if ctx ended first.
-func (r *runner) holdMedia(ctx context.Context, members ...*member) bool {
+// holdMedia waits until both sides of every call of the run receive each
+// kind of media it sends, then MediaHold more. It reports false if ctx
+// ended first. (Calls are not paired with agents by the harness: with all
+// agents available at once, customer i may well be served by agent j, so
+// the run ends as a whole rather than call by call.)
+func (r *runner) holdMedia(ctx context.Context) bool {
 	kinds := []string{"audio", "video"}
 	if r.cfg.NoVideo {
 		kinds = kinds[:1]
 	}
 	flowing := func() bool {
+		r.mu.Lock()
+		members := append([]*member(nil), r.receiving...)
+		r.mu.Unlock()
+		if len(members) < 2*r.cfg.Calls {
+			return false
+		}
 		for _, m := range members {
 			for _, k := range kinds {
 				if !m.rx.has(k) {

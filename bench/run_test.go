@@ -63,10 +63,10 @@ func startNode(t *testing.T) string {
 	return n.URL()
 }
 
-// benchConfig is a run against the node at base. Support and TURN calls
-// end once both sides have had media for 6 s, however long they took to
-// come up; the run's duration is only a cap, so that a busy machine makes a
-// test slower, not failed.
+// benchConfig is a run against the node at base. Support and TURN runs
+// end once every call has had media both ways for 6 s, however long the
+// calls took to come up; the run's duration is only a cap, so that a busy
+// machine makes a test slower, not failed.
 func benchConfig(base, scenario string) Config {
 	cfg := Config{Scenario: scenario, URLs: []string{"ws" + strings.TrimPrefix(base, "http")}, Org: "acme",
 		Secret: []byte(testSecret), Queue: "support", Duration: 8 * time.Second, LoopbackOnly: true,

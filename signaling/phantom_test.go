@@ -181,17 +181,23 @@ func (s *slowSave) SaveCall(ctx context.Context, org, session string, r queue.Ca
 		defer close(s.saved)
 		return s.Store.SaveCall(ctx, org, session, r)
 	}
-	if s.held.Load() {
-		s.once.Do(func() { close(s.ended) })
-	}
-	return s.Store.SaveCall(ctx, org, session, r)
+	err := s.Store.SaveCall(ctx, org, session, r)
+	s.endWritten()
+	return err
 }
 
 func (s *slowSave) DeleteCall(ctx context.Context, org, session string) error {
+	err := s.Store.DeleteCall(ctx, org, session)
+	s.endWritten()
+	return err
+}
+
+// endWritten tells on ended once a write after the held save's start has
+// reached the store.
+func (s *slowSave) endWritten() {
 	if s.held.Load() {
 		s.once.Do(func() { close(s.ended) })
 	}
-	return s.Store.DeleteCall(ctx, org, session)
 }
 
 // TestCallEndedBeforeItsRecordSaved: a customer hangs up just after it was

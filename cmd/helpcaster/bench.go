@@ -151,7 +151,7 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs.BoolVar(&c.Demo, "demo", false, "take demo tokens from the server (one run with --dev) instead of an org secret")
 	fs.StringVar(&c.Queue, "queue", "", "queue to join (default: the org's default queue)")
 	fs.IntVar(&c.Calls, "calls", 10, "support, turn: customer/agent pairs")
-	fs.DurationVar(&c.MediaHold, "media-hold", 0, "support, turn: end each call once both sides have had media this long (0: calls last the whole run)")
+	fs.DurationVar(&c.MediaHold, "media-hold", 0, "support, turn: end the run once every call has had media both ways this long; --duration is then a cap (0: run for --duration)")
 	fs.IntVar(&c.Subscribers, "subscribers", 50, "broadcast: supervisors monitoring the one call")
 	fs.IntVar(&c.Customers, "customers", 1000, "queue: customers")
 	fs.IntVar(&c.Agents, "agents", 50, "queue: agents")
