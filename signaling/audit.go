@@ -62,16 +62,11 @@ func newAuditState() *auditState {
 // auditStubs sends each room's node the ids of the calls this node holds
 // sides of; from the hub's loop.
 func (h *hub) auditStubs(now time.Time) {
-	if h.cluster == nil {
-		return
-	}
 	byHost := make(map[string][]string)
 	h.mu.Lock()
-	for _, cs := range h.calls {
-		for _, c := range cs {
-			if c.host != "" && now.Sub(c.started) >= stubAuditAge {
-				byHost[c.host] = append(byHost[c.host], c.id)
-			}
+	for _, c := range h.calls.all() {
+		if c.host != "" && now.Sub(c.started) >= stubAuditAge {
+			byHost[c.host] = append(byHost[c.host], c.id)
 		}
 	}
 	h.mu.Unlock()
@@ -86,7 +81,7 @@ func (h *hub) unknownCalls(node string, ids []string) []string {
 	defer h.mu.Unlock()
 	var unknown []string
 	for _, id := range ids {
-		c := h.hosted[id]
+		c := h.calls.hostedCall(id)
 		if c == nil || c.ended || (c.cust.node != node && c.agent.node != node) {
 			unknown = append(unknown, id)
 		}
@@ -107,11 +102,9 @@ func (h *hub) endUnknownStubs(host string, ids []string) {
 	}
 	var found []stale
 	h.mu.Lock()
-	for s, cs := range h.calls {
-		for id, c := range cs {
-			if c.host == host && want[id] {
-				found = append(found, stale{s, c})
-			}
+	for s, c := range h.calls.all() {
+		if c.host == host && want[c.id] {
+			found = append(found, stale{s, c})
 		}
 	}
 	for _, st := range found {
@@ -159,7 +152,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 			continue
 		}
 		seen[s.id] = true
-		busy := len(h.calls[s]) + h.heldLocked(s) + h.invitedAgentLocked(s)
+		busy := h.calls.count(s) + h.holds.count(s) + h.invites.agentInvites(s)
 		rec, ok := inStore[s.id]
 		off := !ok || (busy == 0 && rec.Active > 0) || (st.wantAvailable && !rec.Available)
 		if !off {
@@ -174,7 +167,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 	// entries) or offered to an agent, on this node or another.
 	missingFor := auditAfter + cfg.OfferTimeout
 	for s, e := range h.entries {
-		if e.Org != org || e.Queue != q || h.invitedLocked(s) {
+		if e.Org != org || e.Queue != q || h.invites.customerInvited(s) {
 			continue
 		}
 		seen[s.id] = true
@@ -266,18 +259,6 @@ func (a *auditState) forgetUnseen(org, q string, seen map[string]bool, h *hub) {
 			}
 		}
 	}
-}
-
-// invitedAgentLocked counts the open invites of agent s (each holds a slot
-// in the store). h.mu is held.
-func (h *hub) invitedAgentLocked(s *session) int {
-	n := 0
-	for _, inv := range h.invites {
-		if inv.agent == s {
-			n++
-		}
-	}
-	return n
 }
 
 // settleAgent writes a connected agent's record afresh: its slots in the

@@ -2,8 +2,6 @@ package signaling
 
 import (
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,7 +9,6 @@ import (
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/helpcaster/helpcaster/signaling/queue"
-	"github.com/pion/webrtc/v4"
 )
 
 // Calls. A call is one customer and one agent in one room. The node that
@@ -151,10 +148,10 @@ func (h *hub) startCall(a queue.Assignment, id string) error {
 	if stillHere {
 		delete(h.queued, cust)
 		delete(h.entries, cust)
-		h.addCallLocked(cust, c)
-		h.addCallLocked(agent, c)
+		h.calls.add(cust, c)
+		h.calls.add(agent, c)
 		c.phase = phaseLive
-		h.hosted[c.id] = c
+		h.calls.host(c)
 		// Both are told in the step that records the call: an instant
 		// hang-up by either, which ends the call under h.mu, is told to
 		// the other after its assigned.
@@ -188,56 +185,6 @@ func (h *hub) newCall(a queue.Assignment, id string) *call {
 	c.agent = side{role: protocol.RoleAgent, id: a.Agent, node: h.nodeOf(a.AgentNode),
 		peer: protocol.Peer{Role: protocol.RoleAgent, Name: a.AgentName}}
 	return c
-}
-
-// openRoom creates c's room and both participants.
-func (h *hub) openRoom(c *call) error {
-	room, err := h.srv.sfu.Room(c.id)
-	if err == nil {
-		c.room = room
-		c.cust.part, err = h.joinRoom(c, protocol.RoleCustomer)
-	}
-	if err == nil {
-		c.agent.part, err = h.joinRoom(c, protocol.RoleAgent)
-	}
-	if err != nil {
-		h.closeRoom(c)
-		return fmt.Errorf("create room: %w", err)
-	}
-	return nil
-}
-
-// partRef names the participant whose signals a callback relays, once
-// Join has returned it (guarded by hub.mu): the failure of a participant
-// that has been replaced (a resumed customer's old one) or whose
-// monitoring has ended must not end what came after it.
-type partRef struct{ part *sfu.Participant }
-
-// joinRoom adds a participant for one side of c to c's room.
-func (h *hub) joinRoom(c *call, role string) (*sfu.Participant, error) {
-	self := new(partRef)
-	part, err := c.room.Join(randomID(9), h.mediaSignals(c, role, self))
-	if err != nil {
-		return nil, err
-	}
-	h.mu.Lock()
-	self.part = part
-	h.mu.Unlock()
-	return part, nil
-}
-
-func (h *hub) closeRoom(c *call) {
-	h.mu.Lock()
-	parts := []*sfu.Participant{c.cust.part, c.agent.part}
-	h.mu.Unlock()
-	for _, p := range parts {
-		if p != nil {
-			p.Close()
-		}
-	}
-	if c.room != nil {
-		c.room.Close()
-	}
 }
 
 func (h *hub) assignedMessage(c *call, to *side) protocol.Message {
@@ -286,71 +233,6 @@ func (h *hub) saveCall(c *call) {
 	}
 }
 
-// speakerSignals tells both sides of c who is speaking whenever the room's
-// active speaker changes. It runs on SFU goroutines (one call at a time, in
-// order, no SFU lock held) and takes hub.mu only briefly, never calling
-// into the SFU under it; once endCall has closed the room it is no longer
-// called.
-func (h *hub) speakerSignals(c *call) func(participantID string) {
-	return func(id string) {
-		h.mu.Lock()
-		cust, agent := c.cust.part, c.agent.part // a resumed customer has a new one
-		h.mu.Unlock()
-		m := protocol.Message{Type: protocol.TypeSpeaker}
-		switch {
-		case id == "":
-		case cust != nil && id == cust.ID():
-			m.Role = protocol.RoleCustomer
-		case agent != nil && id == agent.ID():
-			m.Role = protocol.RoleAgent
-		default:
-			return // not one of the call's two sides
-		}
-		h.sendTo(c, &c.cust, m)
-		h.sendTo(c, &c.agent, m)
-	}
-}
-
-// mediaSignals relays the SFU's signals for one side to its session; self
-// is the participant they come from.
-func (h *hub) mediaSignals(c *call, role string, self *partRef) func(sfu.Signal) {
-	return func(sig sfu.Signal) {
-		sd := c.side(role)
-		h.mu.Lock()
-		ended := c.ended
-		h.mu.Unlock()
-		if ended {
-			// endCall closes the room after marking the call ended: the
-			// renegotiation of the other side's tracks going away (an offer
-			// for sub, its candidates) would only reach a client that is
-			// about to get ended, and its answer would come too late.
-			return
-		}
-		switch {
-		case sig.Offer != "":
-			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeOffer, PC: sig.PC, SDP: sig.Offer})
-		case sig.Candidate != nil:
-			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeCandidate, PC: sig.PC, Candidate: toProtoCandidate(sig.Candidate)})
-		case sig.Layers != nil:
-			h.sendTo(c, sd, protocol.Message{Type: protocol.TypeLayers, Track: sig.Layers.TrackID, Active: sig.Layers.Active, Paused: sig.Layers.Paused})
-		case sig.Failed:
-			h.mu.Lock()
-			replaced := self.part == nil || sd.part != self.part
-			detached := role == protocol.RoleCustomer && c.cust.grace != nil
-			h.mu.Unlock()
-			if replaced || detached {
-				// A replaced participant's failure ends nothing; a detached
-				// customer's connection is gone anyway, and the resume grace
-				// decides.
-				return
-			}
-			// Not from this callback's goroutine: ending closes the connection
-			// that is calling us.
-			h.srv.goTracked(func() { h.endCall(c, "", protocol.ReasonFailed) })
-		}
-	}
-}
-
 // fromClient handles a call message of local session s: on the call here,
 // or forwarded to the node hosting it (whose answers and errors come back
 // through the relay).
@@ -380,63 +262,6 @@ func (h *hub) fromClient(s *session, m protocol.Message) error {
 	return h.callMsg(c, s.role, m)
 }
 
-// callMsg applies a client message from one side of a call hosted here.
-func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
-	sd := c.side(role)
-	h.mu.Lock()
-	part, ended := sd.part, c.ended
-	h.mu.Unlock()
-	if ended {
-		// It ended since the message was routed here: see late.go.
-		if m.Type == protocol.TypeChat {
-			return errCallEnded
-		}
-		return nil
-	}
-	if part == nil {
-		return errNotInCall
-	}
-	switch m.Type {
-	case protocol.TypeOffer:
-		answer, err := part.Offer(m.SDP)
-		if err != nil {
-			return mediaError(err)
-		}
-		h.sendTo(c, sd, protocol.Message{Type: protocol.TypeAnswer, PC: protocol.PCPub, SDP: answer})
-	case protocol.TypeAnswer:
-		return mediaError(part.Answer(m.SDP))
-	case protocol.TypeCandidate:
-		if m.Candidate == nil || m.Candidate.Candidate == "" {
-			return nil // end of candidates
-		}
-		cd := m.Candidate
-		return mediaError(part.AddCandidate(m.PC, webrtc.ICECandidateInit{
-			Candidate: cd.Candidate, SDPMid: cd.SDPMid, SDPMLineIndex: cd.SDPMLineIndex, UsernameFragment: cd.UsernameFragment,
-		}))
-	case protocol.TypeQuality:
-		part.SetMaxQuality(qualityOf(part, m))
-	case protocol.TypeChat:
-		from := sd.peer
-		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
-	case protocol.TypeHangup:
-		h.endCall(c, role, protocol.ReasonHangup)
-	}
-	return nil
-}
-
-// qualityOf is the layer a quality message asks part to receive at most.
-func qualityOf(part *sfu.Participant, m protocol.Message) int {
-	switch m.Quality {
-	case protocol.QualityLow:
-		return sfu.QualityLow
-	case protocol.QualityMedium:
-		return sfu.QualityMedium
-	case protocol.QualityHigh:
-		return sfu.QualityHigh
-	}
-	return part.QualityForSize(m.Width, m.Height)
-}
-
 // hangup ends s's call (the one named room, if it has several), takes a
 // waiting customer out of the queue, or ends a supervisor's monitoring.
 func (h *hub) hangup(s *session, room string) error {
@@ -451,7 +276,7 @@ func (h *hub) hangup(s *session, room string) error {
 		return nil
 	}
 	h.mu.Lock()
-	inCall := len(h.calls[s]) > 0
+	inCall := h.calls.count(s) > 0
 	_, waiting := h.queued[s]
 	h.mu.Unlock()
 	switch {
@@ -488,7 +313,7 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 	c.ended, c.endReason = true, reason
 	c.phase = phaseEnded
 	live := c.live
-	delete(h.hosted, c.id)
+	h.calls.unhost(c.id)
 	for _, sd := range []*side{&c.cust, &c.agent} {
 		if sd.s != nil {
 			h.removeCallLocked(sd.s, c)
@@ -580,27 +405,6 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 	}
 }
 
-// sendAgentState tells an agent its state: busy with as many calls as it
-// may hold, else available or away as it asked.
-func (h *hub) sendAgentState(s *session) {
-	h.mu.Lock()
-	state := h.agentStateLocked(s)
-	h.mu.Unlock()
-	s.send(protocol.Message{Type: protocol.TypeAgentState, State: state})
-}
-
-// agentStateLocked is agent s's state now. h.mu is held.
-func (h *hub) agentStateLocked(s *session) string {
-	st := h.agents[s]
-	switch {
-	case h.atCapacityLocked(s):
-		return protocol.AgentBusy
-	case st != nil && st.wantAvailable:
-		return protocol.AgentAvailable
-	}
-	return protocol.AgentAway
-}
-
 // disconnected cleans up after a joined session's connection ended. A
 // waiting customer keeps its place for the resume grace (resume.go).
 func (h *hub) disconnected(s *session) {
@@ -609,8 +413,7 @@ func (h *hub) disconnected(s *session) {
 	if h.sessions[s.id] == s {
 		delete(h.sessions, s.id)
 	}
-	calls := h.calls[s]
-	delete(h.calls, s)
+	calls := h.calls.forget(s)
 	_, waiting := h.queued[s]
 	_, isAgent := h.agents[s]
 	delete(h.agents, s)
@@ -655,8 +458,8 @@ func (h *hub) disconnected(s *session) {
 // endAll ends every call hosted here and leaves those hosted elsewhere
 // (server shutdown).
 func (h *hub) endAll(reason string) {
-	h.stopInvites()
-	h.stopGraces()
+	h.invites.closeAll()
+	h.graces.stopAll()
 	// A stub's side (the one connected here) is read in the same step, under
 	// hub.mu: the relay sets it when the side is bound.
 	type stub struct {
@@ -667,18 +470,16 @@ func (h *hub) endAll(reason string) {
 	h.mu.Lock()
 	hosted := make(map[*call]struct{})
 	seen := make(map[*call]bool)
-	for _, cs := range h.calls {
-		for _, c := range cs {
-			switch {
-			case c.host == "":
-				hosted[c] = struct{}{}
-			case !seen[c]:
-				seen[c] = true
-				stubs = append(stubs, stub{c, *c.localSide()})
-			}
+	for _, c := range h.calls.all() {
+		switch {
+		case c.host == "":
+			hosted[c] = struct{}{}
+		case !seen[c]:
+			seen[c] = true
+			stubs = append(stubs, stub{c, *c.localSide()})
 		}
 	}
-	for _, c := range h.hosted {
+	for c := range h.calls.allHosted() {
 		hosted[c] = struct{}{}
 	}
 	h.mu.Unlock()
@@ -701,93 +502,58 @@ func (c *call) localSide() *side {
 	return &c.agent
 }
 
-// undoAssignment reverses an assignment that could not become a call: a
-// customer still connected goes back to its place in the queue; the agent's
-// capacity is released (or the agent forgotten if it left).
-func (h *hub) undoAssignment(a queue.Assignment, custHere, agentHere bool) {
-	ctx, cancel := h.storeCtx()
-	defer cancel()
-	if custHere {
-		if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
-			h.srv.log.Error("requeue failed", "org", a.Org, "queue", a.Queue, "err", err)
-		}
+// removeCallLocked forgets that s is in c, noting that it ended for s
+// (late.go); true if s was in c. h.mu is held.
+func (h *hub) removeCallLocked(s *session, c *call) bool {
+	if !h.calls.remove(s, c) {
+		return false
 	}
-	var err error
-	if agentHere {
-		err = h.srv.store.Release(ctx, a.Org, a.Agent)
-	} else {
-		err = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
-	}
-	if err != nil {
-		h.srv.log.Error("release agent failed", "org", a.Org, "err", err)
-	}
+	h.ended.note(s, c.id)
+	return true
 }
 
-func toProtoCandidate(c *webrtc.ICECandidateInit) *protocol.ICECandidate {
-	return &protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+// atCapacityLocked reports whether s holds as many calls as it may,
+// counting those being set up. h.mu is held.
+func (h *hub) atCapacityLocked(s *session) bool {
+	return h.calls.count(s)+h.holds.count(s) >= capacity(s)
 }
 
-// mediaError turns an SFU error into the client's: a short fixed sentence
-// safe to show a user (the SFU's wording and the parser's error chain stay
-// in the cause, which only the debug log shows).
-func mediaError(err error) error {
-	has := func(s string) bool { return strings.Contains(err.Error(), s) }
-	reason := func(code protocol.Code, msg string) error {
-		return &protocol.Error{Code: code, Message: msg, Cause: err}
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, sfu.ErrBadSDP):
-		switch {
-		case has("media sections"):
-			return reason(protocol.CodeBadSDP, "too many media sections (max 8)")
-		case has("apply offer"):
-			return reason(protocol.CodeBadSDP, "the offer could not be parsed")
-		case has("create answer"):
-			return reason(protocol.CodeBadSDP, "the offer has no usable media section")
-		case has("apply answer"):
-			return reason(protocol.CodeBadSDP, "the answer could not be applied")
-		case has("candidate"):
-			return reason(protocol.CodeBadSDP, "the candidate could not be applied")
-		}
-		return reason(protocol.CodeBadSDP, "the session description could not be applied")
-	case errors.Is(err, sfu.ErrState):
-		switch {
-		case has("candidates"):
-			return reason(protocol.CodeInvalidState, "too many candidates for one connection (max 64)")
-		case has("without an outstanding offer"):
-			return reason(protocol.CodeInvalidState, "no offer is waiting for an answer")
-		}
-		return reason(protocol.CodeInvalidState, "the message does not fit the connection's state")
-	case errors.Is(err, sfu.ErrClosed):
-		return errNotInCall
-	default:
-		return err
-	}
-}
-
-// leaveQueue removes a waiting customer (from the queue, or from an invite
-// it was in) and updates the others.
-func (h *hub) leaveQueue(s *session) {
-	h.placeMu.Lock()
+// callOf returns s's call named room, or its only call when room is "".
+func (h *hub) callOf(s *session, room string) (*call, error) {
 	h.mu.Lock()
-	e, ok := h.entries[s]
-	delete(h.queued, s)
-	delete(h.entries, s)
-	h.mu.Unlock()
-	if !ok {
-		h.placeMu.Unlock()
-		return
+	defer h.mu.Unlock()
+	calls := h.calls.of(s)
+	if room != "" {
+		if c := calls[room]; c != nil {
+			return c, nil
+		}
+		return nil, errNotInCall
 	}
-	ctx, cancel := h.storeCtx()
-	_, err := h.srv.store.Remove(ctx, e.Org, e.Queue, s.id)
-	cancel()
-	h.placeMu.Unlock()
-	if err != nil {
-		h.srv.log.Error("leave queue failed", "err", err)
+	switch len(calls) {
+	case 0:
+		return nil, errNotInCall
+	case 1:
+		for _, c := range calls {
+			return c, nil
+		}
 	}
-	h.srv.metrics.abandoned.WithLabelValues(e.Org, e.Queue).Inc()
-	h.withdrawInvites(s)
-	h.kick(e.Org, e.Queue)
+	return nil, protocol.Errorf(protocol.CodeBadMessage, "you are in %d calls: name the call in room", len(calls))
+}
+
+// hostedCall returns the call hosted here named id, or nil.
+func (h *hub) hostedCall(id string) *call {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls.hostedCall(id)
+}
+
+// boundSession returns local session id if it is in call callID.
+func (h *hub) boundSession(id, callID string) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[id]
+	if s == nil || h.calls.get(s, callID) == nil {
+		return nil
+	}
+	return s
 }

@@ -122,7 +122,7 @@ func (s *Server) drainLeft() (calls, conns int) {
 	s.mu.Unlock()
 	h := s.hub
 	h.mu.Lock()
-	calls = len(h.hosted)
+	calls = h.calls.hostedCount()
 	h.mu.Unlock()
 	return calls, conns
 }
@@ -136,12 +136,8 @@ func (h *hub) drainStart() {
 		st.wantAvailable = false // what sideEnded and reconcile apply from now on
 		agents = append(agents, s)
 	}
-	invites := make([]*invite, 0, len(h.invites))
-	for _, inv := range h.invites {
-		invites = append(invites, inv)
-	}
 	h.mu.Unlock()
-	for _, inv := range invites {
+	for _, inv := range h.invites.all() {
 		h.inviteDone(inv, protocol.ReasonShutdown, nil)
 	}
 	for _, s := range agents {
@@ -175,7 +171,7 @@ func (h *hub) drainSweep(prev map[*session]bool) map[*session]bool {
 	var bye []*session
 	for _, s := range all {
 		_, monitoring := h.monitoring[s]
-		if len(h.calls[s]) > 0 || monitoring {
+		if h.calls.count(s) > 0 || monitoring {
 			continue
 		}
 		if prev == nil || prev[s] {
@@ -202,7 +198,7 @@ func (h *hub) drainAfterCall(s *session) {
 func (h *hub) inCall(s *session) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.calls[s]) > 0
+	return h.calls.count(s) > 0
 }
 
 // sayBye tells a client the server is going away and closes its

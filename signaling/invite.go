@@ -17,14 +17,16 @@ import (
 // customer leaves meanwhile, the invite is withdrawn and the agent keeps its
 // state.
 
-// invite is an assignment offered to an agent.
-type invite struct {
-	id     string // the room the call will have
-	a      queue.Assignment
-	cust   *session
-	agent  *session
-	timer  *time.Timer
-	closed bool // answered, expired or withdrawn; guarded by hub.mu
+// offer invites the agent of a to take its customer, on whichever node
+// holds the agent's connection.
+func (h *hub) offer(a queue.Assignment, timeout time.Duration) {
+	if h.isSelf(a.AgentNode) {
+		h.invite(a, timeout)
+		return
+	}
+	if !h.relay(a.AgentNode, relayMsg{Kind: relayInvite, A: &a, Timeout: timeout}) {
+		h.undoAssignment(a, true, true) // its node's own reaper or disconnect forgets the agent
+	}
 }
 
 // invite sends an assignment to its agent, on this node, as an invite. The
@@ -42,14 +44,9 @@ func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 		return
 	}
 	inv := &invite{id: randomID(12), a: a, cust: cust, agent: agent}
-	// The timer is set in the same step that publishes the invite: a
-	// customer leaving at once may close the invite and stop it.
-	h.mu.Lock()
-	h.invites[inv.id] = inv
-	inv.timer = time.AfterFunc(timeout, func() {
+	h.invites.add(inv, timeout, func() {
 		h.srv.goTracked(func() { h.inviteDone(inv, protocol.ReasonTimeout, nil) })
 	})
-	h.mu.Unlock()
 	agent.send(protocol.Message{
 		Type:    protocol.TypeInvite,
 		Room:    inv.id,
@@ -59,40 +56,23 @@ func (h *hub) invite(a queue.Assignment, timeout time.Duration) {
 	})
 }
 
-// takeInvite removes and returns the open invite id of agent s.
-func (h *hub) takeInvite(s *session, id string) *invite {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	inv := h.invites[id]
-	if inv == nil || inv.agent != s || inv.closed {
-		return nil
-	}
-	inv.closed = true
-	delete(h.invites, id)
-	return inv
-}
-
 var errNoInvite = protocol.Errorf(protocol.CodeInvalidState, "no such invite: it was withdrawn, expired or never sent to you")
 
 // accept starts the call an agent accepted.
 func (h *hub) accept(s *session, id string) error {
-	inv := h.takeInvite(s, id)
+	inv := h.invites.take(id, s)
 	if inv == nil {
 		return errNoInvite
 	}
 	inv.timer.Stop()
 	// Until the call is set up, a start given up is told to the agent as
 	// the invite withdrawn (setup.go).
-	h.mu.Lock()
-	h.accepted[inv.id] = acceptedInvite{agent: s, at: time.Now()}
-	h.mu.Unlock()
+	h.invites.accept(inv.id, s, time.Now())
 	h.placeMu.Lock()
 	err := h.start(inv.a, inv.id)
 	h.placeMu.Unlock()
 	if err != nil {
-		h.mu.Lock()
-		delete(h.accepted, inv.id)
-		h.mu.Unlock()
+		h.invites.takeAccepted(inv.id)
 	}
 	if errors.Is(err, errUndone) {
 		// The customer left between the accept and the call.
@@ -106,22 +86,14 @@ func (h *hub) accept(s *session, id string) error {
 	return nil
 }
 
-// acceptedInvite is an invite its agent accepted whose call is being set
-// up; guarded by hub.mu.
-type acceptedInvite struct {
-	agent *session
-	at    time.Time
-}
-
 // withdrawAcceptedLocked tells the agent of an accepted invite, if call is
 // one, that it is withdrawn after all (the customer could not be had), and
 // forgets it; told false only forgets it. h.mu is held.
 func (h *hub) withdrawAcceptedLocked(call string, tell bool) {
-	ai, ok := h.accepted[call]
+	ai, ok := h.invites.takeAccepted(call)
 	if !ok {
 		return
 	}
-	delete(h.accepted, call)
 	if tell && h.sessions[ai.agent.id] == ai.agent {
 		ai.agent.send(protocol.Message{Type: protocol.TypeWithdrawn, Room: call, Reason: protocol.ReasonPeerLeft})
 	}
@@ -129,9 +101,7 @@ func (h *hub) withdrawAcceptedLocked(call string, tell bool) {
 
 // decline turns an invite down.
 func (h *hub) decline(s *session, id string) error {
-	h.mu.Lock()
-	inv := h.invites[id]
-	h.mu.Unlock()
+	inv := h.invites.get(id)
 	if inv == nil || inv.agent != s {
 		return errNoInvite
 	}
@@ -145,12 +115,10 @@ func (h *hub) decline(s *session, id string) error {
 // customer who left.
 func (h *hub) inviteDone(inv *invite, reason string, by *session) {
 	h.mu.Lock()
-	if inv.closed {
+	if !h.invites.close(inv) {
 		h.mu.Unlock()
 		return
 	}
-	inv.closed = true
-	delete(h.invites, inv.id)
 	// A customer on another node is put back; it is gone only if it left
 	// here.
 	custHere := true
@@ -188,37 +156,7 @@ func (h *hub) inviteDone(inv *invite, reason string, by *session) {
 
 // withdrawInvites closes the invites of a session that left.
 func (h *hub) withdrawInvites(s *session) {
-	h.mu.Lock()
-	var mine []*invite
-	for _, inv := range h.invites {
-		if (inv.cust != nil && inv.cust == s) || inv.agent == s {
-			mine = append(mine, inv)
-		}
-	}
-	h.mu.Unlock()
-	for _, inv := range mine {
+	for _, inv := range h.invites.of(s) {
 		h.inviteDone(inv, protocol.ReasonPeerLeft, s)
-	}
-}
-
-// invitedLocked reports whether customer s is in an open invite. h.mu is
-// held.
-func (h *hub) invitedLocked(s *session) bool {
-	for _, inv := range h.invites {
-		if inv.cust != nil && inv.cust == s {
-			return true
-		}
-	}
-	return false
-}
-
-// stopInvites stops every invite's timer (shutdown).
-func (h *hub) stopInvites() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, inv := range h.invites {
-		inv.timer.Stop()
-		inv.closed = true
-		delete(h.invites, id)
 	}
 }

@@ -25,7 +25,7 @@ func (h *hub) monitor(s *session, room string) error {
 		h.mu.Unlock()
 		return protocol.Errorf(protocol.CodeInvalidState, "already monitoring a call: hang up first")
 	}
-	c := h.hosted[room]
+	c := h.calls.hostedCall(room)
 	// Another organization's call is answered as a call that does not
 	// exist: its id tells the supervisor nothing.
 	if c == nil || c.org != s.org.ID || c.ended || !c.live {

@@ -169,6 +169,7 @@ type slowSave struct {
 	ended   chan struct{}
 	held    atomic.Bool
 	once    sync.Once
+	freed   sync.Once
 }
 
 func newSlowSave(s queue.Store) *slowSave {
@@ -192,6 +193,9 @@ func (s *slowSave) DeleteCall(ctx context.Context, org, session string) error {
 	return err
 }
 
+// free lets the held save go on (once).
+func (s *slowSave) free() { s.freed.Do(func() { close(s.release) }) }
+
 // endWritten tells on ended once a write after the held save's start has
 // reached the store.
 func (s *slowSave) endWritten() {
@@ -214,12 +218,24 @@ func TestCallEndedBeforeItsRecordSaved(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e := newEnv(t, withStore(store))
+	// A test that fails with the save held must not leave the server's
+	// shutdown waiting for it.
+	defer store.free()
 	// The customer waits first, so that placement runs on the agent's
 	// connection when it becomes available, not on the customer's, which
 	// must stay free to hang up.
 	agent, _ := e.join(ctx, protocol.RoleAgent, "Ann")
 	cust, welcome := e.join(ctx, protocol.RoleCustomer, "Carl")
 	next(t, ctx, cust, protocol.TypeQueued)
+	// The answer to a chat sent while waiting comes from the customer's
+	// read loop once its join, placement included, has returned: the
+	// placement that finds the agent available then runs on the agent's.
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "hello?"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(t, ctx, cust, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) {
+		t.Fatalf("chat while waiting: %+v, want not_in_call", m)
+	}
 	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +251,7 @@ func TestCallEndedBeforeItsRecordSaved(t *testing.T) {
 	case <-store.ended:
 	case <-time.After(2 * time.Second):
 	}
-	close(store.release)
+	store.free()
 	<-store.saved
 	<-store.ended
 	if rec, ok, err := mem.LookupCall(ctx, "acme", welcome.Session); err != nil || ok {

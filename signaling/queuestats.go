@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"sync"
 	"time"
 
 	"github.com/helpcaster/helpcaster/signaling/auth"
@@ -39,24 +40,47 @@ const (
 
 type queueKey struct{ org, queue string }
 
-// kick asks the refresher to refresh a queue soon.
-func (h *hub) kick(org, q string) {
-	h.mu.Lock()
-	h.dirty[queueKey{org, q}] = true
-	h.mu.Unlock()
+// dirtyQueues are the queues changed on this node since the refresher last
+// looked, and the wake-up that tells it. Its lock is a leaf.
+type dirtyQueues struct {
+	mu     sync.Mutex
+	marked map[queueKey]bool
+	kicked chan struct{} // one wake-up is enough for any number of marks
+}
+
+func newDirtyQueues() *dirtyQueues {
+	return &dirtyQueues{marked: make(map[queueKey]bool), kicked: make(chan struct{}, 1)}
+}
+
+// mark notes that k changed and wakes the refresher.
+func (d *dirtyQueues) mark(k queueKey) {
+	d.mu.Lock()
+	d.marked[k] = true
+	d.mu.Unlock()
 	select {
-	case h.kicked <- struct{}{}:
+	case d.kicked <- struct{}{}:
 	default:
 	}
 }
 
+// take returns the marked queues and clears the marks.
+func (d *dirtyQueues) take() map[queueKey]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.marked
+	d.marked = make(map[queueKey]bool)
+	return out
+}
+
+// kick asks the refresher to refresh a queue soon.
+func (h *hub) kick(org, q string) { h.dirty.mark(queueKey{org, q}) }
+
 // activeQueues are the queues this node has customers or agents in, plus
 // any marked dirty; it clears the marks.
 func (h *hub) activeQueues() map[queueKey]bool {
+	out := h.dirty.take()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := h.dirty
-	h.dirty = make(map[queueKey]bool)
 	for _, e := range h.entries {
 		out[queueKey{e.Org, e.Queue}] = true
 	}

@@ -47,7 +47,7 @@ func (h *hub) loop(stop <-chan struct{}) {
 			h.pruneSettled(now)
 		case <-qt.C:
 			h.tick(true)
-		case <-h.kicked:
+		case <-h.dirty.kicked:
 			h.tick(false)
 		}
 	}
@@ -71,7 +71,7 @@ func (h *hub) reconcile() {
 	h.mu.Lock()
 	local := map[queueKey][]queue.Entry{}
 	for s := range h.queued {
-		if h.invitedLocked(s) {
+		if h.invites.customerInvited(s) {
 			continue // out of the queue while its agent is invited
 		}
 		if e, ok := h.entries[s]; ok {
@@ -150,7 +150,7 @@ func (h *hub) restoreAgents() bool {
 	var agents []agent
 	for s, st := range h.agents {
 		// A call, a hold, or a customer it was offered.
-		busy := len(h.calls[s])+h.heldLocked(s)+h.invitedAgentLocked(s) > 0
+		busy := h.calls.count(s)+h.holds.count(s)+h.invites.agentInvites(s) > 0
 		agents = append(agents, agent{h.agentRecord(s), st.wantAvailable && !busy})
 	}
 	h.mu.Unlock()

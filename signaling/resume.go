@@ -27,12 +27,6 @@ import (
 // DefaultResumeGrace is how long a disconnected customer keeps its place.
 const DefaultResumeGrace = time.Minute
 
-// grace is a disconnected customer's place being kept.
-type grace struct {
-	timer *time.Timer
-	entry queue.Entry
-}
-
 // newResume returns a resume token for a session and the hash to keep.
 func newResume(org, session string) (token, key string) {
 	secret := randomID(24)
@@ -87,28 +81,17 @@ func (h *hub) detach(s *session) {
 	if !h.srv.Ready() {
 		return // shutting down: the place stays for another node to keep or reap
 	}
-	// Published in the step that starts its timer: however short the
-	// grace, graceOver finds it.
-	g := &grace{entry: e}
-	h.mu.Lock()
-	g.timer = time.AfterFunc(h.srv.resumeGrace, func() {
+	h.graces.start(s.id, e, h.srv.resumeGrace, func(g *grace) {
 		h.srv.goTracked(func() { h.graceOver(s.id, g) })
 	})
-	h.graces[s.id] = g
-	h.mu.Unlock()
 	h.kick(e.Org, e.Queue)
 }
 
 // graceOver removes a customer that did not resume in time.
 func (h *hub) graceOver(id string, g *grace) {
-	h.mu.Lock()
-	if h.graces[id] != g {
-		h.mu.Unlock()
-		return // resumed
+	if h.graces.takeIf(id, g) {
+		h.removeDetached(g.entry.Org, g.entry.Queue, id)
 	}
-	delete(h.graces, id)
-	h.mu.Unlock()
-	h.removeDetached(g.entry.Org, g.entry.Queue, id)
 }
 
 func (h *hub) removeDetached(org, q, id string) {
@@ -123,17 +106,6 @@ func (h *hub) removeDetached(org, q, id string) {
 		h.srv.metrics.abandoned.WithLabelValues(org, q).Inc()
 		// Customers behind it may be assignable now.
 		h.srv.goTracked(func() { h.place(org, q) })
-	}
-}
-
-// stopGraces stops the grace timers (shutdown); the places stay in the
-// store for other nodes to keep or reap.
-func (h *hub) stopGraces() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, g := range h.graces {
-		g.timer.Stop()
-		delete(h.graces, id)
 	}
 }
 
@@ -240,12 +212,8 @@ func (h *hub) resumed(s *session, e queue.Entry, token string) error {
 		delete(h.queued, old)
 		delete(h.entries, old)
 	}
-	g := h.graces[s.id]
-	delete(h.graces, s.id)
+	h.graces.take(s.id)
 	h.mu.Unlock()
-	if g != nil {
-		g.timer.Stop()
-	}
 	if old != nil {
 		old.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
 		old.closeWith(websocket.StatusNormalClosure, "resumed on another connection")
@@ -306,14 +274,10 @@ func (h *hub) movedAway(id string) {
 		delete(h.entries, s)
 	}
 	if s != nil && s.role == protocol.RoleCustomer {
-		delete(h.calls, s) // stubs: the room's node already knows
+		h.calls.forget(s) // stubs: the room's node already knows
 	}
-	g := h.graces[id]
-	delete(h.graces, id)
+	h.graces.take(id)
 	h.mu.Unlock()
-	if g != nil {
-		g.timer.Stop()
-	}
 	if s != nil && s.role == protocol.RoleCustomer {
 		s.send(protocol.Message{Type: protocol.TypeBye, Reason: protocol.ReasonResumed})
 		s.closeWith(websocket.StatusNormalClosure, "resumed on another node")
@@ -352,7 +316,7 @@ func (h *hub) resumeCall(s *session, rec queue.CallRecord, token string) {
 	h.mu.Lock()
 	old := h.sessions[s.id]
 	if old != nil {
-		delete(h.calls, old)
+		h.calls.forget(old)
 	}
 	h.sessions[s.id] = s
 	h.mu.Unlock()
@@ -488,11 +452,9 @@ func (h *hub) endOrphanedStubs(dead func(string) bool) {
 	}
 	var orphans []orphan
 	h.mu.Lock()
-	for s, calls := range h.calls {
-		for _, c := range calls {
-			if c.host != "" && dead(c.host) {
-				orphans = append(orphans, orphan{s, c})
-			}
+	for s, c := range h.calls.all() {
+		if c.host != "" && dead(c.host) {
+			orphans = append(orphans, orphan{s, c})
 		}
 	}
 	for _, o := range orphans {
@@ -517,11 +479,11 @@ func (h *hub) endOrphanedStubs(dead func(string) bool) {
 // customers whose grace ran out are removed, and their agents are
 // forgotten. Every node reaps; the store's atomic operations make that safe.
 func (h *hub) reap() {
-	if h.cluster == nil {
+	if !h.peers.clustered() {
 		return
 	}
 	ctx, cancel := h.storeCtx()
-	live, err := h.cluster.Live(ctx)
+	live, err := h.peers.live(ctx)
 	cancel()
 	if err != nil {
 		return
@@ -555,7 +517,7 @@ func (h *hub) reap() {
 		c    *call
 		role string
 	}
-	for _, c := range h.hosted {
+	for c := range h.calls.allHosted() {
 		for _, sd := range []*side{&c.cust, &c.agent} {
 			if c.live && dead(sd.node) {
 				orphaned = append(orphaned, struct {
@@ -595,5 +557,52 @@ func (h *hub) reap() {
 				}
 			}
 		}
+	}
+}
+
+// bind tells the resumed customer side of a live call hosted here that it
+// is assigned again (resume.go).
+func (h *hub) bind(c *call, sd *side) {
+	msg := h.assignedMessage(c, sd)
+	_, node, id := h.whereIs(sd)
+	if node == "" {
+		s := h.bindHere(c, c, sd.role, id, msg)
+		h.sideBound(c, sd.role, s != nil)
+		return
+	}
+	if !h.relay(node, relayMsg{Kind: relayBind, Call: c.id, Org: c.org, Queue: c.queue, Side: sd.role, Session: id, Msg: &msg}) {
+		h.sideBound(c, sd.role, false)
+	}
+}
+
+// bindHere binds local customer id, resuming into call c, to c or to a
+// stub of it when c is hosted elsewhere, and tells it msg (assigned). The
+// target's side is set in the step that makes the call the session's, so
+// that the session's end, however soon, finds it there. It returns the
+// session, or nil if it is gone.
+func (h *hub) bindHere(c, target *call, role, id string, msg protocol.Message) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[id]
+	if s == nil || s.role != role || s.org.ID != c.org || h.atCapacityLocked(s) {
+		return nil
+	}
+	delete(h.queued, s)
+	delete(h.entries, s)
+	h.calls.add(s, target)
+	sd := target.side(role)
+	sd.role, sd.id, sd.s = role, s.id, s
+	s.send(msg)
+	return s
+}
+
+// sideBound follows a resumed customer's rebind: one that is gone again
+// is detached, and the grace goes on.
+func (h *hub) sideBound(c *call, role string, ok bool) {
+	h.mu.Lock()
+	ended := c.ended
+	h.mu.Unlock()
+	if !ended && !ok {
+		h.detachSide(c, role, nil)
 	}
 }

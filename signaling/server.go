@@ -196,16 +196,15 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.resumeGrace <= 0 {
 		s.resumeGrace = DefaultResumeGrace
 	}
-	s.hub = newHub(s)
+	var p peers = alone{}
 	if cfg.Cluster != nil {
-		s.hub.cluster, s.hub.self = cfg.Cluster, cfg.Cluster.NodeID()
-		go func() {
-			defer close(s.listenDone)
-			s.hub.listen()
-		}()
-	} else {
-		close(s.listenDone)
+		p = newOverBus(cfg.Cluster, log)
 	}
+	s.hub = newHub(s, p)
+	go func() {
+		defer close(s.listenDone)
+		p.listen(s.ctx, s.hub.onRelay)
+	}()
 	s.stopReconcile, s.reconcileDone = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(s.reconcileDone)

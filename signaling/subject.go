@@ -114,7 +114,7 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 	h.mu.Lock()
 	if old := h.sessions[id]; old != nil {
 		// Here: what this node knows is the whole truth.
-		busy := len(h.calls[old])+h.heldLocked(old) > 0 || h.invitedLocked(old) || h.invitedAgentLocked(old) > 0
+		busy := h.calls.count(old)+h.holds.count(old) > 0 || h.invites.customerInvited(old) || h.invites.agentInvites(old) > 0
 		e, waiting := h.entries[old]
 		h.mu.Unlock()
 		p := &prevConn{node: h.self, busy: busy}
@@ -162,10 +162,10 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 // nodeLive reports whether node is in the registry of live nodes (true
 // when the registry cannot say).
 func (h *hub) nodeLive(ctx context.Context, node string) bool {
-	if h.cluster == nil || h.isSelf(node) {
+	if h.isSelf(node) {
 		return true
 	}
-	live, err := h.cluster.Live(ctx)
+	live, err := h.peers.live(ctx)
 	return err != nil || live[node]
 }
 
@@ -237,7 +237,7 @@ func (h *hub) stillHolder(s *session) bool {
 func (h *hub) replacedHere(id string) {
 	h.mu.Lock()
 	s := h.sessions[id]
-	if s != nil && len(h.calls[s])+h.heldLocked(s) > 0 {
+	if s != nil && h.calls.count(s)+h.holds.count(s) > 0 {
 		h.mu.Unlock()
 		return
 	}
@@ -245,12 +245,8 @@ func (h *hub) replacedHere(id string) {
 		delete(h.queued, s)
 		delete(h.entries, s)
 	}
-	g := h.graces[id]
-	delete(h.graces, id)
+	h.graces.take(id) // disconnected already, its place kept for a resume
 	h.mu.Unlock()
-	if g != nil {
-		g.timer.Stop() // disconnected already, its place kept for a resume
-	}
 	if s == nil {
 		return
 	}
