@@ -596,7 +596,7 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("queue: snapshot: %w", err)
 	}
-	// Samples are trimmed lazily (luaSamples): leave out the expired ones.
+	// Samples are trimmed lazily (lua/lib/samples.lua): leave out the expired ones.
 	if cut := r.now().Add(-SampleAge); since.Before(cut) {
 		since = cut
 	}
@@ -831,7 +831,7 @@ func (r *Redis) Attach(ctx context.Context, org, queue, session, node string) (b
 	return r.mark(ctx, "attach", attachScript, org, queue, session, node)
 }
 
-func (r *Redis) mark(ctx context.Context, op string, script *redis.Script, org, queue, session, arg string) (bool, error) {
+func (r *Redis) mark(ctx context.Context, op string, script *luaScript, org, queue, session, arg string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
