@@ -30,7 +30,7 @@ help:
 	@echo "make fuzz          fuzz each target in FUZZ_TARGETS for LONG_FUZZTIME ($(LONG_FUZZTIME))"
 	@echo "make bench         Go benchmarks and a short helpcaster bench set (reports in bench-results/)"
 	@echo "make chaos         CHAOS_ROUNDS ($(CHAOS_ROUNDS)) random fault-injection rounds on three nodes (CHAOS_SEED replays a run)"
-	@echo "make lint          go vet and staticcheck"
+	@echo "make lint          go vet, staticcheck, and the Lua files (luac5.1 -p, luacheck)"
 	@echo "make fmt           gofmt -w the tracked Go files"
 	@echo "make samples       regenerate testdata/sample.ivf and testdata/sample.ogg (needs ffmpeg)"
 
@@ -135,10 +135,18 @@ chaos:
 	HELPCASTER_CHAOS_ROUNDS=$(CHAOS_ROUNDS) HELPCASTER_CHAOS_SEED=$(CHAOS_SEED) \
 		$(GO) test -count=1 -timeout 0 -v -run '^TestChaosRounds$$' ./cmd/helpcaster
 
+# Lua files (the Redis queue store's scripts) must parse as Lua 5.1, Redis's
+# Lua (luac5.1 -p), and pass luacheck, run in each directory that has a
+# .luacheckrc (the globals Redis gives its scripts are declared there).
+LUA_FILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.lua' 2>/dev/null || find . -name '*.lua' -not -path './.git/*'))
+LUACHECK_DIRS = $(patsubst %/,%,$(dir $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.luacheckrc' 2>/dev/null || find . -name .luacheckrc -not -path './.git/*'))))
+
 lint:
 	bash scripts/install-test-deps.sh --lint
 	$(GO) vet ./...
 	bin/staticcheck ./...
+	@files="$(LUA_FILES)"; if [ -n "$$files" ]; then echo "luac5.1 -p (every .lua file)"; luac5.1 -p $$files; fi
+	@set -e; for d in $(LUACHECK_DIRS); do echo "luacheck $$d"; (cd "$$d" && luacheck --no-color -q .); done
 
 fmt:
 	@files="$(GOFILES_TRACKED)"; \

@@ -3,7 +3,7 @@
 # when everything is present it changes nothing (and needs no root).
 #
 #   scripts/install-test-deps.sh          system packages for `make test` (Debian/Ubuntu, as root)
-#   scripts/install-test-deps.sh --lint   staticcheck into ./bin, for `make lint`
+#   scripts/install-test-deps.sh --lint   staticcheck into ./bin, and luac5.1 and luacheck (as root), for `make lint`
 #
 # System packages are checked by a command (or file) they provide; apt-get
 # update runs once, and only when something is missing.
@@ -28,6 +28,12 @@ system_needs=(
 	"turnutils_uclient|coturn|coturn's TURN test client and peer for the TURN tests (the coturn service is not started)"
 )
 
+# The same, for `make lint` (--lint).
+lint_needs=(
+	"luac5.1|lua5.1|luac5.1 -p, to check that the Lua files parse as Lua 5.1, Redis's Lua"
+	"luacheck|lua-check|luacheck, to lint the Lua files (the Redis queue store's scripts)"
+)
+
 have() {
 	local check="$1"
 	if [[ "$check" == /* ]]; then
@@ -37,10 +43,13 @@ have() {
 	fi
 }
 
-install_system() {
-	local missing=() reasons=() entry check pkgs why
-	for entry in "${system_needs[@]}"; do
+# install_packages installs the system packages of the needs given as
+# arguments (entries as in system_needs) whose check fails.
+install_packages() {
+	local missing=() reasons=() names=() entry check pkgs why
+	for entry in "$@"; do
 		IFS='|' read -r check pkgs why <<<"$entry"
+		names+=("$pkgs")
 		if have "$check"; then
 			continue
 		fi
@@ -50,7 +59,7 @@ install_system() {
 	done
 
 	if ((${#missing[@]} == 0)); then
-		log "system packages: nothing to do (gcc, libc6-dev, chromium, firefox-esr, ffmpeg, iproute2, util-linux, redis-server, coturn present)"
+		log "system packages: nothing to do (${names[*]} present)"
 		return 0
 	fi
 
@@ -83,7 +92,7 @@ install_system() {
 		trap - EXIT
 	fi
 
-	for entry in "${system_needs[@]}"; do
+	for entry in "$@"; do
 		IFS='|' read -r check pkgs why <<<"$entry"
 		have "$check" || die "$pkgs installed but $check is still missing"
 	done
@@ -91,6 +100,7 @@ install_system() {
 }
 
 install_lint() {
+	install_packages "${lint_needs[@]}"
 	local bin="$repo_root/bin"
 	if [[ -x "$bin/staticcheck" ]]; then
 		log "staticcheck: already in $bin ($("$bin/staticcheck" -version 2>/dev/null || echo 'unknown version'))"
@@ -108,7 +118,7 @@ usage() {
 }
 
 case "${1:-}" in
-"") install_system ;;
+"") install_packages "${system_needs[@]}" ;;
 --lint) install_lint ;;
 -h | --help) usage ;;
 *)

@@ -185,7 +185,7 @@ func (m *Memory) lookup(org, queue string) *memQueue {
 	return nil
 }
 
-// Enqueue implements Store.
+// Enqueue implements Queues.
 func (m *Memory) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -208,7 +208,7 @@ func (m *Memory) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) 
 	return q.add(&memEntry{Entry: e, seq: q.seq}), nil
 }
 
-// Requeue implements Store.
+// Requeue implements Queues.
 func (m *Memory) Requeue(ctx context.Context, e Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -226,7 +226,7 @@ func (m *Memory) Requeue(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// Move implements Store.
+// Move implements Queues.
 func (m *Memory) Move(ctx context.Context, e Entry, to string, priority, maxLen int) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -252,12 +252,12 @@ func (m *Memory) Move(ctx context.Context, e Entry, to string, priority, maxLen 
 	return true, nil
 }
 
-// Remove implements Store.
+// Remove implements Queues.
 func (m *Memory) Remove(ctx context.Context, org, queue, session string) (bool, error) {
 	return m.remove(ctx, org, queue, session, false)
 }
 
-// Waiting implements Store.
+// Waiting implements Queues.
 func (m *Memory) Waiting(ctx context.Context, org, queue string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func (m *Memory) Waiting(ctx context.Context, org, queue string) ([]string, erro
 	return out, nil
 }
 
-// SetAgent implements Store.
+// SetAgent implements Presence.
 func (m *Memory) SetAgent(ctx context.Context, a Agent, available bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -299,7 +299,7 @@ func (m *Memory) SetAgent(ctx context.Context, a Agent, available bool) error {
 	return nil
 }
 
-// RemoveAgent implements Store.
+// RemoveAgent implements Presence.
 func (m *Memory) RemoveAgent(ctx context.Context, org, session string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -312,7 +312,7 @@ func (m *Memory) RemoveAgent(ctx context.Context, org, session string) error {
 	return nil
 }
 
-// Release implements Store.
+// Release implements Presence.
 func (m *Memory) Release(ctx context.Context, org, agent string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -332,7 +332,7 @@ func (m *Memory) Release(ctx context.Context, org, agent string) error {
 	return nil
 }
 
-// Assign implements Store.
+// Assign implements Assigner.
 func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Policy) (Assignment, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Assignment{}, false, err
@@ -395,7 +395,7 @@ func appendSample(ss []Sample, s Sample, now time.Time) []Sample {
 	return ss
 }
 
-// Lookup implements Store.
+// Lookup implements Queues.
 func (m *Memory) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
 	var e Entry
 	ok, err := m.edit(ctx, org, queue, session, func(_ *memQueue, x *memEntry) {
@@ -405,7 +405,7 @@ func (m *Memory) Lookup(ctx context.Context, org, queue, session string) (Entry,
 	return e, ok, err
 }
 
-// Detach implements Store.
+// Detach implements Detachment.
 func (m *Memory) Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error) {
 	return m.edit(ctx, org, queue, session, func(q *memQueue, e *memEntry) {
 		if e.Detached.IsZero() {
@@ -414,7 +414,7 @@ func (m *Memory) Detach(ctx context.Context, org, queue, session string, at time
 	})
 }
 
-// Attach implements Store.
+// Attach implements Detachment.
 func (m *Memory) Attach(ctx context.Context, org, queue, session, node string) (bool, error) {
 	return m.edit(ctx, org, queue, session, func(q *memQueue, e *memEntry) {
 		q.setDetached(e, time.Time{})
@@ -422,7 +422,7 @@ func (m *Memory) Attach(ctx context.Context, org, queue, session, node string) (
 	})
 }
 
-// RemoveDetached implements Store.
+// RemoveDetached implements Detachment.
 func (m *Memory) RemoveDetached(ctx context.Context, org, queue, session string) (bool, error) {
 	return m.remove(ctx, org, queue, session, true)
 }
@@ -468,7 +468,7 @@ func (m *Memory) edit(ctx context.Context, org, queue, session string, f func(*m
 	return true, nil
 }
 
-// SaveCall implements Store. Records live until deleted (a single node's
+// SaveCall implements CallRecords. Records live until deleted (a single node's
 // calls end with it).
 func (m *Memory) SaveCall(ctx context.Context, org, session string, r CallRecord) error {
 	if err := ctx.Err(); err != nil {
@@ -480,7 +480,7 @@ func (m *Memory) SaveCall(ctx context.Context, org, session string, r CallRecord
 	return nil
 }
 
-// LookupCall implements Store.
+// LookupCall implements CallRecords.
 func (m *Memory) LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return CallRecord{}, false, err
@@ -494,7 +494,7 @@ func (m *Memory) LookupCall(ctx context.Context, org, session string) (CallRecor
 	return CallRecord{}, false, nil
 }
 
-// DeleteCall implements Store.
+// DeleteCall implements CallRecords.
 func (m *Memory) DeleteCall(ctx context.Context, org, session string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -507,7 +507,7 @@ func (m *Memory) DeleteCall(ctx context.Context, org, session string) error {
 	return nil
 }
 
-// HoldSubject implements Store. Expired holds are swept as new ones are
+// HoldSubject implements Subjects. Expired holds are swept as new ones are
 // taken.
 func (m *Memory) HoldSubject(ctx context.Context, org, subject, prev, session string) (bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -533,7 +533,7 @@ func (m *Memory) HoldSubject(ctx context.Context, org, subject, prev, session st
 	return true, nil
 }
 
-// SubjectHolder implements Store.
+// SubjectHolder implements Subjects.
 func (m *Memory) SubjectHolder(ctx context.Context, org, subject string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -550,7 +550,7 @@ func (m *Memory) SubjectHolder(ctx context.Context, org, subject string) (string
 	return "", nil
 }
 
-// Mark implements Store: memory loses nothing while the process lives.
+// Mark implements Marks: memory loses nothing while the process lives.
 func (m *Memory) Mark(ctx context.Context, node string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -564,7 +564,7 @@ func (m *Memory) Mark(ctx context.Context, node string) error {
 	return nil
 }
 
-// Marked implements Store.
+// Marked implements Marks.
 func (m *Memory) Marked(ctx context.Context, node string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -574,7 +574,7 @@ func (m *Memory) Marked(ctx context.Context, node string) (bool, error) {
 	return m.marks[node], nil
 }
 
-// RecordHandled implements Store.
+// RecordHandled implements Stats.
 func (m *Memory) RecordHandled(ctx context.Context, org, queue string, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -587,7 +587,7 @@ func (m *Memory) RecordHandled(ctx context.Context, org, queue string, d time.Du
 	return nil
 }
 
-// Snapshot implements Store.
+// Snapshot implements Stats.
 func (m *Memory) Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return Snapshot{}, err
@@ -645,3 +645,5 @@ func cloneSkills(s routing.Skills) routing.Skills {
 	}
 	return out
 }
+
+var _ Store = (*Memory)(nil)

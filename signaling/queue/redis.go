@@ -303,7 +303,7 @@ func detachedKey(o, q string) string   { return queuePrefix(o) + q + ":detached"
 func attachedKey(o, q string) string   { return queuePrefix(o) + q + ":attached" }
 func callKey(o, session string) string { return orgPrefix(o) + "call:" + session }
 
-// Enqueue implements Store.
+// Enqueue implements Queues.
 func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -336,7 +336,7 @@ func (r *Redis) Enqueue(ctx context.Context, e Entry, maxLen int) (int, error) {
 	return n, nil
 }
 
-// Requeue implements Store.
+// Requeue implements Queues.
 func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -363,7 +363,7 @@ func (r *Redis) Requeue(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// Move implements Store.
+// Move implements Queues.
 func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen int) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -395,12 +395,12 @@ func (r *Redis) Move(ctx context.Context, e Entry, to string, priority, maxLen i
 	return n == 1, nil
 }
 
-// Remove implements Store.
+// Remove implements Queues.
 func (r *Redis) Remove(ctx context.Context, org, queue, session string) (bool, error) {
 	return r.remove(ctx, org, queue, session, false)
 }
 
-// RemoveDetached implements Store.
+// RemoveDetached implements Detachment.
 func (r *Redis) RemoveDetached(ctx context.Context, org, queue, session string) (bool, error) {
 	return r.remove(ctx, org, queue, session, true)
 }
@@ -427,7 +427,7 @@ func (r *Redis) remove(ctx context.Context, org, queue, session string, detached
 	return n == 1, nil
 }
 
-// Waiting implements Store.
+// Waiting implements Queues.
 func (r *Redis) Waiting(ctx context.Context, org, queue string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -452,7 +452,7 @@ func (r *Redis) Waiting(ctx context.Context, org, queue string) ([]string, error
 	return ids, nil
 }
 
-// SetAgent implements Store.
+// SetAgent implements Presence.
 func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -494,7 +494,7 @@ func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 	return nil
 }
 
-// RemoveAgent implements Store.
+// RemoveAgent implements Presence.
 func (r *Redis) RemoveAgent(ctx context.Context, org, session string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -512,7 +512,7 @@ func (r *Redis) RemoveAgent(ctx context.Context, org, session string) error {
 	return nil
 }
 
-// Release implements Store.
+// Release implements Presence.
 func (r *Redis) Release(ctx context.Context, org, agent string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -531,7 +531,7 @@ func (r *Redis) Release(ctx context.Context, org, agent string) error {
 	return nil
 }
 
-// Assign implements Store.
+// Assign implements Assigner.
 func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy) (Assignment, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Assignment{}, false, err
@@ -564,7 +564,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: res[3], AgentName: res[4]}, true, nil
 }
 
-// RecordHandled implements Store.
+// RecordHandled implements Stats.
 func (r *Redis) RecordHandled(ctx context.Context, org, queue string, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -586,7 +586,7 @@ func (r *Redis) RecordHandled(ctx context.Context, org, queue string, d time.Dur
 // randomTag makes sample members unique.
 func randomTag() string { return rand.Text()[:10] }
 
-// Snapshot implements Store. It reads everything in one MULTI/EXEC, so the
+// Snapshot implements Stats. It reads everything in one MULTI/EXEC, so the
 // queue and the agents are seen at one instant.
 func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time) (Snapshot, error) {
 	if err := ctx.Err(); err != nil {
@@ -596,7 +596,7 @@ func (r *Redis) Snapshot(ctx context.Context, org, queue string, since time.Time
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("queue: snapshot: %w", err)
 	}
-	// Samples are trimmed lazily (luaSamples): leave out the expired ones.
+	// Samples are trimmed lazily (lua/lib/samples.lua): leave out the expired ones.
 	if cut := r.now().Add(-SampleAge); since.Before(cut) {
 		since = cut
 	}
@@ -669,7 +669,7 @@ func callKeyFor(org, session string) (string, error) {
 	return callKey(o, sid), nil
 }
 
-// SaveCall implements Store.
+// SaveCall implements CallRecords.
 func (r *Redis) SaveCall(ctx context.Context, org, session string, rec CallRecord) error {
 	key, err := callKeyFor(org, session)
 	if err != nil {
@@ -685,7 +685,7 @@ func (r *Redis) SaveCall(ctx context.Context, org, session string, rec CallRecor
 	return nil
 }
 
-// LookupCall implements Store.
+// LookupCall implements CallRecords.
 func (r *Redis) LookupCall(ctx context.Context, org, session string) (CallRecord, bool, error) {
 	key, err := callKeyFor(org, session)
 	if err != nil {
@@ -705,7 +705,7 @@ func (r *Redis) LookupCall(ctx context.Context, org, session string) (CallRecord
 	return rec, true, nil
 }
 
-// DeleteCall implements Store.
+// DeleteCall implements CallRecords.
 func (r *Redis) DeleteCall(ctx context.Context, org, session string) error {
 	key, err := callKeyFor(org, session)
 	if err != nil {
@@ -719,7 +719,7 @@ func (r *Redis) DeleteCall(ctx context.Context, org, session string) error {
 
 func subjectKey(o, subject string) string { return orgPrefix(o) + "sub:" + subject }
 
-// HoldSubject implements Store.
+// HoldSubject implements Subjects.
 func (r *Redis) HoldSubject(ctx context.Context, org, subject, prev, session string) (bool, error) {
 	o, err := escapeID("org", org)
 	if err == nil {
@@ -738,7 +738,7 @@ func (r *Redis) HoldSubject(ctx context.Context, org, subject, prev, session str
 	return n == 1, nil
 }
 
-// SubjectHolder implements Store.
+// SubjectHolder implements Subjects.
 func (r *Redis) SubjectHolder(ctx context.Context, org, subject string) (string, error) {
 	o, err := escapeID("org", org)
 	if err == nil {
@@ -760,7 +760,7 @@ func (r *Redis) SubjectHolder(ctx context.Context, org, subject string) (string,
 // markKey is a node's mark, which only a loss of Redis's data removes.
 func markKey(node string) string { return "hc:marks:" + neturl.PathEscape(node) }
 
-// Mark implements Store.
+// Mark implements Marks.
 func (r *Redis) Mark(ctx context.Context, node string) error {
 	if err := r.c.Set(ctx, markKey(node), "1", 0).Err(); err != nil {
 		return fmt.Errorf("queue: mark: %w", unavailable(err))
@@ -768,7 +768,7 @@ func (r *Redis) Mark(ctx context.Context, node string) error {
 	return nil
 }
 
-// Marked implements Store.
+// Marked implements Marks.
 func (r *Redis) Marked(ctx context.Context, node string) (bool, error) {
 	n, err := r.c.Exists(ctx, markKey(node)).Result()
 	if err != nil {
@@ -787,7 +787,7 @@ func parseMillis(s string) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// Lookup implements Store.
+// Lookup implements Queues.
 func (r *Redis) Lookup(ctx context.Context, org, queue, session string) (Entry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Entry{}, false, err
@@ -821,17 +821,17 @@ func (r *Redis) Lookup(ctx context.Context, org, queue, session string) (Entry, 
 	return e, true, nil
 }
 
-// Detach implements Store.
+// Detach implements Detachment.
 func (r *Redis) Detach(ctx context.Context, org, queue, session string, at time.Time) (bool, error) {
 	return r.mark(ctx, "detach", detachScript, org, queue, session, strconv.FormatInt(at.UnixMilli(), 10))
 }
 
-// Attach implements Store.
+// Attach implements Detachment.
 func (r *Redis) Attach(ctx context.Context, org, queue, session, node string) (bool, error) {
 	return r.mark(ctx, "attach", attachScript, org, queue, session, node)
 }
 
-func (r *Redis) mark(ctx context.Context, op string, script *redis.Script, org, queue, session, arg string) (bool, error) {
+func (r *Redis) mark(ctx context.Context, op string, script *luaScript, org, queue, session, arg string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
