@@ -9,6 +9,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // keyframeInterval is the minimum time between two keyframe requests sent
@@ -103,7 +105,7 @@ func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *web
 		switch ext.URI {
 		case sdp.AudioLevelURI:
 			t.audioLevelID = uint8(ext.ID)
-		case AbsCaptureTimeURI:
+		case rtpcodec.AbsCaptureTimeURI:
 			t.captureID = uint8(ext.ID)
 		}
 	}
@@ -240,13 +242,13 @@ func (l *layer) run() {
 		}
 		key := starts.keyframe(h.Timestamp, payload)
 		if key && vp8 {
-			if w, hh, ok := vp8KeyframeSize(payload); ok {
+			if w, hh, ok := rtpcodec.VP8KeyframeSize(payload); ok {
 				l.size.Store(uint32(w)<<16 | uint32(hh))
 			}
 		}
 		if vp8 && len(payload) > 0 {
-			if d, ok := parseVP8Desc(payload); ok {
-				if tid, _, ok := d.temporal(payload); ok {
+			if d, ok := rtpcodec.ParseVP8Descriptor(payload); ok {
+				if tid, _, ok := d.Temporal(payload); ok {
 					l.tidBytes[min(tid, temporalAll)].Add(uint64(len(payload)))
 				}
 			}
@@ -313,7 +315,7 @@ type switchPoints struct {
 func (s *switchPoints) keyframe(ts uint32, payload []byte) bool {
 	frameStart := !s.sawTS || ts != s.lastTS
 	s.sawTS, s.lastTS = true, ts
-	return s.video && len(payload) > 0 && (s.vp8 || frameStart) && IsKeyframe(s.mime, payload)
+	return s.video && len(payload) > 0 && (s.vp8 || frameStart) && rtpcodec.IsKeyframe(s.mime, payload)
 }
 
 // latencySample is how often (one packet in so many) the forwarding latency

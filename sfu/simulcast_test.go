@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // Tests of simulcast forwarding with real pion peers on loopback. The
@@ -382,19 +384,19 @@ func (c *collector) attach(sub *testPeer) {
 				}
 				c.mu.Lock()
 				r := received{seq: p.SequenceNumber, ts: p.Timestamp, noPID: true, layer: int(p.Payload[1]),
-					key: p.Payload[0]&0x1f == naluSPS}
+					key: p.Payload[0]&0x1f == 7} // an SPS
 				c.pkts = append(c.pkts, r)
 				c.mu.Unlock()
 				continue
 			}
-			d, ok := parseVP8Desc(p.Payload)
-			if !ok || d.pidAt == 0 || len(p.Payload) < d.header+1 {
+			d, ok := rtpcodec.ParseVP8Descriptor(p.Payload)
+			if !ok || d.PictureIDAt == 0 || len(p.Payload) < d.PayloadHeader+1 {
 				continue
 			}
-			r := received{seq: p.SequenceNumber, ts: p.Timestamp, pid: d.pictureID(p.Payload), start: p.Payload[0]&0x10 != 0}
-			body := p.Payload[d.header:]
+			r := received{seq: p.SequenceNumber, ts: p.Timestamp, pid: d.PictureID(p.Payload), start: p.Payload[0]&0x10 != 0}
+			body := p.Payload[d.PayloadHeader:]
 			if r.start {
-				r.key = vp8Keyframe(p.Payload)
+				r.key = rtpcodec.IsKeyframe(mimeVP8, p.Payload)
 				if r.key {
 					body = body[10:]
 				} else {
