@@ -107,16 +107,15 @@ type sentPacket struct {
 	resends uint8
 }
 
-func newDownTrack(src *publishedTrack) *downTrack {
+func newDownTrack(src *publishedTrack, m *metrics) *downTrack {
 	kind := webrtc.RTPCodecTypeVideo
 	if src.kind == "audio" {
 		kind = webrtc.RTPCodecTypeAudio
 	}
-	m := src.owner.room.sfu.metrics
 	return &downTrack{
 		src:        src,
 		id:         src.id,
-		sid:        src.owner.id,
+		sid:        src.publisher,
 		kind:       kind,
 		vp8:        src.mime == mimeVP8,
 		clockRate:  src.codec.ClockRate,
@@ -582,9 +581,8 @@ func (d *downTrack) trackClosed() {}
 // (answered from the packet caches). Transport-wide feedback, which the
 // estimator has already taken (see congestion.go), is skipped unparsed. It
 // returns when the sender stops.
-func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
+func (d *downTrack) readRTCP(sender *webrtc.RTPSender, m *metrics) {
 	buf := make([]byte, 1500)
-	m := d.src.owner.room.sfu.metrics
 	for {
 		n, _, err := sender.Read(buf)
 		if err != nil {

@@ -30,9 +30,7 @@ func benchTrack(b *testing.B, n int) *publishedTrack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &SFU{metrics: m}
-	owner := &Participant{room: &Room{sfu: s}}
-	t := &publishedTrack{owner: owner, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
+	t := &publishedTrack{trackEnv: trackEnv{metrics: m}, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
 	t.layers[0].Store(&layer{track: t, cache: newPacketCache()})
 	empty := []sink{}
 	t.sinks.Store(&empty)

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -54,11 +53,23 @@ type sink interface {
 	trackClosed()
 }
 
+// trackEnv is what a published track is given by its publisher when it is
+// made; none of it changes afterwards.
+type trackEnv struct {
+	publisher     string // the publishing participant's id
+	metrics       *metrics
+	speakers      *speakerDetector // the room's; nil: no speaker detection
+	dynacastPause time.Duration    // see Config.DynacastPause
+	// sendPLI asks the publisher for a keyframe of the stream with SSRC
+	// ssrc (a picture loss indication). requestKeyframe throttles it.
+	sendPLI func(ssrc uint32)
+}
+
 // publishedTrack is one track a participant sends, with one layer per
 // simulcast encoding. The sink list is copy-on-write, so the per-packet path
 // takes no lock.
 type publishedTrack struct {
-	owner *Participant
+	trackEnv
 	id    string
 	codec webrtc.RTPCodecParameters
 	mime  string
@@ -95,9 +106,9 @@ type layer struct {
 	tidMeters [maxTemporal]rateMeter
 }
 
-func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
+func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
 	codec := remote.Codec()
-	t := &publishedTrack{owner: owner, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
+	t := &publishedTrack{trackEnv: env, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
 	for _, ext := range recv.GetParameters().HeaderExtensions {
 		if ext.ID <= 0 || ext.ID >= 15 {
 			continue
@@ -109,14 +120,14 @@ func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *web
 			t.captureID = uint8(ext.ID)
 		}
 	}
-	t.in = owner.room.sfu.metrics.counters(t.kind, "in")
+	t.in = env.metrics.counters(t.kind, "in")
 	empty := []sink{}
 	t.sinks.Store(&empty)
 	return t
 }
 
 func (t *publishedTrack) info() TrackInfo {
-	return TrackInfo{Participant: t.owner.id, TrackID: t.id, Kind: t.kind, Codec: t.codec}
+	return TrackInfo{Participant: t.publisher, TrackID: t.id, Kind: t.kind, Codec: t.codec}
 }
 
 func (t *publishedTrack) addSink(s sink) {
@@ -203,7 +214,7 @@ func (l *layer) run() {
 	t := l.track
 	buf := make([]byte, 1500)
 	var h rtp.Header
-	m := t.owner.room.sfu.metrics
+	m := t.metrics
 	dropped := m.dropped
 	vp8 := t.mime == mimeVP8
 	starts := switchPoints{video: t.kind == "video", vp8: vp8, mime: t.mime}
@@ -337,8 +348,8 @@ func (t *publishedTrack) requestKeyframe(i int) {
 	if now-last < int64(keyframeInterval) || !l.lastKeyReq.CompareAndSwap(last, now) {
 		return
 	}
-	t.owner.room.sfu.metrics.keyframeReqs.Inc()
-	_ = t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(l.remote.SSRC())}})
+	t.metrics.keyframeReqs.Inc()
+	t.sendPLI(uint32(l.remote.SSRC()))
 }
 
 // close tells every sink the track ended.

@@ -107,10 +107,10 @@ func (r *Room) Join(id string, onSignal func(Signal)) (*Participant, error) {
 	return p, nil
 }
 
-// trackPublished subscribes every other participant to t and attaches the
-// room's sink, if any.
-func (r *Room) trackPublished(t *publishedTrack) {
-	others := r.othersThan(t.owner)
+// trackPublished subscribes every participant but from, its publisher, to
+// t and attaches the room's sink, if any.
+func (r *Room) trackPublished(from *Participant, t *publishedTrack) {
+	others := r.othersThan(from)
 	r.mu.Lock()
 	f := r.sinkFactory
 	r.mu.Unlock()
@@ -124,9 +124,9 @@ func (r *Room) trackPublished(t *publishedTrack) {
 	}
 }
 
-// trackEnded removes t from every subscriber.
-func (r *Room) trackEnded(t *publishedTrack) {
-	for _, o := range r.othersThan(t.owner) {
+// trackEnded removes t, published by from, from every subscriber.
+func (r *Room) trackEnded(from *Participant, t *publishedTrack) {
+	for _, o := range r.othersThan(from) {
 		o.unsubscribe(t)
 	}
 }
