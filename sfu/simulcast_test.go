@@ -255,20 +255,7 @@ func publishLayersWith(t *testing.T, pub *testPeer, mime string, onRTCP func(lay
 			}
 		}()
 	}
-	offer, err := pub.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := pub.part.Offer(offer.SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	renegotiate(t, pub)
 	ss := &simulcastSender{tracks: tracks, rids: rids, mid: pub.pc.GetTransceivers()[0].Mid(), h264: mime == webrtc.MimeTypeH264}
 	for _, ext := range sender.GetParameters().HeaderExtensions {
 		switch ext.URI {
