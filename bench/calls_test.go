@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/internal/procstat"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
@@ -187,7 +188,7 @@ func TestCallsCost(t *testing.T) {
 	}
 	var perSec []float64
 	tick := time.NewTicker(time.Second)
-	last := before.proc.cpu()
+	last := before.proc.CPU()
 	lastAt := before.at
 	end := time.After(window)
 window:
@@ -196,9 +197,9 @@ window:
 		case <-end:
 			break window
 		case now := <-tick.C:
-			if p, err := readProc(pid); err == nil {
-				perSec = append(perSec, 100*(p.cpu()-last).Seconds()/now.Sub(lastAt).Seconds())
-				last, lastAt = p.cpu(), now
+			if p, err := procstat.Read(pid); err == nil {
+				perSec = append(perSec, 100*(p.CPU()-last).Seconds()/now.Sub(lastAt).Seconds())
+				last, lastAt = p.CPU(), now
 			}
 		case <-ctx.Done():
 			t.Fatal("deadline during the window")
@@ -245,7 +246,7 @@ window:
 	t.Logf("server Go heap in use %.1f MiB, live after the last GC about %.1f MiB (idle %.1f MiB): %.0f KiB live heap per subscribed track; goroutine stacks %.1f MiB",
 		r.heapInuse/(1<<20), r.live/(1<<20), r.liveIdle/(1<<20), (r.live-r.liveIdle)/max(r.subscribed, 1)/(1<<10), r.stacks/(1<<20))
 	t.Logf("server goroutines idle %.0f, loaded %.0f (%.1f per participant); threads %d; heap allocations %.1f per forwarded packet (%.0f B); %.0f GC cycles in the window",
-		r.goroutinesIdle, r.goroutines, (r.goroutines-r.goroutinesIdle)/float64(len(parts)), after.proc.threads, r.mallocsPerPkt, r.allocBytesPerPkt, r.gcs)
+		r.goroutinesIdle, r.goroutines, (r.goroutines-r.goroutinesIdle)/float64(len(parts)), after.proc.Threads, r.mallocsPerPkt, r.allocBytesPerPkt, r.gcs)
 	t.Logf("server in window: %.0f packets dropped, %.0f NACKs received, %.0f keyframe requests sent, %.0f video pauses and %.0f layer switches by the allocator; forwarding latency (read to write) mean %.0f µs",
 		r.dropped, r.nacks, r.pli, r.paused, r.switchesLayer, 1e6*r.fwdLatency)
 	t.Logf("subscribers' bandwidth estimates in window: %.0f samples, mean %.0f kbit/s, %.0f%% at or below 400 kbit/s (a call's video is about 250 kbit/s)",
@@ -267,7 +268,7 @@ window:
 type snapshot struct {
 	at           time.Time
 	m            metrics
-	proc         procStat
+	proc         procstat.Stat
 	self         time.Duration
 	drops        [2]int64      // UDP receive drops: server, this process
 	idle         time.Duration // all cores
@@ -277,16 +278,16 @@ type snapshot struct {
 func take(t *testing.T, ctx context.Context, srv *server, parts []*participant) snapshot {
 	t.Helper()
 	m := scrape(t, ctx, srv)
-	s := snapshot{at: time.Now(), m: m, self: selfCPU()}
+	s := snapshot{at: time.Now(), m: m, self: procstat.SelfCPU()}
 	var err error
-	if s.proc, err = readProc(srv.cmd.Process.Pid); err != nil {
+	if s.proc, err = procstat.Read(srv.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	if s.idle, err = machineIdle(); err != nil {
+	if s.idle, err = procstat.MachineIdle(); err != nil {
 		t.Fatal(err)
 	}
 	for i, pid := range []string{strconv.Itoa(srv.cmd.Process.Pid), "self"} {
-		if s.drops[i], err = udpDrops(pid); err != nil {
+		if s.drops[i], err = procstat.UDPDrops(pid); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,10 +344,10 @@ func result(idle metrics, b, a snapshot) results {
 		inPkts:         d(pkts, "direction", "in"),
 		outBytes:       d("helpcaster_sfu_rtp_bytes_total", "direction", "out"),
 		cpu:            d("process_cpu_seconds_total"),
-		procCPU:        (a.proc.cpu() - b.proc.cpu()).Seconds(),
-		procUser:       (a.proc.user - b.proc.user).Seconds(),
-		procSys:        (a.proc.sys - b.proc.sys).Seconds(),
-		switches:       float64(a.proc.switches - b.proc.switches),
+		procCPU:        (a.proc.CPU() - b.proc.CPU()).Seconds(),
+		procUser:       (a.proc.User - b.proc.User).Seconds(),
+		procSys:        (a.proc.Sys - b.proc.Sys).Seconds(),
+		switches:       float64(a.proc.Switches - b.proc.Switches),
 		harness:        (a.self - b.self).Seconds(),
 		rss:            a.m.sum("process_resident_memory_bytes"),
 		rssStart:       b.m.sum("process_resident_memory_bytes"),

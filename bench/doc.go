@@ -5,8 +5,9 @@
 // the nodes' own metrics scraped over the run, and the reports (a table,
 // JSON and a self-contained HTML page). See docs/bench.md.
 //
-// Its tests run short scenarios against an in-process node. The older
-// measurement tests here (TestCallsCost, TestBroadcastCost) drive the
-// built binary or the SFU directly and skip unless HELPCASTER_BENCH=1;
+// Its tests run short scenarios against a `helpcaster serve` process, so
+// that neither the harness nor its tests import the SFU. The measurement
+// test TestCallsCost drives the built binary too and skips unless
+// HELPCASTER_BENCH=1 (the SFU's own, TestBroadcastCost, is in package sfu);
 // docs/benchmarks.md has their commands.
 package bench

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/helpcaster/helpcaster/internal/procstat"
 )
 
 // Point is one second of the run, for the charts.
@@ -25,8 +27,8 @@ type Point struct {
 func (r *runner) sampleLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	lastAt, lastCPU, lastRx := r.start, selfCPU(), int64(0)
-	lastIdle, _ := machineIdle()
+	lastAt, lastCPU, lastRx := r.start, procstat.SelfCPU(), int64(0)
+	lastIdle, _ := procstat.MachineIdle()
 	lastShown := time.Time{}
 	for {
 		select {
@@ -37,15 +39,15 @@ func (r *runner) sampleLoop(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			secs := now.Sub(lastAt).Seconds()
-			cpu := selfCPU()
+			cpu := procstat.SelfCPU()
 			rx := r.rxBytes()
 			p := Point{T: now.Sub(r.start).Seconds(), Calls: r.up.Load(),
 				RxMbps: float64(rx-lastRx) * 8 / secs / 1e6, HarnessCPU: 100 * (cpu - lastCPU).Seconds() / secs}
-			if idle, err := machineIdle(); err == nil {
+			if idle, err := procstat.MachineIdle(); err == nil {
 				p.MachineBusy = 100 * (1 - (idle-lastIdle).Seconds()/secs/float64(runtime.NumCPU()))
 				lastIdle = idle
 			}
-			if d, err := udpDrops("self"); err == nil {
+			if d, err := procstat.UDPDrops("self"); err == nil {
 				// Closed sockets take their counts with them: the highest
 				// sum seen is a floor of what the run lost there.
 				r.harnessDrops = max(r.harnessDrops, d)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/bench/rtpstat"
 	"github.com/helpcaster/helpcaster/client"
-	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -67,7 +67,7 @@ func (r *receiver) onTrack(t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		}
 		payload := buf[hl:end]
 		p := rtpstat.Packet{Seq: h.SequenceNumber, TS: h.Timestamp, Arrival: now, Size: len(payload),
-			Keyframe: kind == "video" && sfu.IsKeyframe(mime, payload)}
+			Keyframe: kind == "video" && rtpcodec.IsKeyframe(mime, payload)}
 		p.Capture, _ = client.CaptureTime(&h, captureID)
 		s.mu.Lock()
 		s.st.Add(p)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/helpcaster/helpcaster/bench/rtpstat"
+	"github.com/helpcaster/helpcaster/internal/procstat"
 )
 
 // Report is what a run measured. It holds no personal data: users are
@@ -458,7 +459,7 @@ func (r *runner) report() *Report {
 	if pl := rep.Placements; pl != nil && pl.Placed > 0 && rep.Server.Scraped {
 		pl.ServerCPUPerPlacementUs = 1e6 * cpu / float64(pl.Placed)
 	}
-	harness := (selfCPU() - r.harnessCPU).Seconds()
+	harness := (procstat.SelfCPU() - r.harnessCPU).Seconds()
 	if secs > 0 {
 		rep.Harness.CPUPct = 100 * harness / secs
 	}
@@ -467,7 +468,7 @@ func (r *runner) report() *Report {
 		rep.Harness.StreamsPerCore = float64(videoStreams) / (rep.Harness.CPUPct / 100)
 	}
 	rep.Harness.UDPDrops, rep.Harness.Cores = r.harnessDrops, runtime.NumCPU()
-	if now, err := udpRcvbufErrors(); err == nil && r.machineDrops > 0 {
+	if now, err := procstat.UDPRcvbufErrors(); err == nil && r.machineDrops > 0 {
 		rep.Harness.MachineUDPDrops = now - r.machineDrops
 	}
 	busySecs := 0

@@ -16,6 +16,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/bench/media"
 	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/internal/procstat"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
@@ -106,8 +107,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r.observe(i, s)
 		}
 	}
-	r.start, r.harnessCPU = time.Now(), selfCPU()
-	r.machineDrops, _ = udpRcvbufErrors()
+	r.start, r.harnessCPU = time.Now(), procstat.SelfCPU()
+	r.machineDrops, _ = procstat.UDPRcvbufErrors()
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -4,63 +4,70 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/helpcaster/helpcaster/internal/freeport"
-	"github.com/helpcaster/helpcaster/node"
-	"github.com/helpcaster/helpcaster/sfu"
-	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/internal/nodetest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	dir, err := os.MkdirTemp("", "helpcaster-bench-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	nodeBin.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 const testSecret = "bench-test-secret-0123456789abcdef"
 
-// startNode runs a node in this process on loopback, with an org "acme"
-// (secret testSecret, queue "support") and the embedded TURN server.
+// nodeBin is the helpcaster binary the tests' nodes run, built into dir
+// (made and removed by TestMain) by the first test that starts a node.
+var nodeBin struct {
+	dir  string
+	once sync.Once
+	path string
+}
+
+// startNode runs `helpcaster serve` on loopback, with an org "acme"
+// (secret testSecret, queue "support") and the embedded TURN server, until
+// the test ends, and returns its base URL. The node is a process of its own
+// so that these tests, like the harness, see it only through its
+// protocol and its metrics.
 func startNode(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	nodeBin.once.Do(func() { nodeBin.path = buildBinary(t, nodeBin.dir) })
+	if nodeBin.path == "" {
+		t.Fatal("no helpcaster binary: its build failed in an earlier test")
+	}
+	config := filepath.Join(t.TempDir(), "helpcaster.yaml")
+	yaml := "orgs:\n  - id: acme\n    api_key: acme-key\n    api_secret: " + testSecret + "\n    queues: [support]\n"
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := auth.NewDirectory([]auth.Org{{ID: "acme", APIKey: "acme-key", APISecret: []byte(testSecret),
-		Queues: []auth.Queue{{Name: "support"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.New(node.Config{
-		Listener: ln,
-		Orgs:     dir,
-		Media:    sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
-		Logger:   slog.New(slog.DiscardHandler),
-		TURN: &node.TURNConfig{Secret: "bench-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
-			Port: freeport.UDPAndTCP(t), RelayIP: "127.0.0.1", RelayMinPort: 44000, RelayMaxPort: 44999},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node: %v", err)
-		}
-	})
-	return n.URL()
+	n := nodetest.Start(t, nodeBin.path, nodetest.Options{ID: "node", Config: config, Extra: []string{
+		"--turn-port", strconv.Itoa(freeport.UDPAndTCP(t)), "--turn-secret", "bench-turn-secret-0123456789",
+		"--turn-credential-ttl", "1h", "--turn-relay-ip", "127.0.0.1", "--turn-relay-ports", "44000-44999"}})
+	return n.Base
 }
 
 // benchConfig is a run against the node at base. Support and TURN runs

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -205,57 +204,6 @@ func (s *server) metrics(ctx context.Context) (metrics, error) {
 		return nil, err
 	}
 	return parseMetrics(b)
-}
-
-// procStat is a process's CPU time and context switches.
-type procStat struct {
-	user, sys time.Duration // utime, stime (USER_HZ ticks, 100 per second on Linux)
-	threads   int
-	switches  int64 // voluntary and involuntary context switches of its live threads
-}
-
-func (p procStat) cpu() time.Duration { return p.user + p.sys }
-
-// readProc reads /proc/PID/stat and the context switch counts of every
-// thread in /proc/PID/task.
-func readProc(pid int) (procStat, error) {
-	var p procStat
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return p, err
-	}
-	// The command name (field 2) may hold spaces; fields start after ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return p, errors.New("bad /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 18 {
-		return p, errors.New("short /proc stat")
-	}
-	// f[0] is field 3 (state): utime is field 14, stime 15, num_threads 20.
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	threads, err3 := strconv.Atoi(f[17])
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return p, err
-	}
-	const tick = time.Second / 100
-	p.user, p.sys, p.threads = time.Duration(utime)*tick, time.Duration(stime)*tick, threads
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-	for _, path := range tasks {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // the thread exited
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				p.switches += n
-			}
-		}
-	}
-	return p, nil
 }
 
 func TestParseMetrics(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
-	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -46,7 +46,7 @@ func CaptureTime(h *rtp.Header, id uint8) (t time.Time, ok bool) {
 // has on a received track (0: not negotiated).
 func ReceivedCaptureTimeID(recv *webrtc.RTPReceiver) uint8 {
 	for _, e := range recv.GetParameters().HeaderExtensions {
-		if e.URI == sfu.AbsCaptureTimeURI && e.ID > 0 && e.ID < 15 {
+		if e.URI == rtpcodec.AbsCaptureTimeURI && e.ID > 0 && e.ID < 15 {
 			return uint8(e.ID)
 		}
 	}
@@ -64,7 +64,7 @@ type captureTimeInterceptor struct{ interceptor.NoOp }
 // BindLocalStream stamps the send time on the packets of streams that
 // negotiated the extension.
 func (*captureTimeInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	id := extensionID(info.RTPHeaderExtensions, sfu.AbsCaptureTimeURI)
+	id := extensionID(info.RTPHeaderExtensions, rtpcodec.AbsCaptureTimeURI)
 	if id == 0 {
 		return w
 	}

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coder/websocket"
-	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
@@ -146,7 +146,7 @@ func newAPI(opts Options, tags *streamTags) (*webrtc.API, error) {
 	}
 	if opts.CaptureTime {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
-			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sfu.AbsCaptureTimeURI}, kind); err != nil {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: rtpcodec.AbsCaptureTimeURI}, kind); err != nil {
 				return nil, fmt.Errorf("register capture time header extension: %w", err)
 			}
 		}
@@ -426,7 +426,7 @@ func (c *Client) countTrack(t *webrtc.TrackRemote) {
 			continue
 		}
 		c.video.Add(1)
-		if sfu.IsKeyframe(mime, p.Payload) {
+		if rtpcodec.IsKeyframe(mime, p.Payload) {
 			c.keyframes.Add(1)
 		}
 	}

@@ -102,14 +102,14 @@ func allocate(budget, audioRate int64, videos []videoDemand) []layerChoice {
 // first, then by publisher and track id so the order is stable.
 func sortByPriority(downs []*downTrack, speaker string) {
 	slices.SortFunc(downs, func(a, b *downTrack) int {
-		as, bs := speaker != "" && a.src.owner.id == speaker, speaker != "" && b.src.owner.id == speaker
+		as, bs := speaker != "" && a.src.publisher == speaker, speaker != "" && b.src.publisher == speaker
 		switch {
 		case as && !bs:
 			return -1
 		case bs && !as:
 			return 1
 		}
-		if c := strings.Compare(a.src.owner.id, b.src.owner.id); c != 0 {
+		if c := strings.Compare(a.src.publisher, b.src.publisher); c != 0 {
 			return c
 		}
 		return strings.Compare(a.id, b.id)

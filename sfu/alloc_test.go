@@ -115,11 +115,11 @@ func TestRateMeter(t *testing.T) {
 
 func TestSortByPriority(t *testing.T) {
 	track := func(owner, id string) *downTrack {
-		return &downTrack{id: id, src: &publishedTrack{owner: &Participant{id: owner}}}
+		return &downTrack{id: id, src: &publishedTrack{trackEnv: trackEnv{publisher: owner}}}
 	}
 	names := func(ds []*downTrack) (out []string) {
 		for _, d := range ds {
-			out = append(out, d.src.owner.id+"/"+d.id)
+			out = append(out, d.src.publisher+"/"+d.id)
 		}
 		return out
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
@@ -106,16 +107,15 @@ type sentPacket struct {
 	resends uint8
 }
 
-func newDownTrack(src *publishedTrack) *downTrack {
+func newDownTrack(src *publishedTrack, m *metrics) *downTrack {
 	kind := webrtc.RTPCodecTypeVideo
 	if src.kind == "audio" {
 		kind = webrtc.RTPCodecTypeAudio
 	}
-	m := src.owner.room.sfu.metrics
 	return &downTrack{
 		src:        src,
 		id:         src.id,
-		sid:        src.owner.id,
+		sid:        src.publisher,
 		kind:       kind,
 		vp8:        src.mime == mimeVP8,
 		clockRate:  src.codec.ClockRate,
@@ -175,7 +175,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		switch e.URI {
 		case sdp.TransportCCURI:
 			d.twccID = uint8(e.ID)
-		case AbsCaptureTimeURI:
+		case rtpcodec.AbsCaptureTimeURI:
 			d.captureID = uint8(e.ID)
 		}
 	}
@@ -419,10 +419,10 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 	}
 	// The VP8 descriptor is parsed once here for temporal layers and
 	// picture id rewriting.
-	var desc vp8Desc
+	var desc rtpcodec.VP8Descriptor
 	descOK := false
 	if d.vp8 && len(payload) > 0 {
-		desc, descOK = parseVP8Desc(payload)
+		desc, descOK = rtpcodec.ParseVP8Descriptor(payload)
 	}
 	if len(payload) == 0 || (descOK && !d.passTemporal(payload, desc, keyframe)) {
 		d.seq.skip(h.SequenceNumber)
@@ -535,12 +535,12 @@ func (d *downTrack) switchTo(layer int, h *rtp.Header, payload []byte) {
 // above the forwarded one; the dropped picture's id is taken out of the
 // sequence. Packets without temporal layer information always pass. d.mu
 // must be held.
-func (d *downTrack) passTemporal(p []byte, desc vp8Desc, keyframe bool) bool {
-	tid, sync, ok := desc.temporal(p)
+func (d *downTrack) passTemporal(p []byte, desc rtpcodec.VP8Descriptor, keyframe bool) bool {
+	tid, sync, ok := desc.Temporal(p)
 	if !ok {
 		return true
 	}
-	if vp8PictureStart(p) {
+	if rtpcodec.VP8PictureStart(p) {
 		switch {
 		case d.bwTemporal < d.temporal:
 			d.temporal = d.bwTemporal
@@ -551,8 +551,8 @@ func (d *downTrack) passTemporal(p []byte, desc vp8Desc, keyframe bool) bool {
 	if tid <= d.temporal {
 		return true
 	}
-	if desc.pidAt != 0 {
-		d.pics.dropPicture(desc.pictureID(p))
+	if desc.PictureIDAt != 0 {
+		d.pics.dropPicture(desc.PictureID(p))
 	}
 	return false
 }
@@ -581,9 +581,8 @@ func (d *downTrack) trackClosed() {}
 // (answered from the packet caches). Transport-wide feedback, which the
 // estimator has already taken (see congestion.go), is skipped unparsed. It
 // returns when the sender stops.
-func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
+func (d *downTrack) readRTCP(sender *webrtc.RTPSender, m *metrics) {
 	buf := make([]byte, 1500)
-	m := d.src.owner.room.sfu.metrics
 	for {
 		n, _, err := sender.Read(buf)
 		if err != nil {

@@ -99,7 +99,7 @@ func (t *publishedTrack) dynacast(now time.Time) (LayerState, bool) {
 			d.unneeded[i] = now
 			want[i] = d.active[i]
 		default:
-			want[i] = d.active[i] && now.Sub(d.unneeded[i]) < t.owner.room.sfu.dynacastPause
+			want[i] = d.active[i] && now.Sub(d.unneeded[i]) < t.dynacastPause
 		}
 	}
 	if want == d.active {

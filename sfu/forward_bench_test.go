@@ -8,6 +8,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
@@ -29,9 +30,7 @@ func benchTrack(b *testing.B, n int) *publishedTrack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &SFU{metrics: m}
-	owner := &Participant{room: &Room{sfu: s}}
-	t := &publishedTrack{owner: owner, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
+	t := &publishedTrack{trackEnv: trackEnv{metrics: m}, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
 	t.layers[0].Store(&layer{track: t, cache: newPacketCache()})
 	empty := []sink{}
 	t.sinks.Store(&empty)
@@ -67,7 +66,7 @@ func BenchmarkFanOut(b *testing.B) {
 				h.SequenceNumber = uint16(i)
 				h.Timestamp = uint32(i/6) * 3000
 				h.Marker = i%6 == 5
-				key := IsKeyframe(t.mime, payload)
+				key := rtpcodec.IsKeyframe(t.mime, payload)
 				now := time.Unix(0, int64(i)*1e6)
 				t.layers[0].Load().cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, int64(i)*1e6)
 				for _, s := range *t.sinks.Load() {

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
@@ -46,8 +47,8 @@ func FuzzForward(f *testing.F) {
 			}
 			payload = payload[:len(payload)-int(payload[len(payload)-1])]
 		}
-		key := len(payload) > 0 && IsKeyframe(src.mime, payload)
-		vp8KeyframeSize(payload)
+		key := len(payload) > 0 && rtpcodec.IsKeyframe(src.mime, payload)
+		rtpcodec.VP8KeyframeSize(payload)
 		// Twice on one layer, then on another: a start, a repeat and a switch.
 		d.writeRTP(layerFull, &h, payload, true, time.Now())
 		d.writeRTP(layerFull, &h, payload, key, time.Now())

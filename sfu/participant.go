@@ -50,7 +50,7 @@ const (
 
 // Participant is one member of a room with its pub and sub connections.
 type Participant struct {
-	room     *Room
+	room     *Room // told of the tracks it publishes and of its leaving
 	id       string
 	log      *slog.Logger
 	onSignal func(Signal)
@@ -58,6 +58,12 @@ type Participant struct {
 	bwe      *bwe.Estimator // the sub connection's estimate (nil if none)
 	probe    prober         // used by the allocation loop only
 	done     chan struct{}  // closed by Close
+
+	// Given by the room when made, and handed on to the tracks it
+	// publishes.
+	metrics       *metrics
+	speakers      *speakerDetector // the room's; nil: no speaker detection
+	dynacastPause time.Duration
 
 	pubMu sync.Mutex // serialises offers on pub
 
@@ -89,6 +95,10 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		candCount:    make(map[string]int),
 		maxQuality:   QualityHigh,
 		done:         make(chan struct{}),
+
+		metrics:       r.sfu.metrics,
+		speakers:      r.speakers,
+		dynacastPause: r.sfu.dynacastPause,
 	}
 	var err error
 	if p.pub, _, err = r.sfu.newPeerConnection(false); err != nil {
@@ -180,8 +190,8 @@ func (p *Participant) reallocate(now time.Time) {
 	budget := int64(p.bwe.Estimate())
 	downs := p.downTracks()
 	speaker := ""
-	if p.room.speakers != nil {
-		speaker = p.room.speakers.speaker()
+	if p.speakers != nil {
+		speaker = p.speakers.speaker()
 	}
 	sortByPriority(downs, speaker)
 
@@ -197,7 +207,7 @@ func (p *Participant) reallocate(now time.Time) {
 		videos = append(videos, d)
 		demands = append(demands, d.demand(rates, d.src.temporalRates(now, rates)))
 	}
-	m := p.room.sfu.metrics
+	m := p.metrics
 	m.estimates.Observe(float64(budget))
 	for i, c := range allocate(budget, audio, demands) {
 		if c.spatial == layerNone {
@@ -334,7 +344,8 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 			p.log.Warn("track refused: publisher at its track limit", "limit", maxPublishedTracks)
 			return
 		}
-		t = newPublishedTrack(p, remote, recv)
+		t = newPublishedTrack(trackEnv{publisher: p.id, metrics: p.metrics, speakers: p.speakers,
+			dynacastPause: p.dynacastPause, sendPLI: p.sendPLI}, remote, recv)
 		p.byReceiver[recv] = t
 		p.published = append(p.published, t)
 	}
@@ -350,7 +361,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	p.wg.Add(2)
 	p.mu.Unlock()
 
-	m := p.room.sfu.metrics
+	m := p.metrics
 	go func() {
 		defer p.wg.Done()
 		l.readRTCP(recv)
@@ -358,7 +369,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	if isNew {
 		m.published.WithLabelValues(t.kind).Inc()
 		p.log.Debug("track published", "kind", t.kind, "codec", t.mime)
-		p.room.trackPublished(t)
+		p.room.trackPublished(p, t)
 	}
 	l.run()
 
@@ -375,11 +386,16 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	}
 	p.mu.Unlock()
 	if last {
-		p.room.trackEnded(t)
+		p.room.trackEnded(p, t)
 		t.close()
 		m.published.WithLabelValues(t.kind).Dec()
 	}
 	p.wg.Done()
+}
+
+// sendPLI asks the participant for a keyframe of its stream with SSRC ssrc.
+func (p *Participant) sendPLI(ssrc uint32) {
+	_ = p.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 }
 
 // readRTCP reads a receiver's RTCP for one layer (which also lets the
@@ -446,7 +462,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	if p.closed || p.downs[t] != nil {
 		return
 	}
-	d := newDownTrack(t)
+	d := newDownTrack(t, p.metrics)
 	d.bwe = p.bwe
 	d.maxLayer = p.maxQuality
 	d.connected = p.subReady
@@ -460,12 +476,12 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	}
 	p.downs[t] = d
 	p.senders[t] = tr.Sender()
-	p.room.sfu.metrics.subscribed.WithLabelValues(t.kind).Inc()
+	p.metrics.subscribed.WithLabelValues(t.kind).Inc()
 	t.addSink(d)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		d.readRTCP(tr.Sender())
+		d.readRTCP(tr.Sender(), p.metrics)
 	}()
 	p.negotiateLocked()
 }
@@ -532,7 +548,7 @@ func (p *Participant) unsubscribe(t *publishedTrack) {
 	delete(p.downs, t)
 	sender := p.senders[t]
 	delete(p.senders, t)
-	p.room.sfu.metrics.subscribed.WithLabelValues(t.kind).Dec()
+	p.metrics.subscribed.WithLabelValues(t.kind).Dec()
 	if p.closed {
 		return
 	}

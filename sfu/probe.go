@@ -88,7 +88,7 @@ func (p *Participant) maybeProbe(now time.Time, budget, want int64) {
 	pr.pending = true
 	pr.next = now.Add(max(pr.gap, probeMinGap))
 	sent := d.sendProbe(pr.cluster, int(rate), p.done)
-	p.room.sfu.metrics.probePackets.Add(float64(sent))
+	p.metrics.probePackets.Add(float64(sent))
 }
 
 // probeTrack picks a video down track that can carry probe padding: bound,

@@ -5,10 +5,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // keyframeInterval is the minimum time between two keyframe requests sent
@@ -52,11 +53,23 @@ type sink interface {
 	trackClosed()
 }
 
+// trackEnv is what a published track is given by its publisher when it is
+// made; none of it changes afterwards.
+type trackEnv struct {
+	publisher     string // the publishing participant's id
+	metrics       *metrics
+	speakers      *speakerDetector // the room's; nil: no speaker detection
+	dynacastPause time.Duration    // see Config.DynacastPause
+	// sendPLI asks the publisher for a keyframe of the stream with SSRC
+	// ssrc (a picture loss indication). requestKeyframe throttles it.
+	sendPLI func(ssrc uint32)
+}
+
 // publishedTrack is one track a participant sends, with one layer per
 // simulcast encoding. The sink list is copy-on-write, so the per-packet path
 // takes no lock.
 type publishedTrack struct {
-	owner *Participant
+	trackEnv
 	id    string
 	codec webrtc.RTPCodecParameters
 	mime  string
@@ -93,9 +106,9 @@ type layer struct {
 	tidMeters [maxTemporal]rateMeter
 }
 
-func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
+func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
 	codec := remote.Codec()
-	t := &publishedTrack{owner: owner, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
+	t := &publishedTrack{trackEnv: env, id: remote.ID(), codec: codec, mime: codec.MimeType, kind: kindOf(codec.MimeType)}
 	for _, ext := range recv.GetParameters().HeaderExtensions {
 		if ext.ID <= 0 || ext.ID >= 15 {
 			continue
@@ -103,18 +116,18 @@ func newPublishedTrack(owner *Participant, remote *webrtc.TrackRemote, recv *web
 		switch ext.URI {
 		case sdp.AudioLevelURI:
 			t.audioLevelID = uint8(ext.ID)
-		case AbsCaptureTimeURI:
+		case rtpcodec.AbsCaptureTimeURI:
 			t.captureID = uint8(ext.ID)
 		}
 	}
-	t.in = owner.room.sfu.metrics.counters(t.kind, "in")
+	t.in = env.metrics.counters(t.kind, "in")
 	empty := []sink{}
 	t.sinks.Store(&empty)
 	return t
 }
 
 func (t *publishedTrack) info() TrackInfo {
-	return TrackInfo{Participant: t.owner.id, TrackID: t.id, Kind: t.kind, Codec: t.codec}
+	return TrackInfo{Participant: t.publisher, TrackID: t.id, Kind: t.kind, Codec: t.codec}
 }
 
 func (t *publishedTrack) addSink(s sink) {
@@ -201,7 +214,7 @@ func (l *layer) run() {
 	t := l.track
 	buf := make([]byte, 1500)
 	var h rtp.Header
-	m := t.owner.room.sfu.metrics
+	m := t.metrics
 	dropped := m.dropped
 	vp8 := t.mime == mimeVP8
 	starts := switchPoints{video: t.kind == "video", vp8: vp8, mime: t.mime}
@@ -240,13 +253,13 @@ func (l *layer) run() {
 		}
 		key := starts.keyframe(h.Timestamp, payload)
 		if key && vp8 {
-			if w, hh, ok := vp8KeyframeSize(payload); ok {
+			if w, hh, ok := rtpcodec.VP8KeyframeSize(payload); ok {
 				l.size.Store(uint32(w)<<16 | uint32(hh))
 			}
 		}
 		if vp8 && len(payload) > 0 {
-			if d, ok := parseVP8Desc(payload); ok {
-				if tid, _, ok := d.temporal(payload); ok {
+			if d, ok := rtpcodec.ParseVP8Descriptor(payload); ok {
+				if tid, _, ok := d.Temporal(payload); ok {
 					l.tidBytes[min(tid, temporalAll)].Add(uint64(len(payload)))
 				}
 			}
@@ -313,7 +326,7 @@ type switchPoints struct {
 func (s *switchPoints) keyframe(ts uint32, payload []byte) bool {
 	frameStart := !s.sawTS || ts != s.lastTS
 	s.sawTS, s.lastTS = true, ts
-	return s.video && len(payload) > 0 && (s.vp8 || frameStart) && IsKeyframe(s.mime, payload)
+	return s.video && len(payload) > 0 && (s.vp8 || frameStart) && rtpcodec.IsKeyframe(s.mime, payload)
 }
 
 // latencySample is how often (one packet in so many) the forwarding latency
@@ -335,8 +348,8 @@ func (t *publishedTrack) requestKeyframe(i int) {
 	if now-last < int64(keyframeInterval) || !l.lastKeyReq.CompareAndSwap(last, now) {
 		return
 	}
-	t.owner.room.sfu.metrics.keyframeReqs.Inc()
-	_ = t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(l.remote.SSRC())}})
+	t.metrics.keyframeReqs.Inc()
+	t.sendPLI(uint32(l.remote.SSRC()))
 }
 
 // close tells every sink the track ended.

@@ -20,9 +20,13 @@ type TrackInfo struct {
 
 // TrackSink receives every packet of one published track, for example to
 // record it. WriteRTP is called from the track's read goroutine once per
-// packet in arrival order (padding removed); it must not block, and must not
-// keep h or payload after it returns. Close is called once when the track
-// ends.
+// packet in arrival order (padding removed; packets of padding alone are not
+// passed); of a simulcast track, only the packets of its highest layer
+// present are passed. It must not block, and must not keep h or payload
+// after it returns. Close is called once when the track ends (its
+// publisher stops sending it, leaves, or the room closes), after the last
+// WriteRTP; when the track ends because its publisher or room closes, that
+// is before Participant.Close or Room.Close returns.
 type TrackSink interface {
 	WriteRTP(h *rtp.Header, payload []byte)
 	Close()
@@ -51,7 +55,9 @@ func newRoom(s *SFU, id string) *Room {
 func (r *Room) ID() string { return r.id }
 
 // SetSinkFactory installs f, called for each track published from now on;
-// a nil TrackSink from f means that track is not sunk.
+// a nil TrackSink from f means that track is not sunk. f is called on the
+// new track's read goroutine before its first packet is passed on, so it
+// must return quickly.
 func (r *Room) SetSinkFactory(f func(TrackInfo) TrackSink) {
 	r.mu.Lock()
 	r.sinkFactory = f
@@ -107,10 +113,10 @@ func (r *Room) Join(id string, onSignal func(Signal)) (*Participant, error) {
 	return p, nil
 }
 
-// trackPublished subscribes every other participant to t and attaches the
-// room's sink, if any.
-func (r *Room) trackPublished(t *publishedTrack) {
-	others := r.othersThan(t.owner)
+// trackPublished subscribes every participant but from, its publisher, to
+// t and attaches the room's sink, if any.
+func (r *Room) trackPublished(from *Participant, t *publishedTrack) {
+	others := r.othersThan(from)
 	r.mu.Lock()
 	f := r.sinkFactory
 	r.mu.Unlock()
@@ -124,9 +130,9 @@ func (r *Room) trackPublished(t *publishedTrack) {
 	}
 }
 
-// trackEnded removes t from every subscriber.
-func (r *Room) trackEnded(t *publishedTrack) {
-	for _, o := range r.othersThan(t.owner) {
+// trackEnded removes t, published by from, from every subscriber.
+func (r *Room) trackEnded(from *Participant, t *publishedTrack) {
+	for _, o := range r.othersThan(from) {
 		o.unsubscribe(t)
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // Simulcast from real VP8: the publisher sends testdata/sim-{q,h,f}.ivf
@@ -287,18 +289,18 @@ func (c *sampleCollector) attach(sub *testPeer) {
 				return
 			}
 			r := samplePkt{seq: p.SequenceNumber, ts: p.Timestamp, marker: p.Marker, size: layerNone, content: sampleOrigin{layer: layerNone}}
-			if d, ok := parseVP8Desc(p.Payload); len(p.Payload) == 0 {
+			if d, ok := rtpcodec.ParseVP8Descriptor(p.Payload); len(p.Payload) == 0 {
 				r.empty = true
 			} else if ok {
-				if d.pidAt != 0 {
-					r.pid = d.pictureID(p.Payload)
+				if d.PictureIDAt != 0 {
+					r.pid = d.PictureID(p.Payload)
 				}
-				r.start = vp8PictureStart(p.Payload)
-				r.key = vp8Keyframe(p.Payload)
-				if w, h, ok := vp8KeyframeSize(p.Payload); ok {
+				r.start = rtpcodec.VP8PictureStart(p.Payload)
+				r.key = rtpcodec.IsKeyframe(mimeVP8, p.Payload)
+				if w, h, ok := rtpcodec.VP8KeyframeSize(p.Payload); ok {
 					r.size = sizeLayer(w, h)
 				}
-				if o, ok := c.content[string(p.Payload[d.header:])]; ok {
+				if o, ok := c.content[string(p.Payload[d.PayloadHeader:])]; ok {
 					r.content = o
 				}
 			}
@@ -329,12 +331,12 @@ func (c *sampleCollector) snapshot() (uint32, []samplePkt) {
 // whether it is the first packet of a keyframe; ok is false for a payload
 // the publisher did not send (or none).
 func droppedOrigin(payload []byte, content map[string]sampleOrigin) (o sampleOrigin, key, ok bool) {
-	d, valid := parseVP8Desc(payload)
+	d, valid := rtpcodec.ParseVP8Descriptor(payload)
 	if !valid || len(payload) == 0 {
 		return o, false, false
 	}
-	o, ok = content[string(payload[d.header:])]
-	return o, vp8Keyframe(payload), ok
+	o, ok = content[string(payload[d.PayloadHeader:])]
+	return o, rtpcodec.IsKeyframe(mimeVP8, payload), ok
 }
 
 // checkSampleStream asserts that a subscriber's whole stream, taken in

@@ -26,6 +26,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
 )
 
@@ -270,12 +271,6 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	return nil
 }
 
-// AbsCaptureTimeURI names the absolute capture time header extension. The
-// SFU forwards it from publishers to subscribers unchanged, so that a
-// receiver sharing the sender's clock (the load harness) measures the
-// end-to-end latency of every packet.
-const AbsCaptureTimeURI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
-
 // newMediaEngine registers the SFU's codecs (with RTX) and the header
 // extensions it uses: MID and RIDs for simulcast, RFC 6464 audio levels for
 // speaker detection, transport-wide sequence numbers (with their RTCP
@@ -293,7 +288,7 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 		return nil, fmt.Errorf("register audio level header extension: %w", err)
 	}
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: AbsCaptureTimeURI}, kind); err != nil {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: rtpcodec.AbsCaptureTimeURI}, kind); err != nil {
 			return nil, fmt.Errorf("register absolute capture time header extension: %w", err)
 		}
 		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)

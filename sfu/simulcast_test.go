@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // Tests of simulcast forwarding with real pion peers on loopback. The
@@ -253,20 +255,7 @@ func publishLayersWith(t *testing.T, pub *testPeer, mime string, onRTCP func(lay
 			}
 		}()
 	}
-	offer, err := pub.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := pub.part.Offer(offer.SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	renegotiate(t, pub)
 	ss := &simulcastSender{tracks: tracks, rids: rids, mid: pub.pc.GetTransceivers()[0].Mid(), h264: mime == webrtc.MimeTypeH264}
 	for _, ext := range sender.GetParameters().HeaderExtensions {
 		switch ext.URI {
@@ -382,19 +371,19 @@ func (c *collector) attach(sub *testPeer) {
 				}
 				c.mu.Lock()
 				r := received{seq: p.SequenceNumber, ts: p.Timestamp, noPID: true, layer: int(p.Payload[1]),
-					key: p.Payload[0]&0x1f == naluSPS}
+					key: p.Payload[0]&0x1f == 7} // an SPS
 				c.pkts = append(c.pkts, r)
 				c.mu.Unlock()
 				continue
 			}
-			d, ok := parseVP8Desc(p.Payload)
-			if !ok || d.pidAt == 0 || len(p.Payload) < d.header+1 {
+			d, ok := rtpcodec.ParseVP8Descriptor(p.Payload)
+			if !ok || d.PictureIDAt == 0 || len(p.Payload) < d.PayloadHeader+1 {
 				continue
 			}
-			r := received{seq: p.SequenceNumber, ts: p.Timestamp, pid: d.pictureID(p.Payload), start: p.Payload[0]&0x10 != 0}
-			body := p.Payload[d.header:]
+			r := received{seq: p.SequenceNumber, ts: p.Timestamp, pid: d.PictureID(p.Payload), start: p.Payload[0]&0x10 != 0}
+			body := p.Payload[d.PayloadHeader:]
 			if r.start {
-				r.key = vp8Keyframe(p.Payload)
+				r.key = rtpcodec.IsKeyframe(mimeVP8, p.Payload)
 				if r.key {
 					body = body[10:]
 				} else {

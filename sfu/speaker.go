@@ -64,11 +64,10 @@ func (t *publishedTrack) observeAudio(h *rtp.Header) {
 	if len(ext) == 0 {
 		return // no level in this packet, or an empty (malformed) extension
 	}
-	d := t.owner.room.speakers
-	if d == nil {
+	if t.speakers == nil {
 		return
 	}
-	d.observe(t.owner.id, ext[0]&0x7f)
+	t.speakers.observe(t.publisher, ext[0]&0x7f)
 }
 
 // speakerDetector decides a room's dominant speaker; see the comment above.

@@ -437,9 +437,7 @@ func TestSpeakerConcurrent(t *testing.T) {
 func audioTrack(t testing.TB, clock *fakeClock, levelID uint8) (*publishedTrack, *speakerDetector) {
 	d := newSpeakerDetector(clock.now, 0)
 	t.Cleanup(d.close)
-	room := &Room{speakers: d}
-	owner := &Participant{room: room, id: "pub-1"}
-	return &publishedTrack{owner: owner, kind: "audio", mime: mimeOpus, audioLevelID: levelID}, d
+	return &publishedTrack{trackEnv: trackEnv{publisher: "pub-1", speakers: d}, kind: "audio", mime: mimeOpus, audioLevelID: levelID}, d
 }
 
 func levelHeader(t testing.TB, id uint8, ext []byte) rtp.Header {
@@ -567,7 +565,7 @@ func TestRoomForgetsLeavers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tr := &publishedTrack{owner: a, kind: "audio", audioLevelID: 1}
+	tr := &publishedTrack{trackEnv: trackEnv{publisher: a.id, speakers: a.speakers}, kind: "audio", audioLevelID: 1}
 	h := levelHeader(t, 1, []byte{lvlSpeech})
 	for range 50 {
 		clock.advance(packetInterval)
@@ -600,10 +598,9 @@ func BenchmarkObserveAudio(b *testing.B) {
 	d := newSpeakerDetector(time.Now, speakerRecheck)
 	defer d.close()
 	d.setOnChange(func(string) {})
-	room := &Room{speakers: d}
 	var tracks [4]*publishedTrack
 	for i := range tracks {
-		tracks[i] = &publishedTrack{owner: &Participant{room: room, id: fmt.Sprint("p", i)}, kind: "audio", audioLevelID: 1}
+		tracks[i] = &publishedTrack{trackEnv: trackEnv{publisher: fmt.Sprint("p", i), speakers: d}, kind: "audio", audioLevelID: 1}
 	}
 	hs := [2]rtp.Header{levelHeader(b, 1, []byte{0x80 | lvlSpeech}), levelHeader(b, 1, []byte{lvlQuiet})}
 	for _, tr := range tracks {

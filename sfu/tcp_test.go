@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -72,7 +73,7 @@ func TestICEOverTCP(t *testing.T) {
 			if !bytes.Contains(pkt.Payload, frameMagic) {
 				continue
 			}
-			if sfu.IsKeyframe(webrtc.MimeTypeVP8, pkt.Payload) {
+			if rtpcodec.IsKeyframe(webrtc.MimeTypeVP8, pkt.Payload) {
 				keyframes.Add(1)
 			}
 			if packets.Add(1) >= wantPackets && keyframes.Load() > 0 {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
 )
 
 // vp8TemporalPacket builds the single packet of a VP8 picture with a 15-bit
@@ -43,13 +45,13 @@ type recordingWriter struct {
 }
 
 func (w *recordingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
-	d, ok := parseVP8Desc(payload)
+	d, ok := rtpcodec.ParseVP8Descriptor(payload)
 	if !ok {
 		return 0, nil
 	}
-	tid, _, _ := d.temporal(payload)
+	tid, _, _ := d.Temporal(payload)
 	w.seqs = append(w.seqs, h.SequenceNumber)
-	w.pids = append(w.pids, d.pictureID(payload))
+	w.pids = append(w.pids, d.PictureID(payload))
 	w.tids = append(w.tids, tid)
 	return len(payload), nil
 }

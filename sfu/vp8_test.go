@@ -1,6 +1,10 @@
 package sfu
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/helpcaster/helpcaster/rtpcodec"
+)
 
 // vp8Packet builds a VP8 payload with a descriptor carrying a picture id
 // (15-bit when wide) and optionally TL0PICIDX, followed by a key or delta
@@ -23,24 +27,6 @@ func vp8Packet(pid uint16, wide bool, tl0 int, key bool) []byte {
 		return append(p, 0x00, 0, 0, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01) // 640x480
 	}
 	return append(p, 0x01, 0, 0)
-}
-
-func TestVP8KeyframeSize(t *testing.T) {
-	w, h, ok := vp8KeyframeSize(vp8Packet(5, true, -1, true))
-	if !ok || w != 640 || h != 480 {
-		t.Fatalf("size = %dx%d %v, want 640x480", w, h, ok)
-	}
-	if _, _, ok := vp8KeyframeSize(vp8Packet(5, true, -1, false)); ok {
-		t.Fatal("delta frame reported a size")
-	}
-	bad := vp8Packet(5, true, -1, true)
-	bad[len(bad)-7] = 0 // break the start code
-	if _, _, ok := vp8KeyframeSize(bad); ok {
-		t.Fatal("size read without a start code")
-	}
-	if _, _, ok := vp8KeyframeSize(vp8Packet(5, true, -1, true)[:8]); ok {
-		t.Fatal("size read from a truncated packet")
-	}
 }
 
 // TestVP8RewriterSwitch: after a switch, picture ids and TL0PICIDX continue
@@ -73,26 +59,26 @@ func TestVP8RewriterSwitch(t *testing.T) {
 			if !r.rewrite(key) {
 				t.Fatal("rewrite failed")
 			}
-			d, _ := parseVP8Desc(key)
+			d, _ := rtpcodec.ParseVP8Descriptor(key)
 			mask := uint16(0x7fff)
 			if !c.wide {
 				mask = 0x7f
 			}
-			if got, want := d.pictureID(key), (c.lastOld+1)&mask; got != want {
+			if got, want := d.PictureID(key), (c.lastOld+1)&mask; got != want {
 				t.Errorf("picture id after switch = %d, want %d", got, want)
 			}
 			if c.tl0Old >= 0 {
-				if got, want := key[d.tl0At], byte(c.tl0Old+1); got != want {
+				if got, want := key[d.TL0PICIDXAt], byte(c.tl0Old+1); got != want {
 					t.Errorf("TL0PICIDX after switch = %d, want %d", got, want)
 				}
 			}
 			// The next picture of the new layer follows on.
 			next := vp8Packet(c.first+1, c.wide, c.tl0New, false)
 			r.rewrite(next)
-			if got, want := d.pictureID(next), (c.lastOld+2)&mask; got != want {
+			if got, want := d.PictureID(next), (c.lastOld+2)&mask; got != want {
 				t.Errorf("next picture id = %d, want %d", got, want)
 			}
-			if vp8Keyframe(next) || !vp8Keyframe(key) {
+			if rtpcodec.IsKeyframe(mimeVP8, next) || !rtpcodec.IsKeyframe(mimeVP8, key) {
 				t.Error("rewriting changed the frame type")
 			}
 		})
@@ -134,20 +120,24 @@ func TestLayerOfRID(t *testing.T) {
 	}
 }
 
-func FuzzVP8Desc(f *testing.F) {
-	f.Add(vp8Packet(300, true, 5, true))
-	f.Add(vp8Packet(3, false, -1, false))
-	f.Add([]byte{0x80})
-	f.Add([]byte{0x90, 0xff, 0x80})
-	f.Fuzz(func(t *testing.T, p []byte) {
+// FuzzVP8Rewrite: rebasing, rewriting and tracking any payload never
+// panics, and a rewritten descriptor keeps its layout.
+func FuzzVP8Rewrite(f *testing.F) {
+	f.Add(vp8Packet(300, true, 5, true), vp8Packet(7, true, 200, true))
+	f.Add(vp8Packet(3, false, -1, false), vp8Packet(127, false, -1, false))
+	f.Add([]byte{0x80}, []byte{0x90, 0xff, 0x80})
+	f.Fuzz(func(t *testing.T, first, second []byte) {
 		var r vp8Rewriter
-		r.rebase(p)
-		q := append([]byte(nil), p...)
-		r.rewrite(q)
+		r.rebase(first)
+		r.track(first)
+		r.rebase(second)
+		q := append([]byte(nil), second...)
+		ok := r.rewrite(q)
 		r.track(q)
-		vp8KeyframeSize(p)
-		if d, ok := parseVP8Desc(p); ok && d.header > len(p) {
-			t.Fatalf("descriptor longer than the packet")
+		before, okBefore := rtpcodec.ParseVP8Descriptor(second)
+		after, okAfter := rtpcodec.ParseVP8Descriptor(q)
+		if ok != okBefore || okAfter != okBefore || after != before {
+			t.Fatalf("rewriting % x gave % x: descriptor %+v %v became %+v %v", second, q, before, okBefore, after, okAfter)
 		}
 	})
 }

@@ -1,9 +1,18 @@
-package sfu
+// Keyframe detection from RTP payloads: a decoder can start on a keyframe,
+// so a subscriber joins or switches layers on one and a receiver measures
+// the time to its first.
+
+package rtpcodec
 
 import "strings"
 
-// Keyframe detection from RTP payloads, so a new subscriber starts on a
-// picture its decoder can use.
+// MIME types of the codecs whose keyframes IsKeyframe finds, as pion
+// spells them (webrtc.MimeTypeVP8, webrtc.MimeTypeH264); compared without
+// regard to case.
+const (
+	mimeVP8  = "video/VP8"
+	mimeH264 = "video/H264"
+)
 
 // IsKeyframe reports whether payload (an RTP payload, padding removed)
 // starts a keyframe for the codec with MIME type mime (VP8 or H.264; false
@@ -17,48 +26,6 @@ func IsKeyframe(mime string, payload []byte) bool {
 	default:
 		return false
 	}
-}
-
-// vp8Keyframe parses the VP8 payload descriptor (RFC 7741 section 4.2) and
-// reports whether the packet starts partition 0 of a key frame.
-func vp8Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	x := p[0]&0x80 != 0
-	s := p[0]&0x10 != 0
-	pid := p[0] & 0x07
-	if !s || pid != 0 {
-		return false
-	}
-	i := 1
-	if x {
-		if len(p) < 2 {
-			return false
-		}
-		ext := p[1]
-		i = 2
-		if ext&0x80 != 0 { // I: picture id
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 { // M: 15-bit picture id
-				i++
-			}
-			i++
-		}
-		if ext&0x40 != 0 { // L: TL0PICIDX
-			i++
-		}
-		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
-			i++
-		}
-	}
-	if len(p) <= i {
-		return false
-	}
-	// VP8 payload header: the P bit (bit 0 of the first byte) is 0 for key frames.
-	return p[i]&0x01 == 0
 }
 
 // H.264 NAL unit types (RFC 6184).

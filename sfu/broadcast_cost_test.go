@@ -1,7 +1,8 @@
-package bench
+package sfu_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,11 +26,12 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/helpcaster/helpcaster/internal/procstat"
 	"github.com/helpcaster/helpcaster/sfu"
 )
 
 const runBroadcastCost = "HELPCASTER_BENCH=1 HELPCASTER_BENCH_SUBSCRIBERS=50 " +
-	"go test -run TestBroadcastCost -v -count=1 -timeout 10m ./bench"
+	"go test -run TestBroadcastCost -v -count=1 -timeout 10m ./sfu"
 
 // broadcastChildEnv marks the re-executed test binary that runs the
 // subscribers of TestBroadcastCost.
@@ -89,9 +92,9 @@ func TestBroadcastCost(t *testing.T) {
 	if os.Getenv("HELPCASTER_BENCH") != "1" || os.Getenv(broadcastChildEnv) != "" {
 		t.Skip("load measurement, run by hand: " + runBroadcastCost)
 	}
-	n := envInt(t, "HELPCASTER_BENCH_SUBSCRIBERS", 50)
-	window := envDuration(t, "HELPCASTER_BENCH_WINDOW", 10*time.Second)
-	warmup := envDuration(t, "HELPCASTER_BENCH_WARMUP", 5*time.Second)
+	n := envCount(t, "HELPCASTER_BENCH_SUBSCRIBERS", 50)
+	window := envSpan(t, "HELPCASTER_BENCH_WINDOW", 10*time.Second)
+	warmup := envSpan(t, "HELPCASTER_BENCH_WARMUP", 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+2*window+warmup+time.Duration(n)*time.Second)
 	t.Cleanup(cancel)
 
@@ -349,22 +352,22 @@ func measure(t *testing.T, reg *prometheus.Registry, child *os.Process, d time.D
 	t.Helper()
 	self := os.Getpid()
 	snap := func() (w bcWindow) {
-		p, err := readProc(self)
+		p, err := procstat.Read(self)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.switches, w.procCPU = p.switches, p.cpu()
-		w.drops, _ = udpDrops("self")
+		w.switches, w.procCPU = p.Switches, p.CPU()
+		w.drops, _ = procstat.UDPDrops("self")
 		if child != nil {
-			cp, err := readProc(child.Pid)
+			cp, err := procstat.Read(child.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.childCPU = cp.cpu()
-			w.childDrops, _ = udpDrops(fmt.Sprint(child.Pid))
+			w.childCPU = cp.CPU()
+			w.childDrops, _ = procstat.UDPDrops(fmt.Sprint(child.Pid))
 		}
 		w.in, w.out, w.outBytes = packetsTotal(t, reg, "in"), packetsTotal(t, reg, "out"), bytesOut(t, reg)
-		w.cpu, w.wall = selfCPU(), time.Duration(time.Now().UnixNano())
+		w.cpu, w.wall = procstat.SelfCPU(), time.Duration(time.Now().UnixNano())
 		return w
 	}
 	a := snap()
@@ -588,7 +591,7 @@ func TestBroadcastSubscribers(t *testing.T) {
 	if os.Getenv(broadcastChildEnv) == "" {
 		t.Skip("the subscribers' process of TestBroadcastCost")
 	}
-	n := envInt(t, "HELPCASTER_BENCH_SUBSCRIBERS", 50)
+	n := envCount(t, "HELPCASTER_BENCH_SUBSCRIBERS", 50)
 	api, err := bcAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -699,4 +702,26 @@ func TestBroadcastSubscribers(t *testing.T) {
 	if err := sc.Err(); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
+}
+
+// envCount reads the environment variable name as a count from 1 to 1000;
+// def when it is unset.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	n, err := strconv.Atoi(cmp.Or(os.Getenv(name), strconv.Itoa(def)))
+	if err != nil || n < 1 || n > 1000 {
+		t.Fatalf("%s=%q: want a number from 1 to 1000", name, os.Getenv(name))
+	}
+	return n
+}
+
+// envSpan reads the environment variable name as a duration from 1s to
+// 10m; def when it is unset.
+func envSpan(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(cmp.Or(os.Getenv(name), def.String()))
+	if err != nil || d < time.Second || d > 10*time.Minute {
+		t.Fatalf("%s=%q: want a duration from 1s to 10m", name, os.Getenv(name))
+	}
+	return d
 }
