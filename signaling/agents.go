@@ -26,7 +26,7 @@ func (h *hub) setAvailable(s *session, available bool) error {
 	h.mu.Unlock()
 
 	ctx, cancel := h.storeCtx()
-	err := h.srv.store.SetAgent(ctx, h.agentRecord(s), available)
+	err := h.store.presence.SetAgent(ctx, h.agentRecord(s), available)
 	cancel()
 	if err != nil {
 		return storeError("set agent presence", err)
@@ -89,7 +89,7 @@ func (h *hub) syncAgent(s *session) {
 	}
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	if err := h.srv.store.SetAgent(ctx, h.agentRecord(s), available); err != nil {
+	if err := h.store.presence.SetAgent(ctx, h.agentRecord(s), available); err != nil {
 		h.srv.log.Warn("set agent presence failed", "org", s.org.ID, "err", err)
 	}
 	if available {

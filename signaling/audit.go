@@ -204,7 +204,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 			continue
 		}
 		ctx, cancel := h.storeCtx()
-		err := h.srv.store.Requeue(ctx, e)
+		err := h.store.queues.Requeue(ctx, e)
 		cancel()
 		switch {
 		case err == nil:
@@ -216,7 +216,7 @@ func (h *hub) auditQueue(org, q string, snap queue.Snapshot, now time.Time) {
 	}
 	for _, e := range reattach {
 		ctx, cancel := h.storeCtx()
-		ok, err := h.srv.store.Attach(ctx, org, q, e.Session, h.self)
+		ok, err := h.store.detachment.Attach(ctx, org, q, e.Session, h.self)
 		cancel()
 		if err == nil && ok {
 			h.srv.metrics.repairs.WithLabelValues("customer_detached").Inc()
@@ -267,9 +267,9 @@ func (a *auditState) forgetUnseen(org, q string, seen map[string]bool, h *hub) {
 func (h *hub) settleAgent(s *session, available bool) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id)
+	err := h.store.presence.RemoveAgent(ctx, s.org.ID, s.id)
 	if err == nil {
-		err = h.srv.store.SetAgent(ctx, h.agentRecord(s), available)
+		err = h.store.presence.SetAgent(ctx, h.agentRecord(s), available)
 	}
 	if err != nil {
 		h.srv.log.Warn("settling an agent's record failed", "org", s.org.ID, "err", err)
@@ -280,7 +280,7 @@ func (h *hub) settleAgent(s *session, available bool) {
 	h.mu.Unlock()
 	if !connected {
 		// It left while its record was written: forget it again.
-		_ = h.srv.store.RemoveAgent(ctx, s.org.ID, s.id)
+		_ = h.store.presence.RemoveAgent(ctx, s.org.ID, s.id)
 		return
 	}
 	h.srv.metrics.repairs.WithLabelValues("agent_slot").Inc()

@@ -40,20 +40,20 @@ func (h *hub) keepEnded(ctx context.Context, c *call, byRole, reason string, liv
 	defer c.record.Unlock()
 	org, id := c.org, c.cust.id
 	if !live || byRole == protocol.RoleCustomer || h.srv.stopping() {
-		if err := h.srv.store.DeleteCall(ctx, org, id); err != nil {
+		if err := h.store.records.DeleteCall(ctx, org, id); err != nil {
 			h.srv.log.Warn("forgetting the call for resume failed", "org", org, "err", err)
 		}
 		return
 	}
 	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey, Ended: endedFor(byRole, reason, protocol.RoleCustomer)}
-	if err := h.srv.store.SaveCall(ctx, org, id, rec); err != nil {
+	if err := h.store.records.SaveCall(ctx, org, id, rec); err != nil {
 		h.srv.log.Warn("keeping an ended call for resume failed", "org", org, "err", err)
 	}
 	time.AfterFunc(h.srv.resumeGrace, func() {
 		h.srv.goTracked(func() {
 			ctx, cancel := h.storeCtx()
 			defer cancel()
-			if err := h.srv.store.DeleteCall(ctx, org, id); err != nil {
+			if err := h.store.records.DeleteCall(ctx, org, id); err != nil {
 				// On Redis the record expires anyway (queue.CallRecordTTL).
 				h.srv.log.Warn("forgetting an ended call failed", "org", org, "err", err)
 			}

@@ -228,7 +228,7 @@ func (h *hub) saveCall(c *call) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	rec := queue.CallRecord{Call: c.id, Host: h.self, ResumeKey: c.entry.ResumeKey}
-	if err := h.srv.store.SaveCall(ctx, c.org, c.cust.id, rec); err != nil {
+	if err := h.store.records.SaveCall(ctx, c.org, c.cust.id, rec); err != nil {
 		h.srv.log.Warn("saving the call for resume failed", "org", c.org, "err", err)
 	}
 }
@@ -352,13 +352,13 @@ func (h *hub) endCall(c *call, byRole, reason string) {
 	}
 
 	ctx, cancel := h.storeCtx()
-	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
+	if err := h.store.presence.Release(ctx, c.org, c.agent.id); err != nil {
 		// The agent's node sees the store count a call it does not have
 		// and settles it (audit.go).
 		h.srv.log.Error("release agent failed", "err", err)
 	}
 	if live {
-		if err := h.srv.store.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
+		if err := h.store.stats.RecordHandled(ctx, c.org, c.queue, handled); err != nil {
 			h.srv.log.Warn("record handle time failed", "err", err)
 		}
 	}
@@ -396,7 +396,7 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 		// Say so again: a store that lost its data while the call ran has
 		// this agent as away.
 		ctx, cancel := h.storeCtx()
-		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), true)
+		err := h.store.presence.SetAgent(ctx, h.agentRecord(s), true)
 		cancel()
 		if err != nil {
 			h.srv.log.Warn("set agent presence after a call failed", "err", err)
@@ -433,7 +433,7 @@ func (h *hub) disconnected(s *session) {
 	if isAgent {
 		h.withdrawInvites(s)
 		ctx, cancel := h.storeCtx()
-		if err := h.srv.store.RemoveAgent(ctx, s.org.ID, s.id); err != nil {
+		if err := h.store.presence.RemoveAgent(ctx, s.org.ID, s.id); err != nil {
 			h.srv.log.Error("remove agent failed", "err", err)
 		}
 		cancel()

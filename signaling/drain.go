@@ -142,7 +142,7 @@ func (h *hub) drainStart() {
 	}
 	for _, s := range agents {
 		ctx, cancel := h.storeCtx()
-		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), false)
+		err := h.store.presence.SetAgent(ctx, h.agentRecord(s), false)
 		cancel()
 		if err != nil {
 			h.srv.log.Warn("setting an agent away for the drain failed", "org", s.org.ID, "err", err)

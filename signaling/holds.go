@@ -286,9 +286,9 @@ func (h *hub) unhold(hd *hold) {
 		return // resumed on a new connection meanwhile, which has its own place
 	}
 	ctx, cancel := h.storeCtx()
-	err := h.srv.store.Requeue(ctx, hd.entry)
+	err := h.store.queues.Requeue(ctx, hd.entry)
 	if err == nil && hd.gone {
-		_, err = h.srv.store.Detach(ctx, hd.entry.Org, hd.entry.Queue, hd.entry.Session, time.Now())
+		_, err = h.store.detachment.Detach(ctx, hd.entry.Org, hd.entry.Queue, hd.entry.Session, time.Now())
 	}
 	cancel()
 	if err != nil && !errors.Is(err, queue.ErrExists) {

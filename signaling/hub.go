@@ -38,7 +38,8 @@ const storeTimeout = 5 * time.Second
 // hub tracks this node's joined sessions, runs queue placement and owns the
 // calls.
 type hub struct {
-	srv *Server
+	srv   *Server
+	store storeRoles // the queue store, by role
 
 	peers peers  // the other nodes, if any (peers.go)
 	self  string // this node's id ("" when alone)
@@ -70,6 +71,24 @@ type hub struct {
 	dirty *dirtyQueues // queues to refresh (queuestats.go)
 }
 
+// storeRoles is the queue store seen by role: each use in the hub names
+// the role it needs, so what a part of the hub may touch in the store is
+// plain at its call sites.
+type storeRoles struct {
+	queues     queue.Queues
+	detachment queue.Detachment
+	assigner   queue.Assigner
+	presence   queue.Presence
+	records    queue.CallRecords
+	subjects   queue.Subjects
+	marks      queue.Marks
+	stats      queue.Stats
+}
+
+func rolesOf(s queue.Store) storeRoles {
+	return storeRoles{queues: s, detachment: s, assigner: s, presence: s, records: s, subjects: s, marks: s, stats: s}
+}
+
 // position is what a waiting customer was last told: its place, the queue's
 // length and the estimated wait in seconds (-1: unknown).
 type position struct{ pos, length, wait int }
@@ -78,6 +97,7 @@ func newHub(s *Server, p peers) *hub {
 	s.metrics.preset(s.verifier.Dir.Orgs()) // the hub is built once, with the server
 	return &hub{
 		srv:         s,
+		store:       rolesOf(s.store),
 		peers:       p,
 		self:        p.self(),
 		monitoring:  make(map[*session]*call),
@@ -129,7 +149,7 @@ func (h *hub) joined(s *session, maxLen int, welcome protocol.Message) error {
 		}
 		// Logged in and away: counted in the queue's statistics.
 		ctx, cancel := h.storeCtx()
-		err := h.srv.store.SetAgent(ctx, h.agentRecord(s), false)
+		err := h.store.presence.SetAgent(ctx, h.agentRecord(s), false)
 		cancel()
 		if err != nil {
 			h.forget(s)

@@ -54,9 +54,9 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	var pos int
 	if inherit {
 		// The place it takes over was just given up: no length to check.
-		err = h.srv.store.Requeue(ctx, entry)
+		err = h.store.queues.Requeue(ctx, entry)
 	} else {
-		pos, err = h.srv.store.Enqueue(ctx, entry, maxLen)
+		pos, err = h.store.queues.Enqueue(ctx, entry, maxLen)
 	}
 	switch { // on an error, joined forgets what was recorded here
 	case errors.Is(err, queue.ErrFull):
@@ -68,7 +68,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 		return nil
 	}
 	length := pos
-	if waiting, err := h.srv.store.Waiting(ctx, s.org.ID, s.queue); err == nil {
+	if waiting, err := h.store.queues.Waiting(ctx, s.org.ID, s.queue); err == nil {
 		if inherit {
 			pos = max(slices.Index(waiting, s.id)+1, 1)
 		}
@@ -136,7 +136,7 @@ func (h *hub) place(org, q string) {
 	}
 	for {
 		ctx, cancel := h.storeCtx()
-		a, ok, err := h.srv.store.Assign(ctx, org, q, cfg.Policy)
+		a, ok, err := h.store.assigner.Assign(ctx, org, q, cfg.Policy)
 		cancel()
 		if err != nil {
 			h.srv.log.Error("queue placement failed", "org", org, "queue", q, "err", err)
@@ -170,7 +170,7 @@ func (h *hub) leaveQueue(s *session) {
 		return
 	}
 	ctx, cancel := h.storeCtx()
-	_, err := h.srv.store.Remove(ctx, e.Org, e.Queue, s.id)
+	_, err := h.store.queues.Remove(ctx, e.Org, e.Queue, s.id)
 	cancel()
 	h.placeMu.Unlock()
 	if err != nil {
@@ -188,15 +188,15 @@ func (h *hub) undoAssignment(a queue.Assignment, custHere, agentHere bool) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
 	if custHere {
-		if err := h.srv.store.Requeue(ctx, a.Customer); err != nil {
+		if err := h.store.queues.Requeue(ctx, a.Customer); err != nil {
 			h.srv.log.Error("requeue failed", "org", a.Org, "queue", a.Queue, "err", err)
 		}
 	}
 	var err error
 	if agentHere {
-		err = h.srv.store.Release(ctx, a.Org, a.Agent)
+		err = h.store.presence.Release(ctx, a.Org, a.Agent)
 	} else {
-		err = h.srv.store.RemoveAgent(ctx, a.Org, a.Agent)
+		err = h.store.presence.RemoveAgent(ctx, a.Org, a.Agent)
 	}
 	if err != nil {
 		h.srv.log.Error("release agent failed", "org", a.Org, "err", err)

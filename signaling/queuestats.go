@@ -173,7 +173,7 @@ func (h *hub) overflow(org string, cfg auth.Queue) {
 	for _, m := range due {
 		prio := dst.Policy.Priority(m.e.Attrs)
 		ctx, cancel := h.storeCtx()
-		moved, err := h.srv.store.Move(ctx, m.e, dst.Name, prio, dst.MaxLength)
+		moved, err := h.store.queues.Move(ctx, m.e, dst.Name, prio, dst.MaxLength)
 		cancel()
 		if err != nil || !moved {
 			continue // full, gone, or the store is down: try again next tick
@@ -200,7 +200,7 @@ func (h *hub) refresh(org, q string) {
 	}
 	now := time.Now()
 	ctx, cancel := h.storeCtx()
-	snap, err := h.srv.store.Snapshot(ctx, org, q, now.Add(-statsWindow))
+	snap, err := h.store.stats.Snapshot(ctx, org, q, now.Add(-statsWindow))
 	cancel()
 	if err != nil {
 		h.srv.log.Warn("read queue failed", "org", org, "queue", q, "err", err)

@@ -28,7 +28,7 @@ func (h *hub) loop(stop <-chan struct{}) {
 	// its first reconcile does not take customers being set up elsewhere
 	// (out of the queue for a moment) for lost ones.
 	ctx, cancel := h.storeCtx()
-	if err := h.srv.store.Mark(ctx, h.markID()); err != nil {
+	if err := h.store.marks.Mark(ctx, h.markID()); err != nil {
 		h.srv.log.Warn("marking the store failed", "err", err)
 	}
 	cancel()
@@ -61,7 +61,7 @@ func (h *hub) reconcile() {
 	// customers who are out of the queue for a moment (offered to an agent
 	// on another node, or being bound to a call).
 	ctx, cancel := h.storeCtx()
-	marked, err := h.srv.store.Marked(ctx, h.markID())
+	marked, err := h.store.marks.Marked(ctx, h.markID())
 	cancel()
 	if err != nil || marked {
 		return
@@ -83,7 +83,7 @@ func (h *hub) reconcile() {
 	lost := false
 	for k, entries := range local {
 		ctx, cancel := h.storeCtx()
-		waiting, err := h.srv.store.Waiting(ctx, k.org, k.queue)
+		waiting, err := h.store.queues.Waiting(ctx, k.org, k.queue)
 		cancel()
 		if err != nil {
 			h.placeMu.Unlock()
@@ -103,7 +103,7 @@ func (h *hub) reconcile() {
 		slices.SortFunc(entries, func(a, b queue.Entry) int { return b.Since.Compare(a.Since) })
 		for _, e := range entries {
 			ctx, cancel := h.storeCtx()
-			err := h.srv.store.Requeue(ctx, e)
+			err := h.store.queues.Requeue(ctx, e)
 			cancel()
 			if err != nil && !errors.Is(err, queue.ErrExists) {
 				h.srv.log.Warn("restoring waiting customers failed", "org", k.org, "queue", k.queue, "err", err)
@@ -117,7 +117,7 @@ func (h *hub) reconcile() {
 	h.placeMu.Unlock()
 	if restored {
 		ctx, cancel := h.storeCtx()
-		if err := h.srv.store.Mark(ctx, h.markID()); err != nil {
+		if err := h.store.marks.Mark(ctx, h.markID()); err != nil {
 			h.srv.log.Warn("marking the store failed", "err", err)
 		}
 		cancel()
@@ -156,7 +156,7 @@ func (h *hub) restoreAgents() bool {
 	h.mu.Unlock()
 	for _, a := range agents {
 		ctx, cancel := h.storeCtx()
-		err := h.srv.store.SetAgent(ctx, a.rec, a.available)
+		err := h.store.presence.SetAgent(ctx, a.rec, a.available)
 		cancel()
 		if err != nil {
 			h.srv.log.Warn("restoring agent presence failed", "org", a.rec.Org, "err", err)

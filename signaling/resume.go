@@ -63,15 +63,15 @@ func (h *hub) detach(s *session) {
 	h.withdrawInvites(s)
 	now := time.Now()
 	ctx, cancel := h.storeCtx()
-	detached, err := h.srv.store.Detach(ctx, e.Org, e.Queue, s.id, now)
+	detached, err := h.store.detachment.Detach(ctx, e.Org, e.Queue, s.id, now)
 	if err == nil && !detached && h.replacedSince(s, subjectOf(s)) {
 		cancel()
 		return // its subject joined on another connection, which took its place (subject.go)
 	}
 	if err == nil && !detached {
 		// It was out of the queue, offered to an agent: put it back.
-		if err = h.srv.store.Requeue(ctx, e); err == nil {
-			_, err = h.srv.store.Detach(ctx, e.Org, e.Queue, s.id, now)
+		if err = h.store.queues.Requeue(ctx, e); err == nil {
+			_, err = h.store.detachment.Detach(ctx, e.Org, e.Queue, s.id, now)
 		}
 	}
 	cancel()
@@ -96,7 +96,7 @@ func (h *hub) graceOver(id string, g *grace) {
 
 func (h *hub) removeDetached(org, q, id string) {
 	ctx, cancel := h.storeCtx()
-	removed, err := h.srv.store.RemoveDetached(ctx, org, q, id)
+	removed, err := h.store.detachment.RemoveDetached(ctx, org, q, id)
 	cancel()
 	if err != nil {
 		h.srv.log.Warn("removing a customer whose grace ran out failed", "org", org, "queue", q, "err", err)
@@ -172,14 +172,14 @@ func (h *hub) findResumed(ctx context.Context, org *auth.Org, id string) (e queu
 	for {
 		for _, q := range org.Queues {
 			sctx, cancel := h.storeCtx()
-			e, found, err = h.srv.store.Lookup(sctx, org.ID, q.Name, id)
+			e, found, err = h.store.queues.Lookup(sctx, org.ID, q.Name, id)
 			cancel()
 			if err != nil || found {
 				return e, found, rec, false, err
 			}
 		}
 		sctx, cancel := h.storeCtx()
-		rec, ok, err = h.srv.store.LookupCall(sctx, org.ID, id)
+		rec, ok, err = h.store.records.LookupCall(sctx, org.ID, id)
 		cancel()
 		if err != nil || ok || time.Now().After(deadline) {
 			return e, false, rec, ok, err
@@ -231,10 +231,10 @@ func (h *hub) resumed(s *session, e queue.Entry, token string) error {
 	h.welcoming[s] = &heldBack{}
 	h.mu.Unlock()
 	ctx, cancel := h.storeCtx()
-	attached, err := h.srv.store.Attach(ctx, e.Org, e.Queue, s.id, h.self)
+	attached, err := h.store.detachment.Attach(ctx, e.Org, e.Queue, s.id, h.self)
 	var waiting []string
 	if err == nil && attached {
-		waiting, err = h.srv.store.Waiting(ctx, e.Org, e.Queue)
+		waiting, err = h.store.queues.Waiting(ctx, e.Org, e.Queue)
 	}
 	cancel()
 	if err != nil || !attached {
@@ -464,7 +464,7 @@ func (h *hub) endOrphanedStubs(dead func(string) bool) {
 	for _, o := range orphans {
 		if o.s.role == protocol.RoleAgent {
 			ctx, cancel := h.storeCtx()
-			if err := h.srv.store.Release(ctx, o.c.org, o.s.id); err != nil {
+			if err := h.store.presence.Release(ctx, o.c.org, o.s.id); err != nil {
 				h.srv.log.Warn("release agent failed", "err", err)
 			}
 			cancel()
@@ -534,7 +534,7 @@ func (h *hub) reap() {
 	for _, org := range h.srv.verifier.Dir.Orgs() {
 		for _, q := range org.Queues {
 			ctx, cancel := h.storeCtx()
-			snap, err := h.srv.store.Snapshot(ctx, org.ID, q.Name, now)
+			snap, err := h.store.stats.Snapshot(ctx, org.ID, q.Name, now)
 			cancel()
 			if err != nil {
 				return
@@ -543,7 +543,7 @@ func (h *hub) reap() {
 				switch {
 				case e.Detached.IsZero() && dead(e.Node):
 					ctx, cancel := h.storeCtx()
-					_, _ = h.srv.store.Detach(ctx, org.ID, q.Name, e.Session, now)
+					_, _ = h.store.detachment.Detach(ctx, org.ID, q.Name, e.Session, now)
 					cancel()
 				case !e.Detached.IsZero() && now.Sub(e.Detached) > h.srv.resumeGrace:
 					h.removeDetached(org.ID, q.Name, e.Session)
@@ -552,7 +552,7 @@ func (h *hub) reap() {
 			for _, a := range snap.Agents {
 				if dead(a.Node) {
 					ctx, cancel := h.storeCtx()
-					_ = h.srv.store.RemoveAgent(ctx, org.ID, a.Session)
+					_ = h.store.presence.RemoveAgent(ctx, org.ID, a.Session)
 					cancel()
 				}
 			}

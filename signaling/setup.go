@@ -206,11 +206,11 @@ func (h *hub) abort(c *call, refused, why string) {
 		}
 	}
 	ctx, cancel := h.storeCtx()
-	if err := h.srv.store.Release(ctx, c.org, c.agent.id); err != nil {
+	if err := h.store.presence.Release(ctx, c.org, c.agent.id); err != nil {
 		h.srv.log.Warn("release agent after an aborted start failed", "org", c.org, "err", err)
 	}
 	if phase == phaseTelling {
-		_ = h.srv.store.DeleteCall(ctx, c.org, c.cust.id) // saved for a resume that will not come
+		_ = h.store.records.DeleteCall(ctx, c.org, c.cust.id) // saved for a resume that will not come
 	}
 	cancel()
 	if refused == protocol.RoleCustomer && (why == refusedDead || why == refusedUnreachable) {
@@ -246,9 +246,9 @@ func (h *hub) sendAbort(c *call, role string) {
 func (h *hub) requeueUnreached(c *call, gone bool) {
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	err := h.srv.store.Requeue(ctx, c.entry)
+	err := h.store.queues.Requeue(ctx, c.entry)
 	if err == nil && gone {
-		_, err = h.srv.store.Detach(ctx, c.org, c.queue, c.entry.Session, time.Now())
+		_, err = h.store.detachment.Detach(ctx, c.org, c.queue, c.entry.Session, time.Now())
 	}
 	if err != nil && !errors.Is(err, queue.ErrExists) {
 		h.srv.log.Warn("putting back a customer whose node could not be reached failed", "org", c.org, "queue", c.queue, "err", err)

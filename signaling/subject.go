@@ -70,7 +70,7 @@ func (h *hub) takeOver(s *session) (*queue.Entry, error) {
 	// join of the same subject in between makes the take fail, and the
 	// next round sees that one.
 	for range 5 {
-		holder, err := h.srv.store.SubjectHolder(ctx, org, key)
+		holder, err := h.store.subjects.SubjectHolder(ctx, org, key)
 		if err != nil {
 			return nil, storeError("look up the subject's connection", err)
 		}
@@ -86,7 +86,7 @@ func (h *hub) takeOver(s *session) (*queue.Entry, error) {
 				return nil, errInCall
 			}
 		}
-		ok, err := h.srv.store.HoldSubject(ctx, org, key, holder, s.id)
+		ok, err := h.store.subjects.HoldSubject(ctx, org, key, holder, s.id)
 		if err != nil {
 			return nil, storeError("hold the subject", err)
 		}
@@ -128,11 +128,11 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 	if s.role == protocol.RoleCustomer {
 		// A record of a call that has ended is kept only to tell a resume
 		// how it ended: that customer is in no call.
-		if rec, ok, err := h.srv.store.LookupCall(ctx, org, id); err != nil || (ok && rec.Ended == "") {
+		if rec, ok, err := h.store.records.LookupCall(ctx, org, id); err != nil || (ok && rec.Ended == "") {
 			return &prevConn{busy: true}, storeErrorOrNil("look up the subject's call", err)
 		}
 		for _, q := range s.org.Queues {
-			e, ok, err := h.srv.store.Lookup(ctx, org, q.Name, id)
+			e, ok, err := h.store.queues.Lookup(ctx, org, q.Name, id)
 			if err != nil {
 				return nil, storeError("look up the subject's place", err)
 			}
@@ -143,7 +143,7 @@ func (h *hub) findConn(ctx context.Context, s *session, id string) (*prevConn, e
 		return nil, nil
 	}
 	for _, q := range s.org.Queues {
-		snap, err := h.srv.store.Snapshot(ctx, org, q.Name, time.Now())
+		snap, err := h.store.stats.Snapshot(ctx, org, q.Name, time.Now())
 		if err != nil {
 			return nil, storeError("look up the subject's agent", err)
 		}
@@ -175,11 +175,11 @@ func (h *hub) dropPrev(ctx context.Context, s *session, key, holder string, prev
 	org := s.org.ID
 	switch {
 	case prev.entry != nil:
-		removed, err := h.srv.store.Remove(ctx, org, prev.entry.Queue, holder)
+		removed, err := h.store.queues.Remove(ctx, org, prev.entry.Queue, holder)
 		if err == nil && !removed {
 			// Taken off its queue since: it is being connected to an
 			// agent. It keeps the subject.
-			_, err = h.srv.store.HoldSubject(ctx, org, key, s.id, holder)
+			_, err = h.store.subjects.HoldSubject(ctx, org, key, s.id, holder)
 			if err == nil {
 				return nil, errInCall
 			}
@@ -188,7 +188,7 @@ func (h *hub) dropPrev(ctx context.Context, s *session, key, holder string, prev
 			return nil, storeError("take over the subject's place", err)
 		}
 	case s.role == protocol.RoleAgent:
-		if err := h.srv.store.RemoveAgent(ctx, org, holder); err != nil {
+		if err := h.store.presence.RemoveAgent(ctx, org, holder); err != nil {
 			return nil, storeError("take over the subject's agent", err)
 		}
 	}
@@ -213,14 +213,14 @@ func (h *hub) stillHolder(s *session) bool {
 	}
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	holder, err := h.srv.store.SubjectHolder(ctx, s.org.ID, key)
+	holder, err := h.store.subjects.SubjectHolder(ctx, s.org.ID, key)
 	if err != nil || holder == "" || holder == s.id {
 		return true // the store cannot say: the audits and the next join look again
 	}
 	if s.role == protocol.RoleAgent {
-		err = h.srv.store.RemoveAgent(ctx, s.org.ID, s.id)
+		err = h.store.presence.RemoveAgent(ctx, s.org.ID, s.id)
 	} else {
-		_, err = h.srv.store.Remove(ctx, s.org.ID, s.queue, s.id)
+		_, err = h.store.queues.Remove(ctx, s.org.ID, s.queue, s.id)
 	}
 	if err != nil {
 		h.srv.log.Warn("giving up a replaced connection's place failed", "org", s.org.ID, "err", err)
@@ -265,7 +265,7 @@ func (h *hub) replacedSince(s *session, key string) bool {
 	}
 	ctx, cancel := h.storeCtx()
 	defer cancel()
-	holder, err := h.srv.store.SubjectHolder(ctx, s.org.ID, key)
+	holder, err := h.store.subjects.SubjectHolder(ctx, s.org.ID, key)
 	return err == nil && holder != "" && holder != s.id
 }
 
