@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +23,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/helpcaster/helpcaster/cluster"
+	"github.com/helpcaster/helpcaster/internal/confparse"
 	"github.com/helpcaster/helpcaster/signaling/auth"
-	"github.com/helpcaster/helpcaster/signaling/routing"
 	"github.com/helpcaster/helpcaster/turn"
 )
 
@@ -495,11 +494,11 @@ func parseConfigFile(data []byte, env func(string) string) (*configFile, error) 
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("more than one YAML document")
 	}
-	root := deref(&doc)
+	root := confparse.Deref(&doc)
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = deref(root.Content[0])
+		root = confparse.Deref(root.Content[0])
 	}
-	if isNull(root) {
+	if confparse.IsNull(root) {
 		return cf, nil
 	}
 	if root.Kind != yaml.MappingNode {
@@ -516,7 +515,7 @@ func parseConfigFile(data []byte, env func(string) string) (*configFile, error) 
 }
 
 func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, env func(string) string) error {
-	kvs, err := pairs(m, prefix)
+	kvs, err := confparse.Pairs(m, prefix)
 	if err != nil {
 		return err
 	}
@@ -524,7 +523,7 @@ func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, e
 		k, v := kv[0], kv[1]
 		path := prefix + k.Value
 		if path == "orgs" {
-			orgs, err := parseOrgs(v, env)
+			orgs, err := auth.ParseOrgs(v, env)
 			if err != nil {
 				return err
 			}
@@ -532,10 +531,10 @@ func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, e
 			continue
 		}
 		if kd, ok := paths[path]; ok {
-			if isNull(v) {
+			if confparse.IsNull(v) {
 				continue
 			}
-			val, err := scalarValue(v, kd == kindList)
+			val, err := confparse.Scalar(v, kd == kindList)
 			if err != nil {
 				return fmt.Errorf("line %d: %s: %w", v.Line, path, err)
 			}
@@ -552,7 +551,7 @@ func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, e
 		if !isSection {
 			return fmt.Errorf("line %d: unknown key %q", k.Line, path)
 		}
-		if isNull(v) {
+		if confparse.IsNull(v) {
 			continue
 		}
 		if v.Kind != yaml.MappingNode {
@@ -563,287 +562,6 @@ func (cf *configFile) walk(m *yaml.Node, prefix string, paths map[string]kind, e
 		}
 	}
 	return nil
-}
-
-// parseOrgs reads the orgs list. Each org is checked further by
-// auth.NewDirectory.
-func parseOrgs(n *yaml.Node, env func(string) string) ([]auth.Org, error) {
-	if isNull(n) {
-		return nil, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("line %d: orgs must be a list", n.Line)
-	}
-	orgs := make([]auth.Org, 0, len(n.Content))
-	for i, item := range n.Content {
-		item = deref(item)
-		where := fmt.Sprintf("orgs[%d]", i)
-		if item.Kind != yaml.MappingNode {
-			return nil, fmt.Errorf("line %d: %s must be a mapping", item.Line, where)
-		}
-		var o auth.Org
-		var secret, secretEnv string
-		var hasSecret bool
-		kvs, err := pairs(item, where+".")
-		if err != nil {
-			return nil, err
-		}
-		for _, kv := range kvs {
-			k, v := kv[0], kv[1]
-			key := where + "." + k.Value
-			var err error
-			switch k.Value {
-			case "id":
-				o.ID, err = scalarValue(v, false)
-			case "api_key":
-				o.APIKey, err = scalarValue(v, false)
-			case "api_secret":
-				secret, err = scalarValue(v, false)
-				hasSecret = true
-			case "api_secret_env":
-				secretEnv, err = scalarValue(v, false)
-			case "origins":
-				o.Origins, err = stringList(v)
-			case "queues":
-				if o.Queues, err = parseQueues(v, key); err != nil {
-					return nil, err // already names the line and key
-				}
-			default:
-				return nil, fmt.Errorf("line %d: unknown key %q", k.Line, key)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
-			}
-		}
-		if o.ID != "" {
-			where = fmt.Sprintf("orgs[%d] (%s)", i, o.ID)
-		}
-		switch {
-		case hasSecret && secretEnv != "":
-			return nil, fmt.Errorf("line %d: %s: give api_secret or api_secret_env, not both", item.Line, where)
-		case secretEnv != "":
-			secret = env(secretEnv)
-			if secret == "" {
-				return nil, fmt.Errorf("line %d: %s: api_secret_env: environment variable %s is empty or unset", item.Line, where, secretEnv)
-			}
-		case !hasSecret:
-			return nil, fmt.Errorf("line %d: %s: api_secret or api_secret_env is required", item.Line, where)
-		}
-		o.APISecret = []byte(secret)
-		orgs = append(orgs, o)
-	}
-	return orgs, nil
-}
-
-// parseQueues reads an org's queue list at path (like "orgs[0].queues").
-// A queue is a mapping {name, max_length} or a bare name.
-func parseQueues(n *yaml.Node, path string) ([]auth.Queue, error) {
-	if n.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("line %d: %s: must be a list of {name, max_length}", n.Line, path)
-	}
-	qs := make([]auth.Queue, 0, len(n.Content))
-	for i, item := range n.Content {
-		item = deref(item)
-		where := fmt.Sprintf("%s[%d]", path, i)
-		if item.Kind == yaml.ScalarNode {
-			qs = append(qs, auth.Queue{Name: item.Value})
-			continue
-		}
-		if item.Kind != yaml.MappingNode {
-			return nil, fmt.Errorf("line %d: %s: must be a mapping {name, max_length} or a name", item.Line, where)
-		}
-		kvs, err := pairs(item, where+".")
-		if err != nil {
-			return nil, err
-		}
-		var q auth.Queue
-		var rules queueRules
-		for _, kv := range kvs {
-			k, v := kv[0], kv[1]
-			key := where + "." + k.Value
-			switch k.Value {
-			case "name", "max_length", "offer_timeout":
-				s, err := scalarValue(v, false)
-				if err == nil {
-					switch k.Value {
-					case "name":
-						q.Name = s
-					case "max_length":
-						err = setInt(&q.MaxLength, s, 0, auth.MaxQueueMaxLength)
-					default:
-						err = setDuration(&q.OfferTimeout, s, true)
-					}
-				}
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
-				}
-			case "overflow", "priority", "match":
-				if err := decodeStrict(v, rules.field(k.Value)); err != nil {
-					return nil, fmt.Errorf("line %d: %s: %w", v.Line, key, err)
-				}
-			default:
-				return nil, fmt.Errorf("line %d: unknown key %q", k.Line, key)
-			}
-		}
-		if err := rules.apply(&q); err != nil {
-			return nil, fmt.Errorf("line %d: %s: %w", item.Line, where, err)
-		}
-		qs = append(qs, q)
-	}
-	return qs, nil
-}
-
-// queueRules are a queue's routing settings as the file writes them.
-type queueRules struct {
-	Overflow *struct {
-		After string `yaml:"after"`
-		To    string `yaml:"to"`
-	}
-	Priority []struct {
-		Attr     string `yaml:"attr"`
-		Value    string `yaml:"value"`
-		Priority int    `yaml:"priority"`
-	}
-	Match []struct {
-		Attr     string `yaml:"attr"`
-		Skill    string `yaml:"skill"`
-		MinLevel *int   `yaml:"min_level"`
-		Widen    []struct {
-			After    string `yaml:"after"`
-			MinLevel *int   `yaml:"min_level"`
-		} `yaml:"widen"`
-	}
-}
-
-func (r *queueRules) field(key string) any {
-	switch key {
-	case "overflow":
-		return &r.Overflow
-	case "priority":
-		return &r.Priority
-	default:
-		return &r.Match
-	}
-}
-
-// apply converts the rules into q's settings; auth checks them further.
-func (r *queueRules) apply(q *auth.Queue) error {
-	if o := r.Overflow; o != nil {
-		if err := setDuration(&q.Overflow.After, o.After, false); err != nil {
-			return fmt.Errorf("overflow.after: %w", err)
-		}
-		q.Overflow.To = o.To
-	}
-	if len(r.Priority) == 0 && len(r.Match) == 0 {
-		return nil
-	}
-	p := &routing.Policy{}
-	for _, pr := range r.Priority {
-		p.Priorities = append(p.Priorities, routing.PriorityRule{Attr: pr.Attr, Value: pr.Value, Priority: pr.Priority})
-	}
-	for i, m := range r.Match {
-		req := routing.Requirement{Attr: m.Attr, Skill: m.Skill, Steps: []routing.Step{{Level: 1}}}
-		if m.MinLevel != nil {
-			req.Steps[0].Level = *m.MinLevel
-		}
-		for j, w := range m.Widen {
-			st := routing.Step{}
-			if err := setDuration(&st.After, w.After, false); err != nil {
-				return fmt.Errorf("match[%d].widen[%d].after: %w", i, j, err)
-			}
-			if w.MinLevel == nil {
-				return fmt.Errorf("match[%d].widen[%d]: min_level is required (0 means any agent)", i, j)
-			}
-			st.Level = *w.MinLevel
-			req.Steps = append(req.Steps, st)
-		}
-		p.Requirements = append(p.Requirements, req)
-	}
-	q.Policy = p
-	return nil
-}
-
-// decodeStrict decodes n into dst, refusing keys dst does not have.
-func decodeStrict(n *yaml.Node, dst any) error {
-	raw, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(dst); err != nil {
-		// yaml's line numbers are relative to the snippet; keep the rest.
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
-		return errors.New(lineRef.ReplaceAllString(msg, ""))
-	}
-	return nil
-}
-
-// lineRef matches yaml's "line N: " prefixes.
-var lineRef = regexp.MustCompile(`line \d+: `)
-
-// pairs returns the key/value pairs of a mapping, refusing duplicate keys.
-func pairs(m *yaml.Node, where string) ([][2]*yaml.Node, error) {
-	out := make([][2]*yaml.Node, 0, len(m.Content)/2)
-	seen := make(map[string]bool, len(m.Content)/2)
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := deref(m.Content[i]), deref(m.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: keys must be plain names", k.Line)
-		}
-		if seen[k.Value] {
-			return nil, fmt.Errorf("line %d: key %q appears twice", k.Line, where+k.Value)
-		}
-		seen[k.Value] = true
-		out = append(out, [2]*yaml.Node{k, v})
-	}
-	return out, nil
-}
-
-func deref(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-// scalarValue returns the text of a scalar; with list, a sequence of
-// scalars is joined with commas.
-func scalarValue(n *yaml.Node, list bool) (string, error) {
-	switch {
-	case n.Kind == yaml.ScalarNode:
-		return n.Value, nil
-	case n.Kind == yaml.SequenceNode && list:
-		vals, err := stringList(n)
-		return strings.Join(vals, ","), err
-	case n.Kind == yaml.SequenceNode:
-		return "", errors.New("must be a single value, not a list")
-	default:
-		return "", errors.New("must be a single value, not a mapping")
-	}
-}
-
-func stringList(n *yaml.Node) ([]string, error) {
-	if n.Kind == yaml.ScalarNode {
-		return []string{n.Value}, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, errors.New("must be a list")
-	}
-	out := make([]string, 0, len(n.Content))
-	for _, item := range n.Content {
-		item = deref(item)
-		if item.Kind != yaml.ScalarNode {
-			return nil, errors.New("list items must be single values")
-		}
-		out = append(out, item.Value)
-	}
-	return out, nil
 }
 
 // Value parsers. Their errors describe the value; the caller names the setting.
@@ -1073,12 +791,9 @@ func setPortOrOff(dst *int, v string) error {
 }
 
 func setInt(dst *int, v string, lo, hi int) error {
-	n, err := strconv.Atoi(v)
+	n, err := confparse.Int(v, lo, hi)
 	if err != nil {
-		return fmt.Errorf("%q is not an integer", v)
-	}
-	if n < lo || n > hi {
-		return fmt.Errorf("%d is out of range (%d-%d)", n, lo, hi)
+		return err
 	}
 	*dst = n
 	return nil
@@ -1097,12 +812,9 @@ func setRate(dst *float64, v string) error {
 }
 
 func setDuration(dst *time.Duration, v string, zeroOK bool) error {
-	d, err := time.ParseDuration(v)
+	d, err := confparse.Duration(v, zeroOK)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (like 15s, 500ms or 2m)", v)
-	}
-	if d < 0 || (d == 0 && !zeroOK) {
-		return fmt.Errorf("%s must be positive", v)
+		return err
 	}
 	*dst = d
 	return nil
