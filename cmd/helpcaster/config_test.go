@@ -275,8 +275,17 @@ func TestConfigFileAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ConfigFile != path || len(cfg.Orgs) != 1 {
-		t.Errorf("ConfigFile %q orgs %d", cfg.ConfigFile, len(cfg.Orgs))
+	if cfg.ConfigFile != path || len(cfg.Orgs) != 1 || cfg.Dev || cfg.DevOrgID != "" {
+		t.Errorf("ConfigFile %q orgs %d Dev %v DevOrgID %q", cfg.ConfigFile, len(cfg.Orgs), cfg.Dev, cfg.DevOrgID)
+	}
+	// A secret named by api_secret_env comes from the environment.
+	envOrg := writeFile(t, strings.Replace(orgsYAML, "api_secret: ", "api_secret_env: ACME_SECRET\n    # ", 1))
+	cfg, err = loadServeConfig([]string{"--config", envOrg}, envFunc(map[string]string{"ACME_SECRET": testSecret}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Orgs[0].APISecret) != testSecret {
+		t.Errorf("secret from api_secret_env not read")
 	}
 	_, err = loadServeConfig([]string{"--config", path}, envFunc(map[string]string{"HELPCASTER_CONFIG": "/nonexistent.yaml"}), &bytes.Buffer{})
 	if err != nil {
@@ -357,31 +366,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"section not mapping", nil, nil, orgsYAML + "media: 7\n", "media must be a mapping"},
 		{"duplicate key", nil, nil, orgsYAML + "listen: a:1\nlisten: b:2\n", `key "listen" appears twice`},
 		{"duplicate nested key", nil, nil, orgsYAML + "log:\n  level: info\n  level: debug\n", `key "log.level" appears twice`},
-		{"duplicate org key", nil, nil, orgsYAML + "    id: other\n", `key "orgs[0].id" appears twice`},
 		{"list for scalar", nil, nil, orgsYAML + "listen: [a, b]\n", "listen: must be a single value"},
 		{"file bad duration", nil, nil, orgsYAML + "shutdown_timeout: soon\n", `shutdown_timeout: "soon" is not a duration`},
-		{"unknown org key", nil, nil, orgsYAML + "    colour: red\n", `unknown key "orgs[0].colour"`},
-		{"unknown queue key", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, size: 3}]\n", `unknown key "orgs[0].queues[0].size"`},
-		{"bad max_length", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, max_length: lots}]\n", `orgs[0].queues[0].max_length: "lots" is not an integer`},
-		{"orgs not list", nil, nil, "orgs: acme\n", "orgs must be a list"},
-		{"unknown match key", nil, nil, routingYAML("match: [{attr: language, level: 3}]"), `orgs[0].queues[0].match: field level not found`},
-		{"match not a list", nil, nil, routingYAML("match: language"), `orgs[0].queues[0].match: cannot unmarshal`},
-		{"bad widen duration", nil, nil, routingYAML("match: [{attr: language, widen: [{after: soon, min_level: 0}]}]"), `match[0].widen[0].after: "soon" is not a duration`},
-		{"widen without level", nil, nil, routingYAML("match: [{attr: language, widen: [{after: 1m}]}]"), "min_level is required"},
-		{"widen raises level", nil, nil, routingYAML("match: [{attr: language, min_level: 1, widen: [{after: 1m, min_level: 3}]}]"), "raises the level"},
-		{"priority not a number", nil, nil, routingYAML("priority: [{attr: tier, value: gold, priority: high}]"), "orgs[0].queues[0].priority: cannot unmarshal"},
-		{"overflow unknown queue", nil, nil, routingYAML("overflow: {after: 1m, to: nowhere}"), `overflows into "nowhere"`},
-		{"overflow bad after", nil, nil, routingYAML("overflow: {after: -1m, to: q}"), "overflow.after"},
-		{"bad offer timeout", nil, nil, routingYAML("offer_timeout: 1h"), "offer timeout 1h0m0s is out of range"},
-		{"short secret", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: short\n    queues: [q]\n", `=orgs: org "acme": api secret is 5 bytes; it must be at least 32`},
-		{"bad org id", nil, nil, "orgs:\n  - id: Acme Inc\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [q]\n", `org "Acme Inc": id:`},
-		{"no queues", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + testSecret + "\n", `org "acme": no queues`},
-		{"bad origin", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + testSecret + "\n    origins: [shop.example.com]\n    queues: [q]\n", `origin "shop.example.com"`},
-		{"duplicate org", nil, nil, orgsYAML + strings.Replace(strings.TrimPrefix(orgsYAML, "\norgs:\n"), "acme-key", "other-key", 1), `org "acme": id is used by another organization`},
 		{"dev clashes with file org", []string{"--dev"}, nil, strings.ReplaceAll(orgsYAML, "id: acme", "id: demo"), `org "demo": id is used by another organization`},
-		{"secret env unset", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret_env: ACME_SECRET\n    queues: [q]\n", "environment variable ACME_SECRET is empty or unset"},
-		{"secret and secret env", nil, map[string]string{"S": testSecret}, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: x\n    api_secret_env: S\n    queues: [q]\n", "not both"},
-		{"no secret", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    queues: [q]\n", "api_secret or api_secret_env is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -459,112 +446,6 @@ func TestServeHelp(t *testing.T) {
 	}
 	if _, err := loadServeConfig([]string{"--help"}, envFunc(nil), &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("loadServeConfig(--help) error %v; want flag.ErrHelp", err)
-	}
-}
-
-// routingYAML is an org whose first queue "q" has the given extra line;
-// a second queue "other" exists.
-func routingYAML(line string) string {
-	return "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret +
-		"\n    queues:\n      - name: q\n        " + line + "\n      - other\n"
-}
-
-func TestYAMLRouting(t *testing.T) {
-	file := `
-orgs:
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + testSecret + `
-    queues:
-      - name: support
-        max_length: 50
-        offer_timeout: 20s
-        overflow: {after: 5m, to: general}
-        priority:
-          - {attr: tier, value: gold, priority: 10}
-        match:
-          - attr: language
-            min_level: 3
-            widen:
-              - {after: 30s, min_level: 1}
-              - {after: 60s, min_level: 0}
-          - {attr: product, skill: products}
-      - general
-`
-	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file)}, envFunc(nil), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := auth.NewDirectory(cfg.Orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := dir.Org("acme")
-	q, ok := o.Queue("support")
-	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (auth.Overflow{After: 5 * time.Minute, To: "general"}) {
-		t.Fatalf("queue = %+v", q)
-	}
-	want := `[{"a":"language","s":"language","st":[[0,3],[30000,1],[60000,0]]},{"a":"product","s":"products","st":[[0,1]]}]`
-	if got := q.Policy.Encoded(); got != want {
-		t.Errorf("match rules = %s, want %s", got, want)
-	}
-	if q.Policy.Priority(map[string]string{"tier": "gold"}) != 10 {
-		t.Errorf("priority rules = %+v", q.Policy.Priorities)
-	}
-	if g, _ := o.Queue("general"); g.Policy != nil || g.OfferTimeout != 0 || g.Overflow != (auth.Overflow{}) {
-		t.Errorf("general = %+v, want no rules", g)
-	}
-}
-
-func TestYAMLOrgs(t *testing.T) {
-	file := `
-listen: 127.0.0.1:9000
-orgs:
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + testSecret + `
-    origins:
-      - https://shop.acme.example
-      - https://*.acme.example
-    queues:
-      - name: support
-      - {name: sales, max_length: 5}
-  - id: globex
-    api_key: globex-key
-    api_secret_env: GLOBEX_SECRET
-    origins: [&o "https://globex.example"]
-    queues: [help]
-`
-	env := map[string]string{"GLOBEX_SECRET": "globex-secret-0123456789abcdef0123456789"}
-	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file)}, envFunc(env), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Dev || cfg.DevOrgID != "" {
-		t.Errorf("Dev %v DevOrgID %q", cfg.Dev, cfg.DevOrgID)
-	}
-	dir, err := auth.NewDirectory(cfg.Orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		id, key, secret string
-		origins         []string
-		queues          []auth.Queue
-	}{
-		{"acme", "acme-key", testSecret, []string{"https://shop.acme.example", "https://*.acme.example"},
-			[]auth.Queue{{Name: "support", MaxLength: 100}, {Name: "sales", MaxLength: 5}}},
-		{"globex", "globex-key", env["GLOBEX_SECRET"], []string{"https://globex.example"}, []auth.Queue{{Name: "help", MaxLength: 100}}},
-	}
-	for _, tt := range tests {
-		o, ok := dir.Org(tt.id)
-		if !ok {
-			t.Errorf("org %s missing", tt.id)
-			continue
-		}
-		if o.APIKey != tt.key || string(o.APISecret) != tt.secret || !slices.Equal(o.Origins, tt.origins) || !slices.Equal(o.Queues, tt.queues) {
-			t.Errorf("org %s = %+v", tt.id, o)
-		}
 	}
 }
 
