@@ -39,3 +39,21 @@ func TestOrgErrorLines(t *testing.T) {
 		})
 	}
 }
+
+// TestServeHelpOrgsExample: the orgs example that serve --help prints is a
+// config file the server accepts, so it stays in step with auth.ParseOrgs.
+func TestServeHelpOrgsExample(t *testing.T) {
+	var help bytes.Buffer
+	printServeUsage(&help, settings(&Config{}))
+	_, example, ok := strings.Cut(help.String(), "Organizations in the config file:\n")
+	if !ok {
+		t.Fatal("help has no orgs example")
+	}
+	cfg, err := loadServeConfig([]string{"--config", writeFile(t, example)}, envFunc(map[string]string{"ACME_SECRET": testSecret}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("the example is refused: %v\n%s", err, example)
+	}
+	if len(cfg.Orgs) != 1 || len(cfg.Orgs[0].Queues) != 2 || cfg.Orgs[0].Queues[0].Policy == nil {
+		t.Errorf("orgs %+v", cfg.Orgs)
+	}
+}
