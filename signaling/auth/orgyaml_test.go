@@ -11,15 +11,11 @@ import (
 
 const yamlSecret = "acme-secret-0123456789abcdef0123456789"
 
-// orgsYAML is a valid orgs section.
-const orgsYAML = `
-orgs:
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + yamlSecret + `
-    origins: ["https://shop.acme.example"]
-    queues: [{name: support}]
-`
+// orgYAML is an orgs section of one org "a" with a secret, followed by
+// rest.
+func orgYAML(rest string) string {
+	return "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + yamlSecret + "\n" + rest
+}
 
 // parseOrgsYAML reads the orgs section of doc, a config file, with
 // ParseOrgs. Line numbers count from the top of doc, as in the file.
@@ -37,6 +33,20 @@ func parseOrgsYAML(t *testing.T, doc string, env map[string]string) ([]Org, erro
 	}
 	t.Fatalf("test YAML has no orgs:\n%s", doc)
 	return nil, nil
+}
+
+// yamlDirectory builds a Directory from the orgs section of doc.
+func yamlDirectory(t *testing.T, doc string, env map[string]string) *Directory {
+	t.Helper()
+	orgs, err := parseOrgsYAML(t, doc, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := NewDirectory(orgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // routingYAML is an org whose first queue "q" has the given extra line;
@@ -66,14 +76,7 @@ orgs:
     queues: [help]
 `
 	env := map[string]string{"GLOBEX_SECRET": "globex-secret-0123456789abcdef0123456789"}
-	orgs, err := parseOrgsYAML(t, doc, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := NewDirectory(orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := yamlDirectory(t, doc, env)
 	tests := []struct {
 		id, key, secret string
 		origins         []string
@@ -123,15 +126,7 @@ orgs:
           - {attr: product, skill: products}
       - general
 `
-	orgs, err := parseOrgsYAML(t, doc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := NewDirectory(orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := dir.Org("acme")
+	o, _ := yamlDirectory(t, doc, nil).Org("acme")
 	q, ok := o.Queue("support")
 	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (Overflow{After: 5 * time.Minute, To: "general"}) {
 		t.Fatalf("queue = %+v", q)
@@ -152,9 +147,6 @@ orgs:
 // name the line and the YAML path, and, for a form ParseOrgs accepts, those
 // of NewDirectory.
 func TestParseOrgsErrors(t *testing.T) {
-	org := func(rest string) string {
-		return "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + yamlSecret + "\n" + rest
-	}
 	// yaml names the type it decodes into; see queueRules.
 	const matchType = `struct { Attr string "yaml:\"attr\""; Skill string "yaml:\"skill\""; MinLevel *int "yaml:\"min_level\""; Widen []struct { After string "yaml:\"after\""; MinLevel *int "yaml:\"min_level\"" } "yaml:\"widen\"" }`
 	tests := []struct {
@@ -165,20 +157,20 @@ func TestParseOrgsErrors(t *testing.T) {
 		{"orgs not list", "orgs: acme\n", nil, "line 1: orgs must be a list"},
 		{"org not mapping", "orgs: [acme]\n", nil, "line 1: orgs[0] must be a mapping"},
 		{"org key not plain", "orgs:\n  - {[x]: 1}\n", nil, "line 2: keys must be plain names"},
-		{"duplicate org key", orgsYAML + "    id: other\n", nil, `line 8: key "orgs[0].id" appears twice`},
-		{"unknown org key", orgsYAML + "    colour: red\n", nil, `line 8: unknown key "orgs[0].colour"`},
+		{"duplicate org key", orgYAML("    queues: [q]\n    id: other\n"), nil, `line 6: key "orgs[0].id" appears twice`},
+		{"unknown org key", orgYAML("    queues: [q]\n    colour: red\n"), nil, `line 6: unknown key "orgs[0].colour"`},
 		{"id list", "orgs:\n  - id: [a, b]\n", nil, "line 2: orgs[0].id: must be a single value, not a list"},
-		{"origins mapping", org("    origins: {a: b}\n    queues: [q]\n"), nil, "line 5: orgs[0].origins: must be a list"},
-		{"origins item list", org("    origins: [[a]]\n    queues: [q]\n"), nil, "line 5: orgs[0].origins: list items must be single values"},
-		{"queues not list", org("    queues: q\n"), nil, "line 5: orgs[0].queues: must be a list of {name, max_length}"},
-		{"queue item list", org("    queues: [[q]]\n"), nil, "line 5: orgs[0].queues[0]: must be a mapping {name, max_length} or a name"},
-		{"unknown queue key", org("    queues: [{name: q, size: 3}]\n"), nil, `line 5: unknown key "orgs[0].queues[0].size"`},
-		{"duplicate queue key", org("    queues:\n      - name: q\n        name: r\n"), nil, `line 7: key "orgs[0].queues[0].name" appears twice`},
-		{"bad max_length", org("    queues: [{name: q, max_length: lots}]\n"), nil, `line 5: orgs[0].queues[0].max_length: "lots" is not an integer`},
-		{"max_length out of range", org("    queues: [{name: q, max_length: 2000000}]\n"), nil, "line 5: orgs[0].queues[0].max_length: 2000000 is out of range (0-1000000)"},
-		{"name list", org("    queues: [{name: [q]}]\n"), nil, "line 5: orgs[0].queues[0].name: must be a single value, not a list"},
-		{"bad offer timeout value", org("    queues: [{name: q, offer_timeout: soon}]\n"), nil, `line 5: orgs[0].queues[0].offer_timeout: "soon" is not a duration (like 15s, 500ms or 2m)`},
-		{"negative offer timeout", org("    queues: [{name: q, offer_timeout: -1s}]\n"), nil, "line 5: orgs[0].queues[0].offer_timeout: -1s must be positive"},
+		{"origins mapping", orgYAML("    origins: {a: b}\n    queues: [q]\n"), nil, "line 5: orgs[0].origins: must be a list"},
+		{"origins item list", orgYAML("    origins: [[a]]\n    queues: [q]\n"), nil, "line 5: orgs[0].origins: list items must be single values"},
+		{"queues not list", orgYAML("    queues: q\n"), nil, "line 5: orgs[0].queues: must be a list of {name, max_length}"},
+		{"queue item list", orgYAML("    queues: [[q]]\n"), nil, "line 5: orgs[0].queues[0]: must be a mapping {name, max_length} or a name"},
+		{"unknown queue key", orgYAML("    queues: [{name: q, size: 3}]\n"), nil, `line 5: unknown key "orgs[0].queues[0].size"`},
+		{"duplicate queue key", orgYAML("    queues:\n      - name: q\n        name: r\n"), nil, `line 7: key "orgs[0].queues[0].name" appears twice`},
+		{"bad max_length", orgYAML("    queues: [{name: q, max_length: lots}]\n"), nil, `line 5: orgs[0].queues[0].max_length: "lots" is not an integer`},
+		{"max_length out of range", orgYAML("    queues: [{name: q, max_length: 2000000}]\n"), nil, "line 5: orgs[0].queues[0].max_length: 2000000 is out of range (0-1000000)"},
+		{"name list", orgYAML("    queues: [{name: [q]}]\n"), nil, "line 5: orgs[0].queues[0].name: must be a single value, not a list"},
+		{"bad offer timeout value", orgYAML("    queues: [{name: q, offer_timeout: soon}]\n"), nil, `line 5: orgs[0].queues[0].offer_timeout: "soon" is not a duration (like 15s, 500ms or 2m)`},
+		{"negative offer timeout", orgYAML("    queues: [{name: q, offer_timeout: -1s}]\n"), nil, "line 5: orgs[0].queues[0].offer_timeout: -1s must be positive"},
 		{"unknown match key", routingYAML("match: [{attr: language, level: 3}]"), nil, "line 7: orgs[0].queues[0].match: field level not found in type " + matchType},
 		{"match not a list", routingYAML("match: language"), nil, "line 7: orgs[0].queues[0].match: cannot unmarshal !!str `language` into []" + matchType},
 		{"bad widen duration", routingYAML("match: [{attr: language, widen: [{after: soon, min_level: 0}]}]"), nil, `line 6: orgs[0].queues[0]: match[0].widen[0].after: "soon" is not a duration (like 15s, 500ms or 2m)`},
@@ -201,7 +193,7 @@ func TestParseOrgsErrors(t *testing.T) {
 		{"bad org id", "orgs:\n  - id: Acme Inc\n    api_key: k\n    api_secret: " + yamlSecret + "\n    queues: [q]\n", nil, `org "Acme Inc": id: "Acme Inc" is invalid; use lower-case letters, digits, '-' and '_', starting with a letter or digit`},
 		{"no queues", "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + yamlSecret + "\n", nil, `org "acme": no queues; at least one is required`},
 		{"bad origin", "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + yamlSecret + "\n    origins: [shop.example.com]\n    queues: [q]\n", nil, `org "acme": origin "shop.example.com": must look like "https://host[:port]"`},
-		{"duplicate org", orgsYAML + strings.Replace(strings.TrimPrefix(orgsYAML, "\norgs:\n"), "acme-key", "other-key", 1), nil, `org "acme": id is used by another organization`},
+		{"duplicate org", orgYAML("    queues: [q]\n  - {id: a, api_key: k2, api_secret: " + yamlSecret + ", queues: [q]}\n"), nil, `org "a": id is used by another organization`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,7 +217,7 @@ func TestParseOrgsErrors(t *testing.T) {
 // FuzzParseOrgs feeds ParseOrgs any YAML: it returns organizations or an
 // error that starts with the line, and never panics.
 func FuzzParseOrgs(f *testing.F) {
-	f.Add(orgsYAML)
+	f.Add(orgYAML("    origins: [\"https://shop.acme.example\"]\n    queues: [{name: support}, sales]\n"))
 	f.Add(routingYAML("match: [{attr: language, min_level: 1, widen: [{after: 1m, min_level: 0}]}]"))
 	f.Add(routingYAML("overflow: {after: 1m, to: other}"))
 	f.Add("orgs: [&a {id: x, queues: [*a]}]\n")
