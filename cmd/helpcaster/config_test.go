@@ -2,37 +2,24 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/big"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/helpcaster/helpcaster/client"
-	"github.com/helpcaster/helpcaster/signaling/auth"
-	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
 const testSecret = "acme-secret-0123456789abcdef0123456789"
@@ -275,8 +262,17 @@ func TestConfigFileAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ConfigFile != path || len(cfg.Orgs) != 1 {
-		t.Errorf("ConfigFile %q orgs %d", cfg.ConfigFile, len(cfg.Orgs))
+	if cfg.ConfigFile != path || len(cfg.Orgs) != 1 || cfg.Dev || cfg.DevOrgID != "" {
+		t.Errorf("ConfigFile %q orgs %d Dev %v DevOrgID %q", cfg.ConfigFile, len(cfg.Orgs), cfg.Dev, cfg.DevOrgID)
+	}
+	// A secret named by api_secret_env comes from the environment.
+	envOrg := writeFile(t, strings.Replace(orgsYAML, "api_secret: ", "api_secret_env: ACME_SECRET\n    # ", 1))
+	cfg, err = loadServeConfig([]string{"--config", envOrg}, envFunc(map[string]string{"ACME_SECRET": testSecret}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Orgs[0].APISecret) != testSecret {
+		t.Errorf("secret from api_secret_env not read")
 	}
 	_, err = loadServeConfig([]string{"--config", path}, envFunc(map[string]string{"HELPCASTER_CONFIG": "/nonexistent.yaml"}), &bytes.Buffer{})
 	if err != nil {
@@ -357,31 +353,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"section not mapping", nil, nil, orgsYAML + "media: 7\n", "media must be a mapping"},
 		{"duplicate key", nil, nil, orgsYAML + "listen: a:1\nlisten: b:2\n", `key "listen" appears twice`},
 		{"duplicate nested key", nil, nil, orgsYAML + "log:\n  level: info\n  level: debug\n", `key "log.level" appears twice`},
-		{"duplicate org key", nil, nil, orgsYAML + "    id: other\n", `key "orgs[0].id" appears twice`},
 		{"list for scalar", nil, nil, orgsYAML + "listen: [a, b]\n", "listen: must be a single value"},
 		{"file bad duration", nil, nil, orgsYAML + "shutdown_timeout: soon\n", `shutdown_timeout: "soon" is not a duration`},
-		{"unknown org key", nil, nil, orgsYAML + "    colour: red\n", `unknown key "orgs[0].colour"`},
-		{"unknown queue key", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, size: 3}]\n", `unknown key "orgs[0].queues[0].size"`},
-		{"bad max_length", nil, nil, "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [{name: q, max_length: lots}]\n", `orgs[0].queues[0].max_length: "lots" is not an integer`},
-		{"orgs not list", nil, nil, "orgs: acme\n", "orgs must be a list"},
-		{"unknown match key", nil, nil, routingYAML("match: [{attr: language, level: 3}]"), `orgs[0].queues[0].match: field level not found`},
-		{"match not a list", nil, nil, routingYAML("match: language"), `orgs[0].queues[0].match: cannot unmarshal`},
-		{"bad widen duration", nil, nil, routingYAML("match: [{attr: language, widen: [{after: soon, min_level: 0}]}]"), `match[0].widen[0].after: "soon" is not a duration`},
-		{"widen without level", nil, nil, routingYAML("match: [{attr: language, widen: [{after: 1m}]}]"), "min_level is required"},
-		{"widen raises level", nil, nil, routingYAML("match: [{attr: language, min_level: 1, widen: [{after: 1m, min_level: 3}]}]"), "raises the level"},
-		{"priority not a number", nil, nil, routingYAML("priority: [{attr: tier, value: gold, priority: high}]"), "orgs[0].queues[0].priority: cannot unmarshal"},
-		{"overflow unknown queue", nil, nil, routingYAML("overflow: {after: 1m, to: nowhere}"), `overflows into "nowhere"`},
-		{"overflow bad after", nil, nil, routingYAML("overflow: {after: -1m, to: q}"), "overflow.after"},
-		{"bad offer timeout", nil, nil, routingYAML("offer_timeout: 1h"), "offer timeout 1h0m0s is out of range"},
-		{"short secret", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: short\n    queues: [q]\n", `=orgs: org "acme": api secret is 5 bytes; it must be at least 32`},
-		{"bad org id", nil, nil, "orgs:\n  - id: Acme Inc\n    api_key: k\n    api_secret: " + testSecret + "\n    queues: [q]\n", `org "Acme Inc": id:`},
-		{"no queues", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + testSecret + "\n", `org "acme": no queues`},
-		{"bad origin", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: " + testSecret + "\n    origins: [shop.example.com]\n    queues: [q]\n", `origin "shop.example.com"`},
-		{"duplicate org", nil, nil, orgsYAML + strings.Replace(strings.TrimPrefix(orgsYAML, "\norgs:\n"), "acme-key", "other-key", 1), `org "acme": id is used by another organization`},
 		{"dev clashes with file org", []string{"--dev"}, nil, strings.ReplaceAll(orgsYAML, "id: acme", "id: demo"), `org "demo": id is used by another organization`},
-		{"secret env unset", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    api_secret_env: ACME_SECRET\n    queues: [q]\n", "environment variable ACME_SECRET is empty or unset"},
-		{"secret and secret env", nil, map[string]string{"S": testSecret}, "orgs:\n  - id: acme\n    api_key: k\n    api_secret: x\n    api_secret_env: S\n    queues: [q]\n", "not both"},
-		{"no secret", nil, nil, "orgs:\n  - id: acme\n    api_key: k\n    queues: [q]\n", "api_secret or api_secret_env is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -462,112 +436,6 @@ func TestServeHelp(t *testing.T) {
 	}
 }
 
-// routingYAML is an org whose first queue "q" has the given extra line;
-// a second queue "other" exists.
-func routingYAML(line string) string {
-	return "orgs:\n  - id: a\n    api_key: k\n    api_secret: " + testSecret +
-		"\n    queues:\n      - name: q\n        " + line + "\n      - other\n"
-}
-
-func TestYAMLRouting(t *testing.T) {
-	file := `
-orgs:
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + testSecret + `
-    queues:
-      - name: support
-        max_length: 50
-        offer_timeout: 20s
-        overflow: {after: 5m, to: general}
-        priority:
-          - {attr: tier, value: gold, priority: 10}
-        match:
-          - attr: language
-            min_level: 3
-            widen:
-              - {after: 30s, min_level: 1}
-              - {after: 60s, min_level: 0}
-          - {attr: product, skill: products}
-      - general
-`
-	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file)}, envFunc(nil), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := auth.NewDirectory(cfg.Orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := dir.Org("acme")
-	q, ok := o.Queue("support")
-	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (auth.Overflow{After: 5 * time.Minute, To: "general"}) {
-		t.Fatalf("queue = %+v", q)
-	}
-	want := `[{"a":"language","s":"language","st":[[0,3],[30000,1],[60000,0]]},{"a":"product","s":"products","st":[[0,1]]}]`
-	if got := q.Policy.Encoded(); got != want {
-		t.Errorf("match rules = %s, want %s", got, want)
-	}
-	if q.Policy.Priority(map[string]string{"tier": "gold"}) != 10 {
-		t.Errorf("priority rules = %+v", q.Policy.Priorities)
-	}
-	if g, _ := o.Queue("general"); g.Policy != nil || g.OfferTimeout != 0 || g.Overflow != (auth.Overflow{}) {
-		t.Errorf("general = %+v, want no rules", g)
-	}
-}
-
-func TestYAMLOrgs(t *testing.T) {
-	file := `
-listen: 127.0.0.1:9000
-orgs:
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + testSecret + `
-    origins:
-      - https://shop.acme.example
-      - https://*.acme.example
-    queues:
-      - name: support
-      - {name: sales, max_length: 5}
-  - id: globex
-    api_key: globex-key
-    api_secret_env: GLOBEX_SECRET
-    origins: [&o "https://globex.example"]
-    queues: [help]
-`
-	env := map[string]string{"GLOBEX_SECRET": "globex-secret-0123456789abcdef0123456789"}
-	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file)}, envFunc(env), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Dev || cfg.DevOrgID != "" {
-		t.Errorf("Dev %v DevOrgID %q", cfg.Dev, cfg.DevOrgID)
-	}
-	dir, err := auth.NewDirectory(cfg.Orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		id, key, secret string
-		origins         []string
-		queues          []auth.Queue
-	}{
-		{"acme", "acme-key", testSecret, []string{"https://shop.acme.example", "https://*.acme.example"},
-			[]auth.Queue{{Name: "support", MaxLength: 100}, {Name: "sales", MaxLength: 5}}},
-		{"globex", "globex-key", env["GLOBEX_SECRET"], []string{"https://globex.example"}, []auth.Queue{{Name: "help", MaxLength: 100}}},
-	}
-	for _, tt := range tests {
-		o, ok := dir.Org(tt.id)
-		if !ok {
-			t.Errorf("org %s missing", tt.id)
-			continue
-		}
-		if o.APIKey != tt.key || string(o.APISecret) != tt.secret || !slices.Equal(o.Origins, tt.origins) || !slices.Equal(o.Queues, tt.queues) {
-			t.Errorf("org %s = %+v", tt.id, o)
-		}
-	}
-}
-
 func TestDevOrg(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -625,149 +493,6 @@ func TestDevOrg(t *testing.T) {
 	}
 }
 
-func TestToken(t *testing.T) {
-	dir, err := auth.NewDirectory([]auth.Org{{
-		ID: "acme", APIKey: "acme-key", APISecret: []byte(testSecret),
-		Queues: []auth.Queue{{Name: "support"}, {Name: "sales"}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	configPath := writeFile(t, strings.Replace(orgsYAML, "[{name: support}]", "[support, sales]", 1))
-	env := envFunc(map[string]string{"ACME_SECRET": testSecret})
-	tests := []struct {
-		name string
-		args []string
-		role string
-	}{
-		{"secret env", []string{"--org", "acme", "--key", "acme-key", "--secret-env", "ACME_SECRET", "--sub", "visitor-1", "--name", "Ada", "--queue", "sales", "--attr", "language=en", "--attr", "tier=gold"}, protocol.RoleCustomer},
-		{"secret flag no key", []string{"--org", "acme", "--secret", testSecret, "--sub", "agent-1", "--role", "agent", "--ttl", "5m"}, protocol.RoleAgent},
-		{"config file", []string{"--org", "acme", "--config", configPath, "--sub", "visitor-2", "--queue", "sales"}, protocol.RoleCustomer},
-		{"agent skills", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "agent-2", "--role", "agent",
-			"--skill", "language=de:3", "--skill", "language=en:1", "--skill", "product=billing:2", "--capacity", "2"}, protocol.RoleAgent},
-		{"supervisor", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "sup-1", "--role", "supervisor"}, protocol.RoleSupervisor},
-	}
-	v := &auth.Verifier{Dir: dir}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := run(append([]string{"token"}, tt.args...), env, &stdout, &stderr); code != 0 {
-				t.Fatalf("exit code %d: %s", code, stderr.String())
-			}
-			tok, ok := strings.CutSuffix(stdout.String(), "\n")
-			if !ok || strings.Contains(tok, "\n") {
-				t.Fatalf("stdout %q is not one line", stdout.String())
-			}
-			c, org, err := v.Verify(tok)
-			if err != nil {
-				t.Fatalf("Verify: %v", err)
-			}
-			if org.ID != "acme" || c.Role != tt.role || c.ExpiresAt == nil {
-				t.Errorf("claims %+v", c)
-			}
-			if tt.name == "agent skills" && (c.Skills["language"]["de"] != 3 || c.Skills["language"]["en"] != 1 ||
-				c.Skills["product"]["billing"] != 2 || c.Capacity != 2) {
-				t.Errorf("skills %v capacity %d", c.Skills, c.Capacity)
-			}
-		})
-	}
-
-	errTests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"no org", []string{"--secret-env", "ACME_SECRET", "--sub", "x"}, "--org is required"},
-		{"no sub", []string{"--org", "acme", "--secret-env", "ACME_SECRET"}, "--sub is required"},
-		{"no secret", []string{"--org", "acme", "--sub", "x"}, "a secret is required"},
-		{"secret env unset", []string{"--org", "acme", "--secret-env", "NOPE", "--sub", "x"}, "NOPE is empty or unset"},
-		{"short secret", []string{"--org", "acme", "--secret", "short", "--sub", "x"}, "at least 32"},
-		{"bad role", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "admin"}, "role must be"},
-		{"ttl too long", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--ttl", "48h"}, "ttl 48h0m0s is out of range"},
-		{"bad ttl", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--ttl", "long"}, "invalid value"},
-		{"bad attr", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--attr", "novalue"}, `"novalue" is not key=value`},
-		{"duplicate attr", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--attr", "a=1", "--attr", "a=2"}, "given twice"},
-		{"bad skill", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--skill", "language=de"}, "is not skill=value:level"},
-		{"skill level out of range", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--skill", "language=de:11"}, "levels are 1 to 10"},
-		{"customer with skills", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--skill", "language=de:1"}, "for agents only"},
-		{"capacity too high", []string{"--org", "acme", "--secret-env", "ACME_SECRET", "--sub", "x", "--role", "agent", "--capacity", "9"}, "capacity 9 is out of range"},
-		{"bad org id", []string{"--org", "Acme", "--secret-env", "ACME_SECRET", "--sub", "x"}, "not a valid organization id"},
-		{"unknown queue in config", []string{"--org", "acme", "--config", configPath, "--sub", "x", "--queue", "billing"}, "does not exist"},
-		{"org not in config", []string{"--org", "globex", "--config", configPath, "--sub", "x"}, `"globex" is not in`},
-		{"config and secret", []string{"--org", "acme", "--config", configPath, "--secret-env", "ACME_SECRET", "--sub", "x"}, "not both"},
-		{"unknown flag", []string{"--org", "acme", "--colour", "x"}, "flag provided but not defined"},
-	}
-	for _, tt := range errTests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := run(append([]string{"token"}, tt.args...), env, &stdout, &stderr); code != 2 {
-				t.Fatalf("exit code %d; want 2", code)
-			}
-			out := stderr.String()
-			if strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "helpcaster: token: ") || !strings.Contains(out, tt.want) {
-				t.Fatalf("stderr %q; want one line containing %q", out, tt.want)
-			}
-			if strings.Contains(out, testSecret) || stdout.Len() != 0 {
-				t.Errorf("stderr %q stdout %q", out, stdout.String())
-			}
-		})
-	}
-}
-
-func TestRunCommands(t *testing.T) {
-	tests := []struct {
-		args       []string
-		code       int
-		stdoutHas  string
-		stderrHas  string
-		stdoutNone bool
-	}{
-		{[]string{"version"}, 0, "helpcaster ", "", false},
-		{[]string{"help"}, 0, "Commands:", "", false},
-		{[]string{"--help"}, 0, "Commands:", "", false},
-		{[]string{"help", "token"}, 0, "--secret-env", "", false},
-		{[]string{"token", "--help"}, 0, "", "--secret-env", true},
-		{nil, 2, "", "Usage:", true},
-		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`, true},
-		{[]string{"help", "frobnicate"}, 2, "", `unknown command "frobnicate"`, true},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := run(tt.args, envFunc(nil), &stdout, &stderr); code != tt.code {
-				t.Fatalf("exit code %d; want %d", code, tt.code)
-			}
-			if !strings.Contains(stdout.String(), tt.stdoutHas) || !strings.Contains(stderr.String(), tt.stderrHas) {
-				t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
-			}
-			if tt.stdoutNone && stdout.Len() != 0 {
-				t.Errorf("stdout %q; want nothing", stdout.String())
-			}
-		})
-	}
-}
-
-func TestBuildVersion(t *testing.T) {
-	tests := []struct {
-		name    string
-		ldflags string
-		info    *debug.BuildInfo
-		want    string
-	}{
-		{"ldflags wins", "v9.9.9", &debug.BuildInfo{Main: debug.Module{Version: "v1.0.0"}}, "v9.9.9"},
-		{"module version", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, "v1.2.3"},
-		{"vcs revision", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
-			{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.modified", Value: "true"}}}, "devel-0123456789ab-dirty"},
-		{"nothing", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel"},
-		{"no build info", "", nil, "devel"},
-	}
-	for _, tt := range tests {
-		if got := buildVersion(tt.ldflags, tt.info, tt.info != nil); got != tt.want {
-			t.Errorf("%s: %q; want %q", tt.name, got, tt.want)
-		}
-	}
-}
-
 // TestRedisURLErrorHidesPassword: a rejected Redis URL is not repeated in
 // the error, since it may carry a password.
 func TestRedisURLErrorHidesPassword(t *testing.T) {
@@ -777,150 +502,5 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("the error repeats the password: %v", err)
-	}
-}
-
-// lockedBuffer is a bytes.Buffer that a logger may write to while a test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// TestServeTokenSettings runs the server in-process with organizations
-// that share a secret and --token-max-lifetime 30m: start-up logs a warning
-// that names the organizations and not the secret, and join refuses a
-// token living 2h while it accepts one living 30m and a demo token (which
-// lives 1h unless the maximum is shorter).
-func TestServeTokenSettings(t *testing.T) {
-	const otherSecret = "initech-secret-0123456789abcdef0123456789"
-	file := `
-orgs:
-  - id: globex
-    api_key: globex-key
-    api_secret: ` + testSecret + `
-    queues: [help]
-  - id: initech
-    api_key: initech-key
-    api_secret: ` + otherSecret + `
-    queues: [help]
-  - id: acme
-    api_key: acme-key
-    api_secret: ` + testSecret + `
-    queues: [support]
-`
-	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
-	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file), "--listen", addr, "--media-udp-port", itoa(freePort(t, "udp")),
-		"--media-tcp-port", "0", "--media-loopback-only", "--drain-timeout", "0", "--token-max-lifetime", "30m", "--dev", "--turn-port", "0"}, envFunc(nil), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs lockedBuffer
-	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	stop := make(chan struct{}, 1)
-	served := make(chan error, 1)
-	go func() { served <- runServe(stop, cfg, logger, io.Discard) }()
-	defer func() {
-		stop <- struct{}{}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("runServe: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("runServe did not return within 30s of stop")
-		}
-	}()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		select {
-		case err := <-served:
-			t.Fatalf("runServe returned early: %v\nlogs:\n%s", err, logs.String())
-		case <-ctx.Done():
-			t.Fatalf("server not up: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-
-	// The warning: one line, at WARN, naming acme and globex only.
-	var warnings []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if strings.Contains(fmt.Sprint(rec["msg"]), "share one API secret") {
-			warnings = append(warnings, rec)
-		}
-	}
-	if len(warnings) != 1 || warnings[0]["level"] != "WARN" || fmt.Sprint(warnings[0]["orgs"]) != "[acme globex]" {
-		t.Errorf("shared-secret warnings %v; want one WARN naming [acme globex]", warnings)
-	}
-	if strings.Contains(logs.String(), testSecret) || strings.Contains(logs.String(), otherSecret) {
-		t.Errorf("logs hold a secret:\n%s", logs.String())
-	}
-
-	// The maximum lifetime reaches join.
-	dir, err := auth.NewDirectory(cfg.Orgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acme, _ := dir.Org("acme")
-	resp, err := http.Get("http://" + addr + "/demo/token?role=agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var demo struct{ Token string }
-	err = json.NewDecoder(resp.Body).Decode(&demo)
-	resp.Body.Close()
-	if err != nil || demo.Token == "" {
-		t.Fatalf("demo token: %v", err)
-	}
-	for _, tt := range []struct {
-		ttl  time.Duration // 0: the demo token
-		code protocol.Code
-	}{{2 * time.Hour, protocol.CodeBadToken}, {30 * time.Minute, ""}, {0, ""}} {
-		tok := demo.Token
-		if tt.ttl != 0 {
-			tok, err = auth.Mint(acme, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-1"}, Role: protocol.RoleAgent}, tt.ttl, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		c, err := client.Dial(ctx, client.Options{URL: "ws://" + addr + "/v1/signal", LoopbackOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Join(ctx, tok)
-		c.Close()
-		what := fmt.Sprintf("a token living %v", tt.ttl)
-		if tt.ttl == 0 {
-			what = "the demo token"
-		}
-		switch {
-		case err != nil && protocol.AsError(err).Code != tt.code:
-			t.Errorf("join with %s: %v; want %q", what, err, tt.code)
-		case err == nil && tt.code != "":
-			t.Errorf("join with %s succeeded; want %s", what, tt.code)
-		}
 	}
 }

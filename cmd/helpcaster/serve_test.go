@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,12 +16,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/freeport"
+	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
 
@@ -180,3 +187,148 @@ func TestServeProcess(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// lockedBuffer is a bytes.Buffer that a logger may write to while a test
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestServeTokenSettings runs the server in-process with organizations
+// that share a secret and --token-max-lifetime 30m: start-up logs a warning
+// that names the organizations and not the secret, and join refuses a
+// token living 2h while it accepts one living 30m and a demo token (which
+// lives 1h unless the maximum is shorter).
+func TestServeTokenSettings(t *testing.T) {
+	const otherSecret = "initech-secret-0123456789abcdef0123456789"
+	file := `
+orgs:
+  - id: globex
+    api_key: globex-key
+    api_secret: ` + testSecret + `
+    queues: [help]
+  - id: initech
+    api_key: initech-key
+    api_secret: ` + otherSecret + `
+    queues: [help]
+  - id: acme
+    api_key: acme-key
+    api_secret: ` + testSecret + `
+    queues: [support]
+`
+	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
+	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file), "--listen", addr, "--media-udp-port", itoa(freePort(t, "udp")),
+		"--media-tcp-port", "0", "--media-loopback-only", "--drain-timeout", "0", "--token-max-lifetime", "30m", "--dev", "--turn-port", "0"}, envFunc(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	stop := make(chan struct{}, 1)
+	served := make(chan error, 1)
+	go func() { served <- runServe(stop, cfg, logger, io.Discard) }()
+	defer func() {
+		stop <- struct{}{}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("runServe: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("runServe did not return within 30s of stop")
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case err := <-served:
+			t.Fatalf("runServe returned early: %v\nlogs:\n%s", err, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("server not up: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	// The warning: one line, at WARN, naming acme and globex only.
+	var warnings []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if strings.Contains(fmt.Sprint(rec["msg"]), "share one API secret") {
+			warnings = append(warnings, rec)
+		}
+	}
+	if len(warnings) != 1 || warnings[0]["level"] != "WARN" || fmt.Sprint(warnings[0]["orgs"]) != "[acme globex]" {
+		t.Errorf("shared-secret warnings %v; want one WARN naming [acme globex]", warnings)
+	}
+	if strings.Contains(logs.String(), testSecret) || strings.Contains(logs.String(), otherSecret) {
+		t.Errorf("logs hold a secret:\n%s", logs.String())
+	}
+
+	// The maximum lifetime reaches join.
+	dir, err := auth.NewDirectory(cfg.Orgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, _ := dir.Org("acme")
+	resp, err := http.Get("http://" + addr + "/demo/token?role=agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var demo struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&demo)
+	resp.Body.Close()
+	if err != nil || demo.Token == "" {
+		t.Fatalf("demo token: %v", err)
+	}
+	for _, tt := range []struct {
+		ttl  time.Duration // 0: the demo token
+		code protocol.Code
+	}{{2 * time.Hour, protocol.CodeBadToken}, {30 * time.Minute, ""}, {0, ""}} {
+		tok := demo.Token
+		if tt.ttl != 0 {
+			tok, err = auth.Mint(acme, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-1"}, Role: protocol.RoleAgent}, tt.ttl, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := client.Dial(ctx, client.Options{URL: "ws://" + addr + "/v1/signal", LoopbackOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Join(ctx, tok)
+		c.Close()
+		what := fmt.Sprintf("a token living %v", tt.ttl)
+		if tt.ttl == 0 {
+			what = "the demo token"
+		}
+		switch {
+		case err != nil && protocol.AsError(err).Code != tt.code:
+			t.Errorf("join with %s: %v; want %q", what, err, tt.code)
+		case err == nil && tt.code != "":
+			t.Errorf("join with %s succeeded; want %s", what, tt.code)
+		}
+	}
+}
