@@ -14,10 +14,10 @@ import (
 // Calls. A call is one customer and one agent in one room. The node that
 // hosts the room holds the call with both participants; each side is either
 // a session on this node or a session on another node, reached through the
-// cluster relay (cluster.go). A node holding a side's connection but not the
-// room keeps a stub of the call (host set, no room) that says where to send
-// that side's messages. On a single node every call is hosted here and
-// both sides are local.
+// relay between nodes (relayed.go, peers.go). A node holding a side's
+// connection but not the room keeps a stub of the call (host set, no room)
+// that says where to send that side's messages. On a single node every call
+// is hosted here and both sides are local.
 
 // call is one customer and one agent in one room.
 type call struct {
@@ -408,7 +408,9 @@ func (h *hub) sideEnded(s *session, m protocol.Message, org, q string) {
 // disconnected cleans up after a joined session's connection ended. A
 // waiting customer keeps its place for the resume grace (resume.go).
 func (h *hub) disconnected(s *session) {
-	// Forget the session and read its call in one step; see startCall.
+	// Forget the session, read its calls and settle its holds in one step:
+	// see startCall, and holds.go (a commit or an abort that finds the
+	// session gone finds its hold gone too, and puts the customer back).
 	h.mu.Lock()
 	if h.sessions[s.id] == s {
 		delete(h.sessions, s.id)
@@ -418,15 +420,18 @@ func (h *hub) disconnected(s *session) {
 	_, isAgent := h.agents[s]
 	delete(h.agents, s)
 	delete(h.supervisors, s)
+	droppedHolds := h.holds.dropSession(s)
 	h.mu.Unlock()
 	h.ended.forget(s)
 	if s.role == protocol.RoleSupervisor {
 		h.stopMonitor(s, "", nil)
 	}
 
-	// A side held for a call being set up: an agent's is given up, a
-	// customer's decided by its host (setup.go).
-	h.dropHolds(s)
+	// A side held for a call being set up: an agent's is given up (its
+	// host hears so), a customer's decided by its host (holds.go).
+	for _, hd := range droppedHolds {
+		h.answerHost(hd.target, hd.role, refusedGone)
+	}
 	if waiting {
 		h.detach(s)
 	}

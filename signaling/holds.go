@@ -206,12 +206,14 @@ func (h *hub) takeCommit(k holdKey) int {
 	case hd == nil:
 		h.mu.Unlock()
 		return commitFailed
-	case hd.gone:
+	case hd.gone || h.sessions[hd.s.id] != hd.s:
+		// Its connection ended while it was held, or it is no longer the
+		// session here (replaced, its end on the way): told nothing, it
+		// goes back to its place, detached, to resume within the grace (a
+		// place the new session has already is left as it is).
+		hd.gone = true
 		h.mu.Unlock()
 		h.srv.goTracked(func() { h.letGo(hd) }) // off the bus goroutine: store calls
-		return commitFailed
-	case h.sessions[hd.s.id] != hd.s:
-		h.mu.Unlock()
 		return commitFailed
 	}
 	s := hd.s
@@ -297,17 +299,6 @@ func (h *hub) unhold(hd *hold) {
 		h.srv.log.Warn("putting a customer back in its queue failed", "org", hd.entry.Org, "queue", hd.entry.Queue, "err", err)
 	}
 	h.srv.goTracked(func() { h.place(hd.entry.Org, hd.entry.Queue) })
-}
-
-// dropHolds settles the holds of a session whose connection ended. An
-// agent's are given up: each host hears the side is gone and aborts its
-// call. A customer's stands (hold.gone): the host's commit or abort
-// decides whether it is detached in the call or at its place. Called by
-// disconnected.
-func (h *hub) dropHolds(s *session) {
-	for _, hd := range h.holds.dropSession(s) {
-		h.answerHost(hd.target, hd.role, refusedGone)
-	}
 }
 
 // answerHost tells the host of target (here or on another node) how its
