@@ -56,9 +56,26 @@ func (c *endedAwayCall) resume() (*client.Client, protocol.Message, error) {
 
 func (c *endedAwayCall) badResume(t *testing.T) {
 	t.Helper()
-	var pe *protocol.Error
-	if _, _, err := c.resume(); !errors.As(err, &pe) || pe.Code != protocol.CodeBadResume {
-		t.Fatalf("resume: %v, want bad_resume", err)
+	// The call's record is forgotten just after both sides were told the
+	// call ended: a resume in that moment is told the call ended (welcome,
+	// then ended), and the next one must be refused.
+	for {
+		again, _, err := c.resume()
+		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Code == protocol.CodeBadResume {
+			return
+		}
+		if err != nil {
+			t.Fatalf("resume: %v, want bad_resume", err)
+		}
+		if m := next(t, c.ctx, again, protocol.TypeEnded); m.Room != c.room {
+			t.Fatalf("resume before the record was forgotten: ended %+v, want room %s", m, c.room)
+		}
+		select {
+		case <-c.ctx.Done():
+			t.Fatal("the resume token still works long after the call ended")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -40,6 +40,10 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan error // receives cmd.Wait's result
+	// hold keeps the port of a stopped server, so that no other process
+	// (another test's server) takes it and answers in its place: clients
+	// of a stopped server must find it down. nil while running.
+	hold *portHold
 }
 
 // Required reports whether the environment demands a real Redis for tests:
@@ -59,7 +63,7 @@ func Start(t testing.TB) *Server {
 		t.Skipf("redistest: redis-server not installed (%v); skipping. Install it with scripts/install-test-deps.sh, or set HELPCASTER_REQUIRE_REDIS=1 to make this a failure", err)
 	}
 	s := &Server{bin: bin, dir: t.TempDir()}
-	t.Cleanup(s.stop)
+	t.Cleanup(func() { s.stop(); s.releasePort() })
 
 	// A free port may be taken between choosing it and redis binding it:
 	// try a few.
@@ -93,6 +97,7 @@ func (s *Server) URL() string {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.stop()
+	s.releasePort()
 	var err error
 	// The old socket may linger for a moment.
 	for deadline := time.Now().Add(startTimeout); ; {
@@ -108,10 +113,63 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 // Stop kills the server (SIGKILL) and waits for it to exit, as if Redis
-// crashed.
-// Restart brings it back; stopping twice is harmless.
+// crashed. Until Restart, the port stays held by the test: a connection
+// to it is closed at once, without an answer, as if the server had gone,
+// and no other server (another test's, started meanwhile on a port it
+// found free) can answer in its place. Restart brings it back; stopping
+// twice is harmless.
 func (s *Server) Stop() {
 	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil {
+		s.hold = holdPort(s.Addr())
+	}
+}
+
+func (s *Server) releasePort() {
+	s.mu.Lock()
+	h := s.hold
+	s.hold = nil
+	s.mu.Unlock()
+	h.release()
+}
+
+// portHold is a listener on a stopped server's port that closes every
+// connection it accepts.
+type portHold struct {
+	ln   net.Listener
+	done chan struct{}
+}
+
+// holdPort listens on addr; nil when it cannot (the port was taken in the
+// moment since the server died: the test then runs as before).
+func holdPort(addr string) *portHold {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	h := &portHold{ln: ln, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	return h
+}
+
+// release stops listening and waits for the accept loop to end.
+func (h *portHold) release() {
+	if h == nil {
+		return
+	}
+	_ = h.ln.Close()
+	<-h.done
 }
 
 // Pause stops the server with SIGSTOP: it holds its connections and data
