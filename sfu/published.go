@@ -75,7 +75,7 @@ type publishedTrack struct {
 	mime  string
 	kind  string
 
-	sinkMu sync.Mutex // serialises changes to sinks
+	sinkMu sync.Mutex // serialises changes to sinks, and orders sender reports with close
 	sinks  atomic.Pointer[[]sink]
 
 	layers [maxLayers]atomic.Pointer[layer]
@@ -127,7 +127,21 @@ func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RT
 }
 
 func (t *publishedTrack) info() TrackInfo {
-	return TrackInfo{Participant: t.publisher, TrackID: t.id, Kind: t.kind, Codec: t.codec}
+	return TrackInfo{Participant: t.publisher, TrackID: t.id, Kind: t.kind, Codec: t.codec,
+		RequestKeyframe: func() { t.requestKeyframe(t.topLayer()) }}
+}
+
+// senderReported passes a sender report for one of the track's layers on
+// to the sinks that want them. sinkMu orders it with close, so that no
+// sink hears of a report after its Close.
+func (t *publishedTrack) senderReported(ssrc uint32, ntpTime uint64, rtpTime uint32) {
+	t.sinkMu.Lock()
+	defer t.sinkMu.Unlock()
+	for _, s := range *t.sinks.Load() {
+		if e, ok := s.(*externalSink); ok && e.sr != nil {
+			e.sr.SenderReport(ssrc, ntpTime, rtpTime)
+		}
+	}
 }
 
 func (t *publishedTrack) addSink(s sink) {

@@ -60,6 +60,9 @@ func (l *layer) noteSenderReportsFrom(pkts []rtcp.Packet, ssrc uint32, now time.
 	for _, p := range pkts {
 		if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == ssrc {
 			l.sr.Store(&senderInfo{ntp: sr.NTPTime, rtp: sr.RTPTime, at: now})
+			if l.track != nil {
+				l.track.senderReported(ssrc, sr.NTPTime, sr.RTPTime)
+			}
 		}
 	}
 }

@@ -16,6 +16,12 @@ type TrackInfo struct {
 	TrackID     string
 	Kind        string // "audio" or "video"
 	Codec       webrtc.RTPCodecParameters
+	// RequestKeyframe asks the publisher for a keyframe of the layer the
+	// sink receives (for a sink that lost packets, or whose layer changed),
+	// at most once per keyframeInterval with the SFU's own requests. It
+	// does nothing for audio. It may be called from any goroutine, and
+	// returns at once.
+	RequestKeyframe func()
 }
 
 // TrackSink receives every packet of one published track, for example to
@@ -30,6 +36,17 @@ type TrackInfo struct {
 type TrackSink interface {
 	WriteRTP(h *rtp.Header, payload []byte)
 	Close()
+}
+
+// SenderReporter is what a TrackSink implements, besides, to be told the
+// sender reports the publisher sends for the track: for each layer, with
+// that layer's SSRC (the SSRC of the packets WriteRTP gets while it is the
+// layer passed on), the NTP time and the RTP time it pairs. They map the
+// track's RTP timestamps to the publisher's wall clock. SenderReport is
+// called on the layer's RTCP goroutine, not the packets', until the sink
+// is closed; it must not block.
+type SenderReporter interface {
+	SenderReport(ssrc uint32, ntpTime uint64, rtpTime uint32)
 }
 
 // Room is a set of participants who receive each other's tracks.
@@ -122,7 +139,7 @@ func (r *Room) trackPublished(from *Participant, t *publishedTrack) {
 	r.mu.Unlock()
 	if f != nil {
 		if s := f(t.info()); s != nil {
-			t.addSink(&externalSink{s: s, t: t})
+			t.addSink(newExternalSink(s, t))
 		}
 	}
 	for _, o := range others {
@@ -197,8 +214,14 @@ func (r *Room) Close() {
 // externalSink adapts a TrackSink to the internal sink interface. It
 // passes on the highest layer being received.
 type externalSink struct {
-	s TrackSink
-	t *publishedTrack
+	s  TrackSink
+	sr SenderReporter // s, if it wants sender reports; else nil
+	t  *publishedTrack
+}
+
+func newExternalSink(s TrackSink, t *publishedTrack) *externalSink {
+	sr, _ := s.(SenderReporter)
+	return &externalSink{s: s, sr: sr, t: t}
 }
 
 func (e *externalSink) writeRTP(layer int, h *rtp.Header, payload []byte, _ bool, _ time.Time) {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -24,15 +27,24 @@ type sunk struct {
 	payload []byte
 }
 
+// srReport is one sender report as a sink was told it.
+type srReport struct {
+	ssrc uint32
+	ntp  uint64
+	rtp  uint32
+}
+
 // recordingSink is a TrackSink that keeps a copy of everything it is given.
 type recordingSink struct {
 	t      *testing.T
 	info   TrackInfo
 	closed chan struct{} // closed by the first Close
 
-	mu     sync.Mutex
-	pkts   []sunk // guarded by mu
-	closes int    // guarded by mu
+	mu      sync.Mutex
+	pkts    []sunk          // guarded by mu
+	ssrcs   map[uint32]bool // the SSRCs of pkts; guarded by mu
+	reports []srReport      // guarded by mu
+	closes  int             // guarded by mu
 }
 
 func (s *recordingSink) WriteRTP(h *rtp.Header, payload []byte) {
@@ -42,6 +54,27 @@ func (s *recordingSink) WriteRTP(h *rtp.Header, payload []byte) {
 		s.t.Errorf("%s: packet %d written after Close", s.info.TrackID, h.SequenceNumber)
 	}
 	s.pkts = append(s.pkts, sunk{seq: h.SequenceNumber, payload: bytes.Clone(payload)})
+	if s.ssrcs == nil {
+		s.ssrcs = make(map[uint32]bool)
+	}
+	s.ssrcs[h.SSRC] = true
+}
+
+func (s *recordingSink) SenderReport(ssrc uint32, ntpTime uint64, rtpTime uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closes > 0 {
+		s.t.Errorf("%s: sender report after Close", s.info.TrackID)
+	}
+	s.reports = append(s.reports, srReport{ssrc, ntpTime, rtpTime})
+}
+
+// told reports whether the sink was told r, and that r's SSRC is that of
+// the packets it got.
+func (s *recordingSink) told(r srReport) (told, sameSSRC bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.reports, r), s.ssrcs[r.ssrc]
 }
 
 func (s *recordingSink) Close() {
@@ -110,6 +143,7 @@ type sinkTrack struct {
 	mime   string
 	seq    uint16
 	sent   []sunk
+	plis   atomic.Int32 // keyframe requests the publisher got for it
 }
 
 // publishTracks adds a track per codec (track id "<kind>-<n>") to pub's
@@ -133,15 +167,21 @@ func publishTracks(t *testing.T, ctx context.Context, pub *testPeer, mimes ...st
 		if err != nil {
 			t.Fatal(err)
 		}
+		tr := &sinkTrack{local: local, sender: sender, mime: mime, seq: uint16(65450 + 20*i)}
 		go func() { // ends when the connection closes
-			buf := make([]byte, 1500)
 			for {
-				if _, _, err := sender.Read(buf); err != nil {
+				pkts, _, err := sender.ReadRTCP()
+				if err != nil {
 					return
+				}
+				for _, p := range pkts {
+					if _, ok := p.(*rtcp.PictureLossIndication); ok {
+						tr.plis.Add(1)
+					}
 				}
 			}
 		}()
-		tracks = append(tracks, &sinkTrack{local: local, sender: sender, mime: mime, seq: uint16(65450 + 20*i)})
+		tracks = append(tracks, tr)
 	}
 	renegotiate(t, pub)
 	waitFor(t, ctx, "the publisher connected", func() bool {
@@ -280,5 +320,34 @@ func TestTrackSinkRoomClose(t *testing.T) {
 	room.Close()
 	if !f.sink(tracks[0].local.ID()).isClosed() {
 		t.Fatal("the sink is still open when its room has closed")
+	}
+}
+
+// TestTrackSinkControl: a sink can ask the publisher for a keyframe, and
+// is told the publisher's sender reports with the SSRC of the packets it
+// gets.
+func TestTrackSinkControl(t *testing.T) {
+	room, f, ctx := sinkRoom(t, "sink-control")
+	pub, _ := join(t, ctx, room, "alice", testAPI(t))
+	tracks := publishTracks(t, ctx, pub, webrtc.MimeTypeVP8)
+	tr := tracks[0]
+	sendPackets(t, tracks, 20)
+	checkSunk(t, ctx, f, tr)
+	s := f.sink(tr.local.ID())
+
+	// Past the throttle of any request the SFU made itself.
+	time.Sleep(2 * keyframeInterval)
+	before := tr.plis.Load()
+	s.info.RequestKeyframe()
+	waitFor(t, ctx, "the publisher asked for a keyframe", func() bool { return tr.plis.Load() > before })
+
+	ssrc := uint32(tr.sender.GetParameters().Encodings[0].SSRC)
+	want := srReport{ssrc: ssrc, ntp: 0xe0a1_b2c3_0000_0000, rtp: 123456}
+	if err := pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{SSRC: want.ssrc, NTPTime: want.ntp, RTPTime: want.rtp}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the sink told of the sender report", func() bool { told, _ := s.told(want); return told })
+	if _, same := s.told(want); !same {
+		t.Errorf("the sender report's SSRC %d is not that of the packets the sink got", want.ssrc)
 	}
 }
