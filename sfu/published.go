@@ -137,7 +137,11 @@ func (t *publishedTrack) info() TrackInfo {
 func (t *publishedTrack) senderReported(ssrc uint32, ntpTime uint64, rtpTime uint32) {
 	t.sinkMu.Lock()
 	defer t.sinkMu.Unlock()
-	for _, s := range *t.sinks.Load() {
+	sinks := t.sinks.Load()
+	if sinks == nil {
+		return // a track made without sinks (tests)
+	}
+	for _, s := range *sinks {
 		if e, ok := s.(*externalSink); ok && e.sr != nil {
 			e.sr.SenderReport(ssrc, ntpTime, rtpTime)
 		}
