@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +55,17 @@ func TestStart(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", endpoint, time.Second); err == nil {
 		_ = c.Close()
 		t.Fatalf("something still listens on %s after the test ended", endpoint)
+	}
+}
+
+// TestInstallScriptVersion: the install script builds the version the
+// harness looks for.
+func TestInstallScriptVersion(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/install-test-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "versitygw_version=" + s3test.Version + "\n"; !strings.Contains(string(b), want) {
+		t.Fatalf("scripts/install-test-deps.sh does not set %q", strings.TrimSpace(want))
 	}
 }
