@@ -36,7 +36,9 @@ const (
 // .uploads (see local_upload.go).
 //
 // Unlike S3, a key cannot be both an object and a prefix of other keys
-// ("a" and "a/b"): Put refuses the second with an error.
+// ("a" and "a/b"): Put refuses the second with an error. Content types are
+// not kept. Files left by a crash (temporary files, half-begun uploads) are
+// hidden names that List and ListUploads skip; nothing removes them yet.
 type LocalStore struct {
 	dir  string
 	root *os.Root
