@@ -2,7 +2,8 @@
 # Installs what HelpCaster's tests need and this machine lacks. Idempotent:
 # when everything is present it changes nothing (and needs no root).
 #
-#   scripts/install-test-deps.sh          system packages for `make test` (Debian/Ubuntu, as root)
+#   scripts/install-test-deps.sh          system packages for `make test` (Debian/Ubuntu, as root),
+#                                         and versitygw (S3-compatible test server) built into ./bin
 #   scripts/install-test-deps.sh --lint   staticcheck into ./bin, and luac5.1 and luacheck (as root), for `make lint`
 #
 # System packages are checked by a command (or file) they provide; apt-get
@@ -27,6 +28,13 @@ system_needs=(
 	"redis-server|redis-server|private Redis servers for the queue store tests (started by the tests; the system service is not started)"
 	"turnutils_uclient|coturn|coturn's TURN test client and peer for the TURN tests (the coturn service is not started)"
 )
+
+# versitygw, the S3-compatible server the object store tests run
+# (internal/s3test looks for it at this path; keep the version in step with
+# s3test.Version). Built from source once, about 4-6 minutes cold; the
+# binary is kept under the git-ignored bin/, so later runs skip it.
+versitygw_version=v1.8.0
+versitygw_bin="$repo_root/bin/versitygw-$versitygw_version/versitygw"
 
 # The same, for `make lint` (--lint).
 lint_needs=(
@@ -99,6 +107,29 @@ install_packages() {
 	log "installed: ${missing[*]}"
 }
 
+install_versitygw() {
+	if [[ -x "$versitygw_bin" ]]; then
+		log "versitygw: already built ($versitygw_bin)"
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || die "go not found in PATH: cannot build versitygw"
+	local dir tmp start
+	dir="$(dirname "$versitygw_bin")"
+	mkdir -p "$dir"
+	# Build into a temporary directory beside it and rename, so that an
+	# interrupted build never leaves a partial binary at the checked path.
+	tmp="$(mktemp -d "$dir.tmp.XXXXXX")"
+	# shellcheck disable=SC2064 # expand now: remove exactly this directory
+	trap "rm -rf '$tmp'" EXIT
+	log "go install github.com/versity/versitygw/cmd/versitygw@$versitygw_version -> $dir (a few minutes, once)"
+	start=$SECONDS
+	(cd "$repo_root" && GOBIN="$tmp" go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version")
+	mv "$tmp/versitygw" "$versitygw_bin"
+	rm -rf "$tmp"
+	trap - EXIT
+	log "versitygw: built in $((SECONDS - start)) s ($versitygw_bin)"
+}
+
 install_lint() {
 	install_packages "${lint_needs[@]}"
 	local bin="$repo_root/bin"
@@ -114,11 +145,14 @@ install_lint() {
 }
 
 usage() {
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
-"") install_packages "${system_needs[@]}" ;;
+"")
+	install_packages "${system_needs[@]}"
+	install_versitygw
+	;;
 --lint) install_lint ;;
 -h | --help) usage ;;
 *)

@@ -1,0 +1,254 @@
+// Package s3test runs a private S3-compatible server for tests: a versitygw
+// process (posix backend) on a free loopback port, storing into a temporary
+// directory, with its own random root credentials and one bucket, stopped
+// when the test ends.
+//
+// The binary is looked up in the repository's bin/versitygw-<version>/
+// (where scripts/install-test-deps.sh builds it), then on PATH. When it is
+// missing the test is skipped, unless the environment requires S3 (CI=true,
+// or HELPCASTER_REQUIRE_S3 set to any non-empty value): then it fails.
+package s3test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+const (
+	// Version is the versitygw release the tests run; scripts/install-test-deps.sh
+	// builds the same one.
+	Version = "v1.8.0"
+	// startTimeout bounds how long a started server may take to accept a
+	// bucket.
+	startTimeout = 20 * time.Second
+	// Region is the region the server is told it is in.
+	Region = "us-east-1"
+)
+
+// Server is a private versitygw process.
+type Server struct {
+	// AccessKey and SecretKey are the server's root credentials.
+	AccessKey, SecretKey string
+	// Bucket exists, empty, when Start returns.
+	Bucket string
+
+	bin  string
+	dir  string
+	port int
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error // receives cmd.Wait's result
+	log    string     // path of the server's output
+}
+
+// Required reports whether the environment demands a real S3 server for
+// tests: CI=true, or HELPCASTER_REQUIRE_S3 set (to any non-empty value).
+func Required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("HELPCASTER_REQUIRE_S3") != ""
+}
+
+// Start starts a private versitygw with one empty bucket and stops it when t
+// ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := findBinary()
+	if err != nil {
+		if Required() {
+			t.Fatalf("s3test: %v, and S3 is required here (CI or HELPCASTER_REQUIRE_S3); run scripts/install-test-deps.sh to build it", err)
+		}
+		t.Skipf("s3test: %v; skipping. Build it with scripts/install-test-deps.sh, or set HELPCASTER_REQUIRE_S3=1 to make this a failure", err)
+	}
+	s := &Server{
+		AccessKey: "hc" + randomHex(8),
+		SecretKey: randomHex(20),
+		Bucket:    "hc-test",
+		bin:       bin,
+		dir:       t.TempDir(),
+	}
+	t.Cleanup(s.stop)
+	// A free port may be taken between choosing it and the server binding
+	// it: try a few.
+	var lastErr error
+	for range 5 {
+		if s.port, err = freePort(); err != nil {
+			t.Fatalf("s3test: %v", err)
+		}
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("s3test: %v", lastErr)
+	return nil
+}
+
+// Endpoint returns the server's host:port (plain HTTP, path-style buckets).
+func (s *Server) Endpoint() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// findBinary returns the versitygw to run: the one the install script built
+// in the repository's bin/, else one on PATH.
+func findBinary() (string, error) {
+	if root, err := repoRoot(); err == nil {
+		p := filepath.Join(root, "bin", "versitygw-"+Version, "versitygw")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("versitygw")
+	if err != nil {
+		return "", fmt.Errorf("versitygw not found in bin/versitygw-%s/ nor in PATH", Version)
+	}
+	return p, nil
+}
+
+// repoRoot is the nearest directory above the working directory (a test's
+// package directory) that holds go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// start runs versitygw on s.port and waits until it has made the bucket. On
+// failure no process is left.
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data := filepath.Join(s.dir, "data-"+strconv.Itoa(s.port))
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	s.log = filepath.Join(s.dir, fmt.Sprintf("versitygw-%d.log", s.port))
+	logFile, err := os.Create(s.log)
+	if err != nil {
+		return fmt.Errorf("create log: %w", err)
+	}
+	defer logFile.Close() // the child has its own copy
+	cmd := exec.Command(s.bin, "--port", s.Endpoint(), "--quiet", "posix", data)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = dieWithParent() // no orphan if the test binary is killed
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	s.cmd, s.exited = cmd, exited
+
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	err = s.makeBucket(ctx, exited)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		s.cmd, s.exited = nil, nil
+		return fmt.Errorf("versitygw on port %d: %w: %s", s.port, err, tail(s.log))
+	}
+	return nil
+}
+
+// makeBucket creates s.Bucket, retrying while the server starts.
+func (s *Server) makeBucket(ctx context.Context, exited <-chan error) error {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	defer transport.CloseIdleConnections()
+	c, err := minio.New(s.Endpoint(), &minio.Options{
+		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Region:       Region,
+		BucketLookup: minio.BucketLookupPath,
+		Transport:    transport,
+	})
+	if err != nil {
+		return err
+	}
+	for {
+		err = c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: Region})
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			return fmt.Errorf("exited (%v) before it made a bucket", werr)
+		case <-ctx.Done():
+			return fmt.Errorf("no bucket within %v: %w", startTimeout, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop kills the process and waits for it. Safe to call when not running.
+func (s *Server) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd, s.exited = nil, nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	return port, nil
+}
+
+// tail returns the end of a log file, for error messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const n = 2000
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	if len(b) == 0 {
+		return "(empty log)"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
