@@ -1,0 +1,553 @@
+// Package recorder records a participant's published tracks into one WebM
+// file (VP8 + Opus), written as a stream as the call runs. A Recording is
+// one participant's file: each of its tracks feeds a Sink (an
+// sfu.TrackSink) whose WriteRTP hands packets to the Recording's goroutine
+// (Run); that goroutine reorders and depacketizes them (package depack),
+// puts them on one wall clock through the publisher's sender reports
+// (package rtpclock) and muxes them with ebml-go. The Recording's fields
+// below say which are the goroutine's and which are guarded by mu.
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/helpcaster/helpcaster/recorder/depack"
+	"github.com/helpcaster/helpcaster/recorder/rtpclock"
+)
+
+// Errors of AddTrack, Pause and Resume.
+var (
+	ErrUnsupportedCodec = depack.ErrUnsupportedCodec
+	ErrKindTaken        = errors.New("the participant's file already records a track of this kind")
+	ErrNotInFile        = errors.New("the file was started without a track of this kind")
+	ErrStopped          = errors.New("recording stopped")
+	ErrPaused           = errors.New("recording already paused")
+	ErrNotPaused        = errors.New("recording not paused")
+)
+
+// Config holds a Recording's settings; the zero value works.
+type Config struct {
+	Log *slog.Logger
+	// Now is the call clock (default time.Now): packet arrivals, pauses.
+	Now func() time.Time
+	// QueuePackets is the number of packet slots (1500 bytes each) between
+	// the Sinks and the goroutine, also holding what the reorder buffers
+	// keep (default 1024).
+	QueuePackets int
+	// HeaderWait is how much media the file's start waits for the
+	// participant's other track (and the video's first keyframe) before it
+	// is written without it (default 2 s).
+	HeaderWait time.Duration
+}
+
+// TrackInfo is what a Recording needs of a published track (the sfu's
+// TrackInfo carries it: Kind, Codec.MimeType, Codec.ClockRate,
+// Codec.Channels).
+type TrackInfo struct {
+	Kind      string // "audio" or "video"
+	MimeType  string // "video/VP8" or "audio/opus"
+	ClockRate uint32
+	Channels  uint16
+}
+
+// Span is a paused stretch of the call, on the call clock.
+type Span struct{ Start, End time.Time }
+
+// TrackResult counts one track's frames.
+type TrackResult struct {
+	Kind          string
+	Frames        uint64 // frames written
+	LostPackets   uint64 // packets the reorder buffer gave up on
+	SkippedFrames uint64 // video frames dropped waiting for a keyframe
+	PausedFrames  uint64 // frames not written because the recording was paused
+	QueueDrops    uint64 // packets dropped at WriteRTP: queue full
+}
+
+// Result describes the file once Run has returned.
+type Result struct {
+	Start  time.Time // call-clock time of the file's time 0; zero when nothing was written
+	End    time.Time // call-clock time of the last frame written
+	Bytes  int64
+	Paused []Span
+	Tracks []TrackResult
+}
+
+// Recording is one participant's file.
+type Recording struct {
+	log        *slog.Logger
+	now        func() time.Time
+	headerWait time.Duration
+	out        io.Writer
+
+	free  chan *slot            // slots not in use
+	q     chan *slot            // packets and reports for the goroutine; cap = all slots
+	slots map[*rtp.Packet]*slot // read-only after New
+	ctl   chan ctlMsg
+	stop  chan struct{}
+	done  chan struct{} // closed when Run returns
+	once  sync.Once
+
+	mu      sync.Mutex
+	tracks  []*track // guarded by mu
+	inFile  []string // guarded by mu: kinds the file's header holds, once written
+	running bool     // guarded by mu
+
+	// The goroutine's own.
+	pub     rtpclock.Publisher
+	pending []pendingFrame // frames before the header is written
+	mux     *muxer
+	start   time.Time // also guarded by mu: written here, read by Started
+	end     time.Time
+	paused  []Span
+	pausing bool
+}
+
+// ctlMsg is a control message to the goroutine; these are never dropped.
+type ctlMsg struct {
+	closeTrack *track
+	pause      bool
+	resume     bool
+	at         time.Time
+	reply      chan error
+}
+
+type pendingFrame struct {
+	t    *track
+	wall time.Time
+	f    depack.Frame
+}
+
+// trackState is a track's part owned by the recording's goroutine.
+type trackState struct {
+	dp          *depack.Track
+	clk         *rtpclock.Track
+	srs         map[uint32]rtpclock.SenderReportAt // latest sender report per SSRC
+	ssrc        uint32
+	lastArrival time.Time
+	seenDrops   uint64
+	closed      bool   // guarded by the Recording's mu for writes
+	paused      uint64 // frames not written: paused
+	written     uint64 // frames written
+}
+
+// New returns a Recording writing to w; call Run to start it.
+func New(w io.Writer, cfg Config) *Recording {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.QueuePackets <= 0 {
+		cfg.QueuePackets = 1024
+	}
+	if cfg.HeaderWait <= 0 {
+		cfg.HeaderWait = 2 * time.Second
+	}
+	r := &Recording{
+		log: cfg.Log, now: cfg.Now, headerWait: cfg.HeaderWait, out: w,
+		free: make(chan *slot, cfg.QueuePackets), q: make(chan *slot, cfg.QueuePackets),
+		slots: make(map[*rtp.Packet]*slot, cfg.QueuePackets),
+		ctl:   make(chan ctlMsg), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	for range cfg.QueuePackets {
+		s := &slot{}
+		r.slots[&s.pkt] = s
+		r.free <- s
+	}
+	return r
+}
+
+// AddTrack returns the Sink for a newly published track of the
+// participant; askKeyframe is called (on the recording's goroutine) when
+// the recording needs a video keyframe from the publisher. It returns
+// quickly, so a room's sink factory may call it. A participant's file holds
+// one audio and one video track: a second track of a kind while the first
+// is open is refused (ErrKindTaken), and so is a kind the file's header was
+// written without (ErrNotInFile: start another file).
+func (r *Recording) AddTrack(info TrackInfo, askKeyframe func()) (*Sink, error) {
+	if !strings.EqualFold(info.MimeType, "video/VP8") && !strings.EqualFold(info.MimeType, "audio/opus") {
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, info.MimeType)
+	}
+	t := &track{info: info}
+	dp, err := depack.New(info.MimeType, info.ClockRate, r.release, askKeyframe)
+	if err != nil {
+		return nil, fmt.Errorf("add %s track: %w", info.Kind, err)
+	}
+	t.st = &trackState{dp: dp, clk: rtpclock.NewTrack(info.ClockRate), srs: make(map[uint32]rtpclock.SenderReportAt)}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.tracks {
+		if o.info.Kind == info.Kind && !o.st.closed {
+			return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrKindTaken)
+		}
+	}
+	if r.inFile != nil && !slices.Contains(r.inFile, info.Kind) {
+		return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrNotInFile)
+	}
+	r.tracks = append(r.tracks, t)
+	return &Sink{r: r, t: t}, nil
+}
+
+// Pause stops writing from now (on the call clock) until Resume.
+func (r *Recording) Pause() error { return r.control(ctlMsg{pause: true, at: r.now()}) }
+
+// Resume writes again from now; video resumes at its next keyframe,
+// which is asked for.
+func (r *Recording) Resume() error { return r.control(ctlMsg{resume: true, at: r.now()}) }
+
+func (r *Recording) control(m ctlMsg) error {
+	m.reply = make(chan error, 1)
+	select {
+	case r.ctl <- m:
+		return <-m.reply
+	case <-r.done:
+		return ErrStopped
+	}
+}
+
+// Stop makes Run finish the file and return. It does not wait.
+func (r *Recording) Stop() { r.once.Do(func() { close(r.stop) }) }
+
+// Started returns the call-clock time of the file's time 0 once the
+// file's header is written.
+func (r *Recording) Started() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.start, r.inFile != nil
+}
+
+// Run is the recording's goroutine: it writes the file until Stop is
+// called or ctx ends, then writes what is queued, ends the stream and
+// returns. The error is the first one writing to w (the recording stops
+// writing at it) or from the container.
+func (r *Recording) Run(ctx context.Context) (Result, error) {
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return Result{}, errors.New("recording: Run called twice")
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer close(r.done)
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var err error
+loop:
+	for err == nil {
+		select {
+		case sl := <-r.q:
+			err = r.handle(sl)
+		case m := <-r.ctl:
+			err = r.drain()
+			if err == nil {
+				err = r.control1(m)
+			}
+		case <-tick.C:
+			r.askAgain()
+		case <-r.stop:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	if err == nil {
+		err = r.drain()
+	}
+	if err == nil {
+		err = r.finish()
+	}
+	if r.mux != nil {
+		if cerr := r.mux.close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		r.log.Warn("recording stopped on error", "err", err)
+	}
+	return r.result(), err
+}
+
+// drain handles what is queued now, so that a control message takes
+// effect after every packet sent before it.
+func (r *Recording) drain() error {
+	for {
+		select {
+		case sl := <-r.q:
+			if err := r.handle(sl); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+func (r *Recording) control1(m ctlMsg) error {
+	switch {
+	case m.closeTrack != nil:
+		st := m.closeTrack.st
+		st.dp.Flush()
+		err := r.pop(m.closeTrack)
+		r.mu.Lock()
+		st.closed = true
+		r.mu.Unlock()
+		return err
+	case m.pause:
+		if r.pausing {
+			m.reply <- ErrPaused
+			return nil
+		}
+		r.pausing = true
+		r.paused = append(r.paused, Span{Start: m.at})
+	case m.resume:
+		if !r.pausing {
+			m.reply <- ErrNotPaused
+			return nil
+		}
+		r.pausing = false
+		r.paused[len(r.paused)-1].End = m.at
+		for _, t := range r.snapshot() {
+			t.st.dp.NeedKeyframe()
+			t.st.dp.AskAgain()
+		}
+	}
+	if m.reply != nil {
+		m.reply <- nil
+	}
+	return nil
+}
+
+// release returns a packet's slot to the free list (the depacketizer's
+// release handler; also for reports).
+func (r *Recording) release(p *rtp.Packet) {
+	if sl, ok := r.slots[p]; ok {
+		sl.t = nil
+		r.free <- sl
+	}
+}
+
+func (r *Recording) handle(sl *slot) error {
+	t := sl.t
+	st := t.st
+	if st.closed {
+		r.release(&sl.pkt)
+		return nil
+	}
+	if sl.sr {
+		wall := r.pub.Local(sl.ntp, sl.arrival)
+		st.srs[sl.pkt.SSRC] = rtpclock.SenderReportAt{RTP: sl.rtpTime, Wall: wall}
+		if sl.pkt.SSRC == st.ssrc {
+			st.clk.SenderReport(sl.rtpTime, wall)
+		}
+		r.release(&sl.pkt)
+		return nil
+	}
+	if d := t.dropped.Load(); d != st.seenDrops {
+		st.seenDrops = d
+		st.dp.NeedKeyframe()
+	}
+	st.lastArrival = sl.arrival
+	ssrc, ts := sl.pkt.SSRC, sl.pkt.Timestamp
+	if st.dp.Push(&sl.pkt) || st.ssrc != ssrc {
+		st.ssrc = ssrc
+		st.clk.Reset()
+		if sr, ok := st.srs[ssrc]; ok {
+			st.clk.SenderReport(sr.RTP, sr.Wall)
+		}
+	}
+	st.clk.Anchor(ts, sl.arrival)
+	return r.pop(t)
+}
+
+// pop takes the track's ready frames to the file.
+func (r *Recording) pop(t *track) error {
+	st := t.st
+	for {
+		f, ok := st.dp.Pop()
+		if !ok {
+			return nil
+		}
+		wall := st.clk.Wall(f.Timestamp, st.lastArrival)
+		if r.inPause(wall) {
+			st.paused++
+			if st.dp.Video() {
+				st.dp.NeedKeyframe() // what follows refers to this frame
+			}
+			continue
+		}
+		if err := r.frame(t, wall, f); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Recording) inPause(wall time.Time) bool {
+	for _, s := range r.paused {
+		if !wall.Before(s.Start) && (s.End.IsZero() || wall.Before(s.End)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Recording) frame(t *track, wall time.Time, f depack.Frame) error {
+	if r.mux == nil {
+		r.pending = append(r.pending, pendingFrame{t: t, wall: wall, f: f})
+		if !r.headerReady() {
+			return nil
+		}
+		return r.writeHeader()
+	}
+	return r.write(t, wall, f)
+}
+
+func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
+	ms := wall.Sub(r.start).Milliseconds()
+	if ms < 0 {
+		return nil // before the file's start: only within the first sort window
+	}
+	n := uint64(audioTrackNumber)
+	if t.info.Kind == "video" {
+		n = videoTrackNumber
+	}
+	if err := r.mux.write(n, f.Keyframe, ms, f.Data); err != nil {
+		return err
+	}
+	t.st.written++
+	if wall.After(r.end) {
+		r.end = wall
+	}
+	return nil
+}
+
+// headerReady reports whether the file can start: every track has a
+// frame (a video one begins with a keyframe), or HeaderWait of media has
+// waited for the others.
+func (r *Recording) headerReady() bool {
+	have := map[string]bool{}
+	first, last := r.pending[0].wall, r.pending[0].wall
+	for _, p := range r.pending {
+		have[p.t.info.Kind] = true
+		if p.wall.Before(first) {
+			first = p.wall
+		}
+		if p.wall.After(last) {
+			last = p.wall
+		}
+	}
+	if last.Sub(first) >= r.headerWait {
+		return true
+	}
+	for _, t := range r.snapshot() {
+		if !have[t.info.Kind] {
+			return false
+		}
+	}
+	return true
+}
+
+// writeHeader starts the file with the tracks known now, at the earliest
+// pending frame, and writes the pending frames.
+func (r *Recording) writeHeader() error {
+	spec := muxSpec{start: r.pending[0].wall, audioChannels: 2, width: 640, height: 480}
+	sized := false
+	for _, p := range r.pending {
+		if p.wall.Before(spec.start) {
+			spec.start = p.wall
+		}
+		if p.f.Width > 0 && !sized {
+			spec.width, spec.height, sized = p.f.Width, p.f.Height, true
+		}
+	}
+	var kinds []string
+	for _, t := range r.snapshot() {
+		switch t.info.Kind {
+		case "audio":
+			spec.audio = true
+			if t.info.Channels > 0 {
+				spec.audioChannels = int(t.info.Channels)
+			}
+		case "video":
+			spec.video = true
+		}
+		kinds = append(kinds, t.info.Kind)
+	}
+	m, err := newMuxer(r.out, spec)
+	if err != nil {
+		return err
+	}
+	r.mux = m
+	r.mu.Lock()
+	r.start, r.inFile = spec.start, kinds
+	r.mu.Unlock()
+	pending := r.pending
+	r.pending = nil
+	slices.SortStableFunc(pending, func(a, b pendingFrame) int { return a.wall.Compare(b.wall) })
+	for _, p := range pending {
+		if err := r.write(p.t, p.wall, p.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish flushes every track and writes what they held.
+func (r *Recording) finish() error {
+	for _, t := range r.snapshot() {
+		if t.st.closed {
+			continue
+		}
+		t.st.dp.Flush()
+		if err := r.pop(t); err != nil {
+			return err
+		}
+	}
+	if r.mux == nil && len(r.pending) > 0 {
+		return r.writeHeader()
+	}
+	return nil
+}
+
+func (r *Recording) askAgain() {
+	for _, t := range r.snapshot() {
+		if !t.st.closed && !r.pausing {
+			t.st.dp.AskAgain()
+		}
+	}
+}
+
+func (r *Recording) snapshot() []*track {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.tracks)
+}
+
+func (r *Recording) result() Result {
+	res := Result{Start: r.start, End: r.end, Paused: slices.Clone(r.paused)}
+	if n := len(res.Paused); n > 0 && res.Paused[n-1].End.IsZero() {
+		res.Paused[n-1].End = r.now()
+	}
+	if r.mux != nil {
+		res.Bytes = r.mux.out.bytes()
+	}
+	for _, t := range r.snapshot() {
+		s := t.st.dp.Stats()
+		res.Tracks = append(res.Tracks, TrackResult{
+			Kind: t.info.Kind, Frames: t.st.written, LostPackets: s.LostPackets, SkippedFrames: s.SkippedFrames,
+			PausedFrames: t.st.paused, QueueDrops: t.dropped.Load(),
+		})
+	}
+	return res
+}
