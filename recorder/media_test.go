@@ -56,7 +56,7 @@ type feeder struct {
 func (f *feeder) send(t *testing.T, evs []event) {
 	t.Helper()
 	for _, e := range evs {
-		for len(f.r.free) < 64 {
+		for f.r.sq.freeSlots() < 64 {
 			runtime.Gosched()
 		}
 		f.clock.set(e.arrival)

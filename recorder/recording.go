@@ -35,6 +35,13 @@ var (
 	ErrNotPaused        = errors.New("recording not paused")
 )
 
+// The goroutine drains its queue every drainEvery (and when it is half
+// full), and asks again for a keyframe it waits for every askEvery drains.
+const (
+	drainEvery = 20 * time.Millisecond
+	askEvery   = 50
+)
+
 // Config holds a Recording's settings; the zero value works.
 type Config struct {
 	Log *slog.Logger
@@ -86,12 +93,14 @@ type Result struct {
 type Recording struct {
 	log        *slog.Logger
 	now        func() time.Time
+	base       time.Time            // now() at New
+	since      func() time.Duration // now() - base, cheaply: the per-packet arrival stamp
 	headerWait time.Duration
 	out        io.Writer
 
-	free  chan *slot            // slots not in use
-	q     chan *slot            // packets and reports for the goroutine; cap = all slots
+	sq    *slotQueue            // packets and reports for the goroutine
 	slots map[*rtp.Packet]*slot // read-only after New
+	batch []*slot               // the goroutine's: slots taken from sq
 	ctl   chan ctlMsg
 	stop  chan struct{}
 	done  chan struct{} // closed when Run returns
@@ -145,7 +154,8 @@ func New(w io.Writer, cfg Config) *Recording {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.Now == nil {
+	fast := cfg.Now == nil
+	if fast {
 		cfg.Now = time.Now
 	}
 	if cfg.QueuePackets <= 0 {
@@ -156,14 +166,19 @@ func New(w io.Writer, cfg Config) *Recording {
 	}
 	r := &Recording{
 		log: cfg.Log, now: cfg.Now, headerWait: cfg.HeaderWait, out: w,
-		free: make(chan *slot, cfg.QueuePackets), q: make(chan *slot, cfg.QueuePackets),
+		sq:    newSlotQueue(cfg.QueuePackets),
 		slots: make(map[*rtp.Packet]*slot, cfg.QueuePackets),
 		ctl:   make(chan ctlMsg), stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	for range cfg.QueuePackets {
-		s := &slot{}
+	r.base = r.now()
+	r.since = func() time.Duration { return r.now().Sub(r.base) }
+	if fast {
+		// time.Since reads the monotonic clock alone, about a third of
+		// time.Now's cost.
+		r.since = func() time.Duration { return time.Since(r.base) }
+	}
+	for _, s := range r.sq.all() {
 		r.slots[&s.pkt] = s
-		r.free <- s
 	}
 	return r
 }
@@ -241,21 +256,25 @@ func (r *Recording) Run(ctx context.Context) (Result, error) {
 	r.mu.Unlock()
 	defer close(r.done)
 
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(drainEvery)
 	defer tick.Stop()
 	var err error
+	ticks := 0
 loop:
 	for err == nil {
 		select {
-		case sl := <-r.q:
-			err = r.handle(sl)
+		case <-r.sq.kick:
+			err = r.drain()
 		case m := <-r.ctl:
 			err = r.drain()
 			if err == nil {
 				err = r.control1(m)
 			}
 		case <-tick.C:
-			r.askAgain()
+			err = r.drain()
+			if ticks++; ticks%askEvery == 0 {
+				r.askAgain()
+			}
 		case <-r.stop:
 			break loop
 		case <-ctx.Done():
@@ -282,16 +301,16 @@ loop:
 // drain handles what is queued now, so that a control message takes
 // effect after every packet sent before it.
 func (r *Recording) drain() error {
-	for {
-		select {
-		case sl := <-r.q:
-			if err := r.handle(sl); err != nil {
-				return err
+	r.batch = r.sq.take(r.batch[:0])
+	for i, sl := range r.batch {
+		if err := r.handle(sl); err != nil {
+			for _, rest := range r.batch[i+1:] {
+				r.sq.release(rest)
 			}
-		default:
-			return nil
+			return err
 		}
 	}
+	return nil
 }
 
 func (r *Recording) control1(m ctlMsg) error {
@@ -333,8 +352,7 @@ func (r *Recording) control1(m ctlMsg) error {
 // release handler; also for reports).
 func (r *Recording) release(p *rtp.Packet) {
 	if sl, ok := r.slots[p]; ok {
-		sl.t = nil
-		r.free <- sl
+		r.sq.release(sl)
 	}
 }
 
@@ -346,7 +364,7 @@ func (r *Recording) handle(sl *slot) error {
 		return nil
 	}
 	if sl.sr {
-		wall := r.pub.Local(sl.ntp, sl.arrival)
+		wall := r.pub.Local(sl.ntp, r.base.Add(sl.arrival))
 		st.srs[sl.pkt.SSRC] = rtpclock.SenderReportAt{RTP: sl.rtpTime, Wall: wall}
 		if sl.pkt.SSRC == st.ssrc {
 			st.clk.SenderReport(sl.rtpTime, wall)
@@ -358,7 +376,9 @@ func (r *Recording) handle(sl *slot) error {
 		st.seenDrops = d
 		st.dp.NeedKeyframe()
 	}
-	st.lastArrival = sl.arrival
+	if sl.arrival != noArrival {
+		st.lastArrival = r.base.Add(sl.arrival)
+	}
 	ssrc, ts := sl.pkt.SSRC, sl.pkt.Timestamp
 	if st.dp.Push(&sl.pkt) || st.ssrc != ssrc {
 		st.ssrc = ssrc
@@ -367,7 +387,7 @@ func (r *Recording) handle(sl *slot) error {
 			st.clk.SenderReport(sr.RTP, sr.Wall)
 		}
 	}
-	st.clk.Anchor(ts, sl.arrival)
+	st.clk.Anchor(ts, st.lastArrival)
 	return r.pop(t)
 }
 

@@ -16,16 +16,19 @@ import (
 // (none on a 1500-byte MTU path) are dropped and counted.
 const maxPayload = 1500
 
+// noArrival marks a packet whose arrival time was not read.
+const noArrival = time.Duration(-1 << 63)
+
 // slot is one packet or sender report on its way from a Sink to the
 // recording's goroutine. Slots come from the recording's free list and go
 // back to it once the track no longer needs the packet.
 type slot struct {
 	pkt     rtp.Packet
 	t       *track
-	arrival time.Time
-	sr      bool   // a sender report: ntp, rtpTime and pkt.SSRC are set
-	ntp     uint64 // sender report: NTP time
-	rtpTime uint32 // sender report: its RTP time
+	arrival time.Duration // since the recording's base time; noArrival: not read
+	sr      bool          // a sender report: ntp, rtpTime and pkt.SSRC are set
+	ntp     uint64        // sender report: NTP time
+	rtpTime uint32        // sender report: its RTP time
 	buf     [maxPayload]byte
 }
 
@@ -35,6 +38,11 @@ type slot struct {
 type Sink struct {
 	r *Recording
 	t *track
+
+	// WriteRTP's own (the track's read goroutine): the SSRC of the last
+	// packet, to stamp the arrival time only where the recording needs it.
+	ssrc    uint32
+	started bool
 }
 
 // WriteRTP copies one packet (padding removed) into a pooled slot and
@@ -43,24 +51,28 @@ type Sink struct {
 // When no slot is free the packet is dropped and counted, and the track
 // waits for a keyframe.
 func (s *Sink) WriteRTP(h *rtp.Header, payload []byte) {
-	if len(payload) > maxPayload {
+	if len(payload) > maxPayload || !s.r.sq.push(fillPacket, s, h, payload) {
 		s.t.dropped.Add(1)
-		return
 	}
-	var sl *slot
-	select {
-	case sl = <-s.r.free:
-	default:
-		s.t.dropped.Add(1)
-		return
+}
+
+// fillPacket copies a packet into a slot: the header fields the recorder
+// reads (h's extensions and CSRCs stay with the caller) and the payload.
+// A top-level function, so passing it allocates nothing.
+// Only the first packet of an SSRC carries its arrival time (the clock
+// anchors a new SSRC there until a sender report comes); reading the
+// clock for every packet would cost a third of the budget.
+func fillPacket(sl *slot, s *Sink, h *rtp.Header, payload []byte) {
+	sl.t, sl.sr, sl.arrival = s.t, false, noArrival
+	if !s.started || h.SSRC != s.ssrc {
+		s.started, s.ssrc = true, h.SSRC
+		sl.arrival = s.r.since()
 	}
-	sl.t, sl.sr, sl.arrival = s.t, false, s.r.now()
 	sl.pkt.Header = rtp.Header{
 		Version: 2, Marker: h.Marker, PayloadType: h.PayloadType,
 		SequenceNumber: h.SequenceNumber, Timestamp: h.Timestamp, SSRC: h.SSRC,
 	}
 	sl.pkt.Payload = sl.buf[:copy(sl.buf[:], payload)]
-	s.r.q <- sl // never blocks: the queue holds every slot of the pool
 }
 
 // SenderReport passes the publisher's RTCP sender report for ssrc: its
@@ -68,16 +80,11 @@ func (s *Sink) WriteRTP(h *rtp.Header, payload []byte) {
 // once a second per SSRC); it never blocks (a report with no free slot is
 // dropped: the next one will do).
 func (s *Sink) SenderReport(ssrc uint32, ntp uint64, rtpTime uint32) {
-	var sl *slot
-	select {
-	case sl = <-s.r.free:
-	default:
-		return
-	}
-	sl.t, sl.sr, sl.arrival = s.t, true, s.r.now()
-	sl.pkt.SSRC, sl.ntp, sl.rtpTime = ssrc, ntp, rtpTime
-	sl.pkt.Payload = sl.buf[:0]
-	s.r.q <- sl
+	s.r.sq.push(func(sl *slot, s *Sink, _ *rtp.Header, _ []byte) {
+		sl.t, sl.sr, sl.arrival = s.t, true, s.r.since()
+		sl.pkt.SSRC, sl.ntp, sl.rtpTime = ssrc, ntp, rtpTime
+		sl.pkt.Payload = sl.buf[:0]
+	}, s, nil, nil)
 }
 
 // Close ends the track: what is queued is written, the rest of an
