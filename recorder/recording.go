@@ -142,6 +142,7 @@ type trackState struct {
 	clk         *rtpclock.Track
 	srs         map[uint32]rtpclock.SenderReportAt // latest sender report per SSRC
 	ssrc        uint32
+	started     bool // a packet came: ssrc is set
 	lastArrival time.Time
 	seenDrops   uint64
 	closed      bool   // guarded by the Recording's mu for writes
@@ -380,7 +381,16 @@ func (r *Recording) handle(sl *slot) error {
 		st.lastArrival = r.base.Add(sl.arrival)
 	}
 	ssrc, ts := sl.pkt.SSRC, sl.pkt.Timestamp
-	if st.dp.Push(&sl.pkt) || st.ssrc != ssrc {
+	if st.started && ssrc != st.ssrc {
+		// Another layer: the old one's last frames go out on its clock.
+		st.dp.Flush()
+		if err := r.pop(t); err != nil {
+			r.release(&sl.pkt)
+			return err
+		}
+	}
+	if st.dp.Push(&sl.pkt) || !st.started {
+		st.started = true
 		st.ssrc = ssrc
 		st.clk.Reset()
 		if sr, ok := st.srs[ssrc]; ok {

@@ -117,8 +117,9 @@ func (t *Track) newBuilder() *samplebuilder.SampleBuilder {
 
 // Push takes a packet; the track keeps it until it passes it to release.
 // A packet of a new SSRC (another simulcast layer, a restarted sender)
-// drops what the old one left unfinished and, for video, waits for a
-// keyframe; it reports true so the caller can restart its clock.
+// drops what the old one left unfinished (call Flush and Pop first to keep
+// its last frames) and, for video, waits for a keyframe; it reports true so
+// the caller can restart its clock.
 func (t *Track) Push(p *rtp.Packet) (newSSRC bool) {
 	if t.started && p.SSRC != t.ssrc {
 		t.stats.SSRCChanges++

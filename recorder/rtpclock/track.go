@@ -61,9 +61,9 @@ func (c *Track) Wall(ts uint32, arrival time.Time) time.Time {
 	ext := c.un.Unwrap(ts)
 	if !c.mapped {
 		c.mapped, c.anchorExt, c.anchorWall, c.lastExt = true, ext, arrival, ext
-		if c.pendingSR {
-			c.pendingSR = false
-			c.SenderReport(c.pendingRTP, c.pendingWall)
+		if c.pendingSR { // nothing returned yet: no continuity to keep
+			c.pendingSR, c.fromSR = false, true
+			c.anchorExt, c.anchorWall = c.un.Peek(c.pendingRTP), c.pendingWall
 		}
 	}
 	if d := ext - c.lastExt; d > 0 && c.correction != 0 {
