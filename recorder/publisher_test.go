@@ -31,10 +31,17 @@ type event struct {
 
 // stream is one packetized track.
 type stream struct {
-	events []event
-	frames int    // frames sent
-	key    []bool // video: frame i is a keyframe
-	dur    time.Duration
+	events        []event
+	frames        int    // frames sent
+	key           []bool // video: frame i is a keyframe
+	dur           time.Duration
+	rate, samples uint32 // RTP clock rate; RTP ticks per frame
+}
+
+// capture returns frame i's capture time as its RTP timestamp says it,
+// exactly (dur is rounded to the nanosecond).
+func (s stream) capture(i int) time.Duration {
+	return time.Duration(i) * time.Duration(s.samples) * time.Second / time.Duration(s.rate)
 }
 
 // publisherClockOffset is how far the publisher's NTP clock is from the
@@ -59,7 +66,7 @@ func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, t
 	p := rtp.NewPacketizerWithOptions(300, pay, rtp.NewFixedSequencer(seq), rate,
 		rtp.WithSSRC(ssrc), rtp.WithPayloadType(96), rtp.WithTimestamp(ts))
 	samples := uint32(f.Duration.Seconds()*float64(rate) + 0.5)
-	s := stream{frames: len(f.Data), key: f.Key, dur: f.Duration}
+	s := stream{frames: len(f.Data), key: f.Key, dur: f.Duration, rate: rate, samples: samples}
 	nextSR := 500 * time.Millisecond
 	for i, data := range f.Data {
 		capture := time.Duration(i) * f.Duration

@@ -138,16 +138,18 @@ type pendingFrame struct {
 
 // trackState is a track's part owned by the recording's goroutine.
 type trackState struct {
-	dp          *depack.Track
-	clk         *rtpclock.Track
-	srs         map[uint32]rtpclock.SenderReportAt // latest sender report per SSRC
-	ssrc        uint32
-	started     bool // a packet came: ssrc is set
-	lastArrival time.Time
-	seenDrops   uint64
-	closed      bool   // guarded by the Recording's mu for writes
-	paused      uint64 // frames not written: paused
-	written     uint64 // frames written
+	dp            *depack.Track
+	clk           *rtpclock.Track
+	srs           map[uint32]rtpclock.SenderReportAt // latest sender report per SSRC
+	ssrc          uint32
+	started       bool // a packet came: ssrc is set
+	lastArrival   time.Time
+	seenDrops     uint64
+	closed        bool   // guarded by the Recording's mu for writes
+	paused        uint64 // frames not written: paused
+	skipped       uint64 // video frames not written: waiting for a keyframe after a pause
+	keyAfterPause bool   // video: a frame was paused; write again from a keyframe
+	written       uint64 // frames written
 }
 
 // New returns a Recording writing to w; call Run to start it.
@@ -318,8 +320,7 @@ func (r *Recording) control1(m ctlMsg) error {
 	switch {
 	case m.closeTrack != nil:
 		st := m.closeTrack.st
-		st.dp.Flush()
-		err := r.pop(m.closeTrack)
+		err := r.frames(m.closeTrack, st.dp.End())
 		r.mu.Lock()
 		st.closed = true
 		r.mu.Unlock()
@@ -339,8 +340,9 @@ func (r *Recording) control1(m ctlMsg) error {
 		r.pausing = false
 		r.paused[len(r.paused)-1].End = m.at
 		for _, t := range r.snapshot() {
-			t.st.dp.NeedKeyframe()
-			t.st.dp.AskAgain()
+			if t.st.keyAfterPause {
+				t.st.dp.AskKeyframe()
+			}
 		}
 	}
 	if m.reply != nil {
@@ -383,8 +385,7 @@ func (r *Recording) handle(sl *slot) error {
 	ssrc, ts := sl.pkt.SSRC, sl.pkt.Timestamp
 	if st.started && ssrc != st.ssrc {
 		// Another layer: the old one's last frames go out on its clock.
-		st.dp.Flush()
-		if err := r.pop(t); err != nil {
+		if err := r.frames(t, st.dp.End()); err != nil {
 			r.release(&sl.pkt)
 			return err
 		}
@@ -403,24 +404,51 @@ func (r *Recording) handle(sl *slot) error {
 
 // pop takes the track's ready frames to the file.
 func (r *Recording) pop(t *track) error {
-	st := t.st
 	for {
-		f, ok := st.dp.Pop()
+		f, ok := t.st.dp.Pop()
 		if !ok {
 			return nil
 		}
-		wall := st.clk.Wall(f.Timestamp, st.lastArrival)
-		if r.inPause(wall) {
-			st.paused++
-			if st.dp.Video() {
-				st.dp.NeedKeyframe() // what follows refers to this frame
-			}
-			continue
-		}
-		if err := r.frame(t, wall, f); err != nil {
+		if err := r.frame(t, f); err != nil {
 			return err
 		}
 	}
+}
+
+// frames takes frames the track returned at its end to the file.
+func (r *Recording) frames(t *track, fs []depack.Frame) error {
+	for _, f := range fs {
+		if err := r.frame(t, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// frame puts one frame on the call clock and writes it unless paused.
+func (r *Recording) frame(t *track, f depack.Frame) error {
+	st := t.st
+	wall := st.clk.Wall(f.Timestamp, st.lastArrival)
+	if r.inPause(wall) {
+		st.paused++
+		st.keyAfterPause = st.dp.Video() // what follows refers to this frame
+		return nil
+	}
+	if st.keyAfterPause {
+		if !f.Keyframe {
+			st.skipped++
+			return nil
+		}
+		st.keyAfterPause = false
+	}
+	if r.mux == nil {
+		r.pending = append(r.pending, pendingFrame{t: t, wall: wall, f: f})
+		if !r.headerReady() {
+			return nil
+		}
+		return r.writeHeader()
+	}
+	return r.write(t, wall, f)
 }
 
 func (r *Recording) inPause(wall time.Time) bool {
@@ -430,17 +458,6 @@ func (r *Recording) inPause(wall time.Time) bool {
 		}
 	}
 	return false
-}
-
-func (r *Recording) frame(t *track, wall time.Time, f depack.Frame) error {
-	if r.mux == nil {
-		r.pending = append(r.pending, pendingFrame{t: t, wall: wall, f: f})
-		if !r.headerReady() {
-			return nil
-		}
-		return r.writeHeader()
-	}
-	return r.write(t, wall, f)
 }
 
 func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
@@ -539,8 +556,7 @@ func (r *Recording) finish() error {
 		if t.st.closed {
 			continue
 		}
-		t.st.dp.Flush()
-		if err := r.pop(t); err != nil {
+		if err := r.frames(t, t.st.dp.End()); err != nil {
 			return err
 		}
 	}
@@ -575,7 +591,7 @@ func (r *Recording) result() Result {
 	for _, t := range r.snapshot() {
 		s := t.st.dp.Stats()
 		res.Tracks = append(res.Tracks, TrackResult{
-			Kind: t.info.Kind, Frames: t.st.written, LostPackets: s.LostPackets, SkippedFrames: s.SkippedFrames,
+			Kind: t.info.Kind, Frames: t.st.written, LostPackets: s.LostPackets, SkippedFrames: s.SkippedFrames + t.st.skipped,
 			PausedFrames: t.st.paused, QueueDrops: t.dropped.Load(),
 		})
 	}

@@ -46,6 +46,7 @@ type Stats struct {
 	LostPackets   uint64 // packets the samplebuilder gave up on
 	SkippedFrames uint64 // video frames dropped while waiting for a keyframe
 	SSRCChanges   uint64
+	SeqJumps      uint64 // restarts on a jump of sequence numbers
 	KeyframeAsks  uint64
 }
 
@@ -59,7 +60,10 @@ type Track struct {
 	askKey  func()
 
 	sb      *samplebuilder.SampleBuilder
+	held    map[*rtp.Packet]struct{} // pushed, not yet released
 	ssrc    uint32
+	lastSeq uint16 // the highest sequence number pushed
+	lastTS  uint32 // its timestamp
 	started bool
 
 	waitKey bool // video: drop frames until a keyframe
@@ -93,6 +97,10 @@ func New(mime string, rate uint32, release func(*rtp.Packet), askKey func()) (*T
 	if t.askKey == nil {
 		t.askKey = func() {}
 	}
+	if t.release == nil {
+		t.release = func(*rtp.Packet) {}
+	}
+	t.held = make(map[*rtp.Packet]struct{})
 	t.sb = t.newBuilder()
 	return t, nil
 }
@@ -108,30 +116,36 @@ func (t *Track) newBuilder() *samplebuilder.SampleBuilder {
 	if t.video {
 		d = &codecs.VP8Packet{}
 	}
-	opts := []samplebuilder.Option{samplebuilder.WithMaxTimeDelay(maxLateTime)}
-	if t.release != nil {
-		opts = append(opts, samplebuilder.WithPacketReleaseHandler(t.release))
-	}
-	return samplebuilder.New(maxLatePackets, d, t.rate, opts...)
+	return samplebuilder.New(maxLatePackets, d, t.rate,
+		samplebuilder.WithMaxTimeDelay(maxLateTime), samplebuilder.WithPacketReleaseHandler(t.released))
 }
 
 // Push takes a packet; the track keeps it until it passes it to release.
 // A packet of a new SSRC (another simulcast layer, a restarted sender)
-// drops what the old one left unfinished (call Flush and Pop first to keep
-// its last frames) and, for video, waits for a keyframe; it reports true so
+// drops what the old one left unfinished and, for video, waits for a keyframe; it reports true so
 // the caller can restart its clock.
 func (t *Track) Push(p *rtp.Packet) (newSSRC bool) {
 	if t.started && p.SSRC != t.ssrc {
 		t.stats.SSRCChanges++
-		t.sb.Flush()
-		for t.sb.Pop() != nil {
-		}
-		t.sb = t.newBuilder()
-		t.nmark = 0
-		if t.video {
-			t.needKey()
-		}
+		t.restart()
 		newSSRC = true
+	} else if t.started {
+		// A jump of sequence numbers far past the reorder window (a
+		// restarted sender, a bad packet) would make the samplebuilder
+		// walk every slot between, each time over the whole window: start
+		// afresh instead. A packet far behind it is too late: drop it.
+		switch d := int16(p.SequenceNumber - t.lastSeq); {
+		case d > 2*maxLatePackets:
+			t.stats.SeqJumps++
+			t.restart()
+		case d < -2*maxLatePackets:
+			t.stats.LostPackets++
+			t.release(p)
+			return false
+		}
+	}
+	if !t.started || int16(p.SequenceNumber-t.lastSeq) > 0 {
+		t.lastSeq, t.lastTS = p.SequenceNumber, p.Timestamp
 	}
 	if !t.started && t.video && !rtpcodec.IsKeyframe(t.mime, p.Payload) {
 		t.waitKey = false // a recording starts on a keyframe: ask for one
@@ -144,13 +158,34 @@ func (t *Track) Push(p *rtp.Packet) (newSSRC bool) {
 		t.marks[t.nmark%len(t.marks)] = m
 		t.nmark++
 	}
+	t.held[p] = struct{}{}
 	t.sb.Push(p)
 	return newSSRC
 }
 
-// Flush gives up waiting for missing packets, at the track's end: what can
-// be completed is returned by the next Pops.
-func (t *Track) Flush() { t.sb.Flush() }
+// End ends the track's current stream (its end, or before a layer
+// change) and returns its last frames: an empty packet a second after the
+// last one completes a frame waiting for a later packet and pushes the
+// reorder window past every gap (what is missing is given up); then every
+// packet is released. Push starts a new stream.
+func (t *Track) End() []Frame {
+	var out []Frame
+	if t.started {
+		t.sb.Push(&rtp.Packet{Header: rtp.Header{Version: 2, SSRC: t.ssrc,
+			SequenceNumber: t.lastSeq + 1, Timestamp: t.lastTS + t.rate}})
+		for f, ok := t.Pop(); ok; f, ok = t.Pop() {
+			out = append(out, f)
+		}
+	}
+	t.drop()
+	t.sb = t.newBuilder()
+	t.nmark = 0
+	t.started = false
+	if t.video {
+		t.waitKey = true
+	}
+	return out
+}
 
 // Pop returns the next whole frame, if one is ready.
 func (t *Track) Pop() (Frame, bool) {
@@ -192,10 +227,19 @@ func (t *Track) Pop() (Frame, bool) {
 func (t *Track) WaitingForKeyframe() bool { return t.waitKey }
 
 // NeedKeyframe makes a video track drop frames until the next keyframe and
-// asks for one (after packets were dropped before Push, or on resume).
+// asks for one (after packets were dropped before Push).
 func (t *Track) NeedKeyframe() {
 	if t.video {
-		t.needKey()
+		t.waitKey = true
+		t.AskKeyframe()
+	}
+}
+
+// AskKeyframe asks a video track's publisher for a keyframe.
+func (t *Track) AskKeyframe() {
+	if t.video {
+		t.stats.KeyframeAsks++
+		t.askKey()
 	}
 }
 
@@ -213,6 +257,37 @@ func (t *Track) needKey() {
 		t.waitKey = true
 		t.stats.KeyframeAsks++
 		t.askKey()
+	}
+}
+
+// restart drops the samplebuilder and what it holds (its packets are
+// released here) and starts a new one; video waits for a keyframe. It does
+// not call the samplebuilder's Flush: after it has dropped a packet that
+// did not start a frame, Flush walks the whole 65536-slot ring, each step
+// over the window again (seconds of CPU, found by FuzzDepack).
+func (t *Track) restart() {
+	t.drop()
+	t.sb = t.newBuilder()
+	t.nmark = 0
+	if t.video {
+		t.needKey()
+	}
+}
+
+// drop releases every packet the samplebuilder holds.
+func (t *Track) drop() {
+	for p := range t.held {
+		delete(t.held, p)
+		t.release(p)
+	}
+}
+
+// released is the samplebuilder's release handler (End's own empty
+// packet is not the caller's).
+func (t *Track) released(p *rtp.Packet) {
+	if _, ok := t.held[p]; ok {
+		delete(t.held, p)
+		t.release(p)
 	}
 }
 
