@@ -61,6 +61,7 @@ type Track struct {
 
 	sb      *samplebuilder.SampleBuilder
 	held    map[*rtp.Packet]struct{} // pushed, not yet released
+	carry   []Frame                  // frames ended by a sequence jump, for Pop
 	ssrc    uint32
 	lastSeq uint16 // the highest sequence number pushed
 	lastTS  uint32 // its timestamp
@@ -137,7 +138,11 @@ func (t *Track) Push(p *rtp.Packet) (newSSRC bool) {
 		switch d := int16(p.SequenceNumber - t.lastSeq); {
 		case d > 2*maxLatePackets:
 			t.stats.SeqJumps++
-			t.restart()
+			t.carry = append(t.carry, t.End()...) // same SSRC, same clock
+			t.started = true
+			if t.video {
+				t.AskKeyframe()
+			}
 		case d < -2*maxLatePackets:
 			t.stats.LostPackets++
 			t.release(p)
@@ -189,6 +194,11 @@ func (t *Track) End() []Frame {
 
 // Pop returns the next whole frame, if one is ready.
 func (t *Track) Pop() (Frame, bool) {
+	if len(t.carry) > 0 {
+		f := t.carry[0]
+		t.carry = t.carry[1:]
+		return f, true
+	}
 	for {
 		s := t.sb.Pop()
 		if s == nil {

@@ -262,3 +262,25 @@ func TestUnsupported(t *testing.T) {
 		}
 	}
 }
+
+func TestSequenceJumpRestarts(t *testing.T) {
+	a := flat(frames(100, 1000, 5, 0))
+	b := flat(frames(100+15+30000, 1000+5*3000, 5, 2)) // keyframe at its frame 2
+	for _, p := range b {
+		p.Payload[2] += 5
+	}
+	r := run(t, append(a, b...))
+	want := append(rangeIDs(0, 5), rangeIDs(7, 10)...)
+	if !bytes.Equal(r.ids, want) || r.asks != 1 || r.tr.Stats().SeqJumps != 1 {
+		t.Errorf("frames %v asks %d jumps %d, want %v, one ask, one jump", r.ids, r.asks, r.tr.Stats().SeqJumps, want)
+	}
+}
+
+func TestVeryLatePacketDropped(t *testing.T) {
+	ps := flat(frames(1000, 1000, 5, 0))
+	late := vp8(1000-600, 500, 99, 1, true)[0]
+	r := run(t, append(ps[:6:6], append([]*rtp.Packet{late}, ps[6:]...)...))
+	if !bytes.Equal(r.ids, rangeIDs(0, 5)) || r.tr.Stats().LostPackets != 1 {
+		t.Errorf("frames %v stats %+v, want 0..4 and the late packet counted lost", r.ids, r.tr.Stats())
+	}
+}
