@@ -123,11 +123,10 @@ type Recording struct {
 
 // ctlMsg is a control message to the goroutine; these are never dropped.
 type ctlMsg struct {
-	closeTrack *track
-	pause      bool
-	resume     bool
-	at         time.Time
-	reply      chan error
+	pause  bool
+	resume bool
+	at     time.Time
+	reply  chan error
 }
 
 type pendingFrame struct {
@@ -206,9 +205,14 @@ func (r *Recording) AddTrack(info TrackInfo, askKeyframe func()) (*Sink, error) 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, o := range r.tracks {
-		if o.info.Kind == info.Kind && !o.st.closed {
+		if o.info.Kind == info.Kind && !o.closing.Load() {
 			return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrKindTaken)
 		}
+	}
+	select {
+	case <-r.done:
+		return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrStopped)
+	default:
 	}
 	if r.inFile != nil && !slices.Contains(r.inFile, info.Kind) {
 		return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrNotInFile)
@@ -303,6 +307,8 @@ loop:
 
 // drain handles what is queued now, so that a control message takes
 // effect after every packet sent before it.
+// A track whose Sink was closed is ended after the packets taken with it:
+// they were all queued before Close.
 func (r *Recording) drain() error {
 	r.batch = r.sq.take(r.batch[:0])
 	for i, sl := range r.batch {
@@ -313,18 +319,20 @@ func (r *Recording) drain() error {
 			return err
 		}
 	}
+	for _, t := range r.snapshot() {
+		if t.closing.Load() && !t.st.closed {
+			err := r.frames(t, t.st.dp.End())
+			t.st.closed = true
+			if err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
 func (r *Recording) control1(m ctlMsg) error {
 	switch {
-	case m.closeTrack != nil:
-		st := m.closeTrack.st
-		err := r.frames(m.closeTrack, st.dp.End())
-		r.mu.Lock()
-		st.closed = true
-		r.mu.Unlock()
-		return err
 	case m.pause:
 		if r.pausing {
 			m.reply <- ErrPaused
@@ -479,9 +487,9 @@ func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
 	return nil
 }
 
-// headerReady reports whether the file can start: every track has a
+// headerReady reports whether the file can start: both kinds have a
 // frame (a video one begins with a keyframe), or HeaderWait of media has
-// waited for the others.
+// waited for the other.
 func (r *Recording) headerReady() bool {
 	have := map[string]bool{}
 	first, last := r.pending[0].wall, r.pending[0].wall
@@ -494,15 +502,9 @@ func (r *Recording) headerReady() bool {
 			last = p.wall
 		}
 	}
-	if last.Sub(first) >= r.headerWait {
-		return true
-	}
-	for _, t := range r.snapshot() {
-		if !have[t.info.Kind] {
-			return false
-		}
-	}
-	return true
+	// A participant's tracks are added one by one as they arrive: wait
+	// for the other kind even when it is not added yet.
+	return (have["audio"] && have["video"]) || last.Sub(first) >= r.headerWait
 }
 
 // writeHeader starts the file with the tracks known now, at the earliest

@@ -88,11 +88,14 @@ func (s *Sink) SenderReport(ssrc uint32, ntp uint64, rtpTime uint32) {
 }
 
 // Close ends the track: what is queued is written, the rest of an
-// unfinished frame is dropped. Called once, after the last WriteRTP.
+// unfinished frame is dropped. Called once, after the last WriteRTP; it
+// never blocks (the recording's goroutine ends the track at its next
+// drain, after the packets queued before).
 func (s *Sink) Close() {
+	s.t.closing.Store(true)
 	select {
-	case s.r.ctl <- ctlMsg{closeTrack: s.t}:
-	case <-s.r.done:
+	case s.r.sq.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -106,5 +109,6 @@ func (s *Sink) Dropped() uint64 { return s.t.dropped.Load() }
 type track struct {
 	info    TrackInfo
 	dropped atomic.Uint64
+	closing atomic.Bool // Close was called
 	st      *trackState // owned by the recording's goroutine
 }
