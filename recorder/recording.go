@@ -67,9 +67,6 @@ type TrackInfo struct {
 	Channels  uint16
 }
 
-// Span is a paused stretch of the call, on the call clock.
-type Span struct{ Start, End time.Time }
-
 // TrackResult counts one track's frames.
 type TrackResult struct {
 	Kind          string
@@ -127,12 +124,6 @@ type ctlMsg struct {
 	resume bool
 	at     time.Time
 	reply  chan error
-}
-
-type pendingFrame struct {
-	t    *track
-	wall time.Time
-	f    depack.Frame
 }
 
 // trackState is a track's part owned by the recording's goroutine.
@@ -221,23 +212,6 @@ func (r *Recording) AddTrack(info TrackInfo, askKeyframe func()) (*Sink, error) 
 	return &Sink{r: r, t: t}, nil
 }
 
-// Pause stops writing from now (on the call clock) until Resume.
-func (r *Recording) Pause() error { return r.control(ctlMsg{pause: true, at: r.now()}) }
-
-// Resume writes again from now; video resumes at its next keyframe,
-// which is asked for.
-func (r *Recording) Resume() error { return r.control(ctlMsg{resume: true, at: r.now()}) }
-
-func (r *Recording) control(m ctlMsg) error {
-	m.reply = make(chan error, 1)
-	select {
-	case r.ctl <- m:
-		return <-m.reply
-	case <-r.done:
-		return ErrStopped
-	}
-}
-
 // Stop makes Run finish the file and return. It does not wait.
 func (r *Recording) Stop() { r.once.Do(func() { close(r.stop) }) }
 
@@ -306,10 +280,17 @@ loop:
 }
 
 // drain handles what is queued now, so that a control message takes
-// effect after every packet sent before it.
-// A track whose Sink was closed is ended after the packets taken with it:
-// they were all queued before Close.
+// effect after every packet sent before it. A track whose Sink was closed
+// before the queue is taken is ended after: its packets were all queued
+// before Close, so they are in the batch (a flag read after the take could
+// be newer than the batch).
 func (r *Recording) drain() error {
+	var ending []*track
+	for _, t := range r.snapshot() {
+		if !t.st.closed && t.closing.Load() {
+			ending = append(ending, t)
+		}
+	}
 	r.batch = r.sq.take(r.batch[:0])
 	for i, sl := range r.batch {
 		if err := r.handle(sl); err != nil {
@@ -319,42 +300,12 @@ func (r *Recording) drain() error {
 			return err
 		}
 	}
-	for _, t := range r.snapshot() {
-		if t.closing.Load() && !t.st.closed {
-			err := r.frames(t, t.st.dp.End())
-			t.st.closed = true
-			if err != nil {
-				return err
-			}
+	for _, t := range ending {
+		err := r.frames(t, t.st.dp.End())
+		t.st.closed = true
+		if err != nil {
+			return err
 		}
-	}
-	return nil
-}
-
-func (r *Recording) control1(m ctlMsg) error {
-	switch {
-	case m.pause:
-		if r.pausing {
-			m.reply <- ErrPaused
-			return nil
-		}
-		r.pausing = true
-		r.paused = append(r.paused, Span{Start: m.at})
-	case m.resume:
-		if !r.pausing {
-			m.reply <- ErrNotPaused
-			return nil
-		}
-		r.pausing = false
-		r.paused[len(r.paused)-1].End = m.at
-		for _, t := range r.snapshot() {
-			if t.st.keyAfterPause {
-				t.st.dp.AskKeyframe()
-			}
-		}
-	}
-	if m.reply != nil {
-		m.reply <- nil
 	}
 	return nil
 }
@@ -457,99 +408,6 @@ func (r *Recording) frame(t *track, f depack.Frame) error {
 		return r.writeHeader()
 	}
 	return r.write(t, wall, f)
-}
-
-func (r *Recording) inPause(wall time.Time) bool {
-	for _, s := range r.paused {
-		if !wall.Before(s.Start) && (s.End.IsZero() || wall.Before(s.End)) {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
-	ms := wall.Sub(r.start).Milliseconds()
-	if ms < 0 {
-		return nil // before the file's start: only within the first sort window
-	}
-	n := uint64(audioTrackNumber)
-	if t.info.Kind == "video" {
-		n = videoTrackNumber
-	}
-	if err := r.mux.write(n, f.Keyframe, ms, f.Data); err != nil {
-		return err
-	}
-	t.st.written++
-	if wall.After(r.end) {
-		r.end = wall
-	}
-	return nil
-}
-
-// headerReady reports whether the file can start: both kinds have a
-// frame (a video one begins with a keyframe), or HeaderWait of media has
-// waited for the other.
-func (r *Recording) headerReady() bool {
-	have := map[string]bool{}
-	first, last := r.pending[0].wall, r.pending[0].wall
-	for _, p := range r.pending {
-		have[p.t.info.Kind] = true
-		if p.wall.Before(first) {
-			first = p.wall
-		}
-		if p.wall.After(last) {
-			last = p.wall
-		}
-	}
-	// A participant's tracks are added one by one as they arrive: wait
-	// for the other kind even when it is not added yet.
-	return (have["audio"] && have["video"]) || last.Sub(first) >= r.headerWait
-}
-
-// writeHeader starts the file with the tracks known now, at the earliest
-// pending frame, and writes the pending frames.
-func (r *Recording) writeHeader() error {
-	spec := muxSpec{start: r.pending[0].wall, audioChannels: 2, width: 640, height: 480}
-	sized := false
-	for _, p := range r.pending {
-		if p.wall.Before(spec.start) {
-			spec.start = p.wall
-		}
-		if p.f.Width > 0 && !sized {
-			spec.width, spec.height, sized = p.f.Width, p.f.Height, true
-		}
-	}
-	var kinds []string
-	for _, t := range r.snapshot() {
-		switch t.info.Kind {
-		case "audio":
-			spec.audio = true
-			if t.info.Channels > 0 {
-				spec.audioChannels = int(t.info.Channels)
-			}
-		case "video":
-			spec.video = true
-		}
-		kinds = append(kinds, t.info.Kind)
-	}
-	m, err := newMuxer(r.out, spec)
-	if err != nil {
-		return err
-	}
-	r.mux = m
-	r.mu.Lock()
-	r.start, r.inFile = spec.start, kinds
-	r.mu.Unlock()
-	pending := r.pending
-	r.pending = nil
-	slices.SortStableFunc(pending, func(a, b pendingFrame) int { return a.wall.Compare(b.wall) })
-	for _, p := range pending {
-		if err := r.write(p.t, p.wall, p.f); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // finish flushes every track and writes what they held.
