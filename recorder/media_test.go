@@ -5,13 +5,10 @@
 package recorder
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -123,37 +120,8 @@ func TestRecordSampleFiles(t *testing.T) {
 	video.events = dropInFrame(t, video.events, lostFrame)
 	audio.events[20].pkt, audio.events[21].pkt = audio.events[21].pkt, audio.events[20].pkt
 
-	var buf bytes.Buffer
-	clock := &simClock{}
-	clock.set(t0)
-	r := New(&buf, Config{Now: clock.now})
-	var asks atomic.Int32
-	as, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, func() { asks.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	type ran struct {
-		res Result
-		err error
-	}
-	done := make(chan ran, 1)
-	go func() {
-		res, err := r.Run(context.Background())
-		done <- ran{res, err}
-	}()
-	(&feeder{r: r, clock: clock, audio: as, video: vs}).send(t, merge(video.events, audio.events))
-	as.Close()
-	vs.Close()
-	r.Stop()
-	out := <-done
-	if out.err != nil {
-		t.Fatal(out.err)
-	}
-	res := out.res
+	rec := record(t, video, audio, nil)
+	res := rec.res
 
 	wantVideo := video.frames - (nextKey - lostFrame)
 	if got := res.Tracks[1].Frames; got != uint64(wantVideo) {
@@ -162,20 +130,16 @@ func TestRecordSampleFiles(t *testing.T) {
 	if got := res.Tracks[0].Frames; got != uint64(audio.frames) {
 		t.Errorf("audio frames written: %d, want %d (%+v)", got, audio.frames, res.Tracks[0])
 	}
-	if asks.Load() == 0 {
+	if rec.asks == 0 {
 		t.Error("no keyframe asked for after the loss")
 	}
 	if want := t0.Add(10 * time.Millisecond); res.Start.Sub(want).Abs() > time.Millisecond {
 		t.Errorf("file start %v, want %v (the first audio packet's arrival)", res.Start, want)
 	}
-	if res.Bytes != int64(buf.Len()) {
-		t.Errorf("result says %d bytes, %d written", res.Bytes, buf.Len())
+	if res.Bytes != int64(rec.bytes) {
+		t.Errorf("result says %d bytes, %d written", res.Bytes, rec.bytes)
 	}
-
-	path := filepath.Join(t.TempDir(), "participant.webm")
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := rec.path
 	probe := ffprobe(t, path, "-show_entries", "stream=codec_name", "-of", "csv=p=0")
 	if got := strings.Fields(probe); strings.Join(got, ",") != "opus,vp8" {
 		t.Errorf("codecs %q, want opus,vp8", got)
@@ -187,7 +151,7 @@ func TestRecordSampleFiles(t *testing.T) {
 	if (dur - sent).Abs() > 500*time.Millisecond {
 		t.Errorf("duration %v, want %v within 0.5 s", dur, sent)
 	}
-	t.Logf("duration %v (sent %v), %d bytes, %d video frames", dur, sent, buf.Len(), wantVideo)
+	t.Logf("duration %v (sent %v), %d bytes, %d video frames", dur, sent, rec.bytes, wantVideo)
 	nf := ffprobe(t, path, "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0")
 	if strings.TrimSpace(nf) != strconv.Itoa(wantVideo) {
 		t.Errorf("ffprobe video frames %q, want %d", nf, wantVideo)

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,54 +13,13 @@ import (
 	"github.com/pion/rtp"
 )
 
-// record feeds the sample files through a Recording, calling at(now) before
-// each event, and returns the result and the file's path.
-func record(t *testing.T, at func(r *Recording, now time.Time)) (Result, string, stream, stream) {
-	t.Helper()
-	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 1000, 5000, 12*time.Millisecond)
-	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
-	var buf bytes.Buffer
-	clock := &simClock{}
-	clock.set(t0)
-	r := New(&buf, Config{Now: clock.now})
-	as, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan Result, 1)
-	go func() {
-		res, err := r.Run(context.Background())
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	f := &feeder{r: r, clock: clock, audio: as, video: vs}
-	for _, e := range merge(video.events, audio.events) {
-		clock.set(e.arrival)
-		at(r, e.arrival)
-		f.send(t, []event{e})
-	}
-	as.Close()
-	vs.Close()
-	r.Stop()
-	res := <-done
-	path := filepath.Join(t.TempDir(), "p.webm")
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return res, path, video, audio
-}
-
 func TestPauseResume(t *testing.T) {
 	needFFprobe(t)
 	pauseAt, resumeAt := t0.Add(1505*time.Millisecond), t0.Add(2505*time.Millisecond)
 	paused, resumed := false, false
-	res, path, video, audio := record(t, func(r *Recording, now time.Time) {
+	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 1000, 5000, 12*time.Millisecond)
+	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
+	rec := record(t, video, audio, func(r *Recording, now time.Time) {
 		if !paused && !now.Before(pauseAt) {
 			paused = true
 			if err := r.Pause(); err != nil {
@@ -79,6 +36,7 @@ func TestPauseResume(t *testing.T) {
 			}
 		}
 	})
+	res, path := rec.res, rec.path
 	// Pause and Resume take the call clock when called: the first event at
 	// or after each instant.
 	if len(res.Paused) != 1 {

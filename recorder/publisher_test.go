@@ -5,7 +5,12 @@
 package recorder
 
 import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,4 +109,61 @@ func merge(ss ...[]event) []event {
 	}
 	slices.SortStableFunc(all, func(a, b event) int { return a.arrival.Compare(b.arrival) })
 	return all
+}
+
+// recorded is a recording made by record.
+type recorded struct {
+	res   Result
+	path  string // the file, in a test temp dir
+	bytes int    // its size
+	asks  int32  // keyframe requests for the video
+}
+
+// record sends the events of video and audio, merged by arrival, through
+// a Recording as the SFU would (Sinks, then Close, then Stop), calling at
+// (if not nil) before each event with the call clock set to its arrival.
+func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Time)) recorded {
+	t.Helper()
+	var buf bytes.Buffer
+	clock := &simClock{}
+	clock.set(t0)
+	r := New(&buf, Config{Now: clock.now})
+	var asks atomic.Int32
+	as, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, func() { asks.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ran struct {
+		res Result
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		res, err := r.Run(context.Background())
+		done <- ran{res, err}
+	}()
+	f := &feeder{r: r, clock: clock, audio: as, video: vs}
+	for _, e := range merge(video.events, audio.events) {
+		if at != nil {
+			clock.set(e.arrival)
+			at(r, e.arrival)
+		}
+		f.send(t, []event{e})
+	}
+	as.Close()
+	vs.Close()
+	r.Stop()
+	out := <-done
+	if out.err != nil {
+		t.Fatal(out.err)
+	}
+	path := filepath.Join(t.TempDir(), "participant.webm")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return recorded{res: out.res, path: path, bytes: buf.Len(), asks: asks.Load()}
 }

@@ -1,11 +1,7 @@
 package recorder
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,34 +15,7 @@ func TestSenderReportsSyncAV(t *testing.T) {
 	needFFprobe(t)
 	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 1000, 5000, 160*time.Millisecond)
 	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
-	var buf bytes.Buffer
-	clock := &simClock{}
-	clock.set(t0)
-	r := New(&buf, Config{Now: clock.now})
-	as, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.Run(context.Background())
-		done <- err
-	}()
-	(&feeder{r: r, clock: clock, audio: as, video: vs}).send(t, merge(video.events, audio.events))
-	as.Close()
-	vs.Close()
-	r.Stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "p.webm")
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := record(t, video, audio, nil).path
 	// The file starts at the first audio packet (capture + 10 ms). Video
 	// frame i belongs at capture(i); before the first report (500 ms) it
 	// sits 150 ms late, and the 5% slew works 150 ms off in 3 s of media.
