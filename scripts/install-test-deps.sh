@@ -22,7 +22,7 @@ system_needs=(
 	"/usr/include/stdio.h|libc6-dev|C library headers for go test -race (cgo)"
 	"chromium|chromium|headless browser for the e2e test"
 	"firefox-esr|firefox-esr|headless Firefox for the e2e test (driven over WebDriver BiDi)"
-	"ffprobe|ffmpeg|regenerating and probing test media (make samples)"
+	"ffprobe|ffmpeg|regenerating and probing test media (make samples), and checking recordings (recorder tests: ffprobe, ffmpeg)"
 	"ip|iproute2|ip, to bring up loopback in the test network namespace"
 	"unshare|util-linux|unshare, to run the browser test in a network namespace"
 	"redis-server|redis-server|private Redis servers for the queue store tests (started by the tests; the system service is not started)"

@@ -1,0 +1,232 @@
+// Integration: the repo's sample files, packetized and sent as a publisher
+// would (reordered, one packet lost, sequence numbers and timestamps
+// wrapping), recorded to a file that ffprobe and ffmpeg then read.
+
+package recorder
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/helpcaster/helpcaster/sfu"
+)
+
+var _ sfu.TrackSink = (*Sink)(nil)
+
+// needFFprobe skips the test when ffprobe is missing, unless in CI.
+func needFFprobe(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"ffprobe", "ffmpeg"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s missing (scripts/install-test-deps.sh installs ffmpeg)", tool)
+			}
+			t.Skipf("%s missing: run scripts/install-test-deps.sh (ffmpeg) to check recordings", tool)
+		}
+	}
+}
+
+// simClock is the simulated call clock the test moves forward.
+type simClock struct{ ns atomic.Int64 }
+
+func (c *simClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func (c *simClock) now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
+
+// feeder sends events to two sinks as the SFU would, never letting the
+// recording's queue fill (the test counts every frame).
+type feeder struct {
+	r            *Recording
+	clock        *simClock
+	audio, video *Sink
+}
+
+func (f *feeder) send(t *testing.T, evs []event) {
+	t.Helper()
+	for _, e := range evs {
+		for f.r.sq.freeSlots() < 64 {
+			runtime.Gosched()
+		}
+		f.clock.set(e.arrival)
+		s := f.audio
+		if e.video {
+			s = f.video
+		}
+		if e.pkt == nil {
+			s.SenderReport(e.ssrc, e.ntp, e.rtpTime)
+			continue
+		}
+		b, err := e.pkt.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		s.WriteRTP(&p.Header, p.Payload)
+	}
+}
+
+// swap exchanges the i-th and j-th packets of frame frame in evs.
+func swapInFrame(t *testing.T, evs []event, frame int) {
+	t.Helper()
+	var at []int
+	for i, e := range evs {
+		if e.pkt != nil && e.frame == frame {
+			at = append(at, i)
+		}
+	}
+	if len(at) < 2 {
+		t.Fatalf("frame %d has %d packets, want 2 or more", frame, len(at))
+	}
+	a, b := at[0], at[len(at)-1]
+	evs[a].pkt, evs[b].pkt = evs[b].pkt, evs[a].pkt
+}
+
+// dropInFrame removes the second packet of frame frame.
+func dropInFrame(t *testing.T, evs []event, frame int) []event {
+	t.Helper()
+	for i, e := range evs {
+		if e.pkt != nil && e.frame == frame && i+1 < len(evs) && evs[i+1].pkt != nil && evs[i+1].frame == frame {
+			return append(evs[:i+1:i+1], evs[i+2:]...)
+		}
+	}
+	t.Fatalf("frame %d has one packet", frame)
+	return nil
+}
+
+func TestRecordSampleFiles(t *testing.T) {
+	needFFprobe(t)
+	// Sequence numbers wrap after 36 packets (video) and 6 (audio);
+	// timestamps after 2 s (video) and 1 s (audio).
+	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 65500, math.MaxUint32-2*90000+1, 12*time.Millisecond)
+	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 65530, math.MaxUint32-48000+1, 10*time.Millisecond)
+	const lostFrame, nextKey = 40, 60
+	if !video.key[nextKey] || slices_any(video.key[lostFrame:nextKey]) {
+		t.Fatalf("sample.ivf: want a keyframe at %d and none in [%d,%d)", nextKey, lostFrame, nextKey)
+	}
+	swapInFrame(t, video.events, 30)
+	swapInFrame(t, video.events, 95)
+	video.events = dropInFrame(t, video.events, lostFrame)
+	audio.events[20].pkt, audio.events[21].pkt = audio.events[21].pkt, audio.events[20].pkt
+
+	rec := record(t, video, audio, nil)
+	res := rec.res
+
+	wantVideo := video.frames - (nextKey - lostFrame)
+	if got := res.Tracks[1].Frames; got != uint64(wantVideo) {
+		t.Errorf("video frames written: %d, want %d (%+v)", got, wantVideo, res.Tracks[1])
+	}
+	if got := res.Tracks[0].Frames; got != uint64(audio.frames) {
+		t.Errorf("audio frames written: %d, want %d (%+v)", got, audio.frames, res.Tracks[0])
+	}
+	if rec.asks == 0 {
+		t.Error("no keyframe asked for after the loss")
+	}
+	if want := t0.Add(10 * time.Millisecond); res.Start.Sub(want).Abs() > time.Millisecond {
+		t.Errorf("file start %v, want %v (the first audio packet's arrival)", res.Start, want)
+	}
+	if res.Bytes != int64(rec.bytes) {
+		t.Errorf("result says %d bytes, %d written", res.Bytes, rec.bytes)
+	}
+	path := rec.path
+	probe := ffprobe(t, path, "-show_entries", "stream=codec_name", "-of", "csv=p=0")
+	if got := strings.Fields(probe); strings.Join(got, ",") != "opus,vp8" {
+		t.Errorf("codecs %q, want opus,vp8", got)
+	}
+	// A file written as a stream has no Duration element (ffprobe says
+	// N/A): its duration is where its last packet ends.
+	dur := fileDuration(t, path)
+	sent := time.Duration(video.frames) * video.dur
+	if (dur - sent).Abs() > 500*time.Millisecond {
+		t.Errorf("duration %v, want %v within 0.5 s", dur, sent)
+	}
+	t.Logf("duration %v (sent %v), %d bytes, %d video frames", dur, sent, rec.bytes, wantVideo)
+	nf := ffprobe(t, path, "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0")
+	if strings.TrimSpace(nf) != strconv.Itoa(wantVideo) {
+		t.Errorf("ffprobe video frames %q, want %d", nf, wantVideo)
+	}
+	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("ffmpeg decode: %v: %s", err, msg)
+	}
+	checkSync(t, path, video, audio, lostFrame, nextKey)
+}
+
+func slices_any(b []bool) bool {
+	for _, v := range b {
+		if v {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSync checks each packet's time in the file against its capture time:
+// every frame within a frame's duration of where it belongs, on one clock.
+func checkSync(t *testing.T, path string, video, audio stream, lostFrame, nextKey int) {
+	t.Helper()
+	out := ffprobe(t, path, "-show_entries", "packet=stream_index,pts_time", "-of", "csv=p=0")
+	var vi, ai int
+	// The file's time 0 is the first audio packet's arrival, 10 ms after
+	// its capture: capture times are offsets from t0, shifted by that.
+	for _, line := range strings.Fields(out) {
+		var idx int
+		var pts float64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(line, ",", " "), "%d %g", &idx, &pts); err != nil {
+			t.Fatalf("ffprobe packet line %q: %v", line, err)
+		}
+		got := time.Duration(pts * float64(time.Second))
+		var want, tol time.Duration
+		if idx == 1 {
+			if vi == lostFrame {
+				vi = nextKey
+			}
+			want, tol = time.Duration(vi)*video.dur+2*time.Millisecond, video.dur
+			vi++
+		} else {
+			want, tol = time.Duration(ai)*audio.dur, audio.dur
+			ai++
+		}
+		if (got - want).Abs() > tol {
+			t.Errorf("stream %d packet at %v, want %v within %v", idx, got, want, tol)
+		}
+	}
+}
+
+// fileDuration returns the end of the file's last packet.
+func fileDuration(t *testing.T, path string) time.Duration {
+	t.Helper()
+	out := ffprobe(t, path, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0")
+	var end float64
+	for _, line := range strings.Fields(out) {
+		f := strings.Split(line, ",")
+		pts, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			t.Fatalf("ffprobe packet %q: %v", line, err)
+		}
+		if d, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil && len(f) > 1 {
+			pts += d
+		}
+		end = max(end, pts)
+	}
+	return time.Duration(end * float64(time.Second))
+}
+
+func ffprobe(t *testing.T, path string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", append([]string{"-v", "error"}, append(args, path)...)...).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %v: %v", args, err)
+	}
+	return string(out)
+}
