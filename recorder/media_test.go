@@ -23,6 +23,9 @@ import (
 
 var _ sfu.TrackSink = (*Sink)(nil)
 
+// A Sink is told the publisher's sender reports (sfu.SenderReporter).
+var _ sfu.SenderReporter = (*Sink)(nil)
+
 // needFFprobe skips the test when ffprobe is missing, unless in CI.
 func needFFprobe(t *testing.T) {
 	t.Helper()
