@@ -1,0 +1,357 @@
+package upload_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/helpcaster/helpcaster/objstore"
+	"github.com/helpcaster/helpcaster/recorder/upload"
+)
+
+// testConfig retries quickly so that a restored store is noticed at once.
+var testConfig = upload.Config{RetryMin: 20 * time.Millisecond, RetryMax: 300 * time.Millisecond, SyncEvery: 50 * time.Millisecond}
+
+func randomBytes(t testing.TB, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// chunkSizes are odd sizes a muxer might write, cycled.
+var chunkSizes = []int{1, 4093, 65537, 7, 300001, 1 << 20, 12345}
+
+// writeAll writes data in odd-sized chunks, each of which must return
+// within a generous deadline even while storage is down.
+func writeAll(t *testing.T, w io.Writer, data []byte) {
+	t.Helper()
+	for i := 0; len(data) > 0; i++ {
+		n := min(chunkSizes[i%len(chunkSizes)], len(data))
+		writeOne(t, w, data[:n])
+		data = data[n:]
+	}
+}
+
+func writeOne(t *testing.T, w io.Writer, p []byte) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Write(p)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("write blocked for 10 s")
+		<-done
+	}
+}
+
+func newWriter(t *testing.T, ctx context.Context, store objstore.Store, key, spoolDir string, cfg upload.Config) *upload.Writer {
+	t.Helper()
+	w, err := upload.New(ctx, store, key, "video/webm", spoolDir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// checkObject: key holds exactly want.
+func checkObject(t *testing.T, store objstore.Store, key string, want []byte) {
+	t.Helper()
+	rc, info, err := store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != int64(len(want)) || !bytes.Equal(got, want) {
+		t.Fatalf("object %s: %d bytes (info %d), want %d; equal %v", key, len(got), info.Size, len(want), bytes.Equal(got, want))
+	}
+}
+
+// checkClean: no spool file and no upload left.
+func checkClean(t *testing.T, store objstore.Store, spoolDir string) {
+	t.Helper()
+	entries, err := os.ReadDir(spoolDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("spool dir holds %s", e.Name())
+	}
+	ups, err := store.ListUploads(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups) != 0 {
+		t.Errorf("uploads left: %+v", ups)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			ctx := context.Background()
+			spool := t.TempDir()
+			data := randomBytes(t, 12<<20+777)
+			w := newWriter(t, ctx, be.store, "rec/round-trip.webm", spool, testConfig)
+			writeAll(t, w, data)
+			res, err := w.Close(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Size != int64(len(data)) || res.SHA256 != sha256.Sum256(data) || res.Object.Size != int64(len(data)) {
+				t.Fatalf("result %d bytes (object %d), sha256 %x; want %d, %x", res.Size, res.Object.Size, res.SHA256, len(data), sha256.Sum256(data))
+			}
+			if st := w.Stats(); st.Parts != 3 || st.BytesUploaded != int64(len(data)) || st.Spooled != 0 {
+				t.Errorf("stats %+v, want 3 parts of %d bytes in all, nothing spooled", st, len(data))
+			}
+			checkObject(t, be.store, "rec/round-trip.webm", data)
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+func TestEmpty(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			ctx := context.Background()
+			spool := t.TempDir()
+			w := newWriter(t, ctx, be.store, "rec/empty.webm", spool, testConfig)
+			res, err := w.Close(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Size != 0 || res.SHA256 != sha256.Sum256(nil) {
+				t.Fatalf("result %+v", res)
+			}
+			checkObject(t, be.store, "rec/empty.webm", nil)
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+// waitFor polls cond for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within a minute", what)
+		}
+	}
+}
+
+func TestOutage(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			ctx := context.Background()
+			spool := t.TempDir()
+			data := randomBytes(t, 17<<20+3)
+			w := newWriter(t, ctx, be.store, "rec/outage.webm", spool, testConfig)
+			first := 6 << 20
+			writeAll(t, w, data[:first])
+			waitFor(t, "first part", func() bool { return w.Stats().Parts == 1 })
+
+			be.down()
+			// Writes return while storage is down, and the uploads fail.
+			writeAll(t, w, data[first:])
+			waitFor(t, "failed upload", func() bool { return w.Stats().Errors > 0 })
+			if st := w.Stats(); st.Parts != 1 || st.Spooled != int64(len(data)-5<<20) {
+				t.Fatalf("while down: %+v", st)
+			}
+			be.up(t)
+
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			res, err := w.Close(cctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Size != int64(len(data)) || res.SHA256 != sha256.Sum256(data) {
+				t.Fatalf("result %d bytes, want %d", res.Size, len(data))
+			}
+			if st := w.Stats(); st.Retries == 0 || st.Parts != 4 {
+				t.Errorf("stats %+v: want retries, 4 parts", st)
+			}
+			checkObject(t, be.store, "rec/outage.webm", data)
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+func TestSpoolBound(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			ctx := context.Background()
+			spool := t.TempDir()
+			cfg := testConfig
+			cfg.MaxSpool = 6 << 20
+			w := newWriter(t, ctx, be.store, "rec/bound.webm", spool, cfg)
+			be.down()
+			chunk := randomBytes(t, 1<<20-1)
+			var accepted int64
+			var err error
+			for range 100 {
+				var n int
+				n, err = w.Write(chunk)
+				accepted += int64(n)
+				if err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, upload.ErrSpoolFull) {
+				t.Fatalf("write past the bound: %v, want ErrSpoolFull", err)
+			}
+			if accepted > cfg.MaxSpool || accepted <= cfg.MaxSpool-int64(len(chunk)) {
+				t.Fatalf("took %d bytes, want the most chunks that fit in %d", accepted, cfg.MaxSpool)
+			}
+			if n, err := w.Write([]byte{1}); n != 0 || !errors.Is(err, upload.ErrSpoolFull) {
+				t.Fatalf("write after the bound: %d, %v", n, err)
+			}
+			be.up(t)
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := w.Abort(actx); err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+// crash stops w's goroutines without completing, as a killed process
+// would, and releases its file; the spool and sidecar stay.
+func crash(t *testing.T, cancel context.CancelFunc, w *upload.Writer) {
+	t.Helper()
+	cancel()
+	if _, err := w.Close(context.Background()); err == nil {
+		t.Fatal("close after the writer's context ended completed the upload")
+	}
+}
+
+func TestCrashRecover(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			spool := t.TempDir()
+			data := randomBytes(t, 13<<20+5)
+			wctx, cancel := context.WithCancel(context.Background())
+			w := newWriter(t, wctx, be.store, "rec/crash.webm", spool, testConfig)
+			writeAll(t, w, data)
+			waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
+			crash(t, cancel, w)
+
+			ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel2()
+			got, err := upload.Recover(ctx, be.store, spool, testConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data))}}
+			if len(got) != 1 || got[0] != want[0] {
+				t.Fatalf("recovered %+v, want %+v", got, want)
+			}
+			checkObject(t, be.store, "rec/crash.webm", data)
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+// TestCrashStaleSidecar: the node died after a part was stored and before
+// the sidecar said so. Recover asks the store and uploads only the rest.
+func TestCrashStaleSidecar(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			spool := t.TempDir()
+			data := randomBytes(t, 11<<20)
+			wctx, cancel := context.WithCancel(context.Background())
+			w := newWriter(t, wctx, be.store, "rec/stale.webm", spool, testConfig)
+			sidecars, err := os.ReadDir(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var name string
+			var stale []byte
+			for _, e := range sidecars {
+				if n := e.Name(); len(n) > 5 && n[len(n)-5:] == ".json" {
+					name = spool + "/" + n
+					stale, err = os.ReadFile(name)
+				}
+			}
+			if err != nil || stale == nil {
+				t.Fatalf("no sidecar: %v", err)
+			}
+			writeAll(t, w, data)
+			waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
+			crash(t, cancel, w)
+			if err := os.WriteFile(name, stale, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel2()
+			got, err := upload.Recover(ctx, be.store, spool, testConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) {
+				t.Fatalf("recovered %+v", got)
+			}
+			checkObject(t, be.store, "rec/stale.webm", data)
+			checkClean(t, be.store, spool)
+		})
+	}
+}
+
+func TestRecoverAborted(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			be := b.open(t)
+			spool := t.TempDir()
+			wctx, cancel := context.WithCancel(context.Background())
+			w := newWriter(t, wctx, be.store, "rec/aborted.webm", spool, testConfig)
+			writeAll(t, w, randomBytes(t, 1<<20))
+			crash(t, cancel, w)
+			ctx := context.Background()
+			ups, err := be.store.ListUploads(ctx, "")
+			if err != nil || len(ups) != 1 {
+				t.Fatalf("uploads %+v, %v", ups, err)
+			}
+			if err := be.store.AbortUpload(ctx, ups[0].Key, ups[0].UploadID); err != nil {
+				t.Fatal(err)
+			}
+			got, err := upload.Recover(ctx, be.store, spool, testConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := upload.Recovered{Key: "rec/aborted.webm"}
+			if len(got) != 1 || got[0] != want {
+				t.Fatalf("recovered %+v, want %+v", got, want)
+			}
+			if _, err := be.store.Stat(ctx, "rec/aborted.webm"); !errors.Is(err, objstore.ErrNotFound) {
+				t.Fatalf("stat: %v, want not found", err)
+			}
+			checkClean(t, be.store, spool)
+		})
+	}
+}
