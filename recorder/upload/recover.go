@@ -20,6 +20,9 @@ type Recovered struct {
 	// Stored: the object exists now; Bytes is its size (0 when not stored).
 	Stored bool
 	Bytes  int64
+	// Uploaded is how many bytes of the spool Recover uploaded itself,
+	// beyond the parts the store already had.
+	Uploaded int64
 	// Complete: the Writer's Close had completed the upload before the
 	// crash (only the spool was left), so the recording is whole. Otherwise
 	// the recording was cut short and its owner marks it incomplete.
@@ -114,6 +117,7 @@ func recoverSpool(ctx context.Context, store Store, r retrier, f spoolFiles) Rec
 			return rec
 		}
 		sc.Parts = append(sc.Parts, p)
+		rec.Uploaded += n
 	}
 	if len(sc.Parts) == 0 {
 		// Nothing was written: there is no recording to keep.

@@ -266,7 +266,7 @@ func TestCrashRecover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data))}}
+			want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}}
 			if len(got) != 1 || got[0] != want[0] {
 				t.Fatalf("recovered %+v, want %+v", got, want)
 			}
@@ -314,7 +314,7 @@ func TestCrashStaleSidecar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) {
+			if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) || got[0].Uploaded != int64(len(data)-10<<20) {
 				t.Fatalf("recovered %+v", got)
 			}
 			checkObject(t, be.store, "rec/stale.webm", data)
