@@ -53,7 +53,8 @@ func spoolFilesFor(base string) spoolFiles {
 }
 
 // save replaces the sidecar atomically (write a temporary file, fsync,
-// rename) so that a crash leaves the old one or the new one.
+// rename, fsync the directory) so that a crash leaves the old one or the
+// new one, and the spool's name with it.
 func (f spoolFiles) save(sc *sidecar) error {
 	data, err := json.Marshal(sc)
 	if err != nil {
@@ -67,7 +68,18 @@ func (f spoolFiles) save(sc *sidecar) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("upload: save sidecar: %w", err)
 	}
+	if err := syncDir(filepath.Dir(f.sidecar)); err != nil {
+		return fmt.Errorf("upload: save sidecar: %w", err)
+	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 func writeSynced(name string, data []byte) error {

@@ -41,6 +41,11 @@ func openLocal(t *testing.T) backend {
 }
 
 func openS3(t *testing.T) backend {
+	s, srv := openS3Store(t)
+	return backend{store: s, down: srv.Stop, up: func(t *testing.T) { srv.Restart(t) }}
+}
+
+func openS3Store(t testing.TB) (*objstore.S3Store, *s3test.Server) {
 	srv := s3test.Start(t)
 	s, err := objstore.NewS3(objstore.S3Config{
 		Endpoint:  srv.Endpoint(),
@@ -54,7 +59,7 @@ func openS3(t *testing.T) backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return backend{store: s, down: srv.Stop, up: func(t *testing.T) { srv.Restart(t) }}
+	return s, srv
 }
 
 var errOutage = errors.New("test: storage unreachable")
