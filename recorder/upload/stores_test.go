@@ -30,6 +30,13 @@ var backends = []struct {
 	{"s3", openS3},
 }
 
+// eachBackend runs test as a subtest against each store.
+func eachBackend(t *testing.T, test func(t *testing.T, be backend)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.open(t)) })
+	}
+}
+
 func openLocal(t *testing.T) backend {
 	s, err := objstore.Local(t.TempDir())
 	if err != nil {

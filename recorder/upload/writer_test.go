@@ -103,49 +103,44 @@ func checkClean(t *testing.T, store objstore.Store, spoolDir string) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			ctx := context.Background()
-			spool := t.TempDir()
-			data := randomBytes(t, 12<<20+777)
-			w := newWriter(t, ctx, be.store, "rec/round-trip.webm", spool, testConfig)
-			writeAll(t, w, data)
-			res, err := w.Close(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Size != int64(len(data)) || res.SHA256 != sha256.Sum256(data) || res.Object.Size != int64(len(data)) {
-				t.Fatalf("result %d bytes (object %d), sha256 %x; want %d, %x", res.Size, res.Object.Size, res.SHA256, len(data), sha256.Sum256(data))
-			}
-			if st := w.Stats(); st.Parts != 3 || st.BytesUploaded != int64(len(data)) || st.Spooled != 0 {
-				t.Errorf("stats %+v, want 3 parts of %d bytes in all, nothing spooled", st, len(data))
-			}
-			checkObject(t, be.store, "rec/round-trip.webm", data)
-			checkClean(t, be.store, spool)
-		})
+// closeAndCheck closes w within two minutes: the result and the object
+// hold exactly data, and nothing is left behind.
+func closeAndCheck(t *testing.T, w *upload.Writer, store objstore.Store, key string, data []byte, spool string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := w.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if res.Size != int64(len(data)) || res.SHA256 != sha256.Sum256(data) || res.Object.Size != int64(len(data)) {
+		t.Fatalf("result %d bytes (object %d), sha256 %x; want %d, %x", res.Size, res.Object.Size, res.SHA256, len(data), sha256.Sum256(data))
+	}
+	checkObject(t, store, key, data)
+	checkClean(t, store, spool)
+}
+
+func TestRoundTrip(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		spool := t.TempDir()
+		data := randomBytes(t, 12<<20+777)
+		w := newWriter(t, ctx, be.store, "rec/round-trip.webm", spool, testConfig)
+		writeAll(t, w, data)
+		closeAndCheck(t, w, be.store, "rec/round-trip.webm", data, spool)
+		if st := w.Stats(); st.Parts != 3 || st.BytesUploaded != int64(len(data)) || st.Spooled != 0 {
+			t.Errorf("stats %+v, want 3 parts of %d bytes in all, nothing spooled", st, len(data))
+		}
+	})
 }
 
 func TestEmpty(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			ctx := context.Background()
-			spool := t.TempDir()
-			w := newWriter(t, ctx, be.store, "rec/empty.webm", spool, testConfig)
-			res, err := w.Close(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Size != 0 || res.SHA256 != sha256.Sum256(nil) {
-				t.Fatalf("result %+v", res)
-			}
-			checkObject(t, be.store, "rec/empty.webm", nil)
-			checkClean(t, be.store, spool)
-		})
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		spool := t.TempDir()
+		w := newWriter(t, ctx, be.store, "rec/empty.webm", spool, testConfig)
+		closeAndCheck(t, w, be.store, "rec/empty.webm", nil, spool)
+	})
 }
 
 // waitFor polls cond for up to a minute.
@@ -159,83 +154,67 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestOutage(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			ctx := context.Background()
-			spool := t.TempDir()
-			data := randomBytes(t, 17<<20+3)
-			w := newWriter(t, ctx, be.store, "rec/outage.webm", spool, testConfig)
-			first := 6 << 20
-			writeAll(t, w, data[:first])
-			waitFor(t, "first part", func() bool { return w.Stats().Parts == 1 })
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		spool := t.TempDir()
+		data := randomBytes(t, 17<<20+3)
+		w := newWriter(t, ctx, be.store, "rec/outage.webm", spool, testConfig)
+		first := 6 << 20
+		writeAll(t, w, data[:first])
+		waitFor(t, "first part", func() bool { return w.Stats().Parts == 1 })
 
-			be.down()
-			// Writes return while storage is down, and the uploads fail.
-			writeAll(t, w, data[first:])
-			waitFor(t, "failed upload", func() bool { return w.Stats().Errors > 0 })
-			if st := w.Stats(); st.Parts != 1 || st.Spooled != int64(len(data)-5<<20) {
-				t.Fatalf("while down: %+v", st)
-			}
-			be.up(t)
+		be.down()
+		// Writes return while storage is down, and the uploads fail.
+		writeAll(t, w, data[first:])
+		waitFor(t, "failed upload", func() bool { return w.Stats().Errors > 0 })
+		if st := w.Stats(); st.Parts != 1 || st.Spooled != int64(len(data)-5<<20) {
+			t.Fatalf("while down: %+v", st)
+		}
+		be.up(t)
 
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			res, err := w.Close(cctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Size != int64(len(data)) || res.SHA256 != sha256.Sum256(data) {
-				t.Fatalf("result %d bytes, want %d", res.Size, len(data))
-			}
-			if st := w.Stats(); st.Retries == 0 || st.Parts != 4 {
-				t.Errorf("stats %+v: want retries, 4 parts", st)
-			}
-			checkObject(t, be.store, "rec/outage.webm", data)
-			checkClean(t, be.store, spool)
-		})
-	}
+		closeAndCheck(t, w, be.store, "rec/outage.webm", data, spool)
+		if st := w.Stats(); st.Retries == 0 || st.Parts != 4 {
+			t.Errorf("stats %+v: want retries, 4 parts", st)
+		}
+	})
 }
 
 func TestSpoolBound(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			ctx := context.Background()
-			spool := t.TempDir()
-			cfg := testConfig
-			cfg.MaxSpool = 6 << 20
-			w := newWriter(t, ctx, be.store, "rec/bound.webm", spool, cfg)
-			be.down()
-			chunk := randomBytes(t, 1<<20-1)
-			var accepted int64
-			var err error
-			for range 100 {
-				var n int
-				n, err = w.Write(chunk)
-				accepted += int64(n)
-				if err != nil {
-					break
-				}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		spool := t.TempDir()
+		cfg := testConfig
+		cfg.MaxSpool = 6 << 20
+		w := newWriter(t, ctx, be.store, "rec/bound.webm", spool, cfg)
+		be.down()
+		chunk := randomBytes(t, 1<<20-1)
+		var accepted int64
+		var err error
+		for range 100 {
+			var n int
+			n, err = w.Write(chunk)
+			accepted += int64(n)
+			if err != nil {
+				break
 			}
-			if !errors.Is(err, upload.ErrSpoolFull) {
-				t.Fatalf("write past the bound: %v, want ErrSpoolFull", err)
-			}
-			if accepted > cfg.MaxSpool || accepted <= cfg.MaxSpool-int64(len(chunk)) {
-				t.Fatalf("took %d bytes, want the most chunks that fit in %d", accepted, cfg.MaxSpool)
-			}
-			if n, err := w.Write([]byte{1}); n != 0 || !errors.Is(err, upload.ErrSpoolFull) {
-				t.Fatalf("write after the bound: %d, %v", n, err)
-			}
-			be.up(t)
-			actx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if err := w.Abort(actx); err != nil {
-				t.Fatal(err)
-			}
-			checkClean(t, be.store, spool)
-		})
-	}
+		}
+		if !errors.Is(err, upload.ErrSpoolFull) {
+			t.Fatalf("write past the bound: %v, want ErrSpoolFull", err)
+		}
+		if accepted > cfg.MaxSpool || accepted <= cfg.MaxSpool-int64(len(chunk)) {
+			t.Fatalf("took %d bytes, want the most chunks that fit in %d", accepted, cfg.MaxSpool)
+		}
+		if n, err := w.Write([]byte{1}); n != 0 || !errors.Is(err, upload.ErrSpoolFull) {
+			t.Fatalf("write after the bound: %d, %v", n, err)
+		}
+		be.up(t)
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := w.Abort(actx); err != nil {
+			t.Fatal(err)
+		}
+		checkClean(t, be.store, spool)
+	})
 }
 
 // crash stops w's goroutines without completing, as a killed process
@@ -249,109 +228,99 @@ func crash(t *testing.T, cancel context.CancelFunc, w *upload.Writer) {
 }
 
 func TestCrashRecover(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			spool := t.TempDir()
-			data := randomBytes(t, 13<<20+5)
-			wctx, cancel := context.WithCancel(context.Background())
-			w := newWriter(t, wctx, be.store, "rec/crash.webm", spool, testConfig)
-			writeAll(t, w, data)
-			waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
-			crash(t, cancel, w)
+	eachBackend(t, func(t *testing.T, be backend) {
+		spool := t.TempDir()
+		data := randomBytes(t, 13<<20+5)
+		wctx, cancel := context.WithCancel(context.Background())
+		w := newWriter(t, wctx, be.store, "rec/crash.webm", spool, testConfig)
+		writeAll(t, w, data)
+		waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
+		crash(t, cancel, w)
 
-			ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel2()
-			got, err := upload.Recover(ctx, be.store, spool, testConfig)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}}
-			if len(got) != 1 || got[0] != want[0] {
-				t.Fatalf("recovered %+v, want %+v", got, want)
-			}
-			checkObject(t, be.store, "rec/crash.webm", data)
-			checkClean(t, be.store, spool)
-		})
-	}
+		got := recoverSpools(t, be.store, spool)
+		want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}}
+		if len(got) != 1 || got[0] != want[0] {
+			t.Fatalf("recovered %+v, want %+v", got, want)
+		}
+		checkObject(t, be.store, "rec/crash.webm", data)
+		checkClean(t, be.store, spool)
+	})
 }
 
 // TestCrashStaleSidecar: the node died after a part was stored and before
 // the sidecar said so. Recover asks the store and uploads only the rest.
 func TestCrashStaleSidecar(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			spool := t.TempDir()
-			data := randomBytes(t, 11<<20)
-			wctx, cancel := context.WithCancel(context.Background())
-			w := newWriter(t, wctx, be.store, "rec/stale.webm", spool, testConfig)
-			sidecars, err := os.ReadDir(spool)
-			if err != nil {
-				t.Fatal(err)
+	eachBackend(t, func(t *testing.T, be backend) {
+		spool := t.TempDir()
+		data := randomBytes(t, 11<<20)
+		wctx, cancel := context.WithCancel(context.Background())
+		w := newWriter(t, wctx, be.store, "rec/stale.webm", spool, testConfig)
+		sidecars, err := os.ReadDir(spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		var stale []byte
+		for _, e := range sidecars {
+			if n := e.Name(); len(n) > 5 && n[len(n)-5:] == ".json" {
+				name = spool + "/" + n
+				stale, err = os.ReadFile(name)
 			}
-			var name string
-			var stale []byte
-			for _, e := range sidecars {
-				if n := e.Name(); len(n) > 5 && n[len(n)-5:] == ".json" {
-					name = spool + "/" + n
-					stale, err = os.ReadFile(name)
-				}
-			}
-			if err != nil || stale == nil {
-				t.Fatalf("no sidecar: %v", err)
-			}
-			writeAll(t, w, data)
-			waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
-			crash(t, cancel, w)
-			if err := os.WriteFile(name, stale, 0o600); err != nil {
-				t.Fatal(err)
-			}
+		}
+		if err != nil || stale == nil {
+			t.Fatalf("no sidecar: %v", err)
+		}
+		writeAll(t, w, data)
+		waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
+		crash(t, cancel, w)
+		if err := os.WriteFile(name, stale, 0o600); err != nil {
+			t.Fatal(err)
+		}
 
-			ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel2()
-			got, err := upload.Recover(ctx, be.store, spool, testConfig)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) || got[0].Uploaded != int64(len(data)-10<<20) {
-				t.Fatalf("recovered %+v", got)
-			}
-			checkObject(t, be.store, "rec/stale.webm", data)
-			checkClean(t, be.store, spool)
-		})
-	}
+		got := recoverSpools(t, be.store, spool)
+		if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) || got[0].Uploaded != int64(len(data)-10<<20) {
+			t.Fatalf("recovered %+v", got)
+		}
+		checkObject(t, be.store, "rec/stale.webm", data)
+		checkClean(t, be.store, spool)
+	})
 }
 
 func TestRecoverAborted(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			be := b.open(t)
-			spool := t.TempDir()
-			wctx, cancel := context.WithCancel(context.Background())
-			w := newWriter(t, wctx, be.store, "rec/aborted.webm", spool, testConfig)
-			writeAll(t, w, randomBytes(t, 1<<20))
-			crash(t, cancel, w)
-			ctx := context.Background()
-			ups, err := be.store.ListUploads(ctx, "")
-			if err != nil || len(ups) != 1 {
-				t.Fatalf("uploads %+v, %v", ups, err)
-			}
-			if err := be.store.AbortUpload(ctx, ups[0].Key, ups[0].UploadID); err != nil {
-				t.Fatal(err)
-			}
-			got, err := upload.Recover(ctx, be.store, spool, testConfig)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := upload.Recovered{Key: "rec/aborted.webm"}
-			if len(got) != 1 || got[0] != want {
-				t.Fatalf("recovered %+v, want %+v", got, want)
-			}
-			if _, err := be.store.Stat(ctx, "rec/aborted.webm"); !errors.Is(err, objstore.ErrNotFound) {
-				t.Fatalf("stat: %v, want not found", err)
-			}
-			checkClean(t, be.store, spool)
-		})
+	eachBackend(t, func(t *testing.T, be backend) {
+		spool := t.TempDir()
+		wctx, cancel := context.WithCancel(context.Background())
+		w := newWriter(t, wctx, be.store, "rec/aborted.webm", spool, testConfig)
+		writeAll(t, w, randomBytes(t, 1<<20))
+		crash(t, cancel, w)
+		ctx := context.Background()
+		ups, err := be.store.ListUploads(ctx, "")
+		if err != nil || len(ups) != 1 {
+			t.Fatalf("uploads %+v, %v", ups, err)
+		}
+		if err := be.store.AbortUpload(ctx, ups[0].Key, ups[0].UploadID); err != nil {
+			t.Fatal(err)
+		}
+		got := recoverSpools(t, be.store, spool)
+		want := upload.Recovered{Key: "rec/aborted.webm"}
+		if len(got) != 1 || got[0] != want {
+			t.Fatalf("recovered %+v, want %+v", got, want)
+		}
+		if _, err := be.store.Stat(ctx, "rec/aborted.webm"); !errors.Is(err, objstore.ErrNotFound) {
+			t.Fatalf("stat: %v, want not found", err)
+		}
+		checkClean(t, be.store, spool)
+	})
+}
+
+// recoverSpools runs Recover on spool, allowing it two minutes.
+func recoverSpools(t *testing.T, store objstore.Store, spool string) []upload.Recovered {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	got, err := upload.Recover(ctx, store, spool, testConfig)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return got
 }
