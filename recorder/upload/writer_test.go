@@ -324,3 +324,52 @@ func recoverSpools(t *testing.T, store objstore.Store, spool string) []upload.Re
 	}
 	return got
 }
+
+// TestCloseWhileDown: Close gives up when its context ends with storage
+// down, leaving the spool; Recover stores all of it later.
+func TestCloseWhileDown(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be backend) {
+		spool := t.TempDir()
+		data := randomBytes(t, 7<<20+1)
+		w := newWriter(t, context.Background(), be.store, "rec/close-down.webm", spool, testConfig)
+		be.down()
+		writeAll(t, w, data)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if _, err := w.Close(ctx); err == nil {
+			t.Fatal("close completed with storage down")
+		}
+		be.up(t)
+		want := upload.Recovered{Key: "rec/close-down.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data))}
+		if got := recoverSpools(t, be.store, spool); len(got) != 1 || got[0] != want {
+			t.Fatalf("recovered %+v, want %+v", got, want)
+		}
+		checkObject(t, be.store, "rec/close-down.webm", data)
+		checkClean(t, be.store, spool)
+	})
+}
+
+// TestAbortWhileDown: an Abort that cannot reach storage frees the spool
+// and leaves the sidecar for Recover, which aborts the upload.
+func TestAbortWhileDown(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be backend) {
+		spool := t.TempDir()
+		w := newWriter(t, context.Background(), be.store, "rec/abort-down.webm", spool, testConfig)
+		writeAll(t, w, randomBytes(t, 1<<20))
+		be.down()
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		if err := w.Abort(ctx); err == nil {
+			t.Fatal("abort succeeded with storage down")
+		}
+		be.up(t)
+		want := upload.Recovered{Key: "rec/abort-down.webm"}
+		if got := recoverSpools(t, be.store, spool); len(got) != 1 || got[0] != want {
+			t.Fatalf("recovered %+v, want %+v", got, want)
+		}
+		if _, err := be.store.Stat(context.Background(), "rec/abort-down.webm"); !errors.Is(err, objstore.ErrNotFound) {
+			t.Fatalf("stat: %v, want not found", err)
+		}
+		checkClean(t, be.store, spool)
+	})
+}
