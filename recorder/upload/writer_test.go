@@ -355,7 +355,8 @@ func TestAbortWhileDown(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be backend) {
 		spool := t.TempDir()
 		w := newWriter(t, context.Background(), be.store, "rec/abort-down.webm", spool, testConfig)
-		writeAll(t, w, randomBytes(t, 1<<20))
+		writeAll(t, w, randomBytes(t, 6<<20))
+		waitFor(t, "first part", func() bool { return w.Stats().Parts == 1 })
 		be.down()
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
