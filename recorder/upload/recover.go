@@ -87,6 +87,16 @@ func recoverSpool(ctx context.Context, store Store, r retrier, f spoolFiles) Rec
 		}
 		return rec
 	}
+	if sc.UploadID == "" {
+		// The node died before storage began the upload.
+		if size == 0 {
+			rec.Err = f.remove()
+			return rec
+		}
+		if rec.Err = startUpload(ctx, store, r, f, sc); rec.Err != nil {
+			return rec
+		}
+	}
 	var parts []objstore.Part
 	err = r.do(ctx, "list parts", func(ctx context.Context) error {
 		parts, err = store.ListParts(ctx, sc.Key, sc.UploadID)

@@ -24,8 +24,9 @@ const (
 
 // sidecar is what a restart needs to finish an upload from its spool.
 type sidecar struct {
-	Key         string `json:"key"`
-	UploadID    string `json:"upload_id"`
+	Key string `json:"key"`
+	// UploadID is empty until storage has begun the upload.
+	UploadID    string `json:"upload_id,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
 	PartSize    int64  `json:"part_size"`
 	// Parts are the parts uploaded so far, in order; Uploaded is their total
@@ -103,8 +104,8 @@ func (f spoolFiles) load() (*sidecar, error) {
 	if err := json.Unmarshal(data, &sc); err != nil {
 		return nil, fmt.Errorf("upload: sidecar %s: %w", filepath.Base(f.sidecar), err)
 	}
-	if sc.Key == "" || sc.UploadID == "" || sc.PartSize <= 0 {
-		return nil, fmt.Errorf("upload: sidecar %s: missing key, upload id or part size", filepath.Base(f.sidecar))
+	if sc.Key == "" || sc.PartSize <= 0 {
+		return nil, fmt.Errorf("upload: sidecar %s: missing key or part size", filepath.Base(f.sidecar))
 	}
 	return &sc, nil
 }

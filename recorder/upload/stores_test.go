@@ -112,3 +112,10 @@ func (s *switchedStore) ListParts(ctx context.Context, key, id string) ([]objsto
 	}
 	return s.Store.ListParts(ctx, key, id)
 }
+
+func (s *switchedStore) StartUpload(ctx context.Context, key, contentType string) (string, error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	return s.Store.StartUpload(ctx, key, contentType)
+}

@@ -154,10 +154,15 @@ type Writer struct {
 	wg     sync.WaitGroup
 }
 
-// New begins a multipart upload to key and a spool for it in spoolDir. Its
-// goroutines run until Close, Abort, or the end of ctx; if ctx ends first,
-// the spool and sidecar stay for Recover, as after a crash.
+// New makes a spool in spoolDir for an object at key; its goroutine begins
+// the multipart upload, retrying while storage is down, so New does not
+// wait for storage. The goroutines run until Close, Abort, or the end of
+// ctx; if ctx ends first, the spool and sidecar stay for Recover, as after
+// a crash.
 func New(ctx context.Context, store Store, key, contentType, spoolDir string, cfg Config) (*Writer, error) {
+	if err := objstore.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
 	cfg, err := cfg.withDefaults(store)
 	if err != nil {
 		return nil, err
@@ -170,17 +175,10 @@ func New(ctx context.Context, store Store, key, contentType, spoolDir string, cf
 	if err != nil {
 		return nil, fmt.Errorf("upload: create spool: %w", err)
 	}
-	id, err := store.StartUpload(ctx, key, contentType)
-	if err != nil {
-		_ = spool.Close()
-		_ = os.Remove(files.spool)
-		return nil, fmt.Errorf("upload: start: %w", err)
-	}
-	sc := &sidecar{Key: key, UploadID: id, ContentType: contentType, PartSize: cfg.PartSize, Parts: []objstore.Part{}}
+	sc := &sidecar{Key: key, ContentType: contentType, PartSize: cfg.PartSize, Parts: []objstore.Part{}}
 	if err := files.save(sc); err != nil {
 		_ = spool.Close()
 		_ = files.remove()
-		_ = store.AbortUpload(ctx, key, id)
 		return nil, err
 	}
 	w := &Writer{
@@ -310,7 +308,26 @@ func (w *Writer) Abort(ctx context.Context) error {
 	return errors.Join(err, w.files.remove())
 }
 
+// startUpload begins sc's upload and saves its id in the sidecar.
+func startUpload(ctx context.Context, store Store, r retrier, files spoolFiles, sc *sidecar) error {
+	var id string
+	err := r.do(ctx, "start upload", func(ctx context.Context) error {
+		var err error
+		id, err = store.StartUpload(ctx, sc.Key, sc.ContentType)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upload: start: %w", err)
+	}
+	sc.UploadID = id
+	return files.save(sc)
+}
+
+// abortUpload discards sc's upload, if one was begun.
 func abortUpload(ctx context.Context, store Store, r retrier, sc *sidecar) error {
+	if sc.UploadID == "" {
+		return nil
+	}
 	err := r.do(ctx, "abort upload", func(ctx context.Context) error {
 		return store.AbortUpload(ctx, sc.Key, sc.UploadID)
 	})
@@ -345,6 +362,10 @@ func (w *Writer) syncLoop(ctx context.Context) {
 // uploadLoop uploads full parts as the spool fills, and on Close the rest;
 // it returns when done, when a call fails for good, or when ctx ends.
 func (w *Writer) uploadLoop(ctx context.Context) error {
+	if err := startUpload(ctx, w.store, w.retry, w.files, w.sc); err != nil {
+		w.fail(err)
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -255,21 +256,17 @@ func TestCrashStaleSidecar(t *testing.T) {
 		data := randomBytes(t, 11<<20)
 		wctx, cancel := context.WithCancel(context.Background())
 		w := newWriter(t, wctx, be.store, "rec/stale.webm", spool, testConfig)
-		sidecars, err := os.ReadDir(spool)
-		if err != nil {
-			t.Fatal(err)
+		// The sidecar as it is once the upload has begun, before any part.
+		names, err := filepath.Glob(filepath.Join(spool, "*.json"))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("sidecars %v, %v", names, err)
 		}
-		var name string
+		name := names[0]
 		var stale []byte
-		for _, e := range sidecars {
-			if n := e.Name(); len(n) > 5 && n[len(n)-5:] == ".json" {
-				name = spool + "/" + n
-				stale, err = os.ReadFile(name)
-			}
-		}
-		if err != nil || stale == nil {
-			t.Fatalf("no sidecar: %v", err)
-		}
+		waitFor(t, "upload id in the sidecar", func() bool {
+			stale, err = os.ReadFile(name)
+			return err == nil && bytes.Contains(stale, []byte(`"upload_id"`))
+		})
 		writeAll(t, w, data)
 		waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
 		crash(t, cancel, w)
@@ -325,14 +322,16 @@ func recoverSpools(t *testing.T, store objstore.Store, spool string) []upload.Re
 	return got
 }
 
-// TestCloseWhileDown: Close gives up when its context ends with storage
-// down, leaving the spool; Recover stores all of it later.
+// TestCloseWhileDown: with storage down from before New to after Close,
+// writes go to the spool, Close gives up when its context ends and leaves
+// the spool, and Recover begins the upload and stores all of it.
 func TestCloseWhileDown(t *testing.T) {
 	eachBackend(t, func(t *testing.T, be backend) {
 		spool := t.TempDir()
 		data := randomBytes(t, 7<<20+1)
-		w := newWriter(t, context.Background(), be.store, "rec/close-down.webm", spool, testConfig)
+		// Storage is down from the start: New does not need it.
 		be.down()
+		w := newWriter(t, context.Background(), be.store, "rec/close-down.webm", spool, testConfig)
 		writeAll(t, w, data)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
