@@ -187,6 +187,7 @@ func TestSpoolBound(t *testing.T) {
 		cfg := testConfig
 		cfg.MaxSpool = 6 << 20
 		w := newWriter(t, ctx, be.store, "rec/bound.webm", spool, cfg)
+		begunSidecar(t, spool)
 		be.down()
 		chunk := randomBytes(t, 1<<20-1)
 		var accepted int64
@@ -257,16 +258,7 @@ func TestCrashStaleSidecar(t *testing.T) {
 		wctx, cancel := context.WithCancel(context.Background())
 		w := newWriter(t, wctx, be.store, "rec/stale.webm", spool, testConfig)
 		// The sidecar as it is once the upload has begun, before any part.
-		names, err := filepath.Glob(filepath.Join(spool, "*.json"))
-		if err != nil || len(names) != 1 {
-			t.Fatalf("sidecars %v, %v", names, err)
-		}
-		name := names[0]
-		var stale []byte
-		waitFor(t, "upload id in the sidecar", func() bool {
-			stale, err = os.ReadFile(name)
-			return err == nil && bytes.Contains(stale, []byte(`"upload_id"`))
-		})
+		name, stale := begunSidecar(t, spool)
 		writeAll(t, w, data)
 		waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
 		crash(t, cancel, w)
@@ -289,6 +281,7 @@ func TestRecoverAborted(t *testing.T) {
 		wctx, cancel := context.WithCancel(context.Background())
 		w := newWriter(t, wctx, be.store, "rec/aborted.webm", spool, testConfig)
 		writeAll(t, w, randomBytes(t, 1<<20))
+		begunSidecar(t, spool)
 		crash(t, cancel, w)
 		ctx := context.Background()
 		ups, err := be.store.ListUploads(ctx, "")
@@ -372,4 +365,20 @@ func TestAbortWhileDown(t *testing.T) {
 		}
 		checkClean(t, be.store, spool)
 	})
+}
+
+// begunSidecar waits until the one sidecar in spool names its upload, and
+// returns its path and content.
+func begunSidecar(t *testing.T, spool string) (string, []byte) {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(spool, "*.json"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("sidecars %v, %v", names, err)
+	}
+	var data []byte
+	waitFor(t, "upload id in the sidecar", func() bool {
+		data, err = os.ReadFile(names[0])
+		return err == nil && bytes.Contains(data, []byte(`"upload_id"`))
+	})
+	return names[0], data
 }
