@@ -205,7 +205,9 @@ func New(ctx context.Context, store Store, key, contentType, spoolDir string, cf
 
 // Write appends p to the spool. It waits for the local disk only, never for
 // storage. Past MaxSpool it takes nothing and returns ErrSpoolFull, and so
-// does every later Write.
+// does every later Write; so too with the error that ended the upload if
+// storage refused it for good (the upload was aborted elsewhere). After any
+// error the recording is incomplete; Close still stores what was taken.
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,13 @@ import (
 )
 
 // testConfig retries quickly so that a restored store is noticed at once.
-var testConfig = upload.Config{RetryMin: 20 * time.Millisecond, RetryMax: 300 * time.Millisecond, SyncEvery: 50 * time.Millisecond}
+// Its retry warnings, expected in outage tests, are dropped.
+var testConfig = upload.Config{
+	RetryMin:  20 * time.Millisecond,
+	RetryMax:  300 * time.Millisecond,
+	SyncEvery: 50 * time.Millisecond,
+	Logger:    slog.New(slog.DiscardHandler),
+}
 
 func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
