@@ -207,7 +207,8 @@ func New(ctx context.Context, store Store, key, contentType, spoolDir string, cf
 // storage. Past MaxSpool it takes nothing and returns ErrSpoolFull, and so
 // does every later Write; so too with the error that ended the upload if
 // storage refused it for good (the upload was aborted elsewhere). After any
-// error the recording is incomplete; Close still stores what was taken.
+// error the recording is incomplete; after ErrSpoolFull, Close still
+// stores what was taken.
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
