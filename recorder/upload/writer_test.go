@@ -246,13 +246,8 @@ func TestCrashRecover(t *testing.T) {
 		waitFor(t, "two parts", func() bool { return w.Stats().Parts == 2 })
 		crash(t, cancel, w)
 
-		got := recoverSpools(t, be.store, spool)
-		want := []upload.Recovered{{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}}
-		if len(got) != 1 || got[0] != want[0] {
-			t.Fatalf("recovered %+v, want %+v", got, want)
-		}
-		checkObject(t, be.store, "rec/crash.webm", data)
-		checkClean(t, be.store, spool)
+		want := upload.Recovered{Key: "rec/crash.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}
+		recoverAndCheck(t, be.store, spool, want, data)
 	})
 }
 
@@ -273,12 +268,8 @@ func TestCrashStaleSidecar(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		got := recoverSpools(t, be.store, spool)
-		if len(got) != 1 || got[0].Err != nil || !got[0].Stored || got[0].Complete || got[0].Bytes != int64(len(data)) || got[0].Uploaded != int64(len(data)-10<<20) {
-			t.Fatalf("recovered %+v", got)
-		}
-		checkObject(t, be.store, "rec/stale.webm", data)
-		checkClean(t, be.store, spool)
+		want := upload.Recovered{Key: "rec/stale.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data) - 10<<20)}
+		recoverAndCheck(t, be.store, spool, want, data)
 	})
 }
 
@@ -298,20 +289,14 @@ func TestRecoverAborted(t *testing.T) {
 		if err := be.store.AbortUpload(ctx, ups[0].Key, ups[0].UploadID); err != nil {
 			t.Fatal(err)
 		}
-		got := recoverSpools(t, be.store, spool)
-		want := upload.Recovered{Key: "rec/aborted.webm"}
-		if len(got) != 1 || got[0] != want {
-			t.Fatalf("recovered %+v, want %+v", got, want)
-		}
-		if _, err := be.store.Stat(ctx, "rec/aborted.webm"); !errors.Is(err, objstore.ErrNotFound) {
-			t.Fatalf("stat: %v, want not found", err)
-		}
-		checkClean(t, be.store, spool)
+		recoverAndCheck(t, be.store, spool, upload.Recovered{Key: "rec/aborted.webm"}, nil)
 	})
 }
 
-// recoverSpools runs Recover on spool, allowing it two minutes.
-func recoverSpools(t *testing.T, store objstore.Store, spool string) []upload.Recovered {
+// recoverAndCheck runs Recover on spool, allowing it two minutes: it
+// reports want alone, the object holds exactly data (none when want is not
+// stored), and nothing is left behind.
+func recoverAndCheck(t *testing.T, store objstore.Store, spool string, want upload.Recovered, data []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -319,7 +304,15 @@ func recoverSpools(t *testing.T, store objstore.Store, spool string) []upload.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("recovered %+v, want %+v", got, want)
+	}
+	if want.Stored {
+		checkObject(t, store, want.Key, data)
+	} else if _, err := store.Stat(ctx, want.Key); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("stat %s: %v, want not found", want.Key, err)
+	}
+	checkClean(t, store, spool)
 }
 
 // TestCloseWhileDown: with storage down from before New to after Close,
@@ -340,11 +333,7 @@ func TestCloseWhileDown(t *testing.T) {
 		}
 		be.up(t)
 		want := upload.Recovered{Key: "rec/close-down.webm", Stored: true, Bytes: int64(len(data)), Uploaded: int64(len(data))}
-		if got := recoverSpools(t, be.store, spool); len(got) != 1 || got[0] != want {
-			t.Fatalf("recovered %+v, want %+v", got, want)
-		}
-		checkObject(t, be.store, "rec/close-down.webm", data)
-		checkClean(t, be.store, spool)
+		recoverAndCheck(t, be.store, spool, want, data)
 	})
 }
 
@@ -363,14 +352,7 @@ func TestAbortWhileDown(t *testing.T) {
 			t.Fatal("abort succeeded with storage down")
 		}
 		be.up(t)
-		want := upload.Recovered{Key: "rec/abort-down.webm"}
-		if got := recoverSpools(t, be.store, spool); len(got) != 1 || got[0] != want {
-			t.Fatalf("recovered %+v, want %+v", got, want)
-		}
-		if _, err := be.store.Stat(context.Background(), "rec/abort-down.webm"); !errors.Is(err, objstore.ErrNotFound) {
-			t.Fatalf("stat: %v, want not found", err)
-		}
-		checkClean(t, be.store, spool)
+		recoverAndCheck(t, be.store, spool, upload.Recovered{Key: "rec/abort-down.webm"}, nil)
 	})
 }
 
