@@ -196,6 +196,10 @@ func (s *Server) makeBucket(ctx context.Context, exited <-chan error) error {
 		if err == nil {
 			return nil
 		}
+		// After Restart the bucket is already there.
+		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+			return nil
+		}
 		select {
 		case werr := <-exited:
 			return fmt.Errorf("exited (%v) before it made a bucket", werr)
@@ -204,6 +208,31 @@ func (s *Server) makeBucket(ctx context.Context, exited <-chan error) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// Stop kills the server (SIGKILL) and waits for it to exit, as if the
+// storage service went down. Its data directory stays for Restart; stopping
+// twice is harmless.
+func (s *Server) Stop() { s.stop() }
+
+// Restart starts the server again on the same port with the same data
+// directory and credentials, as after an outage. The port may be taken by
+// another process meanwhile; then the test fails.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.stop()
+	var err error
+	// The old socket may linger for a moment.
+	for deadline := time.Now().Add(startTimeout); ; {
+		if err = s.start(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("s3test: restart on port %d: %v", s.port, err)
 }
 
 // stop kills the process and waits for it. Safe to call when not running.
