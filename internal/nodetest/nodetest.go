@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/helpcaster/helpcaster/internal/testproc"
 )
 
 // readyTimeout bounds how long a started node may take to answer /readyz.
@@ -102,7 +104,7 @@ func (n *Node) start() error {
 	}
 	cmd := exec.Command(n.bin, n.args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = dieWithParent()
+	cmd.SysProcAttr = testproc.DieWithParent()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("nodetest: start %s: %w", n.ID, err)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/helpcaster/helpcaster/internal/testproc"
 )
 
 const (
@@ -43,7 +45,7 @@ type Server struct {
 	// hold keeps the port of a stopped server, so that no other process
 	// (another test's server) takes it and answers in its place: clients
 	// of a stopped server must find it down. nil while running.
-	hold *portHold
+	hold *testproc.PortHold
 }
 
 // Required reports whether the environment demands a real Redis for tests:
@@ -69,7 +71,7 @@ func Start(t testing.TB) *Server {
 	// try a few.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := testproc.FreePort(sharedPort)
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
@@ -98,18 +100,9 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.stop()
 	s.releasePort()
-	var err error
-	// The old socket may linger for a moment.
-	for deadline := time.Now().Add(startTimeout); ; {
-		if err = s.start(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testproc.Retry(startTimeout, s.start); err != nil {
+		t.Fatalf("redistest: restart on port %d: %v", s.port, err)
 	}
-	t.Fatalf("redistest: restart on port %d: %v", s.port, err)
 }
 
 // Stop kills the server (SIGKILL) and waits for it to exit, as if Redis
@@ -123,7 +116,7 @@ func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hold == nil {
-		s.hold = holdPort(s.Addr())
+		s.hold = testproc.HoldPort(s.Addr())
 	}
 }
 
@@ -132,44 +125,7 @@ func (s *Server) releasePort() {
 	h := s.hold
 	s.hold = nil
 	s.mu.Unlock()
-	h.release()
-}
-
-// portHold is a listener on a stopped server's port that closes every
-// connection it accepts.
-type portHold struct {
-	ln   net.Listener
-	done chan struct{}
-}
-
-// holdPort listens on addr; nil when it cannot (the port was taken in the
-// moment since the server died: the test then runs as before).
-func holdPort(addr string) *portHold {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil
-	}
-	h := &portHold{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
-	return h
-}
-
-// release stops listening and waits for the accept loop to end.
-func (h *portHold) release() {
-	if h == nil {
-		return
-	}
-	_ = h.ln.Close()
-	<-h.done
+	h.Release()
 }
 
 // Pause stops the server with SIGSTOP: it holds its connections and data
@@ -223,7 +179,7 @@ func (s *Server) start() error {
 		"--loglevel", "warning",
 	)
 	cmd.Dir = s.dir
-	cmd.SysProcAttr = dieWithParent() // no orphan if the test binary is killed
+	cmd.SysProcAttr = testproc.DieWithParent() // no orphan if the test binary is killed
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -242,13 +198,13 @@ func (s *Server) start() error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("redis-server on port %d exited before answering PING (%v): %s", s.port, err, tail(logPath))
+			return fmt.Errorf("redis-server on port %d exited before answering PING (%v): %s", s.port, err, testproc.Tail(logPath))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("redis-server on port %d did not answer PING within %v: %s", s.port, startTimeout, tail(logPath))
+			return fmt.Errorf("redis-server on port %d did not answer PING within %v: %s", s.port, startTimeout, testproc.Tail(logPath))
 		}
 	}
 }
@@ -305,39 +261,4 @@ func serverPID(addr string) (int, error) {
 		}
 	}
 	return 0, errors.New("INFO server has no process_id")
-}
-
-// freePort returns a loopback TCP port that was free a moment ago, never the
-// shared Redis port.
-func freePort() (int, error) {
-	for range 10 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if err := l.Close(); err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		if port != sharedPort {
-			return port, nil
-		}
-	}
-	return 0, errors.New("find a free port: only got the shared Redis port")
-}
-
-// tail returns the end of a log file, for error messages.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	const n = 2000
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	if len(b) == 0 {
-		return "(empty log)"
-	}
-	return strings.TrimSpace(string(b))
 }

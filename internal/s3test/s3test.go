@@ -21,11 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/helpcaster/helpcaster/internal/testproc"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -56,6 +56,9 @@ type Server struct {
 	cmd    *exec.Cmd
 	exited chan error // receives cmd.Wait's result
 	log    string     // path of the server's output
+	// hold keeps the port of a stopped server until Restart, so that no
+	// other process takes it and answers in its place.
+	hold *testproc.PortHold
 }
 
 // Required reports whether the environment demands a real S3 server for
@@ -82,12 +85,12 @@ func Start(t testing.TB) *Server {
 		bin:       bin,
 		dir:       t.TempDir(),
 	}
-	t.Cleanup(s.stop)
+	t.Cleanup(func() { s.stop(); s.releasePort() })
 	// A free port may be taken between choosing it and the server binding
 	// it: try a few.
 	var lastErr error
 	for range 5 {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = testproc.FreePort(); err != nil {
 			t.Fatalf("s3test: %v", err)
 		}
 		if lastErr = s.start(); lastErr == nil {
@@ -156,7 +159,7 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin, "--port", s.Endpoint(), "--quiet", "posix", data)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Dir = s.dir
-	cmd.SysProcAttr = dieWithParent() // no orphan if the test binary is killed
+	cmd.SysProcAttr = testproc.DieWithParent() // no orphan if the test binary is killed
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
@@ -173,7 +176,7 @@ func (s *Server) start() error {
 		_ = cmd.Process.Kill()
 		<-exited
 		s.cmd, s.exited = nil, nil
-		return fmt.Errorf("versitygw on port %d: %w: %s", s.port, err, tail(s.log))
+		return fmt.Errorf("versitygw on port %d: %w: %s", s.port, err, testproc.Tail(s.log))
 	}
 	return nil
 }
@@ -211,9 +214,25 @@ func (s *Server) makeBucket(ctx context.Context, exited <-chan error) error {
 }
 
 // Stop kills the server (SIGKILL) and waits for it to exit, as if the
-// storage service went down. Its data directory stays for Restart; stopping
-// twice is harmless.
-func (s *Server) Stop() { s.stop() }
+// storage service went down. Its data directory stays for Restart, and so
+// does its port: until then a connection to it is closed at once, and no
+// other server can answer in its place. Stopping twice is harmless.
+func (s *Server) Stop() {
+	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil {
+		s.hold = testproc.HoldPort(s.Endpoint())
+	}
+}
+
+func (s *Server) releasePort() {
+	s.mu.Lock()
+	h := s.hold
+	s.hold = nil
+	s.mu.Unlock()
+	h.Release()
+}
 
 // Restart starts the server again on the same port with the same data
 // directory and credentials, as after an outage. The port may be taken by
@@ -221,18 +240,10 @@ func (s *Server) Stop() { s.stop() }
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.stop()
-	var err error
-	// The old socket may linger for a moment.
-	for deadline := time.Now().Add(startTimeout); ; {
-		if err = s.start(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	s.releasePort()
+	if err := testproc.Retry(startTimeout, s.start); err != nil {
+		t.Fatalf("s3test: restart on port %d: %v", s.port, err)
 	}
-	t.Fatalf("s3test: restart on port %d: %v", s.port, err)
 }
 
 // stop kills the process and waits for it. Safe to call when not running.
@@ -245,35 +256,6 @@ func (s *Server) stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.exited
 	s.cmd, s.exited = nil, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	return port, nil
-}
-
-// tail returns the end of a log file, for error messages.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	const n = 2000
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	if len(b) == 0 {
-		return "(empty log)"
-	}
-	return strings.TrimSpace(string(b))
 }
 
 func randomHex(n int) string {
