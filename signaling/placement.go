@@ -156,15 +156,22 @@ func (h *hub) place(org, q string) {
 	}
 }
 
+// stopWaiting forgets that s waits here and returns its queue entry;
+// false if it was not waiting.
+func (h *hub) stopWaiting(s *session) (queue.Entry, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.entries[s]
+	delete(h.queued, s)
+	delete(h.entries, s)
+	return e, ok
+}
+
 // leaveQueue removes a waiting customer (from the queue, or from an invite
 // it was in) and updates the others.
 func (h *hub) leaveQueue(s *session) {
 	h.placeMu.Lock()
-	h.mu.Lock()
-	e, ok := h.entries[s]
-	delete(h.queued, s)
-	delete(h.entries, s)
-	h.mu.Unlock()
+	e, ok := h.stopWaiting(s)
 	if !ok {
 		h.placeMu.Unlock()
 		return

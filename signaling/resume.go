@@ -52,11 +52,7 @@ var errBadResume = protocol.Errorf(protocol.CodeBadResume, "this resume token is
 
 // detach keeps a disconnected customer's place for the grace.
 func (h *hub) detach(s *session) {
-	h.mu.Lock()
-	e, ok := h.entries[s]
-	delete(h.queued, s)
-	delete(h.entries, s)
-	h.mu.Unlock()
+	e, ok := h.stopWaiting(s)
 	if !ok {
 		return
 	}
