@@ -64,6 +64,9 @@ func (r *Recording) writeHeader() error {
 		}
 		kinds = append(kinds, t.info.Kind)
 	}
+	r.mu.Lock()
+	r.format = formatFor(spec)
+	r.mu.Unlock()
 	m, err := newMuxer(r.out, spec)
 	if err != nil {
 		return err

@@ -107,6 +107,7 @@ type Recording struct {
 	tracks  []*track // guarded by mu
 	inFile  []string // guarded by mu: kinds the file's header holds, once written
 	running bool     // guarded by mu
+	format  Format   // guarded by mu: set before the header's first byte
 
 	// The goroutine's own.
 	pub     rtpclock.Publisher
