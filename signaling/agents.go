@@ -49,7 +49,7 @@ func (h *hub) setAvailable(s *session, available bool) error {
 // come from its token.
 func (h *hub) agentRecord(s *session) queue.Agent {
 	return queue.Agent{Org: s.org.ID, Session: s.id, Queues: []string{s.queue}, Capacity: capacity(s), Skills: s.claims.Skills,
-		Node: h.self, Name: s.claims.Name}
+		Node: h.self, Name: s.claims.Name, Subject: s.claims.Subject}
 }
 
 // capacity is how many calls a session may hold at once.

@@ -37,6 +37,7 @@ func (h *hub) enqueue(s *session, maxLen int, welcome protocol.Message) error {
 	entry := queue.Entry{
 		Org: s.org.ID, Queue: s.queue, Session: s.id, Attrs: s.claims.Attrs, Since: time.Now(),
 		Priority: cfg.Policy.Priority(s.claims.Attrs), Node: h.self, Name: s.claims.Name, ResumeKey: key,
+		Subject: s.claims.Subject, RecordConsent: s.claims.RecordConsent,
 	}
 	prev, err := h.takeOver(s)
 	if err != nil {

@@ -47,6 +47,38 @@ type Queue struct {
 	// OfferTimeout is how long an agent has to accept an offered customer.
 	// 0: assignments start the call at once, with no offer.
 	OfferTimeout time.Duration
+	// Record says which of the queue's calls are recorded.
+	Record Record
+}
+
+// Record is a queue's recording policy.
+type Record int
+
+// Recording policies.
+const (
+	RecordOff     Record = iota // no call is recorded (the default)
+	RecordAlways                // every call is recorded
+	RecordConsent               // a call is recorded when the customer's token carries record_consent
+)
+
+// ParseRecord reads a recording policy as the config file writes it:
+// off, always or consent.
+func ParseRecord(s string) (Record, error) {
+	switch s {
+	case "off", "":
+		return RecordOff, nil
+	case "always":
+		return RecordAlways, nil
+	case "consent":
+		return RecordConsent, nil
+	}
+	return RecordOff, fmt.Errorf("must be off, always or consent")
+}
+
+// Records reports whether a call of a customer who consented (or not) is
+// recorded under r.
+func (r Record) Records(consent bool) bool {
+	return r == RecordAlways || (r == RecordConsent && consent)
 }
 
 // Overflow sends customers who have waited After to the queue To.

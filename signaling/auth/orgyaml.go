@@ -134,7 +134,7 @@ func parseQueue(item *yaml.Node, where string) (Queue, error) {
 		k, v := kv[0], kv[1]
 		key := where + "." + k.Value
 		switch k.Value {
-		case "name", "max_length", "offer_timeout":
+		case "name", "max_length", "offer_timeout", "record":
 			s, err := confparse.Scalar(v, false)
 			if err == nil {
 				switch k.Value {
@@ -142,6 +142,8 @@ func parseQueue(item *yaml.Node, where string) (Queue, error) {
 					q.Name = s
 				case "max_length":
 					q.MaxLength, err = confparse.Int(s, 0, MaxQueueMaxLength)
+				case "record":
+					q.Record, err = ParseRecord(s)
 				default:
 					q.OfferTimeout, err = confparse.Duration(s, true)
 				}

@@ -49,6 +49,9 @@ type Claims struct {
 	// (0 means 1).
 	Skills   routing.Skills `json:"skills,omitempty"`
 	Capacity int            `json:"capacity,omitempty"`
+	// Customers only: the customer agreed to have the call recorded (a
+	// queue with record: consent records only these).
+	RecordConsent bool `json:"record_consent,omitempty"`
 }
 
 // MaxCapacity is the most concurrent calls a token may give an agent.
@@ -85,6 +88,9 @@ func (c *Claims) check(org *Org) error {
 	}
 	if err := c.Skills.Check(); err != nil {
 		return fmt.Errorf("skills: %w", err)
+	}
+	if c.RecordConsent && c.Role != protocol.RoleCustomer {
+		return errors.New("record_consent is for customers only")
 	}
 	if c.Capacity < 0 || c.Capacity > MaxCapacity {
 		return fmt.Errorf("capacity %d is out of range (1 to %d; absent means 1)", c.Capacity, MaxCapacity)

@@ -32,6 +32,7 @@ const (
 	CodeInternal           Code = "internal_error"      // the server failed; retry later
 	CodeBadResume          Code = "bad_resume"          // the resume token is malformed, unknown or its grace ran out; join again
 	CodeInCall             Code = "in_call"             // join: the same user is in a call on another connection
+	CodeForbidden          Code = "forbidden"           // the sender's role may not send this message
 )
 
 // Error is a protocol error: a code and a message safe to show a user.
@@ -190,6 +191,11 @@ func validate(m *Message) error {
 			return Errorf(CodeBadMessage, "quality needs quality, or width and height from 1 to %d", MaxVideoSize)
 		}
 		allowed = fQuality | fRoom
+	case TypeRecording:
+		if m.State != RecordingPaused && m.State != RecordingResumed {
+			return Errorf(CodeBadMessage, "recording needs state %q or %q", RecordingPaused, RecordingResumed)
+		}
+		allowed = fState | fRoom
 	case TypeAccept, TypeDecline, TypeMonitor:
 		if m.Room == "" || len(m.Room) > MaxIDLen {
 			return Errorf(CodeBadMessage, "%s needs the room, at most %d bytes", m.Type, MaxIDLen)
@@ -220,6 +226,7 @@ const (
 	fText
 	fQuality
 	fRoom
+	fState
 	fServerOnly
 )
 
@@ -227,7 +234,7 @@ func (f fieldSet) first() string {
 	for _, n := range []struct {
 		f    fieldSet
 		name string
-	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fQuality, "quality"}, {fRoom, "room"}, {fServerOnly, "a server-only field"}} {
+	}{{fToken, "token"}, {fPC, "pc"}, {fSDP, "sdp"}, {fCandidate, "candidate"}, {fText, "text"}, {fQuality, "quality"}, {fRoom, "room"}, {fState, "state"}, {fServerOnly, "a server-only field"}} {
 		if f&n.f != 0 {
 			return n.name
 		}
@@ -258,9 +265,12 @@ func present(m *Message) fieldSet {
 	if m.Room != "" {
 		f |= fRoom
 	}
+	if m.State != "" {
+		f |= fState
+	}
 	if m.From != nil || m.TS != 0 || m.Session != "" || m.Role != "" || m.Org != "" || m.Queue != "" ||
 		m.Limits != nil || m.Resume != "" || m.Position != 0 || m.Length != 0 || m.Wait != 0 || m.Timeout != 0 || m.Stats != nil ||
-		m.State != "" || m.Peer != nil ||
+		m.Peer != nil ||
 		m.ICEServers != nil || m.Reason != "" || m.Code != "" || m.Message != "" || m.Ref != "" ||
 		m.Track != "" || m.Active != nil || m.Paused != nil {
 		f |= fServerOnly

@@ -44,6 +44,10 @@ type decodeOK struct {
 
 // validClientMessages are messages a client may send, with what Decode must return.
 var validClientMessages = []decodeOK{
+	{"recording paused", `{"v":1,"type":"recording","state":"paused","room":"c1"}`,
+		Message{V: 1, Type: TypeRecording, State: RecordingPaused, Room: "c1"}},
+	{"recording resumed", `{"v":1,"type":"recording","state":"resumed"}`,
+		Message{V: 1, Type: TypeRecording, State: RecordingResumed}},
 	{"join", `{"v":1,"type":"join","token":"eyJ.a.b"}`,
 		Message{V: 1, Type: TypeJoin, Token: "eyJ.a.b"}},
 	{"join with id", `{"v":1,"type":"join","id":"r1","token":"eyJ.a.b"}`,
@@ -138,7 +142,6 @@ var serverOnlyFields = map[string]string{
 	"resume":     `"acme.s.x"`,
 	"position":   `1`,
 	"length":     `3`,
-	"state":      `"available"`,
 	"wait":       `60`,
 	"timeout":    `20`,
 	"stats":      `{"waiting":1}`,
@@ -221,6 +224,10 @@ func invalidClientMessages() []decodeBad {
 		{name: "chat too long multibyte", in: `{"v":1,"type":"chat","id":"m","text":` + q(maxChat+"€") + `}`, code: bad, id: "m"},
 		{name: "chat invalid UTF-8 byte", in: "{\"v\":1,\"type\":\"chat\",\"id\":\"m\",\"text\":\"a\xffb\"}", code: bad, id: "m"},
 		{name: "chat truncated UTF-8 sequence", in: "{\"v\":1,\"type\":\"chat\",\"id\":\"m\",\"text\":\"\xe2\x82\"}", code: bad, id: "m"},
+		{name: "state on hangup", in: `{"v":1,"type":"hangup","id":"h","state":"paused"}`, code: bad, id: "h", has: `"state"`},
+		{name: "recording without state", in: `{"v":1,"type":"recording","id":"r"}`, code: bad, id: "r", has: "recording needs state"},
+		{name: "recording started from client", in: `{"v":1,"type":"recording","id":"r","state":"started"}`, code: bad, id: "r", has: "recording needs state"},
+		{name: "recording with text", in: `{"v":1,"type":"recording","id":"r","state":"paused","text":"x"}`, code: bad, id: "r", has: `"text"`},
 		{name: "chat from client has from", in: `{"v":1,"type":"chat","id":"m","text":"hi","from":{"role":"agent"}}`, code: bad, id: "m", has: "server-only"},
 		{name: "chat text not a string", in: `{"v":1,"type":"chat","id":"m","text":["hi"]}`, code: bad, id: "m"},
 

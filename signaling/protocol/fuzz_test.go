@@ -74,7 +74,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded a message that jsonkeys refuses: %v", err)
 		}
 		switch m.Type {
-		case TypeJoin, TypeResume, TypeAvailable, TypeAway, TypeOffer, TypeAnswer, TypeCandidate, TypeChat, TypeHangup, TypeQuality, TypeAccept, TypeDecline, TypeMonitor:
+		case TypeJoin, TypeResume, TypeAvailable, TypeAway, TypeOffer, TypeAnswer, TypeCandidate, TypeChat, TypeHangup, TypeQuality, TypeAccept, TypeDecline, TypeMonitor, TypeRecording:
 		default:
 			t.Fatalf("decoded a message of type %q that clients may not send", m.Type)
 		}

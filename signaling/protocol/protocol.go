@@ -22,6 +22,9 @@ const (
 	TypeAccept    = "accept"    // agent: take the customer an invite offered
 	TypeDecline   = "decline"   // agent: do not take the customer an invite offered
 	TypeMonitor   = "monitor"   // supervisor: listen in on a call of the organization (room)
+	// TypeRecording, from an agent: pause or resume the call's recording
+	// (State). From the server, to both sides: the recording's state changed.
+	TypeRecording = "recording"
 )
 
 // Message types sent by the server.
@@ -71,6 +74,20 @@ const (
 	AgentAvailable = "available"
 	AgentAway      = "away"
 	AgentBusy      = "busy"
+)
+
+// Recording states in recording messages from the server. An agent sends
+// RecordingPaused or RecordingResumed to ask for them.
+const (
+	RecordingStarted = "started" // the call is being recorded: show the indicator
+	RecordingPaused  = "paused"  // the agent paused it: nothing is written until resumed
+	RecordingResumed = "resumed" // written again
+	RecordingStopped = "stopped" // recording ended before the call (Reason); hide the indicator
+)
+
+// Reasons in a recording message with state stopped.
+const (
+	ReasonStorage = "storage" // storage could not keep up
 )
 
 // Reasons in ended and bye messages.
@@ -127,11 +144,11 @@ type Message struct {
 	Wait       int         `json:"wait,omitempty"`       // queued: estimated seconds still to wait; absent when unknown
 	Timeout    int         `json:"timeout,omitempty"`    // invite: seconds the agent has to answer
 	Stats      *QueueStats `json:"stats,omitempty"`      // queue_stats
-	State      string      `json:"state,omitempty"`      // agent_state
+	State      string      `json:"state,omitempty"`      // agent_state; recording
 	Room       string      `json:"room,omitempty"`       // the call a message is about (server: every call message; client: accept, decline, and optionally offer, answer, candidate, chat, quality, hangup)
 	Peer       *Peer       `json:"peer,omitempty"`       // assigned
 	ICEServers []ICEServer `json:"iceServers,omitempty"` // assigned
-	Reason     string      `json:"reason,omitempty"`     // ended, bye
+	Reason     string      `json:"reason,omitempty"`     // ended, bye, recording (stopped)
 	Track      string      `json:"track,omitempty"`      // layers: the publisher's track id
 	Active     []string    `json:"active,omitempty"`     // layers: RIDs to send
 	Paused     []string    `json:"paused,omitempty"`     // layers: RIDs to pause

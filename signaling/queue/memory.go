@@ -142,6 +142,7 @@ func (q *memQueue) setDetached(e *memEntry, at time.Time) {
 type memAgent struct {
 	node      string
 	name      string
+	subject   string
 	queues    []string
 	skills    routing.Skills
 	capacity  int
@@ -290,7 +291,7 @@ func (m *Memory) SetAgent(ctx context.Context, a Agent, available bool) error {
 	}
 	ag.queues = slices.Clone(a.Queues)
 	ag.skills = cloneSkills(a.Skills)
-	ag.node, ag.name = a.Node, a.Name
+	ag.node, ag.name, ag.subject = a.Node, a.Name, a.Subject
 	ag.capacity = max(a.Capacity, 1)
 	if available && !ag.available && ag.active == 0 {
 		ag.idleSince = m.now()
@@ -376,7 +377,7 @@ func (m *Memory) Assign(ctx context.Context, org, queue string, p *routing.Polic
 			q.drop(e)
 			r.ag.active++
 			q.answered = appendSample(q.answered, Sample{At: now, D: now.Sub(e.Since)}, now)
-			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id, AgentNode: r.ag.node, AgentName: r.ag.name}, true, nil
+			return Assignment{Org: org, Queue: queue, Customer: e.Entry, Agent: r.id, AgentNode: r.ag.node, AgentName: r.ag.name, AgentSubject: r.ag.subject}, true, nil
 		}
 	}
 	return Assignment{}, false, nil

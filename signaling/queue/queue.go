@@ -45,6 +45,11 @@ type Entry struct {
 	// priority, the customer waiting since longest comes first, and among
 	// equal Since, the first to join.
 	Priority int
+	// Subject is the customer's token subject, the organization's id for
+	// the user (named in the call's recording). RecordConsent: the token
+	// says the customer agreed to be recorded.
+	Subject       string
+	RecordConsent bool
 }
 
 // Agent is an agent's presence: which queues it serves and how many calls
@@ -57,6 +62,7 @@ type Agent struct {
 	Skills   routing.Skills
 	Node     string // the node holding the agent's connection
 	Name     string // display name, shown to customers
+	Subject  string // token subject, named in recordings
 }
 
 // AgentState is an agent's presence as the store keeps it.
@@ -112,8 +118,9 @@ type Assignment struct {
 	Queue    string
 	Customer Entry
 	Agent    string // the agent's session
-	// AgentNode and AgentName are the agent's Node and Name.
-	AgentNode, AgentName string
+	// AgentNode, AgentName and AgentSubject are the agent's Node, Name
+	// and Subject.
+	AgentNode, AgentName, AgentSubject string
 }
 
 // ScanLimit is how many attached (not detached) waiting customers, from the

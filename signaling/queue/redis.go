@@ -256,11 +256,14 @@ type storedEntry struct {
 	Node   string            `json:"n,omitempty"`
 	Name   string            `json:"nm,omitempty"`
 	Resume string            `json:"rk,omitempty"`
+	Sub    string            `json:"sb,omitempty"`
+	RC     bool              `json:"rc,omitempty"`
 }
 
 func encodeEntry(e Entry) ([]byte, error) {
 	return json.Marshal(storedEntry{
 		Since: e.Since, Millis: e.Since.UnixMilli(), Attrs: e.Attrs, Node: e.Node, Name: e.Name, Resume: e.ResumeKey,
+		Sub: e.Subject, RC: e.RecordConsent,
 	})
 }
 
@@ -280,6 +283,7 @@ func decodeEntry(org, queue, session, v string) (Entry, error) {
 		return e, err
 	}
 	e.Since, e.Attrs, e.Node, e.Name, e.ResumeKey = se.Since, se.Attrs, se.Node, se.Name, se.Resume
+	e.Subject, e.RecordConsent = se.Sub, se.RC
 	return e, nil
 }
 
@@ -487,7 +491,7 @@ func (r *Redis) SetAgent(ctx context.Context, a Agent, available bool) error {
 		avail = "1"
 	}
 	err = setAgentScript.Run(ctx, r.c, []string{agentsKey(o)},
-		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now()), skills, a.Node, a.Name).Err()
+		queuePrefix(o), a.Session, queues, max(a.Capacity, 1), avail, idleStamp(r.now()), skills, a.Node, a.Name, a.Subject).Err()
 	if err != nil {
 		return fmt.Errorf("queue: set agent in %s: %w", a.Org, unavailable(err))
 	}
@@ -551,8 +555,8 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 	if err != nil {
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: %w", org, queue, unavailable(err))
 	}
-	if len(res) != 5 {
-		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 5", org, queue, len(res))
+	if len(res) != 6 {
+		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: script returned %d values, want 6", org, queue, len(res))
 	}
 	e, err := decodeEntry(org, queue, res[0], res[1])
 	if err != nil {
@@ -561,7 +565,7 @@ func (r *Redis) Assign(ctx context.Context, org, queue string, p *routing.Policy
 		// the call, as for any assignment.
 		return Assignment{}, false, fmt.Errorf("queue: assign in %s/%s: decode entry of %s: %w", org, queue, res[0], err)
 	}
-	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: res[3], AgentName: res[4]}, true, nil
+	return Assignment{Org: org, Queue: queue, Customer: e, Agent: res[2], AgentNode: res[3], AgentName: res[4], AgentSubject: res[5]}, true, nil
 }
 
 // RecordHandled implements Stats.

@@ -20,7 +20,8 @@
 -- ARGV[6]  samples kept
 --
 -- Returns false when no pair is found, else {session, entry, agent,
--- agent's node, agent's name}; an error reply if the store is corrupt.
+-- agent's node, agent's name, agent's subject}; an error reply if the store
+-- is corrupt.
 --
 -- luacheck: read globals load save ready unready record eligible attached_consistent rebuild_attached
 
@@ -118,4 +119,4 @@ ready(ARGV[1], ag, id)
 -- Since, in ms, from the rank prefix (an idleStamp: nanoseconds + 2^63).
 local since = math.floor((tonumber(string.sub(entry, 4, 23)) - 9223372036854775808) / 1e6 + 0.5)
 record(KEYS[5], now, now .. ':' .. math.max(now - since, 0) .. ':' .. sid, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {sid, entry, id, ag.n or '', ag.nm or ''}
+return {sid, entry, id, ag.n or '', ag.nm or '', ag.sb or ''}

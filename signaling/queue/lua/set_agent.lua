@@ -11,6 +11,7 @@
 -- ARGV[7]  skills (JSON object, or "")
 -- ARGV[8]  node
 -- ARGV[9]  name
+-- ARGV[10] subject
 --
 -- Returns 1.
 --
@@ -29,7 +30,7 @@ if type(ag.queues) ~= 'table' then ag.queues = {} end
 ag.cap = tonumber(ARGV[4])
 ag.sk = nil
 if ARGV[7] ~= '' then ag.sk = cjson.decode(ARGV[7]) end
-ag.n, ag.nm = ARGV[8], ARGV[9]
+ag.n, ag.nm, ag.sb = ARGV[8], ARGV[9], ARGV[10]
 if avail and not ag.avail and ag.active == 0 then ag.idle = now end
 ag.avail = avail
 save(KEYS[1], ag, id)
