@@ -80,7 +80,7 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 	}
 	args := append([]string{"serve", "--dev", "--listen", addr,
 		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port", "0",
-		"--media-loopback-only", "--log-level", "warn"}, extra...)
+		"--media-loopback-only", "--log-level", "warn", "--recordings-dir", filepath.Join(t.TempDir(), "recordings")}, extra...)
 	cmd := exec.Command(bin, args...)
 	// HELPCASTER_BENCH_SERVE_ENV adds environment variables to the server
 	// only, e.g. "GOMAXPROCS=1 GOGC=200".

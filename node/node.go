@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/helpcaster/helpcaster/recorder/callrec"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling"
 	"github.com/helpcaster/helpcaster/signaling/auth"
@@ -58,6 +59,9 @@ type Config struct {
 	// (auth.Verifier.MaxLifetime); 0 means auth.DefaultMaxLifetime. Demo
 	// tokens live no longer.
 	TokenMaxLifetime time.Duration
+	// Recordings, when set, records the calls whose queue records them
+	// (recordings.go); nil: no call is recorded.
+	Recordings *RecordingsConfig
 }
 
 // Node is a running HelpCaster node.
@@ -74,6 +78,7 @@ type Node struct {
 	// signaling has shut down.
 	closeStore func()
 	member     *membership // nil without Redis
+	recordings *recordings // nil without Config.Recordings
 	store      *storeCheck // what /readyz knows of the queue store
 }
 
@@ -135,7 +140,19 @@ func New(cfg Config) (*Node, error) {
 		prev := closeStore
 		closeStore = func() { prev(); n.member.close() }
 	}
+	var recorder *callrec.Recorder
+	if cfg.Recordings != nil && anyQueueRecords(cfg.Orgs) {
+		if n.recordings, err = openRecordings(cfg.Recordings, cfg.NodeID, log.With("component", "recorder"), reg); err != nil {
+			closeStore()
+			s.Close()
+			return nil, err
+		}
+		recorder = n.recordings.rec
+		prev := closeStore
+		closeStore = func() { prev(); _ = n.recordings.closeStore() }
+	}
 	sig, err := signaling.NewServer(signaling.Config{
+		Recorder:    recorder,
 		Verifier:    &auth.Verifier{Dir: cfg.Orgs, MaxLifetime: cfg.TokenMaxLifetime},
 		Store:       store,
 		SFU:         s,
@@ -306,6 +323,17 @@ func (n *Node) Run(ctx context.Context) error {
 	// The node leaves the registry first when it stops, so no room is
 	// placed on it while it drains.
 	defer func() { stopMember(); <-memberDone }()
+	// What an earlier run left unrecorded is finished beside this run's
+	// recording, retried while storage is down.
+	recoverCtx, stopRecover := context.WithCancel(context.Background())
+	recoverDone := make(chan struct{})
+	go func() {
+		defer close(recoverDone)
+		if n.recordings != nil {
+			n.recordings.rec.RecoverLoop(recoverCtx)
+		}
+	}()
+	defer func() { stopRecover(); <-recoverDone }()
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -342,6 +370,17 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if err := n.media.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close media: %w", err))
+	}
+	stopRecover()
+	<-recoverDone
+	if n.recordings != nil {
+		// The calls have ended: their recordings are stored, or left in
+		// the spool for the next start.
+		rctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		if err := n.recordings.close(rctx); err != nil {
+			n.log.Warn("recordings not all stored before shutdown", "err", err)
+		}
+		cancel()
 	}
 	n.closeStore()
 	if err := <-errc; err != nil {

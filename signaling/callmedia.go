@@ -23,6 +23,7 @@ func (h *hub) openRoom(c *call) error {
 	room, err := h.srv.sfu.Room(c.id)
 	if err == nil {
 		c.room = room
+		h.startRecording(c)
 		c.cust.part, err = h.joinRoom(c, protocol.RoleCustomer)
 	}
 	if err == nil {
@@ -65,6 +66,9 @@ func (h *hub) closeRoom(c *call) {
 	}
 	if c.room != nil {
 		c.room.Close()
+	}
+	if c.rec != nil {
+		c.rec.End() // after the room: its tracks' sinks are closed
 	}
 }
 
@@ -171,8 +175,13 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 	case protocol.TypeChat:
 		from := sd.peer
 		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
+		if c.rec != nil {
+			c.rec.Chat(role, from.Name, m.Text)
+		}
 	case protocol.TypeHangup:
 		h.endCall(c, role, protocol.ReasonHangup)
+	case protocol.TypeRecording:
+		return h.recordingMsg(c, role, m)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/recorder/callrec"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 	"github.com/helpcaster/helpcaster/signaling/queue"
@@ -36,7 +37,13 @@ type call struct {
 	endReason  string                        // why it ended, once ended; guarded by hub.mu
 	deadline   *time.Timer                   // set up with holds: aborted if not committed in time
 	monitors   map[*session]*sfu.Participant // supervisors listening in (monitor.go); guarded by hub.mu
-	rebinding  sync.Mutex                    // held through a resumed customer's rebind (resume.go)
+	// agentSubject is the agent's token subject, for the recording.
+	agentSubject string
+	// rec is the call's recording on its host (recording.go); nil when
+	// the call is not recorded. Set before the room has tracks, ended with
+	// the room.
+	rec       *callrec.Call
+	rebinding sync.Mutex // held through a resumed customer's rebind (resume.go)
 	// record orders the writes of the customer's call record in the store:
 	// saveCall's, and the end's (callrecord.go). Held through one store
 	// write, never with hub.mu.
@@ -184,6 +191,7 @@ func (h *hub) newCall(a queue.Assignment, id string) *call {
 		peer: protocol.Peer{Role: protocol.RoleCustomer, Name: a.Customer.Name}}
 	c.agent = side{role: protocol.RoleAgent, id: a.Agent, node: h.nodeOf(a.AgentNode),
 		peer: protocol.Peer{Role: protocol.RoleAgent, Name: a.AgentName}}
+	c.agentSubject = a.AgentSubject
 	return c
 }
 
@@ -209,6 +217,8 @@ func (h *hub) callLive(c *call) bool {
 	m.waitSeconds.WithLabelValues(c.org, c.queue).Observe(time.Since(c.entry.Since).Seconds())
 	m.callsActive.Inc()
 	c.room.OnActiveSpeaker(h.speakerSignals(c))
+	h.tellRecording(c, &c.cust)
+	h.tellRecording(c, &c.agent)
 	h.srv.log.Info("call started", "org", c.org, "queue", c.queue, "call", c.id)
 	return true
 }

@@ -14,6 +14,8 @@ import (
 
 // DevTokenHandler serves GET ?role=customer|agent|supervisor with a fresh token of the
 // demo organization, so the demo pages work without an organization backend.
+// A customer's token carries record_consent with &consent=1 (the demo
+// queue records only those calls).
 // Mount it only in development mode: anyone who can reach it can join.
 func DevTokenHandler(org *auth.Org, ttl time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +42,18 @@ func DevTokenHandler(org *auth.Org, ttl time.Duration) http.Handler {
 			RegisteredClaims: jwt.RegisteredClaims{Subject: "demo-" + randomID(6)},
 			Role:             role,
 			Name:             name,
+		}
+		switch r.URL.Query().Get("consent") {
+		case "", "0":
+		case "1":
+			if role != protocol.RoleCustomer {
+				http.Error(w, "consent is for customers", http.StatusBadRequest)
+				return
+			}
+			claims.RecordConsent = true
+		default:
+			http.Error(w, `consent must be "1" or "0"`, http.StatusBadRequest)
+			return
 		}
 		tok, err := auth.Mint(org, claims, ttl, now)
 		if err != nil {

@@ -129,7 +129,7 @@ var (
 		protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeHangup, protocol.TypeQuality, protocol.TypeWelcome,
 		protocol.TypeQueued, protocol.TypeAgentState, protocol.TypeAssigned, protocol.TypeEnded, protocol.TypeError, protocol.TypeBye,
 		protocol.TypeLayers, protocol.TypeSpeaker, protocol.TypeAccept, protocol.TypeDecline, protocol.TypeInvite, protocol.TypeWithdrawn,
-		protocol.TypeQueueStats, protocol.TypeMonitor, "invalid"}
+		protocol.TypeQueueStats, protocol.TypeMonitor, protocol.TypeRecording, "invalid"}
 )
 
 // preset creates every series whose labels are known at start-up at 0:

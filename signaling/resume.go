@@ -478,4 +478,7 @@ func (h *hub) sideBound(c *call, role string, ok bool) {
 	if !ended && !ok {
 		h.detachSide(c, role, nil)
 	}
+	if ok {
+		h.tellRecording(c, c.side(role))
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/helpcaster/helpcaster/recorder/callrec"
 	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
@@ -119,6 +120,9 @@ type Config struct {
 	// ResumeGrace is how long a disconnected customer keeps its place
 	// (0: DefaultResumeGrace).
 	ResumeGrace time.Duration
+	// Recorder records the calls hosted here whose queue records them
+	// (nil: no call is recorded).
+	Recorder *callrec.Recorder
 }
 
 // Server accepts signaling connections on /v1/signal.
@@ -126,6 +130,7 @@ type Server struct {
 	verifier   *auth.Verifier
 	store      queue.Store
 	sfu        *sfu.SFU
+	recorder   *callrec.Recorder
 	iceServers ICEServerSource
 	limits     Limits
 	log        *slog.Logger
@@ -180,6 +185,7 @@ func NewServer(cfg Config) (*Server, error) {
 		verifier:   cfg.Verifier,
 		store:      cfg.Store,
 		sfu:        cfg.SFU,
+		recorder:   cfg.Recorder,
 		iceServers: ice,
 		limits:     cfg.Limits.withDefaults(),
 		log:        log,

@@ -402,6 +402,12 @@ func (s *session) handle(m protocol.Message) error {
 		err = s.srv.hub.setAvailable(s, m.Type == protocol.TypeAvailable)
 	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate, protocol.TypeChat, protocol.TypeQuality:
 		err = s.srv.hub.fromClient(s, m)
+	case protocol.TypeRecording:
+		if s.role != protocol.RoleAgent {
+			err = protocol.Errorf(protocol.CodeForbidden, "only the agent pauses or resumes the recording")
+			break
+		}
+		err = s.srv.hub.fromClient(s, m)
 	case protocol.TypeHangup:
 		err = s.srv.hub.hangup(s, m.Room)
 	case protocol.TypeMonitor:

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helpcaster/helpcaster/node"
+	"github.com/helpcaster/helpcaster/objstore"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/turn"
 )
@@ -81,6 +83,16 @@ type Config struct {
 	TokenMaxLifetime  time.Duration // longest token lifetime accepted (auth.Verifier.MaxLifetime)
 	ShutdownTimeout   time.Duration // how long a graceful shutdown may take
 	DrainTimeout      time.Duration // how long calls may go on after the first SIGTERM; 0 = no drain
+
+	RecordingsDir        string // local directory of recordings (when RecordingsURL is empty)
+	RecordingsURL        string // s3://bucket/prefix: store recordings there instead
+	RecordingsEndpoint   string // the S3 endpoint, http(s)://host[:port]
+	RecordingsRegion     string // the S3 region ("" = AWS_REGION, else us-east-1)
+	RecordingsPathStyle  bool   // path-style bucket addressing
+	RecordingsAccessKey  string // "" = AWS_ACCESS_KEY_ID
+	RecordingsSecretKey  string
+	RecordingsSpool      string // the node's spool directory ("" = default)
+	RecordingsMaxSpoolMB int    // bound of one file's bytes waiting for storage
 
 	// Orgs are the organizations from the config file, plus the demo
 	// organization (last) when Dev is set. auth.NewDirectory accepts them.
@@ -202,6 +214,9 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 	if err := c.finishTURN(); err != nil {
 		return err
 	}
+	if _, err := c.Recordings(); err != nil {
+		return err
+	}
 	if c.TokenMaxLifetime > auth.LongestMaxLifetime {
 		return fmt.Errorf("signaling: --token-max-lifetime %v is longer than %v", c.TokenMaxLifetime, auth.LongestMaxLifetime)
 	}
@@ -217,7 +232,7 @@ func (c *Config) finish(fileOrgs []auth.Org) error {
 			APIKey:    devAPIKey,
 			APISecret: []byte(hex.EncodeToString(secret)),
 			Origins:   devOrigins(c.Listen, c.PublicURL, c.TLS()),
-			Queues:    []auth.Queue{{Name: devQueue}},
+			Queues:    []auth.Queue{{Name: devQueue, Record: auth.RecordConsent}},
 		})
 	}
 	if len(c.Orgs) == 0 {
@@ -334,4 +349,32 @@ func scheme(tls bool) string {
 		return "https"
 	}
 	return "http"
+}
+
+// Recordings is where recordings go, for the node.
+func (c *Config) Recordings() (*node.RecordingsConfig, error) {
+	rc := &node.RecordingsConfig{Dir: c.RecordingsDir, SpoolDir: c.RecordingsSpool, MaxSpool: int64(c.RecordingsMaxSpoolMB) << 20}
+	if c.RecordingsURL == "" {
+		if rc.Dir == "" {
+			return nil, errors.New("recordings: --recordings-dir or --recordings-url is required")
+		}
+		return rc, nil
+	}
+	bucket, prefix, err := objstore.ParseS3URL(c.RecordingsURL)
+	if err != nil {
+		return nil, fmt.Errorf("recordings: --recordings-url: %w", err)
+	}
+	u, err := url.Parse(c.RecordingsEndpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
+		return nil, fmt.Errorf("recordings: --recordings-endpoint must be http(s)://host[:port]")
+	}
+	if (c.RecordingsAccessKey == "") != (c.RecordingsSecretKey == "") {
+		return nil, errors.New("recordings: --recordings-access-key and --recordings-secret-key go together")
+	}
+	rc.S3 = &objstore.S3Config{
+		Endpoint: u.Host, Secure: u.Scheme == "https", Bucket: bucket, Prefix: prefix,
+		Region: c.RecordingsRegion, PathStyle: c.RecordingsPathStyle,
+		AccessKey: c.RecordingsAccessKey, SecretKey: c.RecordingsSecretKey,
+	}
+	return rc, nil
 }

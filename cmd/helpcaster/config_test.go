@@ -61,7 +61,9 @@ type precedenceCase struct {
 // precedenceEnv is environment a setting's precedence test needs besides
 // its own variable.
 var precedenceEnv = map[string]map[string]string{
-	"turn-external": {"HELPCASTER_TURN_SECRET": "turn-secret-0123456789"},
+	"turn-external":         {"HELPCASTER_TURN_SECRET": "turn-secret-0123456789"},
+	"recordings-access-key": {"HELPCASTER_RECORDINGS_SECRET_KEY": "secret"},
+	"recordings-secret-key": {"HELPCASTER_RECORDINGS_ACCESS_KEY": "key"},
 }
 
 func TestPrecedence(t *testing.T) {
@@ -92,6 +94,15 @@ func TestPrecedence(t *testing.T) {
 		{"turn-allocations-per-user", "turn.allocations_per_user", "10", "1", "2", "3", func(c *Config) string { return fmt.Sprint(c.TURNPerUser) }, false},
 		{"turn-allocations-per-ip", "turn.allocations_per_ip", "50", "5", "6", "7", func(c *Config) string { return fmt.Sprint(c.TURNPerIP) }, false},
 		{"turn-bandwidth", "turn.bandwidth", "10000000", "1000000", "2000000", "3000000", func(c *Config) string { return fmt.Sprint(c.TURNBandwidth) }, false},
+		{"recordings-dir", "recordings.dir", "recordings", "/rec/a", "/rec/b", "/rec/c", func(c *Config) string { return c.RecordingsDir }, false},
+		{"recordings-url", "recordings.url", "", "s3://a/p", "s3://b", "s3://c/x/y", func(c *Config) string { return c.RecordingsURL }, true},
+		{"recordings-endpoint", "recordings.s3.endpoint", "https://s3.amazonaws.com", "http://127.0.0.1:9000", "https://b.example", "https://c.example:8443", func(c *Config) string { return c.RecordingsEndpoint }, true},
+		{"recordings-region", "recordings.s3.region", "", "eu-1", "eu-2", "eu-3", func(c *Config) string { return c.RecordingsRegion }, false},
+		{"recordings-path-style", "recordings.s3.path_style", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.RecordingsPathStyle) }, false},
+		{"recordings-access-key", "recordings.s3.access_key", "", "ka", "kb", "kc", func(c *Config) string { return c.RecordingsAccessKey }, false},
+		{"recordings-secret-key", "recordings.s3.secret_key", "", "sa", "sb", "sc", func(c *Config) string { return c.RecordingsSecretKey }, false},
+		{"recordings-spool", "recordings.spool_dir", "", "/sp/a", "/sp/b", "/sp/c", func(c *Config) string { return c.RecordingsSpool }, false},
+		{"recordings-max-spool", "recordings.max_spool_mb", "256", "10", "20", "30", func(c *Config) string { return fmt.Sprint(c.RecordingsMaxSpoolMB) }, false},
 		{"debug-pprof", "debug.pprof", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.Pprof) }, false},
 		{"max-message-bytes", "signaling.max_message_bytes", "65536", "2048", "4096", "8192", func(c *Config) string { return fmt.Sprint(c.MaxMessageBytes) }, false},
 		{"messages-per-second", "signaling.messages_per_second", "20", "1.5", "2", "3", func(c *Config) string { return fmt.Sprint(c.MessagesPerSecond) }, false},

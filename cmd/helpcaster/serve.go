@@ -39,6 +39,10 @@ func runServe(stop <-chan struct{}, cfg *Config, logger *slog.Logger, stdout io.
 	if cfg.Dev {
 		devOrg, _ = dir.Org(cfg.DevOrgID)
 	}
+	recordings, err := cfg.Recordings()
+	if err != nil {
+		return err
+	}
 	n, err := node.New(node.Config{
 		Listener: ln,
 		TLSCert:  cfg.TLSCert,
@@ -69,6 +73,7 @@ func runServe(stop <-chan struct{}, cfg *Config, logger *slog.Logger, stdout io.
 		NodeID:          cfg.NodeID,
 		ResumeGrace:     cfg.ResumeGrace,
 		TURN:            turnConfig(cfg),
+		Recordings:      recordings,
 	})
 	if err != nil {
 		ln.Close()

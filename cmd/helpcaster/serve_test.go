@@ -62,7 +62,7 @@ func TestServeProcess(t *testing.T) {
 	httpPort, udpPort, tcpPort := freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
 	addr := net.JoinHostPort("127.0.0.1", itoa(httpPort))
 	cmd := exec.Command(bin, "serve", "--dev", "--listen", addr, "--media-udp-port", itoa(udpPort), "--media-tcp-port", itoa(tcpPort),
-		"--media-loopback-only", "--log-format", "json", "--turn-port", itoa(freeport.UDPAndTCP(t)), "--turn-relay-ports", "40000-40100")
+		"--media-loopback-only", "--log-format", "json", "--recordings-dir", t.TempDir(), "--turn-port", itoa(freeport.UDPAndTCP(t)), "--turn-relay-ports", "40000-40100")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ orgs:
 `
 	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t, "tcp")))
 	cfg, err := loadServeConfig([]string{"--config", writeFile(t, file), "--listen", addr, "--media-udp-port", itoa(freePort(t, "udp")),
-		"--media-tcp-port", "0", "--media-loopback-only", "--drain-timeout", "0", "--token-max-lifetime", "30m", "--dev", "--turn-port", "0"}, envFunc(nil), &bytes.Buffer{})
+		"--media-tcp-port", "0", "--media-loopback-only", "--drain-timeout", "0", "--token-max-lifetime", "30m", "--dev", "--turn-port", "0", "--recordings-dir", t.TempDir()}, envFunc(nil), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func Start(t testing.TB, bin string, o Options) *Node {
 		log: filepath.Join(logDir, o.ID+".log")}
 	n.args = []string{"serve", "--config", o.Config, "--listen", addr,
 		"--media-udp-port", strconv.Itoa(FreePort(t, "udp")), "--media-tcp-port", "0", "--media-loopback-only",
-		"--log-level", "info"}
+		"--log-level", "info", "--recordings-dir", filepath.Join(t.TempDir(), "recordings")}
 	if o.Redis != "" {
 		n.args = append(n.args, "--redis", o.Redis, "--node-id", o.ID)
 	}
