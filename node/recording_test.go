@@ -1,0 +1,383 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/helpcaster/helpcaster/client"
+	"github.com/helpcaster/helpcaster/internal/mediaprobe"
+	"github.com/helpcaster/helpcaster/internal/s3test"
+	"github.com/helpcaster/helpcaster/objstore"
+	"github.com/helpcaster/helpcaster/recorder/manifest"
+	"github.com/helpcaster/helpcaster/sfu"
+	"github.com/helpcaster/helpcaster/signaling/auth"
+	"github.com/helpcaster/helpcaster/signaling/protocol"
+)
+
+// recordingOrgs is an organization whose queue "recorded" records every
+// call, "consent" those of consenting customers, and "support" none.
+func recordingOrgs(t *testing.T) *auth.Directory {
+	t.Helper()
+	dir, err := auth.NewDirectory([]auth.Org{{ID: "acme", APIKey: "acme-key", APISecret: []byte(strings.Repeat("s", 32)),
+		Queues: []auth.Queue{{Name: "recorded", Record: auth.RecordAlways}, {Name: "consent", Record: auth.RecordConsent},
+			{Name: "support"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startRecordingNode runs one node recording into rc.
+func startRecordingNode(t *testing.T, dir *auth.Directory, rc *RecordingsConfig) *testNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("HELPCASTER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	n, err := New(Config{Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true}, Recordings: rc,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	tn := &testNode{n: n, stop: stop, done: make(chan error, 1), ws: "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"}
+	go func() { tn.done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		tn.stop()
+		<-tn.done
+	})
+	return tn
+}
+
+// joinQueue joins queue q with a token the test mints.
+func joinQueue(t *testing.T, ctx context.Context, dir *auth.Directory, ws, role, name, q string, consent bool) *client.Client {
+	t.Helper()
+	org, _ := dir.Org("acme")
+	tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-" + name}, Role: role, Name: name,
+		Queue: q, RecordConsent: consent}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(ctx, client.Options{URL: ws, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.Join(ctx, tok); err != nil {
+		t.Fatalf("%s join: %v", name, err)
+	}
+	return c
+}
+
+// recordingState waits for c's next recording message and checks its state.
+func recordingState(t *testing.T, ctx context.Context, who string, c *client.Client, want string) {
+	t.Helper()
+	m := nextMsg(t, ctx, c, protocol.TypeRecording)
+	if m.State != want {
+		t.Fatalf("%s: recording %q, want %q", who, m.State, want)
+	}
+}
+
+// waitObject polls store until key exists.
+func waitObject(t *testing.T, ctx context.Context, store objstore.Store, key string) {
+	t.Helper()
+	for {
+		if _, err := store.Stat(ctx, key); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never stored", key)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// readObject returns an object's bytes.
+func readObject(t *testing.T, store objstore.Store, key string) []byte {
+	t.Helper()
+	body, _, err := store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A recorded call, to local disk and to an S3-compatible server: both
+// sides are told it is recorded, paused and resumed; when it ends, storage
+// holds both participants' files (they decode, they last as long as the
+// media sent), the chat without what was said while paused, and a manifest
+// that names them all with their sizes and hashes.
+func TestRecordedCall(t *testing.T) {
+	mediaprobe.Need(t)
+	t.Run("local", func(t *testing.T) {
+		dir := t.TempDir()
+		store, err := objstore.Local(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		recordCall(t, &RecordingsConfig{Dir: dir, SpoolDir: t.TempDir()}, store)
+	})
+	t.Run("s3", func(t *testing.T) {
+		srv := s3test.Start(t)
+		cfg := objstore.S3Config{Endpoint: srv.Endpoint(), Bucket: srv.Bucket, Prefix: "rec", Region: s3test.Region,
+			PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+		store, err := objstore.NewS3(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		recordCall(t, &RecordingsConfig{S3: &cfg, SpoolDir: t.TempDir()}, store)
+	})
+}
+
+func recordCall(t *testing.T, rc *RecordingsConfig, store objstore.Store) {
+	dir := recordingOrgs(t)
+	tn := startRecordingNode(t, dir, rc)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	agent := joinQueue(t, ctx, dir, tn.ws, protocol.RoleAgent, "Ann", "recorded", false)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	cust := joinQueue(t, ctx, dir, tn.ws, protocol.RoleCustomer, "Bob", "recorded", false)
+	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
+	nextMsg(t, ctx, agent, protocol.TypeAssigned)
+	started := time.Now()
+	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, ctx, "customer", cust)
+	waitMedia(t, ctx, "agent", agent)
+	flowing := time.Now()
+
+	say := func(c *client.Client, to *client.Client, text string) {
+		t.Helper()
+		if err := c.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		if m := nextMsg(t, ctx, to, protocol.TypeChat); m.Text != text {
+			t.Fatalf("chat %q arrived as %q", text, m.Text)
+		}
+	}
+	say(cust, agent, "hello, I need help")
+	say(agent, cust, "of course")
+
+	// The customer may not pause; the agent may, and both are told.
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingPaused, ID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := nextMsg(t, ctx, cust, protocol.TypeError); m.Code != string(protocol.CodeForbidden) {
+		t.Fatalf("customer's pause: %+v", m)
+	}
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingPaused}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "customer", cust, protocol.RecordingPaused)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingPaused)
+	say(cust, agent, "my card number is 4111 1111 1111 1111")
+	time.Sleep(time.Second)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingResumed}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "customer", cust, protocol.RecordingResumed)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingResumed)
+	say(agent, cust, "thank you, done")
+	time.Sleep(2 * time.Second)
+
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	nextMsg(t, ctx, cust, protocol.TypeEnded)
+	hungUp := time.Now()
+
+	var m manifest.Manifest
+	prefix := manifest.CallPrefix("acme", room, started)
+	waitObject(t, ctx, store, prefix+"/"+manifest.ManifestName)
+	// The manifest is first stored provisionally, then replaced at the end.
+	for {
+		if err := json.Unmarshal(readObject(t, store, prefix+"/"+manifest.ManifestName), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Complete || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !m.Complete || m.Org != "acme" || m.Queue != "recorded" || m.Call != room {
+		t.Fatalf("manifest: %+v", m)
+	}
+	if !slices.Equal([]manifest.Participant{{Role: "customer", Subject: "u-Bob"}, {Role: "agent", Subject: "u-Ann"}}, m.Participants) {
+		t.Errorf("participants %+v", m.Participants)
+	}
+	if len(m.Paused) != 1 || m.Paused[0].End.Sub(m.Paused[0].Start) < time.Second {
+		t.Errorf("paused %+v, want one span of at least 1 s", m.Paused)
+	}
+	tmp := t.TempDir()
+	var media int
+	for _, f := range m.Files {
+		data := readObject(t, store, f.Key)
+		sum := sha256.Sum256(data)
+		if int64(len(data)) != f.Bytes || hex.EncodeToString(sum[:]) != f.SHA256 {
+			t.Errorf("%s: %d bytes, manifest says %d (or the hash differs)", f.Key, len(data), f.Bytes)
+		}
+		if strings.Contains(f.Key, "Bob") || strings.Contains(f.Key, "u-") {
+			t.Errorf("personal data in key %s", f.Key)
+		}
+		switch f.Kind {
+		case manifest.KindMedia:
+			media++
+			path := filepath.Join(tmp, f.Role+".webm")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			info, err := mediaprobe.Probe(path)
+			if err != nil {
+				t.Error(err)
+			}
+			if !slices.Equal(info.Codecs, []string{"opus", "vp8"}) {
+				t.Errorf("%s: codecs %v", f.Role, info.Codecs)
+			}
+			// The file runs from the first frame to the hang-up: at least
+			// from when media was flowing, at most from when the call began.
+			d := info.Duration
+			if d < hungUp.Sub(flowing)-500*time.Millisecond || d > hungUp.Sub(started)+500*time.Millisecond {
+				t.Errorf("%s: %v long; media flowed %v, the call lasted %v", f.Role, d, hungUp.Sub(flowing), hungUp.Sub(started))
+			}
+			if diff := d - time.Duration(f.Duration*float64(time.Second)); diff > 500*time.Millisecond || diff < -500*time.Millisecond {
+				t.Errorf("%s: %v long, the manifest says %.3f s", f.Role, d, f.Duration)
+			}
+			if info.Frames["video"] < 30 || info.Frames["audio"] < 100 {
+				t.Errorf("%s: frames %v", f.Role, info.Frames)
+			}
+		case manifest.KindTranscript:
+			var texts []string
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			for sc.Scan() {
+				var l manifest.Line
+				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+					t.Fatal(err)
+				}
+				texts = append(texts, l.Role+": "+l.Text)
+			}
+			want := []string{"customer: hello, I need help", "agent: of course", "agent: thank you, done"}
+			if !slices.Equal(texts, want) {
+				t.Errorf("transcript %q, want %q", texts, want)
+			}
+		}
+	}
+	if media != 2 {
+		t.Errorf("%d media files, want 2: %+v", media, m.Files)
+	}
+}
+
+// Only the calls the queue's policy names are recorded: none in a queue
+// with record: off, and in a consent queue only a consenting customer's.
+func TestRecordingPolicy(t *testing.T) {
+	dir := recordingOrgs(t)
+	root := t.TempDir()
+	tn := startRecordingNode(t, dir, &RecordingsConfig{Dir: root, SpoolDir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i, c := range []struct {
+		queue    string
+		consent  bool
+		recorded bool
+	}{{"support", true, false}, {"consent", false, false}, {"consent", true, true}} {
+		agent := joinQueue(t, ctx, dir, tn.ws, protocol.RoleAgent, fmt.Sprintf("Ann-%d", i), c.queue, false)
+		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+			t.Fatal(err)
+		}
+		cust := joinQueue(t, ctx, dir, tn.ws, protocol.RoleCustomer, fmt.Sprintf("Bob-%d", i), c.queue, c.consent)
+		nextMsg(t, ctx, cust, protocol.TypeAssigned)
+		nextMsg(t, ctx, agent, protocol.TypeAssigned)
+		if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+		// The chat reaches the agent after any recording message.
+		m := nextMsg(t, ctx, agent, protocol.TypeChat, protocol.TypeRecording)
+		if got := m.Type == protocol.TypeRecording; got != c.recorded {
+			t.Errorf("queue %s, consent %v: recorded %v", c.queue, c.consent, got)
+		}
+		if m.Type == protocol.TypeRecording {
+			nextMsg(t, ctx, agent, protocol.TypeChat) // written before the pause
+		}
+		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingPaused}); err != nil {
+			t.Fatal(err)
+		}
+		if !c.recorded {
+			if m := nextMsg(t, ctx, agent, protocol.TypeError); m.Code != string(protocol.CodeInvalidState) {
+				t.Errorf("pausing an unrecorded call: %+v", m)
+			}
+		}
+		if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+			t.Fatal(err)
+		}
+		nextMsg(t, ctx, cust, protocol.TypeEnded)
+		agent.Close() // or it would take the next case's customer
+	}
+	// Only the one recorded call left anything in storage: its chat and
+	// manifest.
+	store, err := objstore.Local(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		objs, err := store.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var manifests []string
+		for _, o := range objs {
+			if strings.HasSuffix(o.Key, "/"+manifest.ManifestName) {
+				manifests = append(manifests, o.Key)
+			}
+		}
+		if len(manifests) == 1 && len(objs) == 2 {
+			var m manifest.Manifest
+			if err := json.Unmarshal(readObject(t, store, manifests[0]), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Complete && m.Queue == "consent" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storage holds %+v; want one consenting call's chat and manifest", objs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
