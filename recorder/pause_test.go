@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os/exec"
 	"strconv"
@@ -161,8 +162,8 @@ func TestQueueFullDropsAndAsksForKeyframe(t *testing.T) {
 
 func TestAddTrackRules(t *testing.T) {
 	r := New(&bytes.Buffer{}, Config{})
-	if _, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/H264", ClockRate: 90000}, nil); err == nil {
-		t.Error("H.264 accepted")
+	if _, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/AV1", ClockRate: 90000}, nil); !errors.Is(err, ErrUnsupportedCodec) {
+		t.Errorf("AV1: %v, want ErrUnsupportedCodec", err)
 	}
 	if _, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000}, nil); err != nil {
 		t.Fatal(err)
