@@ -312,6 +312,11 @@ func (t *Track) picture(f *Frame, meta any) (whole, empty bool) {
 		f.Keyframe = au.key
 		if au.key {
 			if !t.h264.ok || len(t.h264.pps) == 0 {
+				// A keyframe that cannot start the stream: ask for
+				// another even when already waiting (Pop asks if not).
+				if t.waitKey {
+					t.AskKeyframe()
+				}
 				return false, false
 			}
 			f.Config = avcConfig(&t.h264)

@@ -114,7 +114,7 @@ func parseSPS(nal []byte) (spsInfo, bool) {
 	}
 	w := wmbs * 16
 	h := hmaps * 16 * (2 - frameMbsOnly)
-	if cl > w || cr > w || ct > h || cb > h || unitX*(cl+cr) >= w || unitY*(ct+cb) >= h {
+	if h > maxPictureSide || cl > w || cr > w || ct > h || cb > h || unitX*(cl+cr) >= w || unitY*(ct+cb) >= h {
 		return info, false
 	}
 	info.width, info.height = int(w-unitX*(cl+cr)), int(h-unitY*(ct+cb))
