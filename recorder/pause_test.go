@@ -16,9 +16,17 @@ import (
 
 func TestPauseResume(t *testing.T) {
 	needFFprobe(t)
+	for _, mc := range mediaCases {
+		t.Run(mc.name, func(t *testing.T) { pauseResume(t, mc.video(t)) })
+	}
+}
+
+// pauseResume records a video sample with a keyframe every 30 frames
+// (1 s) and sample.ogg, paused from 1.5 s to 2.5 s.
+func pauseResume(t *testing.T, videoPath string) {
 	pauseAt, resumeAt := t0.Add(1505*time.Millisecond), t0.Add(2505*time.Millisecond)
 	paused, resumed := false, false
-	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 1000, 5000, 12*time.Millisecond)
+	video := packetize(t, videoPath, true, 0x1111, 1000, 5000, 12*time.Millisecond)
 	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
 	rec := record(t, video, audio, func(r *Recording, now time.Time) {
 		if !paused && !now.Before(pauseAt) {

@@ -153,6 +153,13 @@ type recorded struct {
 // (if not nil) before each event with the call clock set to its arrival.
 func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Time)) recorded {
 	t.Helper()
+	return recordThen(t, video, audio, at, nil)
+}
+
+// recordThen is record calling after (if not nil) once every event is
+// sent and both Sinks are closed, before Stop.
+func recordThen(t *testing.T, video, audio stream, at func(r *Recording, now time.Time), after func(r *Recording)) recorded {
+	t.Helper()
 	var buf bytes.Buffer
 	clock := &simClock{}
 	clock.set(t0)
@@ -185,6 +192,9 @@ func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Ti
 	}
 	as.Close()
 	vs.Close()
+	if after != nil {
+		after(r)
+	}
 	r.Stop()
 	out := <-done
 	if out.err != nil {
