@@ -28,7 +28,7 @@ var _ sfu.TrackSink = (*Sink)(nil)
 var _ sfu.SenderReporter = (*Sink)(nil)
 
 // needFFprobe skips the test when ffprobe is missing, unless in CI.
-func needFFprobe(t *testing.T) {
+func needFFprobe(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{"ffprobe", "ffmpeg"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -54,7 +54,7 @@ type feeder struct {
 	audio, video *Sink
 }
 
-func (f *feeder) send(t *testing.T, evs []event) {
+func (f *feeder) send(t testing.TB, evs []event) {
 	t.Helper()
 	for _, e := range evs {
 		for f.r.sq.freeSlots() < 64 {
@@ -113,21 +113,21 @@ func dropInFrame(t *testing.T, evs []event, frame int) []event {
 // the file must say of it.
 type mediaCase struct {
 	name   string
-	video  func(t *testing.T) string // the video sample's path
+	video  func(t testing.TB) string // the video sample's path
 	codec  string                    // ffprobe's name of the video codec
 	format Format
 }
 
 var mediaCases = []mediaCase{
-	{"VP8", func(*testing.T) string { return "../testdata/sample.ivf" }, "vp8", Format{"webm", "video/webm"}},
-	{"H264", func(*testing.T) string { return "../testdata/sample.h264" }, "h264", Format{"mkv", "video/x-matroska"}},
+	{"VP8", func(testing.TB) string { return "../testdata/sample.ivf" }, "vp8", Format{"webm", "video/webm"}},
+	{"H264", func(testing.TB) string { return "../testdata/sample.h264" }, "h264", Format{"mkv", "video/x-matroska"}},
 	{"VP9", vp9Sample, "vp9", Format{"webm", "video/webm"}},
 }
 
 // vp9Sample encodes a VP9 sample like sample.ivf (320x240, 30 fps, 5 s,
 // a keyframe every 30 frames, no hidden alt-ref frames) into the test's
 // temp dir: the repo ships no VP9 sample.
-func vp9Sample(t *testing.T) string {
+func vp9Sample(t testing.TB) string {
 	t.Helper()
 	if out, err := exec.Command("ffmpeg", "-hide_banner", "-encoders").Output(); err != nil || !strings.Contains(string(out), "libvpx-vp9") {
 		if os.Getenv("CI") == "true" {

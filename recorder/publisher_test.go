@@ -60,7 +60,7 @@ const publisherClockOffset = 37 * time.Second
 // seq and ts so tests can place the wraparounds; a sender report goes
 // every second from 500 ms. Packets arrive delay after capture. The codec
 // is the file's: Opus (.ogg), H.264 (.h264), VP8 or VP9 (.ivf).
-func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, ts uint32, delay time.Duration) stream {
+func packetize(t testing.TB, path string, video bool, ssrc uint32, seq uint16, ts uint32, delay time.Duration) stream {
 	t.Helper()
 	f, err := mediafile.Read(path)
 	if err != nil {
@@ -108,7 +108,7 @@ func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, t
 }
 
 // ivfFourCC returns an IVF file's codec (bytes 8 to 12 of its header).
-func ivfFourCC(t *testing.T, path string) string {
+func ivfFourCC(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -151,14 +151,14 @@ type recorded struct {
 // record sends the events of video and audio, merged by arrival, through
 // a Recording as the SFU would (Sinks, then Close, then Stop), calling at
 // (if not nil) before each event with the call clock set to its arrival.
-func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Time)) recorded {
+func record(t testing.TB, video, audio stream, at func(r *Recording, now time.Time)) recorded {
 	t.Helper()
 	return recordThen(t, video, audio, at, nil)
 }
 
 // recordThen is record calling after (if not nil) once every event is
 // sent and both Sinks are closed, before Stop.
-func recordThen(t *testing.T, video, audio stream, at func(r *Recording, now time.Time), after func(r *Recording)) recorded {
+func recordThen(t testing.TB, video, audio stream, at func(r *Recording, now time.Time), after func(r *Recording)) recorded {
 	t.Helper()
 	var buf bytes.Buffer
 	clock := &simClock{}

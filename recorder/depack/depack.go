@@ -2,7 +2,11 @@
 // lost, wrapping around), into whole frames a muxer can write: pion's
 // samplebuilder reorders and joins packets; this package adds what a
 // recording needs on top: a video track's frames are dropped from a loss
-// or a change of SSRC until the next keyframe, and a keyframe is asked for.
+// or a change of SSRC until the next keyframe, and a keyframe is asked for;
+// a video frame is written only when it begins at its picture's start.
+// Frames come as their container holds them: VP8 as is, VP9 with a
+// picture's spatial layers joined in a superframe, H.264 as AVCC NAL units
+// with each keyframe's AVCDecoderConfigurationRecord (Opus as is).
 // A Track is owned by one goroutine (the recorder's) and has no lock.
 package depack
 
@@ -119,10 +123,10 @@ func Supported(mime string) bool {
 	return ok
 }
 
-// New returns a Track for codec mime (VP8, VP9, H.264 or Opus) with RTP clock rate
-// rate. release is called with each packet Push was given once the track
-// no longer needs it (nil: none); askKey is called when a video track needs
-// a keyframe (from Push or Pop, on the owning goroutine).
+// New returns a Track for codec mime (VP8, VP9, H.264 or Opus) with RTP
+// clock rate rate. release is called with each packet Push was given once
+// the track no longer needs it (nil: none); askKey is called when a video
+// track needs a keyframe (from Push or Pop, on the owning goroutine).
 func New(mime string, rate uint32, release func(*rtp.Packet), askKey func()) (*Track, error) {
 	c, ok := codecOf(mime)
 	if !ok {
