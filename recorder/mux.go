@@ -1,6 +1,6 @@
 // The container: one participant's frames into WebM (Matroska for H.264)
-// through ebml-go's live SimpleBlock writer (unknown-size Segment and Clusters, nothing
-// written twice), on the recording's goroutine.
+// through ebml-go's live SimpleBlock writer (unknown-size Segment and
+// Clusters, nothing written twice), on the recording's goroutine.
 
 package recorder
 
@@ -42,7 +42,7 @@ type muxSpec struct {
 	matroska      bool   // DocType matroska (H.264 is not WebM's)
 }
 
-// muxer writes one WebM stream. Its ebml-go writer runs goroutines of its
+// muxer writes one WebM (or Matroska) stream. Its ebml-go writer runs goroutines of its
 // own that end on close.
 type muxer struct {
 	spec muxSpec

@@ -1,7 +1,7 @@
 // Package recorder records a participant's published tracks into one file
 // written as a stream as the call runs: WebM for VP8 or VP9 video and Opus
-// audio, Matroska for H.264 video (and Opus). A Recording is
-// one participant's file: each of its tracks feeds a Sink (an
+// audio, Matroska for H.264 video (and Opus). A Recording is one
+// participant's file: each of its tracks feeds a Sink (an
 // sfu.TrackSink) whose WriteRTP hands packets to the Recording's goroutine
 // (Run); that goroutine reorders and depacketizes them (package depack),
 // puts them on one wall clock through the publisher's sender reports
