@@ -5,6 +5,7 @@
 package recorder
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -174,6 +175,11 @@ func recordSample(t *testing.T, mc mediaCase) {
 	res := rec.res
 	if rec.format != mc.format {
 		t.Errorf("format %+v, want %+v", rec.format, mc.format)
+	}
+	// The EBML header's DocType: "webm" or "matroska", as Ext says.
+	docType := map[string]string{"webm": "webm", "mkv": "matroska"}[mc.format.Ext]
+	if head, err := os.ReadFile(rec.path); err != nil || !bytes.Contains(head[:min(len(head), 64)], append([]byte{0x42, 0x82, 0x80 | byte(len(docType))}, docType...)) {
+		t.Errorf("file's EBML header has no DocType %q (%v)", docType, err)
 	}
 
 	wantVideo := video.frames - (nextKey - lostFrame)
