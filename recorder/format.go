@@ -5,12 +5,15 @@ package recorder
 
 // Format is a file's container.
 type Format struct {
-	Ext         string // "webm"
-	ContentType string // "video/webm", or "audio/webm" without video
+	Ext         string // "webm", or "mkv" for H.264 video
+	ContentType string // "video/webm", "video/x-matroska", or "audio/webm" without video
 }
 
 // formatFor is the container of a file with spec's tracks.
 func formatFor(spec muxSpec) Format {
+	if spec.video && spec.matroska {
+		return Format{Ext: "mkv", ContentType: "video/x-matroska"}
+	}
 	if spec.video {
 		return Format{Ext: "webm", ContentType: "video/webm"}
 	}

@@ -6,6 +6,7 @@ package recorder
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/helpcaster/helpcaster/recorder/depack"
@@ -39,18 +40,22 @@ func (r *Recording) headerReady() bool {
 }
 
 // writeHeader starts the file with the tracks known now, at the earliest
-// pending frame, and writes the pending frames.
+// pending frame, and writes the pending frames. The file's video codec is
+// that of the first video frame pending (else of the video track added);
+// an H.264 video track is left out when no keyframe of it is pending, as
+// its CodecPrivate is made of the parameter sets before its first.
 func (r *Recording) writeHeader() error {
 	spec := muxSpec{start: r.pending[0].wall, audioChannels: 2, width: 640, height: 480}
-	sized := false
+	var video *track
 	for _, p := range r.pending {
 		if p.wall.Before(spec.start) {
 			spec.start = p.wall
 		}
-		if p.f.Width > 0 && !sized {
-			spec.width, spec.height, sized = p.f.Width, p.f.Height, true
+		if video == nil && p.t.info.Kind == "video" {
+			video = p.t
 		}
 	}
+	pendingVideo := video != nil
 	var kinds []string
 	for _, t := range r.snapshot() {
 		switch t.info.Kind {
@@ -60,12 +65,21 @@ func (r *Recording) writeHeader() error {
 				spec.audioChannels = int(t.info.Channels)
 			}
 		case "video":
-			spec.video = true
+			if !pendingVideo && (video == nil || (video.closing.Load() && !t.closing.Load())) {
+				video = t
+			}
+			continue
 		}
 		kinds = append(kinds, t.info.Kind)
 	}
+	if video != nil && r.videoSpec(&spec, video) {
+		kinds = append(kinds, "video")
+	}
 	r.mu.Lock()
 	r.format = formatFor(spec)
+	if spec.video {
+		r.video = spec.videoMime
+	}
 	r.mu.Unlock()
 	m, err := newMuxer(r.out, spec)
 	if err != nil {
@@ -86,6 +100,41 @@ func (r *Recording) writeHeader() error {
 	return nil
 }
 
+// videoSpec sets the file's video from track t and its pending frames:
+// codec, frame size (from its first keyframe that says it), H.264
+// configuration. It reports false for an H.264 track with no keyframe
+// pending: the file goes without video.
+func (r *Recording) videoSpec(spec *muxSpec, t *track) bool {
+	spec.videoMime = t.info.MimeType
+	var config []byte
+	for _, p := range r.pending {
+		if p.t != t || !p.f.Keyframe {
+			continue
+		}
+		if config == nil {
+			config = p.f.Config
+		}
+		if p.f.Width > 0 && p.f.Height > 0 {
+			spec.width, spec.height = p.f.Width, p.f.Height
+			break
+		}
+	}
+	switch {
+	case strings.EqualFold(t.info.MimeType, "video/H264"):
+		if config == nil {
+			r.log.Warn("recording without video: no H.264 keyframe before the file's start")
+			return false
+		}
+		spec.videoCodecID, spec.videoPrivate, spec.matroska = "V_MPEG4/ISO/AVC", config, true
+	case strings.EqualFold(t.info.MimeType, "video/VP9"):
+		spec.videoCodecID = "V_VP9"
+	default:
+		spec.videoCodecID = "V_VP8"
+	}
+	spec.video = true
+	return true
+}
+
 func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
 	ms := wall.Sub(r.start).Milliseconds()
 	if ms < 0 {
@@ -94,6 +143,9 @@ func (r *Recording) write(t *track, wall time.Time, f depack.Frame) error {
 	n := uint64(audioTrackNumber)
 	if t.info.Kind == "video" {
 		n = videoTrackNumber
+		if !r.mux.has(n) || !strings.EqualFold(t.info.MimeType, r.mux.spec.videoMime) {
+			return nil // a video the file was started without (writeHeader)
+		}
 	}
 	if err := r.mux.write(n, f.Keyframe, ms, f.Data); err != nil {
 		return err

@@ -5,10 +5,12 @@
 package recorder
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -27,7 +29,7 @@ var _ sfu.TrackSink = (*Sink)(nil)
 var _ sfu.SenderReporter = (*Sink)(nil)
 
 // needFFprobe skips the test when ffprobe is missing, unless in CI.
-func needFFprobe(t *testing.T) {
+func needFFprobe(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{"ffprobe", "ffmpeg"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -53,7 +55,7 @@ type feeder struct {
 	audio, video *Sink
 }
 
-func (f *feeder) send(t *testing.T, evs []event) {
+func (f *feeder) send(t testing.TB, evs []event) {
 	t.Helper()
 	for _, e := range evs {
 		for f.r.sq.freeSlots() < 64 {
@@ -108,15 +110,61 @@ func dropInFrame(t *testing.T, evs []event, frame int) []event {
 	return nil
 }
 
+// mediaCase is a sample file recorded by TestRecordSampleFiles and what
+// the file must say of it.
+type mediaCase struct {
+	name   string
+	video  func(t testing.TB) string // the video sample's path
+	codec  string                    // ffprobe's name of the video codec
+	format Format
+}
+
+var mediaCases = []mediaCase{
+	{"VP8", func(testing.TB) string { return "../testdata/sample.ivf" }, "vp8", Format{"webm", "video/webm"}},
+	{"H264", func(testing.TB) string { return "../testdata/sample.h264" }, "h264", Format{"mkv", "video/x-matroska"}},
+	{"VP9", vp9Sample, "vp9", Format{"webm", "video/webm"}},
+}
+
+// vp9Sample encodes a VP9 sample like sample.ivf (320x240, 30 fps, 5 s,
+// a keyframe every 30 frames, no hidden alt-ref frames) into the test's
+// temp dir: the repo ships no VP9 sample.
+func vp9Sample(t testing.TB) string {
+	t.Helper()
+	if out, err := exec.Command("ffmpeg", "-hide_banner", "-encoders").Output(); err != nil || !strings.Contains(string(out), "libvpx-vp9") {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ffmpeg has no libvpx-vp9 encoder")
+		}
+		t.Skip("ffmpeg has no libvpx-vp9 encoder")
+	}
+	path := filepath.Join(t.TempDir(), "sample-vp9.ivf")
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=30:duration=5",
+		"-an", "-c:v", "libvpx-vp9", "-b:v", "250k", "-g", "30", "-keyint_min", "30",
+		"-auto-alt-ref", "0", "-lag-in-frames", "0", "-deadline", "realtime", "-cpu-used", "8",
+		"-threads", "1", "-pix_fmt", "yuv420p", "-f", "ivf", path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("encode VP9 sample: %v: %s", err, out)
+	}
+	return path
+}
+
 func TestRecordSampleFiles(t *testing.T) {
 	needFFprobe(t)
+	for _, mc := range mediaCases {
+		t.Run(mc.name, func(t *testing.T) { recordSample(t, mc) })
+	}
+}
+
+// recordSample records a video sample and sample.ogg, with packets
+// reordered and one lost, and checks the file with ffprobe and ffmpeg.
+func recordSample(t *testing.T, mc mediaCase) {
 	// Sequence numbers wrap after 36 packets (video) and 6 (audio);
 	// timestamps after 2 s (video) and 1 s (audio).
-	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 65500, math.MaxUint32-2*90000+1, 12*time.Millisecond)
+	video := packetize(t, mc.video(t), true, 0x1111, 65500, math.MaxUint32-2*90000+1, 12*time.Millisecond)
 	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 65530, math.MaxUint32-48000+1, 10*time.Millisecond)
 	const lostFrame, nextKey = 40, 60
-	if !video.key[nextKey] || slices_any(video.key[lostFrame:nextKey]) {
-		t.Fatalf("sample.ivf: want a keyframe at %d and none in [%d,%d)", nextKey, lostFrame, nextKey)
+	if !video.key[0] || !video.key[nextKey] || slices_any(video.key[lostFrame:nextKey]) {
+		t.Fatalf("%s: want keyframes at 0 and %d and none in [%d,%d)", mc.name, nextKey, lostFrame, nextKey)
 	}
 	swapInFrame(t, video.events, 30)
 	swapInFrame(t, video.events, 95)
@@ -125,6 +173,14 @@ func TestRecordSampleFiles(t *testing.T) {
 
 	rec := record(t, video, audio, nil)
 	res := rec.res
+	if rec.format != mc.format {
+		t.Errorf("format %+v, want %+v", rec.format, mc.format)
+	}
+	// The EBML header's DocType: "webm" or "matroska", as Ext says.
+	docType := map[string]string{"webm": "webm", "mkv": "matroska"}[mc.format.Ext]
+	if head, err := os.ReadFile(rec.path); err != nil || !bytes.Contains(head[:min(len(head), 64)], append([]byte{0x42, 0x82, 0x80 | byte(len(docType))}, docType...)) {
+		t.Errorf("file's EBML header has no DocType %q (%v)", docType, err)
+	}
 
 	wantVideo := video.frames - (nextKey - lostFrame)
 	if got := res.Tracks[1].Frames; got != uint64(wantVideo) {
@@ -143,9 +199,9 @@ func TestRecordSampleFiles(t *testing.T) {
 		t.Errorf("result says %d bytes, %d written", res.Bytes, rec.bytes)
 	}
 	path := rec.path
-	probe := ffprobe(t, path, "-show_entries", "stream=codec_name", "-of", "csv=p=0")
-	if got := strings.Fields(probe); strings.Join(got, ",") != "opus,vp8" {
-		t.Errorf("codecs %q, want opus,vp8", got)
+	probe := ffprobe(t, path, "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0")
+	if got, want := strings.Join(strings.Fields(probe), " "), "opus "+mc.codec+",320,240"; got != want {
+		t.Errorf("streams %q, want %q", got, want)
 	}
 	// A file written as a stream has no Duration element (ffprobe says
 	// N/A): its duration is where its last packet ends.
@@ -154,7 +210,7 @@ func TestRecordSampleFiles(t *testing.T) {
 	if (dur - sent).Abs() > 500*time.Millisecond {
 		t.Errorf("duration %v, want %v within 0.5 s", dur, sent)
 	}
-	t.Logf("duration %v (sent %v), %d bytes, %d video frames", dur, sent, rec.bytes, wantVideo)
+	t.Logf("%s: duration %v (sent %v), %d bytes, %d video frames", mc.name, dur, sent, rec.bytes, wantVideo)
 	nf := ffprobe(t, path, "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0")
 	if strings.TrimSpace(nf) != strconv.Itoa(wantVideo) {
 		t.Errorf("ffprobe video frames %q, want %d", nf, wantVideo)

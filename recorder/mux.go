@@ -1,6 +1,6 @@
-// The container: one participant's frames into WebM through ebml-go's
-// live SimpleBlock writer (unknown-size Segment and Clusters, nothing
-// written twice), on the recording's goroutine.
+// The container: one participant's frames into WebM (Matroska for H.264)
+// through ebml-go's live SimpleBlock writer (unknown-size Segment and
+// Clusters, nothing written twice), on the recording's goroutine.
 
 package recorder
 
@@ -36,20 +36,25 @@ type muxSpec struct {
 	audio, video  bool
 	audioChannels int
 	width, height int
+	videoMime     string // the video track's codec, as TrackInfo.MimeType
+	videoCodecID  string // Matroska's name of it: V_VP8, V_VP9, V_MPEG4/ISO/AVC
+	videoPrivate  []byte // its CodecPrivate: H.264's AVCDecoderConfigurationRecord
+	matroska      bool   // DocType matroska (H.264 is not WebM's)
 }
 
-// muxer writes one WebM stream. Its ebml-go writer runs goroutines of its
+// muxer writes one WebM (or Matroska) stream. Its ebml-go writer runs goroutines of its
 // own that end on close.
 type muxer struct {
-	out *latchWriter
-	ws  map[uint64]webm.BlockWriteCloser
+	spec muxSpec
+	out  *latchWriter
+	ws   map[uint64]webm.BlockWriteCloser
 
 	mu    sync.Mutex // guards fatal (set on ebml-go's goroutine)
 	fatal error
 }
 
 func newMuxer(w io.Writer, spec muxSpec) (*muxer, error) {
-	m := &muxer{out: &latchWriter{w: w}, ws: make(map[uint64]webm.BlockWriteCloser)}
+	m := &muxer{spec: spec, out: &latchWriter{w: w}, ws: make(map[uint64]webm.BlockWriteCloser)}
 	var tracks []webm.TrackEntry
 	if spec.audio {
 		tracks = append(tracks, webm.TrackEntry{
@@ -61,7 +66,7 @@ func newMuxer(w io.Writer, spec muxSpec) (*muxer, error) {
 	if spec.video {
 		tracks = append(tracks, webm.TrackEntry{
 			Name: "video", TrackNumber: videoTrackNumber, TrackUID: videoTrackNumber,
-			CodecID: "V_VP8", TrackType: 1,
+			CodecID: spec.videoCodecID, TrackType: 1, CodecPrivate: spec.videoPrivate,
 			Video: &webm.Video{PixelWidth: uint64(spec.width), PixelHeight: uint64(spec.height)},
 		})
 	}
@@ -78,7 +83,12 @@ func newMuxer(w io.Writer, spec muxSpec) (*muxer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mux: sorter: %w", err)
 	}
+	header := *webm.DefaultEBMLHeader
+	if spec.matroska {
+		header.DocType = "matroska"
+	}
 	ws, err := webm.NewSimpleBlockWriter(m.out, tracks,
+		mkvcore.WithEBMLHeader(&header),
 		mkvcore.WithSegmentInfo(&webm.Info{
 			TimecodeScale: uint64(time.Millisecond), MuxingApp: "helpcaster", WritingApp: "helpcaster",
 			DateUTC: spec.start.UTC(),
@@ -95,6 +105,12 @@ func newMuxer(w io.Writer, spec muxSpec) (*muxer, error) {
 		m.ws[t.TrackNumber] = ws[i]
 	}
 	return m, nil
+}
+
+// has reports whether the file holds track number n.
+func (m *muxer) has(n uint64) bool {
+	_, ok := m.ws[n]
+	return ok
 }
 
 // write writes one frame at ms milliseconds from the file's start; data

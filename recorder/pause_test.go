@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os/exec"
 	"strconv"
@@ -15,9 +16,17 @@ import (
 
 func TestPauseResume(t *testing.T) {
 	needFFprobe(t)
+	for _, mc := range mediaCases {
+		t.Run(mc.name, func(t *testing.T) { pauseResume(t, mc.video(t)) })
+	}
+}
+
+// pauseResume records a video sample with a keyframe every 30 frames
+// (1 s) and sample.ogg, paused from 1.5 s to 2.5 s.
+func pauseResume(t *testing.T, videoPath string) {
 	pauseAt, resumeAt := t0.Add(1505*time.Millisecond), t0.Add(2505*time.Millisecond)
 	paused, resumed := false, false
-	video := packetize(t, "../testdata/sample.ivf", true, 0x1111, 1000, 5000, 12*time.Millisecond)
+	video := packetize(t, videoPath, true, 0x1111, 1000, 5000, 12*time.Millisecond)
 	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
 	rec := record(t, video, audio, func(r *Recording, now time.Time) {
 		if !paused && !now.Before(pauseAt) {
@@ -161,8 +170,8 @@ func TestQueueFullDropsAndAsksForKeyframe(t *testing.T) {
 
 func TestAddTrackRules(t *testing.T) {
 	r := New(&bytes.Buffer{}, Config{})
-	if _, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/H264", ClockRate: 90000}, nil); err == nil {
-		t.Error("H.264 accepted")
+	if _, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/AV1", ClockRate: 90000}, nil); !errors.Is(err, ErrUnsupportedCodec) {
+		t.Errorf("AV1: %v, want ErrUnsupportedCodec", err)
 	}
 	if _, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000}, nil); err != nil {
 		t.Fatal(err)

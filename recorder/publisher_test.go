@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+	"github.com/pion/rtp/codecs/vp9"
 
 	"github.com/helpcaster/helpcaster/internal/mediafile"
 )
@@ -36,6 +38,7 @@ type event struct {
 
 // stream is one packetized track.
 type stream struct {
+	mime          string // the codec, as TrackInfo.MimeType
 	events        []event
 	frames        int    // frames sent
 	key           []bool // video: frame i is a keyframe
@@ -55,8 +58,9 @@ const publisherClockOffset = 37 * time.Second
 
 // packetize packetizes a sample file as a publisher would, starting at
 // seq and ts so tests can place the wraparounds; a sender report goes
-// every second from 500 ms. Packets arrive delay after capture.
-func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, ts uint32, delay time.Duration) stream {
+// every second from 500 ms. Packets arrive delay after capture. The codec
+// is the file's: Opus (.ogg), H.264 (.h264), VP8 or VP9 (.ivf).
+func packetize(t testing.TB, path string, video bool, ssrc uint32, seq uint16, ts uint32, delay time.Duration) stream {
 	t.Helper()
 	f, err := mediafile.Read(path)
 	if err != nil {
@@ -64,14 +68,25 @@ func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, t
 	}
 	rate := uint32(48000)
 	var pay rtp.Payloader = &codecs.OpusPayloader{}
+	mime := "audio/opus"
 	if video {
 		rate = 90000
-		pay = &codecs.VP8Payloader{EnablePictureID: true}
+		mime, pay = "video/VP8", &codecs.VP8Payloader{EnablePictureID: true}
+		switch {
+		case strings.HasSuffix(path, ".h264"):
+			mime, pay = "video/H264", &codecs.H264Payloader{}
+		case ivfFourCC(t, path) == "VP90":
+			mime, pay = "video/VP9", &codecs.VP9Payloader{}
+			for i, data := range f.Data {
+				var h vp9.Header
+				f.Key[i] = h.Unmarshal(data) == nil && !h.NonKeyFrame && !h.ShowExistingFrame
+			}
+		}
 	}
 	p := rtp.NewPacketizerWithOptions(300, pay, rtp.NewFixedSequencer(seq), rate,
 		rtp.WithSSRC(ssrc), rtp.WithPayloadType(96), rtp.WithTimestamp(ts))
 	samples := uint32(f.Duration.Seconds()*float64(rate) + 0.5)
-	s := stream{frames: len(f.Data), key: f.Key, dur: f.Duration, rate: rate, samples: samples}
+	s := stream{mime: mime, frames: len(f.Data), key: f.Key, dur: f.Duration, rate: rate, samples: samples}
 	nextSR := 500 * time.Millisecond
 	for i, data := range f.Data {
 		capture := time.Duration(i) * f.Duration
@@ -90,6 +105,19 @@ func packetize(t *testing.T, path string, video bool, ssrc uint32, seq uint16, t
 		}
 	}
 	return s
+}
+
+// ivfFourCC returns an IVF file's codec (bytes 8 to 12 of its header).
+func ivfFourCC(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 12 || string(b[:4]) != "DKIF" {
+		return ""
+	}
+	return string(b[8:12])
 }
 
 // ntp converts t to a 64-bit NTP timestamp.
@@ -113,16 +141,24 @@ func merge(ss ...[]event) []event {
 
 // recorded is a recording made by record.
 type recorded struct {
-	res   Result
-	path  string // the file, in a test temp dir
-	bytes int    // its size
-	asks  int32  // keyframe requests for the video
+	res    Result
+	format Format
+	path   string // the file, in a test temp dir
+	bytes  int    // its size
+	asks   int32  // keyframe requests for the video
 }
 
 // record sends the events of video and audio, merged by arrival, through
 // a Recording as the SFU would (Sinks, then Close, then Stop), calling at
 // (if not nil) before each event with the call clock set to its arrival.
-func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Time)) recorded {
+func record(t testing.TB, video, audio stream, at func(r *Recording, now time.Time)) recorded {
+	t.Helper()
+	return recordThen(t, video, audio, at, nil)
+}
+
+// recordThen is record calling after (if not nil) once every event is
+// sent and both Sinks are closed, before Stop.
+func recordThen(t testing.TB, video, audio stream, at func(r *Recording, now time.Time), after func(r *Recording)) recorded {
 	t.Helper()
 	var buf bytes.Buffer
 	clock := &simClock{}
@@ -133,7 +169,7 @@ func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, func() { asks.Add(1) })
+	vs, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: video.mime, ClockRate: 90000}, func() { asks.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +192,21 @@ func record(t *testing.T, video, audio stream, at func(r *Recording, now time.Ti
 	}
 	as.Close()
 	vs.Close()
+	if after != nil {
+		after(r)
+	}
 	r.Stop()
 	out := <-done
 	if out.err != nil {
 		t.Fatal(out.err)
 	}
-	path := filepath.Join(t.TempDir(), "participant.webm")
+	format, ok := r.Format()
+	if !ok {
+		t.Fatal("no Format after the file was written")
+	}
+	path := filepath.Join(t.TempDir(), "participant."+format.Ext)
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return recorded{res: out.res, path: path, bytes: buf.Len(), asks: asks.Load()}
+	return recorded{res: out.res, format: format, path: path, bytes: buf.Len(), asks: asks.Load()}
 }

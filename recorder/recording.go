@@ -1,6 +1,7 @@
-// Package recorder records a participant's published tracks into one WebM
-// file (VP8 + Opus), written as a stream as the call runs. A Recording is
-// one participant's file: each of its tracks feeds a Sink (an
+// Package recorder records a participant's published tracks into one file
+// written as a stream as the call runs: WebM for VP8 or VP9 video and Opus
+// audio, Matroska for H.264 video (and Opus). A Recording is one
+// participant's file: each of its tracks feeds a Sink (an
 // sfu.TrackSink) whose WriteRTP hands packets to the Recording's goroutine
 // (Run); that goroutine reorders and depacketizes them (package depack),
 // puts them on one wall clock through the publisher's sender reports
@@ -62,7 +63,7 @@ type Config struct {
 // Codec.Channels).
 type TrackInfo struct {
 	Kind      string // "audio" or "video"
-	MimeType  string // "video/VP8" or "audio/opus"
+	MimeType  string // "video/VP8", "video/VP9", "video/H264" or "audio/opus"
 	ClockRate uint32
 	Channels  uint16
 }
@@ -108,6 +109,7 @@ type Recording struct {
 	inFile  []string // guarded by mu: kinds the file's header holds, once written
 	running bool     // guarded by mu
 	format  Format   // guarded by mu: set before the header's first byte
+	video   string   // guarded by mu: the MIME type of the file's video, once its header is written
 
 	// The goroutine's own.
 	pub     rtpclock.Publisher
@@ -183,9 +185,10 @@ func New(w io.Writer, cfg Config) *Recording {
 // quickly, so a room's sink factory may call it. A participant's file holds
 // one audio and one video track: a second track of a kind while the first
 // is open is refused (ErrKindTaken), and so is a kind the file's header was
-// written without (ErrNotInFile: start another file).
+// written without, or a video codec other than the one it was written
+// with (ErrNotInFile: start another file).
 func (r *Recording) AddTrack(info TrackInfo, askKeyframe func()) (*Sink, error) {
-	if !strings.EqualFold(info.MimeType, "video/VP8") && !strings.EqualFold(info.MimeType, "audio/opus") {
+	if !depack.Supported(info.MimeType) {
 		return nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, info.MimeType)
 	}
 	t := &track{info: info}
@@ -208,6 +211,9 @@ func (r *Recording) AddTrack(info TrackInfo, askKeyframe func()) (*Sink, error) 
 	}
 	if r.inFile != nil && !slices.Contains(r.inFile, info.Kind) {
 		return nil, fmt.Errorf("add %s track: %w", info.Kind, ErrNotInFile)
+	}
+	if r.inFile != nil && info.Kind == "video" && !strings.EqualFold(info.MimeType, r.video) {
+		return nil, fmt.Errorf("add %s track: %s in a file of %s: %w", info.Kind, info.MimeType, r.video, ErrNotInFile)
 	}
 	r.tracks = append(r.tracks, t)
 	return &Sink{r: r, t: t}, nil

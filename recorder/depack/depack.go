@@ -2,7 +2,11 @@
 // lost, wrapping around), into whole frames a muxer can write: pion's
 // samplebuilder reorders and joins packets; this package adds what a
 // recording needs on top: a video track's frames are dropped from a loss
-// or a change of SSRC until the next keyframe, and a keyframe is asked for.
+// or a change of SSRC until the next keyframe, and a keyframe is asked for;
+// a video frame is written only when it begins at its picture's start.
+// Frames come as their container holds them: VP8 as is, VP9 with a
+// picture's spatial layers joined in a superframe, H.264 as AVCC NAL units
+// with each keyframe's AVCDecoderConfigurationRecord (Opus as is).
 // A Track is owned by one goroutine (the recorder's) and has no lock.
 package depack
 
@@ -36,8 +40,11 @@ type Frame struct {
 	Timestamp uint32 // the RTP timestamp of its packets
 	SSRC      uint32
 	Keyframe  bool // a video keyframe; always true for audio
-	Width     int  // a VP8 keyframe's frame size; 0 otherwise
+	Width     int  // a video keyframe's frame size when known; 0 otherwise
 	Height    int
+	// Config is an H.264 keyframe's AVCDecoderConfigurationRecord: the
+	// parameter sets in force (Data holds AVCC NAL units, 4-byte lengths).
+	Config []byte
 }
 
 // Stats counts what a track dropped.
@@ -54,6 +61,7 @@ type Stats struct {
 // owning goroutine.
 type Track struct {
 	mime    string
+	codec   codec
 	video   bool
 	rate    uint32
 	release func(*rtp.Packet)
@@ -67,9 +75,10 @@ type Track struct {
 	lastTS  uint32 // its timestamp
 	started bool
 
-	waitKey bool // video: drop frames until a keyframe
-	marks   [16]mark
+	waitKey bool     // video: drop frames until a keyframe
+	marks   [16]mark // VP8
 	nmark   int
+	h264    h264Params // the parameter sets seen
 
 	stats Stats
 }
@@ -82,19 +91,50 @@ type mark struct {
 	w, h       int
 }
 
-// New returns a Track for codec mime (VP8 or Opus) with RTP clock rate
-// rate. release is called with each packet Push was given once the track
-// no longer needs it (nil: none); askKey is called when a video track needs
-// a keyframe (from Push or Pop, on the owning goroutine).
-func New(mime string, rate uint32, release func(*rtp.Packet), askKey func()) (*Track, error) {
-	t := &Track{mime: mime, rate: rate, release: release, askKey: askKey}
+// codec is a Track's codec.
+type codec int
+
+const (
+	codecOpus codec = iota
+	codecVP8
+	codecVP9
+	codecH264
+)
+
+// codecOf returns the codec of a MIME type, or false if the recorder
+// cannot write it.
+func codecOf(mime string) (codec, bool) {
 	switch {
-	case strings.EqualFold(mime, "video/VP8"):
-		t.video, t.waitKey = true, true
 	case strings.EqualFold(mime, "audio/opus"):
-	default:
+		return codecOpus, true
+	case strings.EqualFold(mime, "video/VP8"):
+		return codecVP8, true
+	case strings.EqualFold(mime, "video/VP9"):
+		return codecVP9, true
+	case strings.EqualFold(mime, "video/H264"):
+		return codecH264, true
+	}
+	return 0, false
+}
+
+// Supported reports whether a Track can take the codec of MIME type mime.
+func Supported(mime string) bool {
+	_, ok := codecOf(mime)
+	return ok
+}
+
+// New returns a Track for codec mime (VP8, VP9, H.264 or Opus) with RTP
+// clock rate rate. release is called with each packet Push was given once
+// the track no longer needs it (nil: none); askKey is called when a video
+// track needs a keyframe (from Push or Pop, on the owning goroutine).
+func New(mime string, rate uint32, release func(*rtp.Packet), askKey func()) (*Track, error) {
+	c, ok := codecOf(mime)
+	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnsupportedCodec, mime)
 	}
+	t := &Track{mime: mime, codec: c, rate: rate, release: release, askKey: askKey}
+	t.video = c != codecOpus
+	t.waitKey = t.video
 	if t.askKey == nil {
 		t.askKey = func() {}
 	}
@@ -113,12 +153,31 @@ func (t *Track) Video() bool { return t.video }
 func (t *Track) Stats() Stats { return t.stats }
 
 func (t *Track) newBuilder() *samplebuilder.SampleBuilder {
-	var d rtp.Depacketizer = &codecs.OpusPacket{}
-	if t.video {
-		d = &codecs.VP8Packet{}
+	opts := []samplebuilder.Option{
+		samplebuilder.WithMaxTimeDelay(maxLateTime), samplebuilder.WithPacketReleaseHandler(t.released),
 	}
-	return samplebuilder.New(maxLatePackets, d, t.rate,
-		samplebuilder.WithMaxTimeDelay(maxLateTime), samplebuilder.WithPacketReleaseHandler(t.released))
+	var d rtp.Depacketizer
+	switch t.codec {
+	case codecVP8:
+		d = &codecs.VP8Packet{}
+	case codecVP9:
+		v := &vp9Depacketizer{}
+		d = v
+		opts = append(opts, samplebuilder.WithPacketHeadHandler(v.head))
+	case codecH264:
+		d = newH264Depacketizer()
+	default:
+		d = &codecs.OpusPacket{}
+	}
+	return samplebuilder.New(maxLatePackets, d, t.rate, opts...)
+}
+
+// packetKeyframe reports whether a video RTP payload starts a keyframe.
+func (t *Track) packetKeyframe(payload []byte) bool {
+	if t.codec == codecVP9 {
+		return vp9PacketKeyframe(payload)
+	}
+	return rtpcodec.IsKeyframe(t.mime, payload)
 }
 
 // Push takes a packet; the track keeps it until it passes it to release.
@@ -152,12 +211,12 @@ func (t *Track) Push(p *rtp.Packet) (newSSRC bool) {
 	if !t.started || int16(p.SequenceNumber-t.lastSeq) > 0 {
 		t.lastSeq, t.lastTS = p.SequenceNumber, p.Timestamp
 	}
-	if !t.started && t.video && !rtpcodec.IsKeyframe(t.mime, p.Payload) {
+	if !t.started && t.video && !t.packetKeyframe(p.Payload) {
 		t.waitKey = false // a recording starts on a keyframe: ask for one
 		t.needKey()
 	}
 	t.started, t.ssrc = true, p.SSRC
-	if t.video && rtpcodec.VP8PictureStart(p.Payload) {
+	if t.codec == codecVP8 && rtpcodec.VP8PictureStart(p.Payload) {
 		m := mark{ts: p.Timestamp, start: true, key: rtpcodec.IsKeyframe(t.mime, p.Payload)}
 		m.w, m.h, _ = rtpcodec.VP8KeyframeSize(p.Payload)
 		t.marks[t.nmark%len(t.marks)] = m
@@ -212,16 +271,18 @@ func (t *Track) Pop() (Frame, bool) {
 		}
 		f := Frame{Data: s.Data, Timestamp: s.PacketTimestamp, SSRC: t.ssrc, Keyframe: true}
 		if t.video {
-			m, ok := t.mark(s.PacketTimestamp)
-			if !ok || !m.start {
+			whole, empty := t.picture(&f, s.Metadata)
+			if empty {
+				continue
+			}
+			if !whole {
 				// The sample does not begin with its picture's first
 				// packet: part of it is missing.
 				t.stats.SkippedFrames++
 				t.needKey()
 				continue
 			}
-			f.Keyframe, f.Width, f.Height = m.key, m.w, m.h
-			if t.waitKey && !m.key {
+			if t.waitKey && !f.Keyframe {
 				t.stats.SkippedFrames++
 				continue
 			}
@@ -229,6 +290,50 @@ func (t *Track) Pop() (Frame, bool) {
 		}
 		t.stats.Frames++
 		return f, true
+	}
+}
+
+// picture checks that a video sample is a whole picture and fills in what
+// it says of itself (keyframe, size, H.264 configuration). whole is false
+// when part of it is missing, or (H.264) for a keyframe with no parameter
+// sets known; empty is true for an H.264 sample with no picture in it
+// (parameter sets alone, kept; nothing to write).
+func (t *Track) picture(f *Frame, meta any) (whole, empty bool) {
+	switch t.codec {
+	case codecVP9:
+		s, _ := meta.(*vp9Sample)
+		data, key, w, h, ok := vp9Frame(f.Data, s)
+		f.Data, f.Keyframe, f.Width, f.Height = data, key, w, h
+		return ok, false
+	case codecH264:
+		au := scanH264(f.Data, &t.h264)
+		if !au.vcl {
+			return false, true
+		}
+		if !au.start {
+			return false, false
+		}
+		f.Keyframe = au.key
+		if au.key {
+			if !t.h264.ok || len(t.h264.pps) == 0 {
+				// A keyframe that cannot start the stream: ask for
+				// another even when already waiting (Pop asks if not).
+				if t.waitKey {
+					t.AskKeyframe()
+				}
+				return false, false
+			}
+			f.Config = avcConfig(&t.h264)
+			f.Width, f.Height = t.h264.info.width, t.h264.info.height
+		}
+		return true, false
+	default:
+		m, ok := t.mark(f.Timestamp)
+		if !ok || !m.start {
+			return false, false
+		}
+		f.Keyframe, f.Width, f.Height = m.key, m.w, m.h
+		return true, false
 	}
 }
 

@@ -256,7 +256,7 @@ func TestOpusLossIsAGap(t *testing.T) {
 }
 
 func TestUnsupported(t *testing.T) {
-	for _, mime := range []string{"video/H264", "video/VP9", "audio/PCMU"} {
+	for _, mime := range []string{"video/AV1", "video/H265", "audio/PCMU"} {
 		if _, err := New(mime, 90000, nil, nil); err == nil {
 			t.Errorf("%s accepted", mime)
 		}
