@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,42 +22,24 @@ import (
 
 // cluster3 runs n nodes in this process sharing one private Redis.
 type testNode struct {
-	n    *Node
-	stop context.CancelFunc
-	done chan error
-	ws   string
+	n  *Node
+	ws string
 }
 
 func startNodes(t *testing.T, rs *redistest.Server, dir *auth.Directory, ids ...string) []*testNode {
 	t.Helper()
+	return startNodesWith(t, rs, func(id string) Config { return Config{Orgs: dir, NodeID: id} }, ids...)
+}
+
+// startNodesWith runs the nodes ids, each with the Config cfg gives it,
+// sharing the private Redis rs, and waits until all are in its registry.
+func startNodesWith(t *testing.T, rs *redistest.Server, cfg func(id string) Config, ids ...string) []*testNode {
+	t.Helper()
 	var nodes []*testNode
 	for _, id := range ids {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		logLevel := slog.LevelWarn
-		if os.Getenv("HELPCASTER_TEST_LOG") != "" {
-			logLevel = slog.LevelDebug
-		}
-		n, err := New(Config{
-			Listener: ln, Orgs: dir, RedisURL: rs.URL(), NodeID: id,
-			Media:  sfu.Config{LoopbackOnly: true},
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("node", id),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		tn := &testNode{n: n, stop: stop, done: make(chan error, 1), ws: "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"}
-		go func() { tn.done <- n.Run(ctx) }()
-		t.Cleanup(func() {
-			tn.stop()
-			if err := <-tn.done; err != nil {
-				t.Errorf("node %s: %v", id, err)
-			}
-		})
-		nodes = append(nodes, tn)
+		c := cfg(id)
+		c.RedisURL = rs.URL()
+		nodes = append(nodes, runTestNode(t, c))
 	}
 	// Wait until every node is in the registry.
 	o, _ := redis.ParseURL(rs.URL())
@@ -76,6 +57,20 @@ func startNodes(t *testing.T, rs *redistest.Server, dir *auth.Directory, ids ...
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// runTestNode runs a node with cfg (runNode) with loopback-only media and
+// a log on stderr (debug with HELPCASTER_TEST_LOG).
+func runTestNode(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	level := slog.LevelWarn
+	if os.Getenv("HELPCASTER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	cfg.Media = sfu.Config{LoopbackOnly: true}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", cfg.NodeID)
+	n := runNode(t, cfg)
+	return &testNode{n: n, ws: "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"}
 }
 
 func testOrgs(t *testing.T) *auth.Directory {

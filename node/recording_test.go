@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,10 +20,10 @@ import (
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
+	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/internal/s3test"
 	"github.com/helpcaster/helpcaster/objstore"
 	"github.com/helpcaster/helpcaster/recorder/manifest"
-	"github.com/helpcaster/helpcaster/sfu"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 	"github.com/helpcaster/helpcaster/signaling/protocol"
 )
@@ -46,27 +44,7 @@ func recordingOrgs(t *testing.T) *auth.Directory {
 // startRecordingNode runs one node recording into rc.
 func startRecordingNode(t *testing.T, dir *auth.Directory, rc *RecordingsConfig) *testNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	level := slog.LevelWarn
-	if os.Getenv("HELPCASTER_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	n, err := New(Config{Listener: ln, Orgs: dir, Media: sfu.Config{LoopbackOnly: true}, Recordings: rc,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	tn := &testNode{n: n, stop: stop, done: make(chan error, 1), ws: "ws" + strings.TrimPrefix(n.URL(), "http") + "/v1/signal"}
-	go func() { tn.done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		tn.stop()
-		<-tn.done
-	})
-	return tn
+	return runTestNode(t, Config{Orgs: dir, Recordings: rc})
 }
 
 // joinQueue joins queue q with a token the test mints.
@@ -379,5 +357,96 @@ func TestRecordingPolicy(t *testing.T) {
 			t.Fatalf("storage holds %+v; want one consenting call's chat and manifest", objs)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A recorded call whose sides are on two nodes: the node hosting the room
+// records it, the chat relayed through it is in the transcript, and the
+// agent's pause reaches it; the manifest names both sides' files.
+func TestRecordedCallAcrossNodes(t *testing.T) {
+	mediaprobe.Need(t)
+	rs := redistest.Start(t)
+	dir := recordingOrgs(t)
+	root := t.TempDir() // one store for both nodes, as one bucket would be
+	nodes := startNodesWith(t, rs, func(id string) Config {
+		return Config{Orgs: dir, NodeID: id, Recordings: &RecordingsConfig{Dir: root, SpoolDir: t.TempDir()}}
+	}, "n1", "n2")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	agent := joinQueue(t, ctx, dir, nodes[1].ws, protocol.RoleAgent, "Ann", "recorded", false)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	cust := joinQueue(t, ctx, dir, nodes[0].ws, protocol.RoleCustomer, "Bob", "recorded", false)
+	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
+	nextMsg(t, ctx, agent, protocol.TypeAssigned)
+	started := time.Now()
+	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, ctx, "customer", cust)
+	waitMedia(t, ctx, "agent", agent)
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "from the customer"}); err != nil {
+		t.Fatal(err)
+	}
+	nextMsg(t, ctx, agent, protocol.TypeChat)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingPaused}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "customer", cust, protocol.RecordingPaused)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingResumed}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "customer", cust, protocol.RecordingResumed)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "from the agent"}); err != nil {
+		t.Fatal(err)
+	}
+	nextMsg(t, ctx, cust, protocol.TypeChat)
+	time.Sleep(time.Second)
+	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	nextMsg(t, ctx, agent, protocol.TypeEnded)
+
+	store, err := objstore.Local(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	key := manifest.CallPrefix("acme", room, started) + "/" + manifest.ManifestName
+	var m manifest.Manifest
+	for {
+		waitObject(t, ctx, store, key)
+		if err := json.Unmarshal(readObject(t, store, key), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Complete {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("manifest never completed: %+v", m)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if len(m.Paused) != 1 || (m.Node != "n1" && m.Node != "n2") {
+		t.Errorf("manifest %+v", m)
+	}
+	kinds := map[string]int{}
+	for _, f := range m.Files {
+		kinds[f.Kind+":"+f.Role]++
+		if f.Kind == manifest.KindTranscript {
+			lines := strings.Count(string(readObject(t, store, f.Key)), "\n")
+			if lines != 2 {
+				t.Errorf("transcript has %d lines, want 2", lines)
+			}
+		}
+	}
+	if kinds["media:customer"] != 1 || kinds["media:agent"] != 1 || kinds["transcript:"] != 1 {
+		t.Errorf("files %+v", m.Files)
 	}
 }

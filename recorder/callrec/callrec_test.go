@@ -93,13 +93,13 @@ func toNTP(t time.Time) uint64 {
 func feed(t *testing.T, clk *simClock, sinks []*recorder.Sink, pkts []pkt, at func(time.Duration)) {
 	t.Helper()
 	slices.SortStableFunc(pkts, func(a, b pkt) int { return int(a.at - b.at) })
-	nextSec := time.Duration(0)
+	nextWhole := time.Duration(0)
 	for i, e := range pkts {
-		for e.at >= nextSec {
+		for e.at >= nextWhole {
 			if at != nil {
-				at(nextSec)
+				at(nextWhole)
 			}
-			nextSec += time.Second
+			nextWhole += time.Second
 		}
 		clk.set(t0.Add(e.at))
 		if e.p == nil {
