@@ -283,6 +283,8 @@ func TestRoutingBadInput(t *testing.T) {
 		"skill level too high":  raw(map[string]any{"role": "agent", "skills": map[string]any{"language": map[string]int{"de": 99}}}),
 		"capacity out of range": raw(map[string]any{"role": "agent", "capacity": 1000}),
 		"customer with skills":  raw(map[string]any{"role": "customer", "skills": map[string]any{"language": map[string]int{"de": 1}}}),
+		"agent with consent":    raw(map[string]any{"role": "agent", "record_consent": true}),
+		"consent not a boolean": raw(map[string]any{"role": "customer", "record_consent": "yes"}),
 	} {
 		c := e.dial(ctx, testOrigin)
 		_, err := c.Join(ctx, tok)

@@ -378,3 +378,21 @@ func (c *Config) Recordings() (*node.RecordingsConfig, error) {
 	}
 	return rc, nil
 }
+
+// recordingsWhere says where recordings go, for the banner; "" when no
+// queue records.
+func (c *Config) recordingsWhere() string {
+	records := false
+	for _, o := range c.Orgs {
+		for _, q := range o.Queues {
+			records = records || q.Record != auth.RecordOff
+		}
+	}
+	switch {
+	case !records:
+		return ""
+	case c.RecordingsURL != "":
+		return c.RecordingsURL
+	}
+	return c.RecordingsDir
+}

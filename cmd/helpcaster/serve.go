@@ -162,6 +162,9 @@ func printBanner(w io.Writer, cfg *Config, devOrg *auth.Org) {
 	fmt.Fprintf(w, "  Customer demo page: %s/demo/customer.html\n", base)
 	fmt.Fprintf(w, "  Agent demo page:    %s/demo/agent.html\n", base)
 	fmt.Fprintf(w, "  Metrics:            %s/metrics\n", base)
+	if where := cfg.recordingsWhere(); where != "" {
+		fmt.Fprintf(w, "  Recordings:         %s (the queues with record: always or consent)\n", where)
+	}
 	if devOrg != nil {
 		fmt.Fprintf(w, "Demo organization %q (API key %q), secret for this run:\n  %s\n",
 			devOrg.ID, devOrg.APIKey, devOrg.APISecret)

@@ -114,6 +114,7 @@ orgs:
       - name: support
         max_length: 50
         offer_timeout: 20s
+        record: consent
         overflow: {after: 5m, to: general}
         priority:
           - {attr: tier, value: gold, priority: 10}
@@ -128,7 +129,8 @@ orgs:
 `
 	o, _ := yamlDirectory(t, doc, nil).Org("acme")
 	q, ok := o.Queue("support")
-	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (Overflow{After: 5 * time.Minute, To: "general"}) {
+	if !ok || q.MaxLength != 50 || q.OfferTimeout != 20*time.Second || q.Overflow != (Overflow{After: 5 * time.Minute, To: "general"}) ||
+		q.Record != RecordConsent {
 		t.Fatalf("queue = %+v", q)
 	}
 	want := `[{"a":"language","s":"language","st":[[0,3],[30000,1],[60000,0]]},{"a":"product","s":"products","st":[[0,1]]}]`
@@ -138,7 +140,7 @@ orgs:
 	if q.Policy.Priority(map[string]string{"tier": "gold"}) != 10 {
 		t.Errorf("priority rules = %+v", q.Policy.Priorities)
 	}
-	if g, _ := o.Queue("general"); g.Policy != nil || g.OfferTimeout != 0 || g.Overflow != (Overflow{}) {
+	if g, _ := o.Queue("general"); g.Policy != nil || g.OfferTimeout != 0 || g.Overflow != (Overflow{}) || g.Record != RecordOff {
 		t.Errorf("general = %+v, want no rules", g)
 	}
 }
@@ -170,6 +172,7 @@ func TestParseOrgsErrors(t *testing.T) {
 		{"max_length out of range", orgYAML("    queues: [{name: q, max_length: 2000000}]\n"), nil, "line 5: orgs[0].queues[0].max_length: 2000000 is out of range (0-1000000)"},
 		{"name list", orgYAML("    queues: [{name: [q]}]\n"), nil, "line 5: orgs[0].queues[0].name: must be a single value, not a list"},
 		{"bad offer timeout value", orgYAML("    queues: [{name: q, offer_timeout: soon}]\n"), nil, `line 5: orgs[0].queues[0].offer_timeout: "soon" is not a duration (like 15s, 500ms or 2m)`},
+		{"bad record policy", orgYAML("    queues: [{name: q, record: yes}]\n"), nil, "line 5: orgs[0].queues[0].record: must be off, always or consent"},
 		{"negative offer timeout", orgYAML("    queues: [{name: q, offer_timeout: -1s}]\n"), nil, "line 5: orgs[0].queues[0].offer_timeout: -1s must be positive"},
 		{"unknown match key", routingYAML("match: [{attr: language, level: 3}]"), nil, "line 7: orgs[0].queues[0].match: field level not found in type " + matchType},
 		{"match not a list", routingYAML("match: language"), nil, "line 7: orgs[0].queues[0].match: cannot unmarshal !!str `language` into []" + matchType},
