@@ -355,8 +355,10 @@ func TestRecoverCallCutShort(t *testing.T) {
 	waitFor(t, func() bool { return call.jr.snapshot().Files != nil && len(call.jr.snapshot().Files) == 1 })
 	time.Sleep(200 * time.Millisecond)
 
-	// The node dies: its goroutines stop without finishing anything.
+	// The node dies: its goroutines stop without finishing anything, and
+	// the kernel drops its lock.
 	rec.stop()
+	rec.lock.unlock()
 	for _, f := range call.fileList() {
 		<-f.done
 	}
@@ -401,5 +403,38 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 20 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two recorders on one spool directory: neither's Recover takes the
+// other's live generation; once one is closed, its leftovers are the
+// other's to finish.
+func TestRecoverSkipsLiveGeneration(t *testing.T) {
+	store, _ := localStore(t)
+	spool := t.TempDir()
+	clk := newSimClock()
+	a := newRecorder(t, store, spool, clk)
+	call, err := a.Start(Info{Org: "acme", Queue: "q", Call: "live"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Chat("customer", "", "still talking")
+	b := newRecorder(t, store, spool, clk)
+	if got, err := b.Recover(context.Background()); err != nil || got.Calls != 0 || got.Left != 0 {
+		t.Fatalf("Recover beside a live recorder: %+v, %v", got, err)
+	}
+	if _, err := os.Stat(a.gen); err != nil {
+		t.Fatalf("the live generation is gone: %v", err)
+	}
+	call.End()
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := getManifest(t, store, call.Prefix())
+	if !m.Complete || len(m.Files) != 1 {
+		t.Errorf("manifest %+v", m)
+	}
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

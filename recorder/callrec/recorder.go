@@ -62,6 +62,7 @@ type Recorder struct {
 	cfg   Config
 	log   *slog.Logger
 	gen   string // this generation's spool subdirectory
+	lock  genLock // held while the Recorder runs
 	ctx   context.Context
 	stop  context.CancelFunc // ends uploads' retries: what is left goes to Recover
 	wg    sync.WaitGroup     // calls being recorded or finished
@@ -112,12 +113,17 @@ func New(cfg Config) (*Recorder, error) {
 	if err := os.MkdirAll(filepath.Join(gen, journalsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("callrec: spool directory: %w", err)
 	}
+	lock, ok, err := lockGen(gen)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("callrec: lock the spool directory: %w", errors.Join(err, errors.New("held elsewhere")))
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	r := &Recorder{cfg: cfg, log: cfg.Log, gen: gen, ctx: ctx, stop: stop, stats: newTotals(),
+	r := &Recorder{cfg: cfg, log: cfg.Log, gen: gen, lock: lock, ctx: ctx, stop: stop, stats: newTotals(),
 		calls: make(map[*Call]struct{})}
 	if cfg.Registerer != nil {
 		if err := r.register(cfg.Registerer); err != nil {
 			stop()
+			lock.unlock()
 			return nil, fmt.Errorf("callrec: metrics: %w", err)
 		}
 	}
@@ -157,6 +163,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 			r.log.Warn("removing the spool directory failed", "err", rmErr)
 		}
 	}
+	r.lock.unlock()
 	return err
 }
 

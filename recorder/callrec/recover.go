@@ -85,9 +85,18 @@ func (r *Recorder) RecoverLoop(ctx context.Context) {
 	}
 }
 
-// recoverGen finishes one earlier generation. The journals are read
-// before the spools are uploaded: both are this generation's alone.
+// recoverGen finishes one earlier generation, unless a live process holds
+// it. The journals are read before the spools are uploaded: both are the
+// generation's alone.
 func (r *Recorder) recoverGen(ctx context.Context, dir string, out *Recovery) error {
+	lock, ok, err := lockGen(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return nil // another process records into it
+	}
+	defer lock.unlock()
 	jdir := filepath.Join(dir, journalsDir)
 	names, err := filepath.Glob(filepath.Join(jdir, "*.json"))
 	if err != nil {
