@@ -450,3 +450,122 @@ func TestRecordedCallAcrossNodes(t *testing.T) {
 		t.Errorf("files %+v", m.Files)
 	}
 }
+
+// A customer whose connection drops mid-call, while the recording is
+// paused, resumes into the call: it is told the recording is paused, its
+// new tracks are recorded once resumed, and storage holds playable files
+// with the customer's media from before and after the drop.
+func TestRecordedCallResumed(t *testing.T) {
+	mediaprobe.Need(t)
+	dir := recordingOrgs(t)
+	root := t.TempDir()
+	tn := startRecordingNode(t, dir, &RecordingsConfig{Dir: root, SpoolDir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	agent := joinQueue(t, ctx, dir, tn.ws, protocol.RoleAgent, "Ann", "recorded", false)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	org, _ := dir.Org("acme")
+	tok, err := auth.Mint(org, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "u-Bob"}, Role: protocol.RoleCustomer,
+		Name: "Bob", Queue: "recorded"}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cust, err := client.Dial(ctx, client.Options{URL: tn.ws, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cust.Close)
+	welcome, err := cust.Join(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
+	started := time.Now()
+	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, ctx, "agent", agent)
+	time.Sleep(time.Second)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingPaused}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "agent", agent, protocol.RecordingPaused)
+
+	cust.Drop()
+	again, err := client.Dial(ctx, client.Options{URL: tn.ws, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	if _, err := again.Resume(ctx, welcome.Resume); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	nextMsg(t, ctx, again, protocol.TypeAssigned)
+	recordingState(t, ctx, "resumed customer", again, protocol.RecordingPaused)
+	if err := again.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeRecording, State: protocol.RecordingResumed}); err != nil {
+		t.Fatal(err)
+	}
+	recordingState(t, ctx, "resumed customer", again, protocol.RecordingResumed)
+	before := agent.Stats().VideoPackets
+	for agent.Stats().VideoPackets < before+60 { // two seconds of the new tracks
+		if ctx.Err() != nil {
+			t.Fatal("no video from the resumed customer")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeHangup}); err != nil {
+		t.Fatal(err)
+	}
+	nextMsg(t, ctx, again, protocol.TypeEnded)
+
+	store, err := objstore.Local(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	key := manifest.CallPrefix("acme", room, started) + "/" + manifest.ManifestName
+	var m manifest.Manifest
+	for !m.Complete {
+		if ctx.Err() != nil {
+			t.Fatalf("manifest never completed: %+v", m)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := store.Stat(ctx, key); err == nil {
+			if err := json.Unmarshal(readObject(t, store, key), &m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var custVideo int
+	tmp := t.TempDir()
+	for _, f := range m.Files {
+		if f.Kind != manifest.KindMedia {
+			continue
+		}
+		path := filepath.Join(tmp, filepath.Base(f.Key))
+		if err := os.WriteFile(path, readObject(t, store, f.Key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		info, err := mediaprobe.Probe(path)
+		if err != nil {
+			t.Error(err)
+		}
+		if f.Role == protocol.RoleCustomer {
+			custVideo += info.Frames["video"]
+		}
+	}
+	// About a second before the pause and two after the resume, at 30
+	// frames a second.
+	if custVideo < 45 {
+		t.Errorf("the customer's files hold %d video frames, want those from before the drop and after the resume: %+v", custVideo, m.Files)
+	}
+}
