@@ -25,7 +25,7 @@ func (w *nullWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // benchTrack builds a published video track with n bound down tracks,
 // without peer connections.
-func benchTrack(b *testing.B, n int) *publishedTrack {
+func benchTrack(b testing.TB, n int) *publishedTrack {
 	m, err := newMetrics(nil)
 	if err != nil {
 		b.Fatal(err)
