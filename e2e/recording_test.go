@@ -7,14 +7,18 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
 	"github.com/helpcaster/helpcaster/recorder/manifest"
@@ -298,4 +302,136 @@ func TestOnlyMuxerTimestamps(t *testing.T) {
 			t.Errorf("onlyMuxerTimestamps(%q) = %v, want %v", tc.msg, got, tc.want)
 		}
 	}
+}
+
+// TestRecordingChoices: a customer who unticks "Record this call" is not
+// recorded (neither page shows the indicator, the agent has no pause
+// button, and nothing of the call is stored); asking again with the box
+// ticked, the call is recorded. When the server refuses the agent's pause
+// (here the request is altered on its way out to ask for a resume), the
+// agent's page shows the server's error and keeps showing the state the
+// server last confirmed.
+func TestRecordingChoices(t *testing.T) {
+	recordings := recordingsDir(t)
+	base := startNode(t, recordings)
+	pages := newPages(t, "chromium", "chromium")
+	agent, cust := pages[0], pages[1]
+	open(t, agent, base+"/demo/agent.html")
+	click(t, agent, "available")
+	waitJS(t, agent, "agent available", `window.hc && window.hc.agentState === "available"`)
+	open(t, cust, base+"/demo/customer.html")
+
+	// Not recorded.
+	waitJS(t, cust, "untick the consent box", `(() => {
+	  const box = document.getElementById("record-consent");
+	  if (!box || box.disabled || !box.checked) return false;
+	  box.click();
+	  return !box.checked;
+	})()`)
+	click(t, cust, "join")
+	room := waitRoom(t, agent)
+	waitJS(t, cust, "customer connected", `window.hc.status === "connected"`)
+	for _, p := range []*page{agent, cust} {
+		waitMedia(t, p)
+		waitRecording(t, p, "off")
+	}
+	chat(t, cust, agent, "Please do not record this")
+	click(t, cust, "hangup")
+	waitJS(t, agent, "agent available again", `window.hc.status === "ended" && window.hc.agentState === "available"`)
+	waitJS(t, cust, "customer ended", `window.hc.status === "ended"`)
+
+	// Recorded: the box is ticked again before asking for help again.
+	waitJS(t, cust, "tick the consent box", `(() => {
+	  const box = document.getElementById("record-consent");
+	  if (!box || box.disabled) return false;
+	  if (!box.checked) box.click();
+	  return box.checked;
+	})()`)
+	click(t, cust, "join")
+	waitJS(t, agent, "agent in the next call", `window.hc.status === "connected" && window.hc.room !== `+strconv.Quote(room))
+	recorded := waitRoom(t, agent)
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "on")
+	}
+	for _, p := range []*page{agent, cust} {
+		waitMedia(t, p) // so that both sides' media is recorded before the pause
+	}
+	chat(t, cust, agent, "You may record this")
+
+	// The agent's pause goes out as a resume, which the server refuses:
+	// the page shows why, and the recording is still on.
+	run(t, agent, "alter the next recording request", chromedp.Evaluate[chromedp.Void](`(() => {
+	  const send = WebSocket.prototype.send;
+	  WebSocket.prototype.send = function (data) {
+	    const m = JSON.parse(data);
+	    if (m.type === "recording") {
+	      WebSocket.prototype.send = send;
+	      m.state = m.state === "paused" ? "resumed" : "paused";
+	      data = JSON.stringify(m);
+	    }
+	    return send.call(this, data);
+	  };
+	})()`))
+	click(t, agent, "record-toggle")
+	waitJS(t, agent, "the refusal shown", `(() => {
+	  const n = document.getElementById("notice");
+	  return !n.hidden && n.textContent === "Could not pause the recording: the recording is not paused.";
+	})()`)
+	if e := agentLastError(t, agent); e.Code != "invalid_state" {
+		t.Errorf("agent: last error %+v, want invalid_state", e)
+	}
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "on")
+	}
+	// The next pause, unaltered, is done.
+	click(t, agent, "record-toggle")
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "paused")
+	}
+	click(t, agent, "hangup")
+	waitJS(t, cust, "customer ended", `window.hc.status === "ended"`)
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "off")
+	}
+
+	// The recorded call was stored; the other left nothing.
+	checkRecorded(t, agent, recordings, recorded, 1, []string{"customer: You may record this"})
+	if path := findManifest(t, recordings, "demo", room); path != "" {
+		t.Errorf("the call the customer did not agree to record has a manifest: %s", path)
+	}
+	err := filepath.WalkDir(recordings, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(path, room) {
+			t.Errorf("the call the customer did not agree to record left %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRoom waits until the page is in a call and returns its room.
+func waitRoom(t *testing.T, p *page) string {
+	t.Helper()
+	waitJS(t, p, "in a call", `window.hc.status === "connected" && !!window.hc.room`)
+	var room string
+	if err := p.eval(p.ctx, `window.hc.room`, &room); err != nil {
+		t.Fatalf("%s: room: %v", p.name, err)
+	}
+	return room
+}
+
+type lastError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Ref     string `json:"ref"`
+}
+
+func agentLastError(t *testing.T, p *page) lastError {
+	t.Helper()
+	var e lastError
+	if err := p.eval(p.ctx, `window.hc.lastError`, &e); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	return e
 }
