@@ -66,14 +66,6 @@ const recordingViewJS = `(() => {
   };
 })()`
 
-func recordingOf(t *testing.T, p *page) recordingView {
-	t.Helper()
-	var v recordingView
-	if err := p.eval(p.ctx, recordingViewJS, &v); err != nil {
-		t.Fatalf("%s: recording indicator: %v", p.name, err)
-	}
-	return v
-}
 
 // showsRecording says whether v is what a page shows with the recording
 // in state "on", "paused" or "off" (not recorded): the indicator while
@@ -98,8 +90,11 @@ func showsRecording(v recordingView, agent bool, state string) bool {
 // "paused" or "off").
 func waitRecording(t *testing.T, p *page, state string) {
 	t.Helper()
+	var v recordingView
 	for {
-		v := recordingOf(t, p)
+		if err := p.eval(p.ctx, recordingViewJS, &v); err != nil {
+			t.Fatalf("%s: waiting for the page to show the recording %s (last seen %+v): %v", p.name, state, v, err)
+		}
 		if showsRecording(v, strings.HasPrefix(p.name, "agent"), state) {
 			return
 		}
