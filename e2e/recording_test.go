@@ -66,7 +66,6 @@ const recordingViewJS = `(() => {
   };
 })()`
 
-
 // showsRecording says whether v is what a page shows with the recording
 // in state "on", "paused" or "off" (not recorded): the indicator while
 // recorded, saying so, with the agent's button to pause or resume.
