@@ -66,6 +66,15 @@ const recordingViewJS = `(() => {
   };
 })()`
 
+func recordingOf(t *testing.T, p *page) recordingView {
+	t.Helper()
+	var v recordingView
+	if err := p.eval(p.ctx, recordingViewJS, &v); err != nil {
+		t.Fatalf("%s: recording indicator: %v", p.name, err)
+	}
+	return v
+}
+
 // showsRecording says whether v is what a page shows with the recording
 // in state "on", "paused" or "off" (not recorded): the indicator while
 // recorded, saying so, with the agent's button to pause or resume.
@@ -369,7 +378,7 @@ func TestRecordingChoices(t *testing.T) {
 	click(t, agent, "record-toggle")
 	waitJS(t, agent, "the refusal shown", `(() => {
 	  const n = document.getElementById("notice");
-	  return !n.hidden && n.textContent === "Could not pause the recording: the recording is not paused.";
+	  return !n.hidden && n.textContent === "Could not change the recording: the server refused to pause it (the recording is not paused).";
 	})()`)
 	if e := agentLastError(t, agent); e.Code != "invalid_state" {
 		t.Errorf("agent: last error %+v, want invalid_state", e)
@@ -377,10 +386,13 @@ func TestRecordingChoices(t *testing.T) {
 	for _, p := range []*page{agent, cust} {
 		waitRecording(t, p, "on")
 	}
-	// The next pause, unaltered, is done.
+	// The next pause, unaltered, is done, and the refusal no longer shown.
 	click(t, agent, "record-toggle")
 	for _, p := range []*page{agent, cust} {
 		waitRecording(t, p, "paused")
+	}
+	if v := recordingOf(t, agent); v.Notice != "" {
+		t.Errorf("agent: the notice still says %q", v.Notice)
 	}
 	click(t, agent, "hangup")
 	waitJS(t, cust, "customer ended", `window.hc.status === "ended"`)

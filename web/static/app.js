@@ -618,6 +618,8 @@
   function onRecording(msg) {
     if (!call || (msg.room && hc.room && msg.room !== hc.room)) return;
     recordingAsk = null;
+    // A refusal shown before is out of date now.
+    if (ui.notice && ui.notice.textContent.startsWith(refusedPrefix)) setNotice("");
     switch (msg.state) {
       case "started":
       case "resumed":
@@ -655,10 +657,12 @@
     updateControls();
   }
 
+  const refusedPrefix = "Could not change the recording: ";
+
   function recordingRefused(ask, msg) {
     recordingAsk = null;
     const what = ask.state === "paused" ? "pause" : "resume";
-    setNotice(sentence("Could not " + what + " the recording: " + (msg.message || msg.code || "refused")));
+    setNotice(sentence(refusedPrefix + "the server refused to " + what + " it (" + (msg.message || msg.code || "no details") + ")"));
     updateControls();
   }
 
