@@ -378,7 +378,7 @@ func TestRecordingChoices(t *testing.T) {
 	click(t, agent, "record-toggle")
 	waitJS(t, agent, "the refusal shown", `(() => {
 	  const n = document.getElementById("notice");
-	  return !n.hidden && n.textContent === "Could not change the recording: the server refused to pause it (the recording is not paused).";
+	  return !n.hidden && n.textContent === "Could not pause the recording: the recording is not paused.";
 	})()`)
 	if e := agentLastError(t, agent); e.Code != "invalid_state" {
 		t.Errorf("agent: last error %+v, want invalid_state", e)

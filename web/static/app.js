@@ -619,7 +619,7 @@
     if (!call || (msg.room && hc.room && msg.room !== hc.room)) return;
     recordingAsk = null;
     // A refusal shown before is out of date now.
-    if (ui.notice && ui.notice.textContent.startsWith(refusedPrefix)) setNotice("");
+    if (ui.notice && ["pause", "resume"].some((w) => ui.notice.textContent.startsWith(refusal(w)))) setNotice("");
     switch (msg.state) {
       case "started":
       case "resumed":
@@ -657,12 +657,12 @@
     updateControls();
   }
 
-  const refusedPrefix = "Could not change the recording: ";
+  // refusal begins the notice that the server refused to pause or resume.
+  const refusal = (what) => "Could not " + what + " the recording: ";
 
   function recordingRefused(ask, msg) {
     recordingAsk = null;
-    const what = ask.state === "paused" ? "pause" : "resume";
-    setNotice(sentence(refusedPrefix + "the server refused to " + what + " it (" + (msg.message || msg.code || "no details") + ")"));
+    setNotice(sentence(refusal(ask.state === "paused" ? "pause" : "resume") + (msg.message || msg.code || "refused")));
     updateControls();
   }
 
