@@ -31,8 +31,10 @@ func TestMain(m *testing.M) {
 }
 
 // startNode runs a node with a demo organization on a free loopback port,
-// with the embedded TURN server on another.
-func startNode(t *testing.T) string {
+// with the embedded TURN server on another. With recordings set, its queue
+// records the calls of customers who consent (as `serve --dev` does), in
+// the directory recordings (the node's --recordings-dir).
+func startNode(t *testing.T, recordings string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,8 +43,14 @@ func startNode(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	base := "http://" + addr
+	queue := auth.Queue{Name: "support"}
+	var rec *node.RecordingsConfig
+	if recordings != "" {
+		queue.Record = auth.RecordConsent
+		rec = &node.RecordingsConfig{Dir: recordings}
+	}
 	org := auth.Org{ID: "demo", APIKey: "demo-key", APISecret: []byte(strings.Repeat("s", 32)),
-		Origins: []string{base}, Queues: []auth.Queue{{Name: "support"}}}
+		Origins: []string{base}, Queues: []auth.Queue{queue}}
 	dir, err := auth.NewDirectory([]auth.Org{org})
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +58,12 @@ func startNode(t *testing.T) string {
 	demo, _ := dir.Org("demo")
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n, err := node.New(node.Config{
-		Listen: addr,
-		Orgs:   dir,
-		DevOrg: demo,
-		Media:  sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
-		Logger: logger,
+		Listen:     addr,
+		Orgs:       dir,
+		DevOrg:     demo,
+		Media:      sfu.Config{ListenIP: "127.0.0.1", LoopbackOnly: true},
+		Logger:     logger,
+		Recordings: rec,
 		TURN: &node.TURNConfig{
 			Secret: "e2e-turn-secret-0123456789", CredentialTTL: time.Hour, ListenIP: "127.0.0.1",
 			Port: freeport.UDPAndTCP(t), RelayIP: "127.0.0.1", RelayMinPort: 42000, RelayMaxPort: 42999,
@@ -100,13 +109,27 @@ func chromiumPath(t *testing.T) string {
 
 // TestDemoCall: an agent and a customer on the demo pages connect through
 // the queue, both decode the other's video and receive audio, chat, and the
-// customer hangs up.
+// customer hangs up. The call is recorded (the customer's page consents by
+// default): both pages say so, the agent pauses and resumes the recording
+// with its button and both pages show it, and once the call has ended the
+// recordings directory holds the call's complete manifest, both sides'
+// media, and the chat said while not paused.
 func TestDemoCall(t *testing.T) {
-	base, agent, cust := startCall(t, "", "chromium", "chromium")
+	recordings := recordingsDir(t)
+	base := startNode(t, recordings)
+	agent, cust := startCallOn(t, base, "", "chromium", "chromium")
+	var room string
+	if err := agent.eval(agent.ctx, `window.hc.room`, &room); err != nil || room == "" {
+		t.Fatalf("agent: the call's room: %q, %v", room, err)
+	}
 
 	// Both decode the other's video and receive audio.
 	for _, p := range []*page{agent, cust} {
 		waitMedia(t, p)
+	}
+	// Both show that the call is recorded.
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "on")
 	}
 
 	screenshot(t, agent, "agent-in-call")
@@ -124,6 +147,20 @@ func TestDemoCall(t *testing.T) {
 	)
 	waitJS(t, cust, "customer receives chat", `window.hc.chat.includes("Hello from the agent")`)
 
+	// The agent pauses the recording: both pages show it paused, and what
+	// is said then is not recorded. Then the agent resumes it.
+	click(t, agent, "record-toggle")
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "paused")
+	}
+	screenshot(t, agent, "agent-recording-paused")
+	chat(t, cust, agent, "Off the record, from the customer")
+	click(t, agent, "record-toggle")
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "on")
+	}
+	chat(t, agent, cust, "Back on the record, from the agent")
+
 	// Dynacast: each side is asked to pause the simulcast layer the other
 	// does not watch, and video keeps flowing on the one it does.
 	for _, p := range []*page{agent, cust} {
@@ -138,10 +175,23 @@ func TestDemoCall(t *testing.T) {
 	waitJS(t, cust, "customer resumed into the call", `window.hc.resumes === 1 && window.hc.status === "connected" && !!window.hc.pc.sub && window.hc.pc.sub.connectionState === "connected"`)
 	waitMedia(t, cust)
 	waitFrames(t, agent, agentBefore.Frames+30)
+	// The resumed customer is told again that the call is recorded.
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "on")
+	}
 
-	// The customer hangs up; both see the call end.
+	// The customer hangs up; both see the call end, and the indicator goes.
 	hangUpCleanly(t, base, agent, cust, func() {
 		run(t, cust, "hang up", chromedp.Click(chromedp.ID("hangup")))
+	})
+	for _, p := range []*page{agent, cust} {
+		waitRecording(t, p, "off")
+	}
+
+	checkRecorded(t, agent, recordings, room, 1, []string{
+		"customer: Hello from the customer",
+		"agent: Hello from the agent",
+		"agent: Back on the record, from the agent",
 	})
 }
 
@@ -175,13 +225,21 @@ func newBrowser(t *testing.T) context.Context {
 	return browser
 }
 
-// startCall starts a node and the browsers, opens the agent page (in a
-// browser of kind agentKind; it goes available and is shown its queue) and
-// the customer page (customerKind; it asks for help), both with query, and
-// waits until both are in the call. It returns the node's URL and the pages.
+// startCall starts a node (recording nothing) and the browsers, opens the
+// agent page (in a browser of kind agentKind; it goes available and is
+// shown its queue) and the customer page (customerKind; it asks for help),
+// both with query, and waits until both are in the call. It returns the
+// node's URL and the pages.
 func startCall(t *testing.T, query, agentKind, customerKind string) (base string, agent, customer *page) {
 	t.Helper()
-	base = startNode(t)
+	base = startNode(t, "")
+	agent, customer = startCallOn(t, base, query, agentKind, customerKind)
+	return base, agent, customer
+}
+
+// startCallOn is startCall on the node at base.
+func startCallOn(t *testing.T, base, query, agentKind, customerKind string) (agent, customer *page) {
+	t.Helper()
 	pages := newPages(t, agentKind, customerKind)
 	agent, customer = pages[0], pages[1]
 	open(t, agent, base+"/demo/agent.html"+query)
@@ -192,7 +250,7 @@ func startCall(t *testing.T, query, agentKind, customerKind string) (base string
 	click(t, customer, "join")
 	waitJS(t, customer, "customer connected", `window.hc && window.hc.status === "connected"`)
 	waitJS(t, agent, "agent connected", `window.hc && window.hc.status === "connected"`)
-	return base, agent, customer
+	return agent, customer
 }
 
 // TestRelayCall: both pages force their media through the embedded TURN
@@ -202,6 +260,8 @@ func TestRelayCall(t *testing.T) {
 	_, agent, cust := startCall(t, "?relay=1", "chromium", "chromium")
 	for _, p := range []*page{agent, cust} {
 		waitMedia(t, p)
+		// The node records no call: neither page says the call is recorded.
+		waitRecording(t, p, "off")
 		// Both connections' selected pairs use a relay candidate on this side.
 		waitJS(t, p, p.name+" relayed", `(async () => {
 		  for (const pc of [window.hc.pc.sub, window.hc.pc.pub]) {

@@ -147,7 +147,7 @@ func chat(t *testing.T, from, to *page, text string) {
 // promise are errors, and Close leaves no process of the browser's group
 // and no profile behind.
 func TestFirefoxDriver(t *testing.T) {
-	base := startNode(t)
+	base := startNode(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	b, err := bidi.LaunchFirefox(ctx, bidi.FirefoxOptions{Path: firefoxPath(t), Prefs: firefoxPrefs()})

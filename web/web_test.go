@@ -257,10 +257,10 @@ func TestHTMLUsesOnlyLocalResources(t *testing.T) {
 
 // TestPageIDs pins the element ids that automated browser tests use.
 func TestPageIDs(t *testing.T) {
-	common := []string{"status", "hangup", "chat-input", "chat-send", "chat-log", "remote-video", "local-video"}
+	common := []string{"status", "recording", "hangup", "chat-input", "chat-send", "chat-log", "remote-video", "local-video"}
 	want := map[string][]string{
-		"customer.html": append([]string{"join", "queue-position"}, common...),
-		"agent.html":    append([]string{"available", "away"}, common...),
+		"customer.html": append([]string{"join", "queue-position", "record-consent"}, common...),
+		"agent.html":    append([]string{"available", "away", "record-toggle"}, common...),
 	}
 	for name, ids := range want {
 		page := embedded(t, name)
@@ -286,6 +286,53 @@ func TestPageIDs(t *testing.T) {
 	for _, link := range []string{`href="customer.html"`, `href="agent.html"`} {
 		if !strings.Contains(index, link) {
 			t.Errorf("index.html lacks %s", link)
+		}
+	}
+}
+
+// tagWithID returns the start tag of the element with id in page, or "".
+func tagWithID(page, id string) string {
+	m := regexp.MustCompile(`<[a-z]+\b[^>]*\bid="` + regexp.QuoteMeta(id) + `"[^>]*>`).FindString(page)
+	return m
+}
+
+// TestRecordingControls checks the markup of what a recorded call shows:
+// the indicator on both pages is a live status region, hidden until the
+// server says the call is recorded; the agent's pause button is hidden
+// until then too; the customer's consent checkbox is labelled and checked
+// by default, and app.js asks for a consenting token when it is checked.
+func TestRecordingControls(t *testing.T) {
+	for _, name := range []string{"customer.html", "agent.html"} {
+		tag := tagWithID(embedded(t, name), "recording")
+		for _, attr := range []string{`role="status"`, `aria-live="polite"`, ` hidden`} {
+			if !strings.Contains(tag, attr) {
+				t.Errorf("%s: the recording indicator %s lacks %s", name, tag, attr)
+			}
+		}
+	}
+	agent := embedded(t, "agent.html")
+	if tag := tagWithID(agent, "record-toggle"); !strings.Contains(tag, `type="button"`) || !strings.Contains(tag, " hidden") {
+		t.Errorf("agent.html: the pause button %q is not a button hidden at first", tag)
+	}
+	if tagWithID(embedded(t, "customer.html"), "record-toggle") != "" {
+		t.Error("customer.html has the agent's pause button")
+	}
+	if tagWithID(agent, "record-consent") != "" {
+		t.Error("agent.html has the customer's consent checkbox")
+	}
+	cust := embedded(t, "customer.html")
+	tag := tagWithID(cust, "record-consent")
+	if !strings.Contains(tag, `type="checkbox"`) || !strings.Contains(tag, " checked") {
+		t.Errorf("customer.html: consent %q is not a checkbox checked by default", tag)
+	}
+	label := regexp.MustCompile(`(?s)<label\b[^>]*\bfor="record-consent"[^>]*>(.*?)</label>`).FindStringSubmatch(cust)
+	if label == nil || !strings.Contains(label[1], "Record this call") {
+		t.Errorf("customer.html: the consent checkbox has no label saying \"Record this call\": %q", label)
+	}
+	js := embedded(t, "app.js")
+	for _, want := range []string{`"&consent=1"`, `type: "recording"`, `case "recording":`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("app.js lacks %s", want)
 		}
 	}
 }

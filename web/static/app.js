@@ -19,11 +19,17 @@
   // ?relay=1 forces media through TURN (iceTransportPolicy "relay"), to try
   // the TURN server from a network that would not need it.
   const relayOnly = new URLSearchParams(location.search).get("relay") === "1";
+  // A token in the page URL (?token=...) is used as it is: whether the call
+  // may be recorded is in it, so the page offers no choice then.
+  const tokenFromURL = new URLSearchParams(location.search).get("token");
 
   const byId = (id) => document.getElementById(id);
   const ui = {
     status: byId("status"),
     queue: byId("queue-position"),
+    recording: byId("recording"),
+    recordToggle: byId("record-toggle"),
+    recordConsent: byId("record-consent"),
     queueStats: byId("queue-stats"),
     notice: byId("notice"),
     join: byId("join"),
@@ -60,6 +66,8 @@
     agentState: null, // agent: state from the last "agent_state"
     queueStats: null, // agent: the last "queue_stats" summary
     peer: null, // assigned.peer: {role, name}
+    recording: "off", // the call's recording as the server last said: "off" | "on" | "paused"
+    recordingStopped: null, // reason of the "stopped" recording message of the current (or last) call
     room: null, // assigned.room
     speaker: "", // who is speaking in the call, from "speaker": "you", "peer" or "" (nobody)
     media: "none", // "none" | "pending" | "ok" | "audio-only" | "refused" | "not-found" | "unavailable" | "error"
@@ -84,6 +92,8 @@
   let resumeTimer = 0; // pending reconnection with the resume token
   let resumeTries = 0; // failed reconnections in a row
   const pendingEcho = []; // own chat messages the server may echo back: {text, entry}
+  let recordingAsk = null; // agent: the pause or resume the server has not answered: {id, state}
+  let recordingAsks = 0; // agent: numbers the ids of those requests
 
   // ---- small UI helpers ----
 
@@ -146,8 +156,33 @@
       ui.hangup.disabled = hangupTimer !== 0 || !(inCall || (online && queued));
       ui.hangup.textContent = queued && !call ? "Leave queue" : "Hang up";
     }
+    if (ui.recordConsent) {
+      ui.recordConsent.disabled = ui.join ? ui.join.disabled : false;
+    }
+    if (ui.recordToggle) {
+      const recorded = inCall && (hc.recording === "on" || hc.recording === "paused");
+      ui.recordToggle.hidden = !recorded;
+      ui.recordToggle.disabled = !recorded || recordingAsk !== null;
+      if (recordingAsk) ui.recordToggle.textContent = recordingAsk.state === "paused" ? "Pausing…" : "Resuming…";
+      else ui.recordToggle.textContent = hc.recording === "paused" ? "Resume recording" : "Pause recording";
+    }
     ui.chatInput.disabled = !inCall;
     ui.chatSend.disabled = !inCall;
+  }
+
+  // showRecording shows whether the call is recorded: state is "on",
+  // "paused" or "off" (not recorded, or no longer).
+  function showRecording(state) {
+    hc.recording = state;
+    if (ui.recording) {
+      let text = "";
+      if (state === "on") text = "This call is recorded.";
+      else if (state === "paused") text = "Recording paused: this part of the call is not recorded.";
+      ui.recording.textContent = text;
+      ui.recording.dataset.state = state;
+      ui.recording.hidden = !text;
+    }
+    updateControls();
   }
 
   // sentence ends text with a full stop unless it already ends a sentence.
@@ -212,12 +247,14 @@
   // ---- token and WebSocket ----
 
   async function getToken() {
-    const fromURL = new URLSearchParams(location.search).get("token");
-    if (fromURL) return fromURL;
+    if (tokenFromURL) return tokenFromURL;
+    let url = "token?role=" + encodeURIComponent(role);
+    // The demo customer's token says whether it agrees to be recorded.
+    if (ui.recordConsent && ui.recordConsent.checked) url += "&consent=1";
     let res;
     try {
       // Relative to the page: /demo/token when the pages are under /demo/.
-      res = await fetch("token?role=" + encodeURIComponent(role), {
+      res = await fetch(url, {
         cache: "no-store",
         credentials: "same-origin",
         headers: { Accept: "application/json" },
@@ -251,7 +288,7 @@
   // Messages about a call. The page sends none once its call has ended (it
   // saw "ended", or the call was replaced): the server would refuse a late
   // one with invalid_state. A customer's hangup also leaves the queue.
-  const callTypes = new Set(["offer", "answer", "candidate", "chat", "quality", "hangup"]);
+  const callTypes = new Set(["offer", "answer", "candidate", "chat", "quality", "hangup", "recording"]);
 
   function send(msg) {
     if (callTypes.has(msg.type) && !call && !(msg.type === "hangup" && hc.status === "queued")) {
@@ -524,6 +561,10 @@
         applyLayers(msg);
         break;
 
+      case "recording":
+        onRecording(msg);
+        break;
+
       case "speaker":
         // Ignore a late one after the call ended.
         if (call) showSpeaker(!msg.role ? "" : msg.role === role ? "you" : "peer");
@@ -547,6 +588,10 @@
       case "error": {
         const code = msg.code || "error";
         hc.lastError = { code, message: msg.message || "", ref: msg.ref || "" };
+        if (recordingAsk && msg.ref === recordingAsk.id) {
+          recordingRefused(recordingAsk, msg);
+          break;
+        }
         awaitingAgentState = false;
         setStatus(sentence("Error " + code + ": " + (msg.message || "no details")), "error");
         if (fatalCodes.has(code) || !welcomed) {
@@ -565,6 +610,60 @@
       default:
         console.warn("helpcaster: ignoring message type", msg.type);
     }
+  }
+
+  // onRecording follows the call's recording as the server states it: the
+  // indicator shows from "started" or "resumed" until "paused", "stopped"
+  // or the end of the call, and "paused" shows while paused.
+  function onRecording(msg) {
+    if (!call || (msg.room && hc.room && msg.room !== hc.room)) return;
+    recordingAsk = null;
+    // A refusal shown before is out of date now.
+    if (ui.notice && ["pause", "resume"].some((w) => ui.notice.textContent.startsWith(refusal(w)))) setNotice("");
+    switch (msg.state) {
+      case "started":
+      case "resumed":
+        hc.recordingStopped = null;
+        showRecording("on");
+        break;
+      case "paused":
+        showRecording("paused");
+        break;
+      case "stopped": {
+        const was = hc.recording;
+        hc.recordingStopped = msg.reason || "unknown";
+        showRecording("off");
+        if (was !== "off") setNotice("Recording stopped (" + hc.recordingStopped + "): the rest of this call is not recorded.");
+        break;
+      }
+      default:
+        console.warn("helpcaster: ignoring recording state", msg.state);
+        updateControls();
+    }
+  }
+
+  // askRecording asks the server to pause or resume the recording (agent).
+  // The page shows the new state only when the server confirms it.
+  function askRecording() {
+    if (recordingAsk || !call) return;
+    const state = hc.recording === "on" ? "paused" : hc.recording === "paused" ? "resumed" : "";
+    if (!state) return;
+    recordingAsks++;
+    const ask = { id: "rec-" + recordingAsks, state };
+    const msg = { type: "recording", state, id: ask.id };
+    if (hc.room) msg.room = hc.room;
+    if (!send(msg)) return;
+    recordingAsk = ask;
+    updateControls();
+  }
+
+  // refusal begins the notice that the server refused to pause or resume.
+  const refusal = (what) => "Could not " + what + " the recording: ";
+
+  function recordingRefused(ask, msg) {
+    recordingAsk = null;
+    setNotice(sentence(refusal(ask.state === "paused" ? "pause" : "resume") + (msg.message || msg.code || "refused")));
+    updateControls();
   }
 
   function showAgentState(state) {
@@ -841,6 +940,7 @@
   function startCall(msg) {
     // Keep the local stream: it may have been acquired while queued.
     closeLinks();
+    hc.recordingStopped = null;
     const iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
     const c = { sub: new Link("sub", iceServers), pub: null };
     call = c;
@@ -882,7 +982,8 @@
     }
     closeLinks();
     stopMedia();
-    updateControls();
+    recordingAsk = null;
+    showRecording("off");
   }
 
   function closeLinks() {
@@ -1073,6 +1174,8 @@
       updateControls();
     });
   }
+  if (ui.recordToggle) ui.recordToggle.addEventListener("click", askRecording);
+  if (ui.recordConsent && tokenFromURL) ui.recordConsent.closest("label").hidden = true;
   ui.hangup.addEventListener("click", hangUp);
   ui.chatForm.addEventListener("submit", sendChat);
   if (ui.playRemote) ui.playRemote.addEventListener("click", playRemote);
