@@ -6,12 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,7 +201,7 @@ func checkRecorded(t *testing.T, p *page, dir, call string, paused int, chat []s
 		switch f.Kind {
 		case manifest.KindMedia:
 			media[f.Role]++
-			info, err := probe(t, path)
+			info, err := mediaprobe.Probe(path)
 			if err != nil {
 				t.Errorf("%s (%s): %v", f.Key, f.Role, err)
 			}
@@ -242,70 +239,6 @@ func checkRecorded(t *testing.T, p *page, dir, call string, paused int, chat []s
 	}
 }
 
-// probe is mediaprobe.Probe, which fails on anything ffmpeg prints while
-// decoding the file to its null output, with one exception. A browser's
-// video has a variable frame rate (a loaded machine delivers frames
-// unevenly), and ffmpeg gives the null output a constant time base from
-// the rate it guesses (say 1/21 s), so two frames closer than that collide
-// there and its muxer complains of non-increasing timestamps, although the
-// file's own timestamps increase and every frame decodes. When that is all
-// Probe reports, the file is decoded again with the demuxer's time base
-// (1 ms in WebM), and any output then is an error.
-// TODO: drop this once mediaprobe.Probe decodes with -enc_time_base -1.
-func probe(t *testing.T, path string) (mediaprobe.Info, error) {
-	t.Helper()
-	info, err := mediaprobe.Probe(path)
-	if err == nil || !onlyMuxerTimestamps(err.Error(), path) {
-		return info, err
-	}
-	t.Logf("%s: ffmpeg's null output had colliding timestamps (a variable frame rate); decoding again on the file's time base", filepath.Base(path))
-	out, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-enc_time_base", "-1", "-f", "null", "-").CombinedOutput()
-	switch {
-	case err != nil:
-		return info, fmt.Errorf("ffmpeg decoding %s: %w: %s", path, err, out)
-	case len(bytes.TrimSpace(out)) != 0:
-		return info, fmt.Errorf("ffmpeg decoding %s: %s", path, out)
-	}
-	return info, nil
-}
-
-var muxerTimestamps = regexp.MustCompile(`^\[null @ 0x[0-9a-f]+\] Application provided invalid, non monotonically increasing dts to muxer in stream \d+: \d+ >= \d+$`)
-
-// onlyMuxerTimestamps says whether msg, mediaprobe.Probe's error for path,
-// reports nothing but the null muxer's complaints of colliding timestamps.
-func onlyMuxerTimestamps(msg, path string) bool {
-	rest, ok := strings.CutPrefix(msg, "ffmpeg decoding "+path+": ")
-	if !ok {
-		return false
-	}
-	for _, line := range strings.Split(strings.TrimSpace(rest), "\n") {
-		if !muxerTimestamps.MatchString(strings.TrimSpace(line)) {
-			return false
-		}
-	}
-	return true
-}
-
-func TestOnlyMuxerTimestamps(t *testing.T) {
-	const path = "/tmp/x/customer.webm"
-	const dts = "[null @ 0x55c43835c880] Application provided invalid, non monotonically increasing dts to muxer in stream 0: 92 >= 92"
-	for _, tc := range []struct {
-		msg  string
-		want bool
-	}{
-		{"ffmpeg decoding " + path + ": " + dts, true},
-		{"ffmpeg decoding " + path + ": " + dts + "\n" + strings.Replace(dts, "92 >= 92", "100 >= 100", 1), true},
-		{"ffmpeg decoding " + path + ": " + dts + "\n[vp8 @ 0x55c43835c880] Discarding interframe without a prior keyframe!", false},
-		{"ffmpeg decoding " + path + ": [matroska,webm @ 0x5598] EBML header parsing failed", false},
-		{"ffmpeg decoding " + path + ": exit status 1: " + dts, false},
-		{"ffprobe streams of " + path + ": exit status 1", false},
-		{"ffmpeg decoding /tmp/x/agent.webm: " + dts, false},
-	} {
-		if got := onlyMuxerTimestamps(tc.msg, path); got != tc.want {
-			t.Errorf("onlyMuxerTimestamps(%q) = %v, want %v", tc.msg, got, tc.want)
-		}
-	}
-}
 
 // TestRecordingChoices: a customer who unticks "Record this call" is not
 // recorded (neither page shows the indicator, the agent has no pause

@@ -81,7 +81,11 @@ func Probe(path string) (Info, error) {
 		end = max(end, pts)
 	}
 	info.Duration = time.Duration(end * float64(time.Second))
-	dec, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
+	// The null output keeps the file's own time base (-enc_time_base -1):
+	// with a rate ffmpeg guesses, a browser's variable frame rate puts two
+	// frames on one tick and the muxer complains of timestamps the file
+	// does not have.
+	dec, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-enc_time_base", "-1", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		return info, fmt.Errorf("ffmpeg decoding %s: %w: %s", path, err, dec)
 	}
