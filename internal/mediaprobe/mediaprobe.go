@@ -81,7 +81,11 @@ func Probe(path string) (Info, error) {
 		end = max(end, pts)
 	}
 	info.Duration = time.Duration(end * float64(time.Second))
-	dec, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
+	// The decoded frames keep the file's own time base (-enc_time_base
+	// -1): in one guessed from the frame rate, two frames of a real-time
+	// video less than a frame's time apart may round to the same tick, and
+	// the null muxer reports that as an error though the file has none.
+	dec, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-enc_time_base", "-1", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		return info, fmt.Errorf("ffmpeg decoding %s: %w: %s", path, err, dec)
 	}
