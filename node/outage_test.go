@@ -315,10 +315,10 @@ func TestRecordingSpoolFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	rate := float64(fi.Size()) / 2 // bytes a second
-	// The part size (S3's minimum, 5 MiB) and room for what is written
-	// while a part uploads; at the sample's rate it fills in seconds once
-	// storage is down.
-	const maxSpool = objstore.MinPartSize + 1<<20
+	// The smallest bound: twice the part size (S3's minimum, 5 MiB), room
+	// for what is written while a part uploads. At the sample's rate it
+	// fills in seconds once storage is down.
+	const maxSpool = 2 * objstore.MinPartSize
 	t.Logf("customer's video: %.1f Mbit/s; a %d MiB spool fills in at most %.1f s", rate*8/1e6, maxSpool>>20, maxSpool/rate)
 	oc := startOutageCall(t, ctx, maxSpool, video)
 	oc.say(true, "hello", false)
