@@ -29,7 +29,8 @@ type RecordingsConfig struct {
 	// the local store's listing), or "recordings-spool" with S3.
 	SpoolDir string
 	// MaxSpool bounds the bytes of one file waiting for storage; past it
-	// the call's recording stops (0: upload's default, 256 MiB).
+	// the call's recording stops (0: upload's default, 256 MiB). At least
+	// twice the store's part size (10 MiB: parts are 5 MiB).
 	MaxSpool int64
 }
 

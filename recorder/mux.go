@@ -154,15 +154,18 @@ func (m *muxer) setFatal(err error) {
 	}
 }
 
-// latchWriter passes writes on until the first error, then drops them and
-// keeps the error: ebml-go's writer stops on a failed write and would
-// block the next frame, so it is never told.
+// latchWriter passes writes on, in whole EBML units (elements.go), until
+// the first error, then drops them and keeps the error: ebml-go's writer
+// stops on a failed write and would block the next frame, so it is never
+// told. What it has written is then a file that ends between elements.
 type latchWriter struct {
 	w io.Writer
 
-	mu  sync.Mutex // guards err and n (written on ebml-go's goroutine)
-	err error
-	n   int64
+	mu   sync.Mutex // guards the rest (written on ebml-go's goroutine)
+	err  error
+	n    int64
+	held []byte // the start of a unit not yet whole
+	raw  bool   // the stream did not parse as EBML: passed on as it comes
 }
 
 func (l *latchWriter) Write(p []byte) (int, error) {
@@ -171,13 +174,26 @@ func (l *latchWriter) Write(p []byte) (int, error) {
 	if l.err != nil {
 		return len(p), nil
 	}
-	n, err := l.w.Write(p)
+	l.held = append(l.held, p...)
+	whole := len(l.held)
+	if !l.raw {
+		var ok bool
+		if whole, ok = wholeUnits(l.held); !ok {
+			l.raw, whole = true, len(l.held)
+		}
+	}
+	if whole == 0 {
+		return len(p), nil
+	}
+	n, err := l.w.Write(l.held[:whole])
 	l.n += int64(n)
-	if err == nil && n < len(p) {
+	if err == nil && n < whole {
 		err = io.ErrShortWrite
 	}
+	l.held = append(l.held[:0], l.held[whole:]...)
 	if err != nil {
 		l.err = fmt.Errorf("write recording: %w", err)
+		l.held = nil
 	}
 	return len(p), nil
 }

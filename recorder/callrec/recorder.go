@@ -107,6 +107,9 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.Recording.Now == nil {
 		cfg.Recording.Now = cfg.Now
 	}
+	if err := cfg.Upload.Check(cfg.Store); err != nil {
+		return nil, fmt.Errorf("callrec: %w", err)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	gen := filepath.Join(cfg.SpoolDir, genPrefix+hex.EncodeToString(b[:]))

@@ -58,7 +58,8 @@ type Config struct {
 	// MinPartSize, which is also the default.
 	PartSize int64
 	// MaxSpool bounds the bytes written but not yet uploaded (default
-	// 256 MiB). At least PartSize.
+	// 256 MiB). At least twice PartSize: a part is uploaded once PartSize
+	// bytes wait, and writing goes on while it uploads.
 	MaxSpool int64
 	// SyncEvery is how often the spool is fsynced when it has grown
 	// (default 1 s): a machine crash loses at most the bytes written in
@@ -78,6 +79,13 @@ const (
 	defaultRetryMax  = 10 * time.Second
 )
 
+// Check reports whether c is a valid configuration of uploads to store, as
+// New would find it.
+func (c Config) Check(store Store) error {
+	_, err := c.withDefaults(store)
+	return err
+}
+
 func (c Config) withDefaults(store Store) (Config, error) {
 	if c.PartSize == 0 {
 		c.PartSize = store.MinPartSize()
@@ -88,8 +96,8 @@ func (c Config) withDefaults(store Store) (Config, error) {
 	if c.MaxSpool == 0 {
 		c.MaxSpool = defaultMaxSpool
 	}
-	if c.MaxSpool < c.PartSize {
-		return c, fmt.Errorf("upload: max spool %d below the part size %d", c.MaxSpool, c.PartSize)
+	if c.MaxSpool < 2*c.PartSize {
+		return c, fmt.Errorf("upload: max spool %d below twice the part size %d", c.MaxSpool, c.PartSize)
 	}
 	if c.SyncEvery <= 0 {
 		c.SyncEvery = defaultSyncEvery

@@ -192,7 +192,7 @@ func TestSpoolBound(t *testing.T) {
 		ctx := context.Background()
 		spool := t.TempDir()
 		cfg := testConfig
-		cfg.MaxSpool = 6 << 20
+		cfg.MaxSpool = 11 << 20
 		w := newWriter(t, ctx, be.store, "rec/bound.webm", spool, cfg)
 		begunSidecar(t, spool)
 		be.down()
