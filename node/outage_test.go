@@ -274,10 +274,8 @@ func TestRecordingStorageOutage(t *testing.T) {
 			t.Errorf("%s: %v long, the manifest says %.3f s", role, f.info.Duration, f.f.Duration)
 		}
 	}
-	// Every line is there. Their order is not checked: the node relays a
-	// line before it records it, so an answer sent at once may be recorded
-	// before the line it answers (signaling's bug, reported).
-	if !slices.Equal(slices.Sorted(slices.Values(chat)), slices.Sorted(slices.Values(oc.chat))) {
+	// Every line is there, in the order said.
+	if !slices.Equal(chat, oc.chat) {
 		t.Errorf("transcript %q, want %q", chat, oc.chat)
 	}
 }

@@ -174,10 +174,12 @@ func (h *hub) callMsg(c *call, role string, m protocol.Message) error {
 		part.SetMaxQuality(qualityOf(part, m))
 	case protocol.TypeChat:
 		from := sd.peer
-		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
 		if c.rec != nil {
+			// Before it is passed on: an answer sent straight back must
+			// not be recorded ahead of it.
 			c.rec.Chat(role, from.Name, m.Text)
 		}
+		h.sendTo(c, c.other(role), protocol.Message{Type: protocol.TypeChat, Text: m.Text, From: &from, TS: time.Now().UnixMilli()})
 	case protocol.TypeHangup:
 		h.endCall(c, role, protocol.ReasonHangup)
 	case protocol.TypeRecording:
