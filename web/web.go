@@ -8,8 +8,9 @@
 //	mux.Handle("/demo/", http.StripPrefix("/demo", web.Handler()))
 //
 // The pages fetch a dev token from "token?role=customer|agent" relative to
-// their own URL (so /demo/token when mounted at /demo/); that endpoint is not
-// served here.
+// their own URL (so /demo/token when mounted at /demo/), the customer's with
+// "&consent=1" when it agrees to be recorded; that endpoint is not served
+// here.
 package web
 
 import (
