@@ -239,7 +239,6 @@ func checkRecorded(t *testing.T, p *page, dir, call string, paused int, chat []s
 	}
 }
 
-
 // TestRecordingChoices: a customer who unticks "Record this call" is not
 // recorded (neither page shows the indicator, the agent has no pause
 // button, and nothing of the call is stored); asking again with the box

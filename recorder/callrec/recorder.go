@@ -61,7 +61,7 @@ type Config struct {
 type Recorder struct {
 	cfg   Config
 	log   *slog.Logger
-	gen   string // this generation's spool subdirectory
+	gen   string  // this generation's spool subdirectory
 	lock  genLock // held while the Recorder runs
 	ctx   context.Context
 	stop  context.CancelFunc // ends uploads' retries: what is left goes to Recover
