@@ -21,7 +21,14 @@ func (r *Recording) control(m ctlMsg) error {
 	m.reply = make(chan error, 1)
 	select {
 	case r.ctl <- m:
-		return <-m.reply
+	case <-r.done:
+		return ErrStopped
+	}
+	// Run may stop on a write error before it applies m: it then never
+	// replies, and closes done.
+	select {
+	case err := <-m.reply:
+		return err
 	case <-r.done:
 		return ErrStopped
 	}

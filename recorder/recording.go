@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -102,6 +103,7 @@ type Recording struct {
 	ctl   chan ctlMsg
 	stop  chan struct{}
 	done  chan struct{} // closed when Run returns
+	ended atomic.Bool   // set as Run returns: Sinks take nothing more
 	once  sync.Once
 
 	mu      sync.Mutex
@@ -243,6 +245,7 @@ func (r *Recording) Run(ctx context.Context) (Result, error) {
 	r.running = true
 	r.mu.Unlock()
 	defer close(r.done)
+	defer r.ended.Store(true)
 
 	tick := time.NewTicker(drainEvery)
 	defer tick.Stop()

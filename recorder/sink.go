@@ -51,6 +51,9 @@ type Sink struct {
 // When no slot is free the packet is dropped and counted, and the track
 // waits for a keyframe.
 func (s *Sink) WriteRTP(h *rtp.Header, payload []byte) {
+	if s.r.ended.Load() {
+		return // the recording has stopped: nothing is dropped, nothing will be written
+	}
 	if len(payload) > maxPayload || !s.r.sq.push(fillPacket, s, h, payload) {
 		s.t.dropped.Add(1)
 	}
@@ -80,6 +83,9 @@ func fillPacket(sl *slot, s *Sink, h *rtp.Header, payload []byte) {
 // once a second per SSRC); it never blocks (a report with no free slot is
 // dropped: the next one will do).
 func (s *Sink) SenderReport(ssrc uint32, ntp uint64, rtpTime uint32) {
+	if s.r.ended.Load() {
+		return
+	}
 	s.r.sq.push(func(sl *slot, s *Sink, _ *rtp.Header, _ []byte) {
 		sl.t, sl.sr, sl.arrival = s.t, true, s.r.since()
 		sl.pkt.SSRC, sl.ntp, sl.rtpTime = ssrc, ntp, rtpTime

@@ -42,7 +42,7 @@ func TestWriteErrorStopsRecording(t *testing.T) {
 		done <- err
 	}()
 	// Sent without waiting for the queue: once Run has stopped, packets
-	// are dropped, never blocking.
+	// are ignored, never blocking.
 	for _, e := range merge(video.events, audio.events) {
 		clock.set(e.arrival)
 		s := as
@@ -61,5 +61,48 @@ func TestWriteErrorStopsRecording(t *testing.T) {
 	}
 	if err := r.Pause(); !errors.Is(err, ErrStopped) {
 		t.Errorf("Pause after the error: %v, want ErrStopped", err)
+	}
+}
+
+// TestPauseWhenDrainFails: a Pause that Run takes and then fails to apply,
+// because writing what was queued before it fails, returns ErrStopped
+// instead of waiting forever for a reply. The queued packets and the Pause
+// race the recording's tick, so the test tries many times.
+func TestPauseWhenDrainFails(t *testing.T) {
+	audio := packetize(t, "../testdata/sample.ogg", false, 0x2222, 2000, 7000, 10*time.Millisecond)
+	for i := range 40 {
+		clock := &simClock{}
+		clock.set(t0)
+		r := New(&failingWriter{}, Config{Now: clock.now, HeaderWait: time.Millisecond})
+		as, err := r.AddTrack(TrackInfo{Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Run(context.Background())
+			done <- err
+		}()
+		for _, e := range audio.events[:40] {
+			clock.set(e.arrival)
+			if e.pkt != nil {
+				as.WriteRTP(&e.pkt.Header, e.pkt.Payload)
+			}
+		}
+		paused := make(chan error, 1)
+		go func() { paused <- r.Pause() }()
+		select {
+		case err := <-paused:
+			if err != nil && !errors.Is(err, ErrStopped) {
+				t.Fatalf("try %d: Pause: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("try %d: Pause still waiting 10 s after the recording failed", i)
+		}
+		as.Close()
+		r.Stop()
+		if err := <-done; !errors.Is(err, errStorage) {
+			t.Fatalf("try %d: Run: %v, want the writer's error", i, err)
+		}
 	}
 }
