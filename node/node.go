@@ -141,7 +141,7 @@ func New(cfg Config) (*Node, error) {
 		closeStore = func() { prev(); n.member.close() }
 	}
 	var recorder *callrec.Recorder
-	if cfg.Recordings != nil && anyQueueRecords(cfg.Orgs) {
+	if cfg.Recordings != nil && (anyQueueRecords(cfg.Orgs) || cfg.Recordings.leftovers()) {
 		if n.recordings, err = openRecordings(cfg.Recordings, cfg.NodeID, log.With("component", "recorder"), reg); err != nil {
 			closeStore()
 			s.Close()
@@ -376,11 +376,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.recordings != nil {
 		// The calls have ended: their recordings are stored, or left in
 		// the spool for the next start.
-		rctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
-		if err := n.recordings.close(rctx); err != nil {
+		// Within the shutdown's deadline: what is left then waits for the
+		// next start.
+		if err := n.recordings.close(sctx); err != nil {
 			n.log.Warn("recordings not all stored before shutdown", "err", err)
 		}
-		cancel()
 	}
 	n.closeStore()
 	if err := <-errc; err != nil {

@@ -105,3 +105,10 @@ func anyQueueRecords(dir *auth.Directory) bool {
 	}
 	return false
 }
+
+// leftovers reports whether the spool directory holds what an earlier run
+// left: the recorder then starts, to finish it, though no queue records.
+func (c *RecordingsConfig) leftovers() bool {
+	gens, _ := filepath.Glob(filepath.Join(c.spoolDir(), "gen-*"))
+	return len(gens) > 0
+}

@@ -65,6 +65,8 @@ type Call struct {
 	hbStop chan struct{} // closed by End
 	hbDone chan struct{} // closed when the heartbeat has ended
 
+	pauseMu sync.Mutex // held through a pause or resume, taken before mu
+
 	mu         sync.Mutex
 	files      []*file // guarded by mu
 	chat       *lazyUpload
@@ -279,6 +281,7 @@ func (c *Call) fail(err error) {
 	c.stopped = reason
 	files := slices.Clone(c.files)
 	c.mu.Unlock()
+	c.jr.addReason(stoppedWhy(reason))
 	for _, f := range files {
 		f.rec.Stop()
 	}
@@ -317,42 +320,48 @@ func (c *Call) Chat(role, name, text string) {
 }
 
 // Pause stops writing media and chat from now until Resume.
-func (c *Call) Pause() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.ended || c.stopped != "":
-		return ErrNotRecording
-	case c.pausing:
-		return ErrPaused
-	}
-	c.pausing = true
-	c.paused = append(c.paused, manifest.Span{Start: c.r.cfg.Now()})
-	c.jr.setPaused(c.paused)
-	for _, f := range c.files {
-		if err := f.rec.Pause(); err != nil && !errors.Is(err, recorder.ErrStopped) {
-			c.r.log.Warn("pausing a file failed", "err", err)
-		}
-	}
-	return nil
-}
+func (c *Call) Pause() error { return c.setPausing(true) }
 
 // Resume writes again from now; video resumes at its next keyframe.
-func (c *Call) Resume() error {
+func (c *Call) Resume() error { return c.setPausing(false) }
+
+// setPausing pauses or resumes the call, then each of its files. The files
+// are told without c.mu held (each answers from its own goroutine);
+// pauseMu keeps pauses and resumes in order. A file begun meanwhile is
+// paused by AddTrack, which sees the new state.
+func (c *Call) setPausing(pause bool) error {
+	c.pauseMu.Lock()
+	defer c.pauseMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch {
 	case c.ended || c.stopped != "":
+		c.mu.Unlock()
 		return ErrNotRecording
-	case !c.pausing:
+	case pause && c.pausing:
+		c.mu.Unlock()
+		return ErrPaused
+	case !pause && !c.pausing:
+		c.mu.Unlock()
 		return ErrNotPaused
 	}
-	c.pausing = false
-	c.paused[len(c.paused)-1].End = c.r.cfg.Now()
+	c.pausing = pause
+	if pause {
+		c.paused = append(c.paused, manifest.Span{Start: c.r.cfg.Now()})
+	} else {
+		c.paused[len(c.paused)-1].End = c.r.cfg.Now()
+	}
 	c.jr.setPaused(c.paused)
-	for _, f := range c.files {
-		if err := f.rec.Resume(); err != nil && !errors.Is(err, recorder.ErrStopped) {
-			c.r.log.Warn("resuming a file failed", "err", err)
+	files := slices.Clone(c.files)
+	c.mu.Unlock()
+	for _, f := range files {
+		var err error
+		if pause {
+			err = f.rec.Pause()
+		} else {
+			err = f.rec.Resume()
+		}
+		if err != nil && !errors.Is(err, recorder.ErrStopped) && !errors.Is(err, recorder.ErrPaused) && !errors.Is(err, recorder.ErrNotPaused) {
+			c.r.log.Warn("pausing or resuming a file failed", "pause", pause, "err", err)
 		}
 	}
 	return nil
@@ -422,61 +431,70 @@ func (c *Call) finish(end time.Time) {
 	if stopped != "" {
 		why = append(why, stoppedWhy(stopped))
 	}
-	var stored []manifest.File
-	left := false // an upload was left for Recover
+	// pending are the files begun but not stored: storage refused them,
+	// or the node is stopping. Their spools and the journal stay, and the
+	// next start's Recover stores them and rewrites the manifest.
+	var stored, pending []manifest.File
 	for _, f := range files {
 		<-f.done
 		c.r.stats.dropped(f)
 		if f.out.take() == nil {
 			continue // nothing was written
 		}
-		res, err := c.closeUpload(f.out)
-		if err != nil {
-			left = true
-			continue
-		}
 		start, _ := f.rec.Started()
 		mf := manifest.File{
-			Key: res.Object.Key, Kind: manifest.KindMedia, Role: f.role, Codecs: f.codecList(),
+			Key: f.out.key(), Kind: manifest.KindMedia, Role: f.role, Codecs: f.codecList(),
 			StartOffset: manifest.Offset(c.start, start), Duration: f.res.End.Sub(f.res.Start).Seconds(),
-			Bytes: res.Size, SHA256: hex.EncodeToString(res.SHA256[:]),
 		}
-		stored = append(stored, mf)
 		if f.err != nil && stopped == "" {
 			why = append(why, "a file could not be written to the end")
 		}
+		res, err := c.closeUpload(f.out)
+		if err != nil {
+			pending = append(pending, mf)
+			continue
+		}
+		mf.Bytes, mf.SHA256 = res.Size, hex.EncodeToString(res.SHA256[:])
+		stored = append(stored, mf)
 	}
 	if c.chat.take() != nil {
-		res, err := c.closeUpload(c.chat)
-		if err == nil {
-			stored = append(stored, manifest.File{Key: res.Object.Key, Kind: manifest.KindTranscript,
-				Bytes: res.Size, SHA256: hex.EncodeToString(res.SHA256[:])})
+		mf := manifest.File{Key: c.chat.key(), Kind: manifest.KindTranscript}
+		if res, err := c.closeUpload(c.chat); err == nil {
+			mf.Bytes, mf.SHA256 = res.Size, hex.EncodeToString(res.SHA256[:])
+			stored = append(stored, mf)
 		} else {
-			left = true
+			pending = append(pending, mf)
 		}
 	}
-	if left {
-		// The node is stopping: the journal and the spools stay for Recover.
-		c.r.log.Warn("recording left for the next start", "org", c.info.Org, "call", c.info.Call)
-		return
-	}
-	if len(stored) == 0 {
+	if len(stored) == 0 && len(pending) == 0 {
 		// Nothing was recorded: no manifest, and the provisional one goes.
 		c.removeProvisional()
 		_ = c.jr.remove()
 		return
 	}
-	m := c.manifest(end, stored, len(why) == 0, joinWhy(why))
+	reasons := slices.Clone(why)
+	if len(pending) > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d of the call's files are not stored yet: the node stores them when it starts again", len(pending)))
+	}
+	m := c.manifest(end, stored, len(reasons) == 0, joinWhy(reasons))
 	m.Paused = paused
-	c.jr.final(m)
+	c.jr.final(m, pending, why)
+	if c.r.ctx.Err() != nil {
+		c.r.log.Warn("recording left for the next start", "org", c.info.Org, "call", c.info.Call)
+		return // the node is stopping: Recover writes the manifest
+	}
 	if err := c.putManifest(m); err != nil {
 		c.r.log.Warn("manifest left for the next start", "org", c.info.Org, "call", c.info.Call, "err", err)
 		return
 	}
+	c.r.stats.manifestSeconds.Observe(c.r.cfg.Now().Sub(end).Seconds())
+	if len(pending) > 0 {
+		c.r.log.Warn("files of a recording left for the next start", "org", c.info.Org, "call", c.info.Call, "files", len(pending))
+		return // the journal stays for Recover
+	}
 	if err := c.jr.remove(); err != nil {
 		c.r.log.Warn("removing a call's journal failed", "err", err)
 	}
-	c.r.stats.manifestSeconds.Observe(c.r.cfg.Now().Sub(end).Seconds())
 }
 
 // closeUpload completes an upload, counting it.
@@ -506,9 +524,9 @@ func putManifest(ctx context.Context, store objstore.Store, log *slog.Logger, pr
 	})
 }
 
-// removeProvisional deletes the manifest the heartbeat stored, if it did.
+// removeProvisional deletes the manifest the heartbeat stored, if it tried.
 func (c *Call) removeProvisional() {
-	if !c.jr.provisionalStored() {
+	if !c.jr.provisionalTried() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.r.ctx, 10*time.Second)
@@ -527,12 +545,12 @@ func (c *Call) heartbeat() {
 	t := time.NewTicker(c.r.cfg.Heartbeat)
 	defer t.Stop()
 	for {
-		if !c.jr.provisionalStored() {
+		if !c.jr.provisionalStored() && c.jr.hasFiles() {
 			ctx, cancel := context.WithTimeout(c.r.ctx, 5*time.Second)
 			m := c.jr.snapshot()
-			if data, err := manifest.Marshal(m); err == nil &&
-				c.r.cfg.Store.Put(ctx, c.prefix+"/"+manifest.ManifestName, bytesReader(data), int64(len(data)), "application/json") == nil {
-				c.jr.setProvisionalStored()
+			if data, err := manifest.Marshal(m); err == nil {
+				err := c.r.cfg.Store.Put(ctx, c.prefix+"/"+manifest.ManifestName, bytesReader(data), int64(len(data)), "application/json")
+				c.jr.provisional(err == nil)
 			}
 			cancel()
 		}

@@ -438,3 +438,62 @@ func TestRecoverSkipsLiveGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A file whose upload storage refuses at the end (it was aborted from
+// outside mid-call) does not cost the call its manifest: the manifest is
+// stored incomplete, naming what was stored, and the journal stays for the
+// next start, whose Recover settles it.
+func TestFileRefusedAtTheEnd(t *testing.T) {
+	store, _ := localStore(t)
+	spool := t.TempDir()
+	clk := newSimClock()
+	rec := newRecorder(t, store, spool, clk)
+	call, err := rec.Start(Info{Org: "acme", Queue: "q", Call: "c3"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := call.AddTrack("customer", opus, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, _ := publish(t, "sample.ogg", 0, 0)
+	feed(t, clk, []*recorder.Sink{a}, pa, nil)
+	call.Chat("agent", "Ann", "hello")
+	ctx := context.Background()
+	var ups []objstore.UploadInfo
+	waitFor(t, func() bool {
+		ups, err = store.ListUploads(ctx, "")
+		return err == nil && len(ups) == 2
+	})
+	for _, u := range ups {
+		if strings.HasSuffix(u.Key, ".webm") {
+			if err := store.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.Close()
+	call.End()
+	if err := rec.Close(ctx); err == nil {
+		t.Error("Close: nil; want the recording left for the next start")
+	}
+	m := getManifest(t, store, call.Prefix())
+	if m.Complete || len(m.Files) != 1 || m.Files[0].Kind != manifest.KindTranscript || !strings.Contains(m.Incomplete, "not stored yet") {
+		t.Fatalf("manifest: %+v", m)
+	}
+	if gens, _ := filepath.Glob(filepath.Join(spool, genPrefix+"*")); len(gens) != 1 {
+		t.Fatalf("generations left: %v; want the one with the journal", gens)
+	}
+	next := newRecorder(t, store, spool, clk)
+	got, err := next.Recover(ctx)
+	if err != nil || got.Calls != 1 || got.Left != 0 {
+		t.Fatalf("Recover: %+v, %v", got, err)
+	}
+	m = getManifest(t, store, call.Prefix())
+	if m.Complete || len(m.Files) != 1 || !strings.Contains(m.Incomplete, "lost") {
+		t.Errorf("manifest after Recover: %+v", m)
+	}
+	if err := next.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -27,16 +27,23 @@ type journalDoc struct {
 	// Alive is the last time the node noted the call was being recorded.
 	Alive time.Time `json:"alive"`
 	// Ended: the call ended and Manifest is its final manifest, not yet
-	// stored.
+	// stored, or stored while Pending files were not.
 	Ended bool `json:"ended,omitempty"`
+	// Pending are files begun but not stored when the call ended.
+	Pending []manifest.File `json:"pending,omitempty"`
+	// Reasons are why the recording is incomplete, besides a cut-short
+	// call or pending files: it stopped for storage, a file failed.
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 type journal struct {
 	path string
 
-	mu     sync.Mutex
-	doc    journalDoc
-	stored bool // the provisional manifest is in storage
+	mu  sync.Mutex
+	doc journalDoc
+	// The provisional manifest: a Put was tried (it may have landed though
+	// it failed), and one succeeded.
+	provTried, provStored bool
 }
 
 // newJournal saves a journal for a call in the generation directory gen.
@@ -79,12 +86,28 @@ func (j *journal) alive(now, start time.Time, starts map[string]time.Time) error
 	return j.save()
 }
 
-// final records the call's final manifest before it is stored.
-func (j *journal) final(m manifest.Manifest) {
+// final records the call's final manifest before it is stored, the
+// files not stored and why the recording is incomplete.
+func (j *journal) final(m manifest.Manifest, pending []manifest.File, reasons []string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.doc.Manifest, j.doc.Ended = m, true
+	j.doc.Manifest, j.doc.Ended, j.doc.Pending, j.doc.Reasons = m, true, pending, reasons
 	_ = j.save()
+}
+
+// addReason notes why the recording is incomplete.
+func (j *journal) addReason(why string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.doc.Reasons = append(j.doc.Reasons, why)
+	_ = j.save()
+}
+
+// hasFiles reports whether any file of the call has begun.
+func (j *journal) hasFiles() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.doc.Manifest.Files) > 0
 }
 
 func (j *journal) snapshot() manifest.Manifest {
@@ -98,12 +121,20 @@ func (j *journal) snapshot() manifest.Manifest {
 func (j *journal) provisionalStored() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.stored
+	return j.provStored
 }
 
-func (j *journal) setProvisionalStored() {
+func (j *journal) provisionalTried() bool {
 	j.mu.Lock()
-	j.stored = true
+	defer j.mu.Unlock()
+	return j.provTried
+}
+
+// provisional notes a Put of the provisional manifest, and whether it
+// succeeded.
+func (j *journal) provisional(stored bool) {
+	j.mu.Lock()
+	j.provTried, j.provStored = true, stored
 	j.mu.Unlock()
 }
 

@@ -97,26 +97,32 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	// The lists are read before t.mu (never held with a call's lock);
+	// what moved to the totals meanwhile is marked, and read under it.
 	calls := c.r.active()
+	var uploads []*lazyUpload
+	var files []*file
+	for _, call := range calls {
+		uploads = append(uploads, call.uploads()...)
+		files = append(files, call.fileList()...)
+	}
 	t := c.r.stats
 	t.mu.Lock()
 	bytes, parts, errs, retries, drops := t.bytes, t.parts, t.errors, t.retries, t.drops
 	var spool int64
-	for _, call := range calls {
-		for _, l := range call.uploads() {
-			if w := l.live(); w != nil {
-				s := w.Stats()
-				bytes += s.BytesUploaded
-				parts += s.Parts
-				errs += s.Errors
-				retries += s.Retries
-				spool += s.Spooled
-			}
+	for _, l := range uploads {
+		if w := l.live(); w != nil {
+			s := w.Stats()
+			bytes += s.BytesUploaded
+			parts += s.Parts
+			errs += s.Errors
+			retries += s.Retries
+			spool += s.Spooled
 		}
-		for _, f := range call.fileList() {
-			if !f.counted {
-				drops += int64(f.drops())
-			}
+	}
+	for _, f := range files {
+		if !f.counted {
+			drops += int64(f.drops())
 		}
 	}
 	failedStorage, failedOther := t.failedStorage, t.failedOther

@@ -110,15 +110,9 @@ func New(cfg Config) (*Recorder, error) {
 	if err := cfg.Upload.Check(cfg.Store); err != nil {
 		return nil, fmt.Errorf("callrec: %w", err)
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	gen := filepath.Join(cfg.SpoolDir, genPrefix+hex.EncodeToString(b[:]))
-	if err := os.MkdirAll(filepath.Join(gen, journalsDir), 0o700); err != nil {
-		return nil, fmt.Errorf("callrec: spool directory: %w", err)
-	}
-	lock, ok, err := lockGen(gen)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("callrec: lock the spool directory: %w", errors.Join(err, errors.New("held elsewhere")))
+	gen, lock, err := newGen(cfg.SpoolDir)
+	if err != nil {
+		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	r := &Recorder{cfg: cfg, log: cfg.Log, gen: gen, lock: lock, ctx: ctx, stop: stop, stats: newTotals(),
@@ -160,14 +154,44 @@ func (r *Recorder) Close(ctx context.Context) error {
 	}
 	r.stop()
 	<-done
-	if err == nil {
+	journals, _ := filepath.Glob(filepath.Join(r.gen, journalsDir, "*.json"))
+	if err == nil && len(journals) == 0 {
 		// Nothing is left for a later run: this generation goes.
 		if rmErr := os.RemoveAll(r.gen); rmErr != nil {
 			r.log.Warn("removing the spool directory failed", "err", rmErr)
 		}
 	}
 	r.lock.unlock()
+	if err == nil && len(journals) > 0 {
+		err = fmt.Errorf("callrec: %d recordings left for the next start", len(journals))
+	}
 	return err
+}
+
+// newGen makes and locks a new generation directory in spoolDir. It is
+// made under a name Recover ignores and renamed once locked, so that
+// another process's Recover never takes it.
+func newGen(spoolDir string) (string, genLock, error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	tmp := filepath.Join(spoolDir, "new-"+id)
+	if err := os.MkdirAll(filepath.Join(tmp, journalsDir), 0o700); err != nil {
+		return "", genLock{}, fmt.Errorf("callrec: spool directory: %w", err)
+	}
+	lock, ok, err := lockGen(tmp)
+	if err == nil && !ok {
+		err = errors.New("held elsewhere")
+	}
+	if err != nil {
+		return "", genLock{}, fmt.Errorf("callrec: lock the spool directory: %w", err)
+	}
+	gen := filepath.Join(spoolDir, genPrefix+id)
+	if err := os.Rename(tmp, gen); err != nil {
+		lock.unlock()
+		return "", genLock{}, fmt.Errorf("callrec: spool directory: %w", err)
+	}
+	return gen, lock, nil
 }
 
 // forget drops a finished call.

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,23 +103,26 @@ func (r *Recorder) recoverGen(ctx context.Context, dir string, out *Recovery) er
 	if err != nil {
 		return err
 	}
-	spools, err := upload.Recover(ctx, r.cfg.Store, dir, r.cfg.Upload)
+	// A storage call that fails for good without saying so (a refused
+	// credential) is retried by upload.Recover until its context ends:
+	// each pass is bounded, and RecoverLoop tries again later.
+	sctx, cancel := context.WithTimeout(ctx, recoverPass)
+	spools, err := upload.Recover(sctx, r.cfg.Store, dir, r.cfg.Upload)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("spools: %w", err)
 	}
-	cut := make(map[string]bool) // keys recovered from a spool the writer had not closed
-	var failed error
+	cut := make(map[string]bool)    // keys recovered from a spool the writer had not closed
+	failed := make(map[string]bool) // keys whose spool is still to be stored
+	var problems error
 	for _, s := range spools {
-		if s.Err != nil {
-			failed = errors.Join(failed, s.Err)
-			continue
-		}
-		if !s.Complete {
+		switch {
+		case s.Err != nil:
+			failed[s.Key] = true
+			problems = errors.Join(problems, fmt.Errorf("spool: %w", s.Err))
+		case !s.Complete:
 			cut[s.Key] = true
 		}
-	}
-	if failed != nil {
-		return failed // the journals wait until their files are stored
 	}
 	for _, name := range names {
 		doc, err := readJournal(name)
@@ -129,72 +133,87 @@ func (r *Recorder) recoverGen(ctx context.Context, dir string, out *Recovery) er
 			_ = os.Remove(name)
 			continue
 		}
+		if slices.ContainsFunc(slices.Concat(doc.Manifest.Files, doc.Pending), func(f manifest.File) bool { return failed[f.Key] }) {
+			continue // it waits until its files are stored
+		}
 		if err := r.recoverCall(ctx, doc, cut, out); err != nil {
-			return err
+			problems = errors.Join(problems, err) // the other calls go on
+			continue
 		}
 		if err := os.Remove(name); err != nil {
-			return err
+			problems = errors.Join(problems, err)
 		}
+	}
+	if problems != nil {
+		return problems
 	}
 	return os.RemoveAll(dir)
 }
 
-// recoverCall writes the manifest of a call from its journal.
+// recoverPass bounds the storage calls of one generation's recovery.
+const recoverPass = 2 * time.Minute
+
+// recoverCall writes the manifest of a call from its journal: the files it
+// names that are in storage, marked incomplete unless the call ended with
+// every file whole.
 func (r *Recorder) recoverCall(ctx context.Context, doc journalDoc, cut map[string]bool, out *Recovery) error {
 	m := doc.Manifest
+	reasons := slices.Clone(doc.Reasons)
+	if !doc.Ended {
+		reasons = append([]string{cutShort}, reasons...)
+	}
 	var files []manifest.File
-	complete := doc.Ended && m.Complete
-	for _, f := range m.Files {
+	var stored, lost int
+	for _, f := range slices.Concat(m.Files, doc.Pending) {
 		info, sum, err := r.hashObject(ctx, f.Key)
 		if errors.Is(err, objstore.ErrNotFound) {
-			out.FilesLost++
-			complete = false
+			lost++
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("file of call %s: %w", m.Call, err)
 		}
-		out.FilesStored++
+		stored++
 		f.Bytes, f.SHA256 = info.Size, sum
 		if !doc.Ended && f.Kind == manifest.KindMedia {
 			if d := doc.Alive.Sub(m.Start).Seconds() - f.StartOffset; d > 0 {
 				f.Duration = d
 			}
 		}
-		if cut[f.Key] {
-			complete = false
+		if cut[f.Key] && doc.Ended {
+			reasons = append(reasons, "a file was cut short")
 		}
 		files = append(files, f)
 	}
+	if lost > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d of the call's files were lost", lost))
+	}
 	if !doc.Ended {
 		m.End = doc.Alive
-		if m.End.Before(m.Start) {
-			m.End = m.Start
-		}
 		for i := range m.Paused {
 			if m.Paused[i].End.IsZero() {
 				m.Paused[i].End = m.End
 			}
 		}
 	}
+	if m.End.Before(m.Start) {
+		m.End = m.Start // a clock stepped back
+	}
 	m.Files = files
 	if m.Files == nil {
 		m.Files = []manifest.File{}
 	}
-	m.Complete = complete
-	if !complete {
-		switch {
-		case !doc.Ended:
-			m.Incomplete = cutShort
-		case m.Incomplete == "":
-			m.Incomplete = "some files were not stored before the node stopped"
-		}
-	}
+	m.Complete = len(reasons) == 0
+	m.Incomplete = joinWhy(reasons)
 	prefix := manifest.CallPrefix(m.Org, m.Call, m.Start)
-	if err := putManifest(ctx, r.cfg.Store, r.log, prefix, m); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, recoverPass)
+	defer cancel()
+	if err := putManifest(pctx, r.cfg.Store, r.log, prefix, m); err != nil {
 		return err
 	}
 	out.Calls++
+	out.FilesStored += stored
+	out.FilesLost += lost
 	return nil
 }
 
