@@ -112,16 +112,14 @@ func (r *Recorder) recoverGen(ctx context.Context, dir string, out *Recovery) er
 	if err != nil {
 		return fmt.Errorf("spools: %w", err)
 	}
-	cut := make(map[string]bool)    // keys recovered from a spool the writer had not closed
+	// A call cut short is incomplete whatever its spools held; one that
+	// had ended had closed its files, so their spools were whole.
 	failed := make(map[string]bool) // keys whose spool is still to be stored
 	var problems error
 	for _, s := range spools {
-		switch {
-		case s.Err != nil:
+		if s.Err != nil {
 			failed[s.Key] = true
 			problems = errors.Join(problems, fmt.Errorf("spool: %w", s.Err))
-		case !s.Complete:
-			cut[s.Key] = true
 		}
 	}
 	for _, name := range names {
@@ -136,7 +134,7 @@ func (r *Recorder) recoverGen(ctx context.Context, dir string, out *Recovery) er
 		if slices.ContainsFunc(slices.Concat(doc.Manifest.Files, doc.Pending), func(f manifest.File) bool { return failed[f.Key] }) {
 			continue // it waits until its files are stored
 		}
-		if err := r.recoverCall(ctx, doc, cut, out); err != nil {
+		if err := r.recoverCall(ctx, doc, out); err != nil {
 			problems = errors.Join(problems, err) // the other calls go on
 			continue
 		}
@@ -156,7 +154,7 @@ const recoverPass = 2 * time.Minute
 // recoverCall writes the manifest of a call from its journal: the files it
 // names that are in storage, marked incomplete unless the call ended with
 // every file whole.
-func (r *Recorder) recoverCall(ctx context.Context, doc journalDoc, cut map[string]bool, out *Recovery) error {
+func (r *Recorder) recoverCall(ctx context.Context, doc journalDoc, out *Recovery) error {
 	m := doc.Manifest
 	reasons := slices.Clone(doc.Reasons)
 	if !doc.Ended {
@@ -179,9 +177,6 @@ func (r *Recorder) recoverCall(ctx context.Context, doc journalDoc, cut map[stri
 			if d := doc.Alive.Sub(m.Start).Seconds() - f.StartOffset; d > 0 {
 				f.Duration = d
 			}
-		}
-		if cut[f.Key] && doc.Ended {
-			reasons = append(reasons, "a file was cut short")
 		}
 		files = append(files, f)
 	}

@@ -35,7 +35,7 @@ type Recovered struct {
 // Recover finishes every upload whose sidecar is in spoolDir: it uploads
 // what the spool holds beyond the parts the store already has, completes
 // the upload and removes the spool. An upload that no longer exists
-// (aborted elsewhere) is reported unstored and its spool removed. Call it on
+// (aborted elsewhere) is begun again and the whole spool stored. Call it on
 // start, before any Writer uses spoolDir.
 func Recover(ctx context.Context, store Store, spoolDir string, cfg Config) ([]Recovered, error) {
 	cfg, err := cfg.withDefaults(store)
@@ -103,12 +103,22 @@ func recoverSpool(ctx context.Context, store Store, r retrier, f spoolFiles) Rec
 		return err
 	})
 	if errors.Is(err, objstore.ErrNotFound) {
-		// Completed by Close, or aborted elsewhere.
-		if info, serr := store.Stat(ctx, sc.Key); serr == nil && info.Size == size {
+		// Completed by Close, or aborted elsewhere (a lifecycle rule, say,
+		// during a long outage).
+		if info, serr := store.Stat(ctx, sc.Key); serr == nil && info.Size >= size {
 			rec.Stored, rec.Bytes, rec.Complete = true, info.Size, true
+			rec.Err = f.remove()
+			return rec
 		}
-		rec.Err = f.remove()
-		return rec
+		if size == 0 {
+			rec.Err = f.remove()
+			return rec
+		}
+		// The spool holds every byte written: store it all again.
+		sc.UploadID, parts, err = "", nil, nil
+		if rec.Err = startUpload(ctx, store, r, f, sc); rec.Err != nil {
+			return rec
+		}
 	}
 	if err != nil {
 		rec.Err = fmt.Errorf("upload: recover: %w", err)

@@ -278,7 +278,8 @@ func TestRecoverAborted(t *testing.T) {
 		spool := t.TempDir()
 		wctx, cancel := context.WithCancel(context.Background())
 		w := newWriter(t, wctx, be.store, "rec/aborted.webm", spool, testConfig)
-		writeAll(t, w, randomBytes(t, 1<<20))
+		data := randomBytes(t, 1<<20)
+		writeAll(t, w, data)
 		begunSidecar(t, spool)
 		crash(t, cancel, w)
 		ctx := context.Background()
@@ -289,7 +290,8 @@ func TestRecoverAborted(t *testing.T) {
 		if err := be.store.AbortUpload(ctx, ups[0].Key, ups[0].UploadID); err != nil {
 			t.Fatal(err)
 		}
-		recoverAndCheck(t, be.store, spool, upload.Recovered{Key: "rec/aborted.webm"}, nil)
+		// The spool holds it all: it is stored again.
+		recoverAndCheck(t, be.store, spool, upload.Recovered{Key: "rec/aborted.webm", Stored: true, Bytes: 1 << 20, Uploaded: 1 << 20}, data)
 	})
 }
 
