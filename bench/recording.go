@@ -130,7 +130,8 @@ type Recording struct {
 	Started      float64 `json:"started"`
 	StoppedEarly float64 `json:"stopped_early"`
 	// MediaInMiB is the RTP payload the nodes received from publishers
-	// while the calls were up, MediaInMbps its rate: what there was to record.
+	// while the calls were up (from the first scrape to the last before
+	// the hang-ups), MediaInMbps its rate: what there was to record.
 	MediaInMiB  float64 `json:"media_in_mib"`
 	MediaInMbps float64 `json:"media_in_mbps"`
 	// UploadedInRunMiB was stored while the calls were up (UploadMbps its
@@ -145,8 +146,9 @@ type Recording struct {
 	// DroppedPackets is the packets the recorders dropped (queue full).
 	DroppedPackets float64 `json:"dropped_packets"`
 	// Finished says every recording was stored within the finish timeout;
-	// FinishSeconds is how long after the run that took, and
-	// FinishCPUSeconds the server CPU spent meanwhile (every node).
+	// FinishSeconds is how long after the hang-ups that took, and
+	// FinishCPUSeconds the server CPU spent after the run's last scrape
+	// until then (every node; Server.CPUSeconds has what came before).
 	Finished         bool    `json:"finished"`
 	FinishSeconds    float64 `json:"finish_s"`
 	FinishCPUSeconds float64 `json:"finish_server_cpu_s"`
@@ -185,14 +187,13 @@ func (r *runner) recordingReport(series []Point) *Recording {
 	}
 	rec.Scraped, rec.Finished = len(r.nodes) > 0, r.finished
 	var mediaIn, inRun, span float64
-	var lastAt time.Time
 	for i, first := range r.nodes {
-		last := r.lastNode[i]
+		last, up := r.lastNode[i], r.upNode[i]
 		final := last
 		if i < len(r.finish) && r.finish[i].ok {
 			final = r.finish[i]
 		}
-		if !first.ok || !last.ok || r.hosted[i].restarts > 0 || final.cpu < first.cpu {
+		if !first.ok || !last.ok || !up.ok || r.hosted[i].restarts > 0 || final.cpu < first.cpu {
 			rec.Scraped = false
 			continue
 		}
@@ -202,19 +203,16 @@ func (r *runner) recordingReport(series []Point) *Recording {
 		rec.DroppedPackets += final.rec.dropped - first.rec.dropped
 		rec.UploadedMiB += (final.rec.uploaded - first.rec.uploaded) / (1 << 20)
 		rec.FinishCPUSeconds += final.cpu - last.cpu
-		inRun += last.rec.uploaded - first.rec.uploaded
-		mediaIn += last.bytesIn - first.bytesIn
-		span = max(span, last.at.Sub(first.at).Seconds())
-		if last.at.After(lastAt) {
-			lastAt = last.at
-		}
+		inRun += up.rec.uploaded - first.rec.uploaded
+		mediaIn += up.bytesIn - first.bytesIn
+		span = max(span, up.at.Sub(first.at).Seconds())
 	}
 	rec.UploadedInRunMiB, rec.MediaInMiB = inRun/(1<<20), mediaIn/(1<<20)
 	if span > 0 {
 		rec.UploadMbps, rec.MediaInMbps = inRun*8/span/1e6, mediaIn*8/span/1e6
 	}
-	if !r.finishAt.IsZero() && !lastAt.IsZero() {
-		rec.FinishSeconds = r.finishAt.Sub(lastAt).Seconds()
+	if !r.finishAt.IsZero() {
+		rec.FinishSeconds = r.finishAt.Sub(r.end).Seconds()
 	}
 	rec.SpoolMaxMiB = r.finishSpool / (1 << 20)
 	for _, p := range series {

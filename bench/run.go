@@ -58,6 +58,9 @@ type runner struct {
 	// receiving are the members of support calls whose media was
 	// published, both sides: what MediaHold waits for.
 	receiving []*member
+	// upNode is each node's last scrape while the calls were up (support,
+	// turn: the sampler's last before the hang-ups).
+	upNode []nodeSample
 	// finish is each node's scrape once its recordings were stored (Record);
 	// finished says every node's were, finishAt when.
 	finish      []nodeSample
@@ -139,6 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cancel()
 	wg.Wait()
+	r.upNode = append([]nodeSample(nil), r.lastNode...)
 	// A last scrape for the totals: the sampler's may have been cut short.
 	for i, u := range cfg.MetricsURLs {
 		if s, err := scrapeNode(ctx, r.hc, u); err == nil {
