@@ -312,6 +312,8 @@ Prints a table and writes JSON and HTML reports. Exits 1 when an objective
 
 Scenarios:
   support  --calls pairs through the queue, both sides publishing audio and video
+           (--record: the customers consent to recording; the report says how many
+           calls were told "recording started" and what the nodes stored)
   broadcast  one call whose customer publishes, --subscribers supervisors monitoring it (fan-out)
   turn     as support, every client relaying through the TURN server
   queue    a placement storm: --customers and --agents, no media, with exactly-once
