@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -108,6 +109,17 @@ func TestRecordRun(t *testing.T) {
 	}
 	if a := rep.Anomalies(); len(a) != 0 {
 		t.Errorf("anomalies: %v", a)
+	}
+	var table, html bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), `2 of 2 calls told "recording started" on both sides`) ||
+		!strings.Contains(html.String(), "Recordings stored (upload rate)") {
+		t.Errorf("the reports do not show the recording:\n%s", table.String())
 	}
 
 	stored := manifests(t, s.recordings)
