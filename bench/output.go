@@ -37,7 +37,11 @@ func (r *Report) Title() string {
 	if r.Scenario == ScenarioBroadcast {
 		return fmt.Sprintf("broadcast: 1 publisher (%s + Opus), %d subscribers on %s, %.0f s (%s)", r.videoDesc(), r.Config.Subscribers, nodes, r.Seconds, ramp)
 	}
-	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, r.videoDesc())
+	recorded := ""
+	if r.Config.Record {
+		recorded = ", recorded (customers consent)"
+	}
+	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus%s", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, r.videoDesc(), recorded)
 }
 
 // videoDesc says what video the publishers sent.

@@ -52,6 +52,7 @@ type ReportConfig struct {
 	Codec       string   `json:"codec,omitempty"`
 	Bitrate     int      `json:"bitrate,omitempty"`
 	Video       bool     `json:"video"`
+	Record      bool     `json:"record,omitempty"` // customers consented to recording
 	// Queue: the accounting's options.
 	HoldS        float64  `json:"hold_s,omitempty"`
 	HoldJitterS  float64  `json:"hold_jitter_s,omitempty"`
@@ -280,7 +281,7 @@ func (r *runner) report() *Report {
 		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
 		rep.Calls.Target = r.cfg.Subscribers
 	default:
-		rep.Config.Calls = r.cfg.Calls
+		rep.Config.Calls, rep.Config.Record = r.cfg.Calls, r.cfg.Record
 		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
 		rep.Calls.Target = r.cfg.Calls
 	}
