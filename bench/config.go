@@ -59,6 +59,15 @@ type Config struct {
 	// A run with it measures as much media however long the calls take to
 	// come up, which on a busy machine can be many seconds.
 	MediaHold time.Duration
+	// Record, in support and turn runs, has every customer consent to
+	// recording (the record_consent claim), so that a queue whose policy
+	// is "record: consent" records the calls. Each call must then be told
+	// "recording started" on both sides (a call that is not counts as
+	// failed), and once the calls end the run waits for the nodes to
+	// finish storing their recordings (FinishTimeout).
+	Record bool
+	// FinishTimeout bounds that wait; 0: 2 minutes.
+	FinishTimeout time.Duration
 
 	// Queue: the exactly-once accounting (see Exact).
 	Hold       time.Duration // how long an agent holds each call before hanging up; 0: at once
@@ -112,6 +121,9 @@ func (c *Config) check() error {
 			return errors.New("bench: --calls must be at least 1")
 		}
 	case ScenarioBroadcast:
+		if c.Record {
+			return errors.New("bench: --record is for the support and turn scenarios")
+		}
 		if c.Subscribers <= 0 {
 			return errors.New("bench: --subscribers must be at least 1")
 		}
@@ -121,6 +133,9 @@ func (c *Config) check() error {
 			return errors.New("bench: broadcast takes one --url: the node to measure")
 		}
 	case ScenarioQueue:
+		if c.Record {
+			return errors.New("bench: --record is for the support and turn scenarios")
+		}
 		if c.Customers <= 0 || c.Agents <= 0 {
 			return errors.New("bench: --customers and --agents must be at least 1")
 		}
@@ -169,6 +184,12 @@ func (c *Config) check() error {
 	}
 	if c.MediaHold < 0 {
 		return errors.New("bench: --media-hold must not be negative")
+	}
+	switch {
+	case c.FinishTimeout < 0:
+		return errors.New("bench: the recordings' finish timeout must not be negative")
+	case c.FinishTimeout == 0:
+		c.FinishTimeout = 2 * time.Minute
 	}
 	switch c.Codec {
 	case "":

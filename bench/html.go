@@ -154,7 +154,7 @@ td:first-child{font-weight:600;white-space:nowrap}figure{margin:1.5em 0}figcapti
 // WriteHTML writes the report as a single self-contained HTML page.
 func (r *Report) WriteHTML(w io.Writer) error {
 	xs := make([]float64, len(r.Series))
-	var rx, scpu, hcpu, fwd, calls, rss []float64
+	var rx, scpu, hcpu, fwd, calls, rss, spool, upload []float64
 	for i, p := range r.Series {
 		xs[i] = p.T
 		rx = append(rx, p.RxMbps)
@@ -163,6 +163,8 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		fwd = append(fwd, p.ForwardedPPS)
 		calls = append(calls, float64(p.Calls))
 		rss = append(rss, p.ServerRSSMiB)
+		spool = append(spool, p.SpoolMiB)
+		upload = append(upload, p.UploadMbps)
 	}
 	var charts []template.HTML
 	if r.Scenario != ScenarioQueue {
@@ -176,6 +178,11 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		lineChart("Calls up over time", "calls", xs, line{"calls up", "#444", calls}))
 	if r.Scenario != ScenarioQueue {
 		charts = append(charts, lineChart("Packets forwarded by the server", "packets/s", xs, line{"forwarded", "#b58a4a", fwd}))
+	}
+	if r.Recording != nil {
+		charts = append(charts,
+			lineChart("Recordings stored (upload rate)", "Mbit/s", xs, line{"stored", "#4a9eb5", upload}),
+			lineChart("Recordings on local disk not yet stored (spool)", "MiB", xs, line{"spool", "#b54a8a", spool}))
 	}
 	data := struct {
 		Title   string

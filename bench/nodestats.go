@@ -17,6 +17,19 @@ type nodeSample struct {
 	forwarded float64 // RTP packets sent to subscribers
 	placed    float64 // helpcaster_queue_placements_total
 	ended     float64 // helpcaster_calls_ended_total
+	bytesIn   float64 // RTP payload bytes received from publishers
+	rec       recSample
+}
+
+// recSample is a node's recorder, from its metrics.
+type recSample struct {
+	active   float64 // helpcaster_recordings_active
+	started  float64 // helpcaster_recordings_started_total
+	stopped  float64 // helpcaster_recordings_stopped_total, every reason
+	uploaded float64 // helpcaster_recording_upload_bytes_total
+	errors   float64 // helpcaster_recording_upload_errors_total
+	spool    float64 // helpcaster_recording_spool_bytes
+	dropped  float64 // helpcaster_recording_dropped_packets_total
 }
 
 // hosted adds up one node's placements and calls ended over the run,
@@ -75,5 +88,9 @@ func scrapeNode(ctx context.Context, hc *http.Client, url string) (nodeSample, e
 	const pkts = "helpcaster_sfu_rtp_packets_total"
 	return nodeSample{ok: true, at: time.Now(), cpu: m.sum("process_cpu_seconds_total"), rss: m.sum("process_resident_memory_bytes"),
 		forwarded: m.sum(pkts, "direction", "out"), placed: m.sum("helpcaster_queue_placements_total"),
-		ended: m.sum("helpcaster_calls_ended_total")}, nil
+		ended: m.sum("helpcaster_calls_ended_total"), bytesIn: m.sum("helpcaster_sfu_rtp_bytes_total", "direction", "in"),
+		rec: recSample{active: m.sum("helpcaster_recordings_active"), started: m.sum("helpcaster_recordings_started_total"),
+			stopped: m.sum("helpcaster_recordings_stopped_total"), uploaded: m.sum("helpcaster_recording_upload_bytes_total"),
+			errors: m.sum("helpcaster_recording_upload_errors_total"), spool: m.sum("helpcaster_recording_spool_bytes"),
+			dropped: m.sum("helpcaster_recording_dropped_packets_total")}}, nil
 }

@@ -37,7 +37,11 @@ func (r *Report) Title() string {
 	if r.Scenario == ScenarioBroadcast {
 		return fmt.Sprintf("broadcast: 1 publisher (%s + Opus), %d subscribers on %s, %.0f s (%s)", r.videoDesc(), r.Config.Subscribers, nodes, r.Seconds, ramp)
 	}
-	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, r.videoDesc())
+	recorded := ""
+	if r.Config.Record {
+		recorded = ", recorded (customers consent)"
+	}
+	return fmt.Sprintf("%s: %d calls on %s, %.0f s (%s), %s + Opus%s", r.Scenario, r.Config.Calls, nodes, r.Seconds, ramp, r.videoDesc(), recorded)
 }
 
 // videoDesc says what video the publishers sent.
@@ -132,13 +136,14 @@ func (r *Report) rows() [][2]string {
 			}
 			add("server CPU", "%.1f%% of a core (max %.1f%%), %.2f%% per %s", r.Server.CPUPct, r.Server.CPUMaxPct, r.Server.CPUPerCallPct, per)
 		}
-		add("server memory", "%.0f MiB resident at most", r.Server.RSSMaxMiB)
+		add("server memory", "%.0f MiB resident at most (%.0f at the start)", r.Server.RSSMaxMiB, r.Server.RSSStartMiB)
 		if r.Scenario != ScenarioQueue {
 			add("server forwarding", "%.0f packets/s, %.1f µs CPU per forwarded packet", r.Server.ForwardedPPS, r.Server.CPUPerPacketUs)
 		}
 	} else {
 		add("server", "no metrics scraped (is /metrics reachable?)")
 	}
+	r.Recording.rows(add)
 	add("harness CPU", "%.1f%% of a core (max %.1f%%), %d video streams received, %.0f per core",
 		r.Harness.CPUPct, r.Harness.MaxCPUPct, r.Harness.VideoStreams, r.Harness.StreamsPerCore)
 	add("this machine", "busiest second %.0f%% of %d cores; datagrams dropped on full UDP sockets: %d at the harness's, %d in all",

@@ -20,6 +20,10 @@ type Point struct {
 	ForwardedPPS float64 `json:"forwarded_pps"`  // RTP packets the nodes sent to subscribers, per second
 	HarnessCPU   float64 `json:"harness_cpu"`    // percent of one core
 	MachineBusy  float64 `json:"machine_busy"`   // percent of all cores of this machine
+	// The nodes' recorders: recorded data on local disk not yet stored,
+	// and the rate recordings were stored at.
+	SpoolMiB   float64 `json:"recording_spool_mib,omitempty"`
+	UploadMbps float64 `json:"recording_upload_mbps,omitempty"`
 }
 
 // sampleLoop records a Point every second and shows progress until ctx
@@ -65,6 +69,8 @@ func (r *runner) sampleLoop(ctx context.Context) {
 				p.ServerCPU += 100 * (s.cpu - r.lastNode[i].cpu) / secs
 				p.ServerRSSMiB += s.rss / (1 << 20)
 				p.ForwardedPPS += (s.forwarded - r.lastNode[i].forwarded) / secs
+				p.SpoolMiB += s.rec.spool / (1 << 20)
+				p.UploadMbps += (s.rec.uploaded - r.lastNode[i].rec.uploaded) * 8 / secs / 1e6
 				r.lastNode[i] = s
 			}
 			if ctx.Err() != nil {

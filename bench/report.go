@@ -33,6 +33,7 @@ type Report struct {
 	Harness       Harness     `json:"harness"`
 	Placements    *Placements `json:"placements,omitempty"` // queue scenario
 	Exact         *Exact      `json:"exact,omitempty"`      // queue scenario: the exactly-once accounting
+	Recording     *Recording  `json:"recording,omitempty"`  // support, turn: with Record, or when calls were recorded
 	Series        []Point     `json:"series"`
 	Objectives    []Objective `json:"objectives,omitempty"`
 	Notes         []string    `json:"notes,omitempty"`
@@ -51,6 +52,7 @@ type ReportConfig struct {
 	Codec       string   `json:"codec,omitempty"`
 	Bitrate     int      `json:"bitrate,omitempty"`
 	Video       bool     `json:"video"`
+	Record      bool     `json:"record,omitempty"` // customers consented to recording
 	// Queue: the accounting's options.
 	HoldS        float64  `json:"hold_s,omitempty"`
 	HoldJitterS  float64  `json:"hold_jitter_s,omitempty"`
@@ -116,6 +118,8 @@ type Server struct {
 	Scraped        bool    `json:"scraped"`
 	CPUPct         float64 `json:"cpu_pct"`     // mean, percent of one core, all nodes
 	CPUMaxPct      float64 `json:"cpu_max_pct"` // highest one-second sample
+	CPUSeconds     float64 `json:"cpu_s"`       // over the run, all nodes
+	RSSStartMiB    float64 `json:"rss_start_mib"`
 	RSSMaxMiB      float64 `json:"rss_max_mib"`
 	ForwardedPPS   float64 `json:"forwarded_pps"`
 	CPUPerPacketUs float64 `json:"cpu_per_forwarded_packet_us"`
@@ -201,9 +205,12 @@ func (o Objectives) check(rep *Report) []Objective {
 	return out
 }
 
-// Anomalies lists what broke exactly-once accounting (queue scenario);
-// empty otherwise.
-func (r *Report) Anomalies() []string { return r.Exact.Anomalies() }
+// Anomalies lists what broke exactly-once accounting (queue scenario), and
+// a recorded run's recording errors (calls not told, recordings stopped
+// early or not stored in time); empty otherwise.
+func (r *Report) Anomalies() []string {
+	return append(r.Exact.Anomalies(), r.Recording.anomalies()...)
+}
 
 // Met reports whether every objective was met.
 func (r *Report) Met() bool {
@@ -241,7 +248,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // report builds the Report once the run is over.
 func (r *runner) report() *Report {
-	end := time.Now()
+	end := r.end
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := &Report{Scenario: r.cfg.Scenario, Started: r.start, Seconds: end.Sub(r.start).Seconds(), Series: r.series}
@@ -274,7 +281,7 @@ func (r *runner) report() *Report {
 		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
 		rep.Calls.Target = r.cfg.Subscribers
 	default:
-		rep.Config.Calls = r.cfg.Calls
+		rep.Config.Calls, rep.Config.Record = r.cfg.Calls, r.cfg.Record
 		rep.Config.Simulcast, rep.Config.Codec, rep.Config.Bitrate, rep.Config.Video = r.cfg.Simulcast, r.cfg.Codec, r.cfg.Bitrate, !r.cfg.NoVideo
 		rep.Calls.Target = r.cfg.Calls
 	}
@@ -430,12 +437,13 @@ func (r *runner) report() *Report {
 			continue
 		}
 		cpu += last.cpu - first.cpu
+		rep.Server.RSSStartMiB += first.rss / (1 << 20)
 		fwd += last.forwarded - first.forwarded
 		cpuPct += 100 * (last.cpu - first.cpu) / span
 		fwdPS += (last.forwarded - first.forwarded) / span
 	}
 	rep.Server.Scraped = scraped && len(r.nodes) > 0
-	rep.Server.CPUPct, rep.Server.ForwardedPPS = cpuPct, fwdPS
+	rep.Server.CPUPct, rep.Server.ForwardedPPS, rep.Server.CPUSeconds = cpuPct, fwdPS, cpu
 	for _, p := range r.series {
 		rep.Server.CPUMaxPct = max(rep.Server.CPUMaxPct, p.ServerCPU)
 		rep.Server.RSSMaxMiB = max(rep.Server.RSSMaxMiB, p.ServerRSSMiB)
@@ -458,6 +466,9 @@ func (r *runner) report() *Report {
 	}
 	if pl := rep.Placements; pl != nil && pl.Placed > 0 && rep.Server.Scraped {
 		pl.ServerCPUPerPlacementUs = 1e6 * cpu / float64(pl.Placed)
+	}
+	if r.cfg.Scenario == ScenarioSupport || r.cfg.Scenario == ScenarioTURN {
+		rep.Recording = r.recordingReport(r.series)
 	}
 	harness := (procstat.SelfCPU() - r.harnessCPU).Seconds()
 	if secs > 0 {

@@ -31,6 +31,7 @@ type runner struct {
 	org   *auth.Org
 	media *media.Set
 	start time.Time
+	end   time.Time // the calls' end, before any wait for their recordings
 	hc    *http.Client
 	// harnessCPU is this process's CPU time when the run started.
 	harnessCPU time.Duration
@@ -57,6 +58,15 @@ type runner struct {
 	// receiving are the members of support calls whose media was
 	// published, both sides: what MediaHold waits for.
 	receiving []*member
+	// upNode is each node's last scrape while the calls were up (support,
+	// turn: the sampler's last before the hang-ups).
+	upNode []nodeSample
+	// finish is each node's scrape once its recordings were stored (Record);
+	// finished says every node's were, finishAt when.
+	finish      []nodeSample
+	finished    bool
+	finishAt    time.Time
+	finishSpool float64 // the most spool bytes seen meanwhile, all nodes
 }
 
 // member is one simulated client.
@@ -66,12 +76,14 @@ type member struct {
 	rx         *receiver
 	pub        *media.Publisher
 	assignedAt time.Time
-	expect     bool // media should reach it
+	expect     bool    // media should reach it
+	rec        recSeen // the recording messages it was sent
 }
 
 // call is one customer/agent pair.
 type call struct {
 	customer, agent *member
+	room            string // the call's id, from assigned
 	failed          string // first failure reason
 }
 
@@ -130,12 +142,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cancel()
 	wg.Wait()
+	r.upNode = append([]nodeSample(nil), r.lastNode...)
 	// A last scrape for the totals: the sampler's may have been cut short.
 	for i, u := range cfg.MetricsURLs {
 		if s, err := scrapeNode(ctx, r.hc, u); err == nil {
 			r.observe(i, s)
 			r.lastNode[i] = s
 		}
+	}
+	r.end = time.Now()
+	if cfg.Record {
+		r.finishRecordings(ctx)
 	}
 	return r.report(), nil
 }
@@ -160,7 +177,8 @@ func (r *runner) token(ctx context.Context, role string, i, node int) (string, e
 	if r.cfg.Demo {
 		return r.demoToken(ctx, role, node)
 	}
-	c := auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: fmt.Sprintf("bench-%s-%d", role, i)}, Role: role, Queue: r.cfg.Queue}
+	c := auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: fmt.Sprintf("bench-%s-%d", role, i)}, Role: role, Queue: r.cfg.Queue,
+		RecordConsent: r.cfg.Record && role == protocol.RoleCustomer}
 	ttl := r.cfg.Duration + 10*time.Minute
 	if ttl > 24*time.Hour {
 		ttl = 24 * time.Hour
@@ -177,6 +195,9 @@ func (r *runner) demoToken(ctx context.Context, role string, node int) (string, 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	u := httpURL(r.cfg.URLs[node%len(r.cfg.URLs)], "/demo/token") + "?role=" + url.QueryEscape(role)
+	if r.cfg.Record && role == protocol.RoleCustomer {
+		u += "&consent=1"
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
@@ -316,11 +337,29 @@ func (r *runner) support(ctx context.Context) {
 				return
 			}
 			m.assignedAt = time.Now()
+			if m == customer {
+				cl.room = msg.Room
+			}
 		}
 		r.up.Add(1)
 		r.mu.Lock()
 		r.joins = append(r.joins, customer.assignedAt.Sub(begin))
 		r.mu.Unlock()
+		if r.cfg.Record {
+			// Both sides must be told the call is recorded before media
+			// flows; a call that is not still runs, as a failed one.
+			rctx, cancel := context.WithTimeout(ctx, recordingTimeout)
+			defer cancel()
+			for _, m := range []*member{customer, agent} {
+				reason, over := awaitRecording(ctx, rctx, m)
+				if reason != "" && cl.failed == "" {
+					failed(reason)
+				}
+				if over {
+					return
+				}
+			}
+		}
 		customer.expect, agent.expect = true, true
 		opts := media.Options{Audio: true, Video: !r.cfg.NoVideo, Codec: r.cfg.Codec, Simulcast: r.cfg.Simulcast,
 			TopLayer: media.LayerFor(r.cfg.Bitrate)}
@@ -351,6 +390,8 @@ func (r *runner) support(ctx context.Context) {
 					return "disconnected"
 				}
 				switch msg.Type {
+				case protocol.TypeRecording:
+					m.rec.seen(msg)
 				case protocol.TypeEnded, protocol.TypeError, protocol.TypeBye:
 					return msg.Type + ":" + msg.Reason + string(msg.Code)
 				}
@@ -363,6 +404,14 @@ func (r *runner) support(ctx context.Context) {
 		for range 2 {
 			if reason := <-done; reason != "" && cl.failed == "" {
 				failed(reason)
+			}
+		}
+		if r.cfg.Record && cl.failed == "" {
+			for _, m := range []*member{customer, agent} {
+				if m.rec.stopped != "" {
+					failed("recording_stopped:" + m.rec.stopped)
+					break
+				}
 			}
 		}
 	})

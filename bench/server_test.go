@@ -20,12 +20,15 @@ import (
 
 // server is a helpcaster serve process started by a test.
 type server struct {
-	cmd    *exec.Cmd
-	base   string // http://127.0.0.1:PORT
-	log    string // file with the process's stdout and stderr
-	exited chan struct{}
-	err    error // the process's exit status, once exited is closed
-	http   *http.Client
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:PORT
+	log  string // file with the process's stdout and stderr
+	// recordings is the server's --recordings-dir (a temporary directory),
+	// unless the extra flags name another.
+	recordings string
+	exited     chan struct{}
+	err        error // the process's exit status, once exited is closed
+	http       *http.Client
 }
 
 // buildBinary builds ../cmd/helpcaster into dir and returns its path, or
@@ -78,9 +81,10 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recordings := filepath.Join(t.TempDir(), "recordings")
 	args := append([]string{"serve", "--dev", "--listen", addr,
 		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port", "0",
-		"--media-loopback-only", "--log-level", "warn", "--recordings-dir", filepath.Join(t.TempDir(), "recordings")}, extra...)
+		"--media-loopback-only", "--log-level", "warn", "--recordings-dir", recordings}, extra...)
 	cmd := exec.Command(bin, args...)
 	// HELPCASTER_BENCH_SERVE_ENV adds environment variables to the server
 	// only, e.g. "GOMAXPROCS=1 GOGC=200".
@@ -90,7 +94,7 @@ func startServer(t *testing.T, bin string, extra ...string) *server {
 		logFile.Close()
 		t.Fatalf("start server: %v", err)
 	}
-	s := &server{cmd: cmd, base: "http://" + addr, log: logPath, exited: make(chan struct{}),
+	s := &server{cmd: cmd, base: "http://" + addr, log: logPath, recordings: recordings, exited: make(chan struct{}),
 		http: &http.Client{Timeout: 10 * time.Second}}
 	go func() {
 		s.err = cmd.Wait()

@@ -152,6 +152,8 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs.StringVar(&c.Queue, "queue", "", "queue to join (default: the org's default queue)")
 	fs.IntVar(&c.Calls, "calls", 10, "support, turn: customer/agent pairs")
 	fs.DurationVar(&c.MediaHold, "media-hold", 0, "support, turn: end the run once every call has had media both ways this long; --duration is then a cap (0: run for --duration)")
+	fs.BoolVar(&c.Record, "record", false, "support, turn: customers consent to recording (a queue with record: consent records them); "+
+		"every call must be told \"recording started\" on both sides, and the run waits for the recordings to be stored")
 	fs.IntVar(&c.Subscribers, "subscribers", 50, "broadcast: supervisors monitoring the one call")
 	fs.IntVar(&c.Customers, "customers", 1000, "queue: customers")
 	fs.IntVar(&c.Agents, "agents", 50, "queue: agents")
@@ -310,6 +312,8 @@ Prints a table and writes JSON and HTML reports. Exits 1 when an objective
 
 Scenarios:
   support  --calls pairs through the queue, both sides publishing audio and video
+           (--record: the customers consent to recording; the report says how many
+           calls were told "recording started" and what the nodes stored)
   broadcast  one call whose customer publishes, --subscribers supervisors monitoring it (fan-out)
   turn     as support, every client relaying through the TURN server
   queue    a placement storm: --customers and --agents, no media, with exactly-once

@@ -23,13 +23,13 @@ func TestBenchFlags(t *testing.T) {
 		return ""
 	}
 	// Flags after the file override it.
-	o, err := parseBench([]string{file, "--calls", "9", "--json", "-", "--quiet"}, env, &bytes.Buffer{})
+	o, err := parseBench([]string{file, "--calls", "9", "--json", "-", "--quiet", "--record"}, env, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := o.cfg
 	if c.Scenario != "support" || c.Calls != 9 || c.Duration != 90*time.Second || !c.Simulcast || c.Bitrate != 1_200_000 ||
-		c.Objectives.MaxLossPct != 0.5 || string(c.Secret) != env("ACME") || len(c.URLs) != 2 || o.jsonPath != "" ||
+		c.Objectives.MaxLossPct != 0.5 || string(c.Secret) != env("ACME") || len(c.URLs) != 2 || o.jsonPath != "" || !c.Record ||
 		!strings.HasPrefix(o.html, "bench-support-") {
 		t.Errorf("config from file and flags: %+v (json %q, html %q)", c, o.jsonPath, o.html)
 	}
@@ -53,6 +53,8 @@ func TestBenchFlags(t *testing.T) {
 		"bad bitrate":       {"support", "--demo", "--bitrate", "fast"},
 		"resume > 1":        {"queue", "--demo", "--url", "ws://a:1", "--resume", "2", "--json", "-", "--html", "-", "--quiet"},
 		"broadcast, 2 urls": {"broadcast", "--demo", "--url", "ws://a:1,ws://b:1", "--json", "-", "--html", "-", "--quiet"},
+		"record a queue":    {"queue", "--demo", "--url", "ws://a:1", "--record", "--json", "-", "--html", "-", "--quiet"},
+		"record broadcast":  {"broadcast", "--demo", "--url", "ws://a:1", "--record", "--json", "-", "--html", "-", "--quiet"},
 		"secret in file":    {writeFile(t, "scenario: support\nsecret: abc\n")},
 		"file w/o name":     {writeFile(t, "calls: 3\n")},
 		"nested in file":    {writeFile(t, "scenario: support\nurl: {a: b}\n")},
