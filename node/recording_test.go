@@ -67,6 +67,32 @@ func joinQueue(t *testing.T, ctx context.Context, dir *auth.Directory, ws, role,
 	return c
 }
 
+// recordedCall puts customer Bob (on custWS) in a call with agent Ann (on
+// agentWS) in the queue "recorded", checks both are told it is recorded,
+// and has both publish the sample files until media flows both ways. It
+// returns the call's id and when it was assigned.
+func recordedCall(t *testing.T, ctx context.Context, dir *auth.Directory, custWS, agentWS string) (cust, agent *client.Client, room string, started time.Time) {
+	t.Helper()
+	agent = joinQueue(t, ctx, dir, agentWS, protocol.RoleAgent, "Ann", "recorded", false)
+	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	cust = joinQueue(t, ctx, dir, custWS, protocol.RoleCustomer, "Bob", "recorded", false)
+	room = nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
+	nextMsg(t, ctx, agent, protocol.TypeAssigned)
+	started = time.Now()
+	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
+	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
+	for _, c := range []*client.Client{cust, agent} {
+		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMedia(t, ctx, "customer", cust)
+	waitMedia(t, ctx, "agent", agent)
+	return cust, agent, room, started
+}
+
 // recordingState waits for c's next recording message and checks its state.
 func recordingState(t *testing.T, ctx context.Context, who string, c *client.Client, want string) {
 	t.Helper()
@@ -141,23 +167,7 @@ func recordCall(t *testing.T, rc *RecordingsConfig, store objstore.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	agent := joinQueue(t, ctx, dir, tn.ws, protocol.RoleAgent, "Ann", "recorded", false)
-	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
-		t.Fatal(err)
-	}
-	cust := joinQueue(t, ctx, dir, tn.ws, protocol.RoleCustomer, "Bob", "recorded", false)
-	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
-	nextMsg(t, ctx, agent, protocol.TypeAssigned)
-	started := time.Now()
-	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
-	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
-	for _, c := range []*client.Client{cust, agent} {
-		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitMedia(t, ctx, "customer", cust)
-	waitMedia(t, ctx, "agent", agent)
+	cust, agent, room, started := recordedCall(t, ctx, dir, tn.ws, tn.ws)
 	flowing := time.Now()
 
 	say := func(c *client.Client, to *client.Client, text string) {
@@ -373,23 +383,7 @@ func TestRecordedCallAcrossNodes(t *testing.T) {
 	}, "n1", "n2")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	agent := joinQueue(t, ctx, dir, nodes[1].ws, protocol.RoleAgent, "Ann", "recorded", false)
-	if err := agent.Send(ctx, protocol.Message{Type: protocol.TypeAvailable}); err != nil {
-		t.Fatal(err)
-	}
-	cust := joinQueue(t, ctx, dir, nodes[0].ws, protocol.RoleCustomer, "Bob", "recorded", false)
-	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
-	nextMsg(t, ctx, agent, protocol.TypeAssigned)
-	started := time.Now()
-	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
-	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
-	for _, c := range []*client.Client{cust, agent} {
-		if err := c.PublishFiles(ctx, sample("sample.ivf"), sample("sample.ogg")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitMedia(t, ctx, "customer", cust)
-	waitMedia(t, ctx, "agent", agent)
+	cust, agent, room, started := recordedCall(t, ctx, dir, nodes[0].ws, nodes[1].ws)
 	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "from the customer"}); err != nil {
 		t.Fatal(err)
 	}
