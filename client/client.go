@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/helpcaster/helpcaster/rtpcodec"
@@ -247,6 +248,25 @@ func (c *Client) Stats() Stats {
 	codec, _ := c.videoCodec.Load().(string)
 	return Stats{AudioPackets: c.audio.Load(), VideoPackets: c.video.Load(), VideoKeyframes: c.keyframes.Load(),
 		Tracks: c.tracks.Load(), TracksEnded: c.ended.Load(), VideoCodec: codec}
+}
+
+// WaitMedia waits until the client has received at least n audio and n
+// video packets, a keyframe among them, or ctx ends: the error then says
+// what it had received.
+func (c *Client) WaitMedia(ctx context.Context, n int64) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s := c.Stats()
+		if s.AudioPackets >= n && s.VideoPackets >= n && s.VideoKeyframes >= 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("received %+v (media error: %v): %w", s, c.MediaError(), ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // MediaError returns the first media negotiation error, if any.

@@ -113,16 +113,8 @@ func nextMsg(t *testing.T, ctx context.Context, c *client.Client, types ...strin
 
 func waitMedia(t *testing.T, ctx context.Context, who string, c *client.Client) {
 	t.Helper()
-	for {
-		s := c.Stats()
-		if s.AudioPackets >= 50 && s.VideoPackets >= 50 && s.VideoKeyframes >= 1 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s received %+v (media error: %v)", who, s, c.MediaError())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := c.WaitMedia(ctx, 50); err != nil {
+		t.Fatalf("%s: %v", who, err)
 	}
 }
 

@@ -1,10 +1,7 @@
 package node
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
+	"github.com/helpcaster/helpcaster/internal/recordingtest"
 	"github.com/helpcaster/helpcaster/internal/s3test"
 	"github.com/helpcaster/helpcaster/objstore"
 	"github.com/helpcaster/helpcaster/recorder/manifest"
@@ -148,33 +146,7 @@ func (oc *outageCall) hangUp() time.Time {
 // recovery): every file it names hashed.
 func (oc *outageCall) finalManifest() manifest.Manifest {
 	oc.t.Helper()
-	var last manifest.Manifest
-	for {
-		objs, err := oc.store.List(oc.ctx, "")
-		if err == nil {
-			for _, o := range objs {
-				if !strings.HasSuffix(o.Key, "/"+manifest.ManifestName) {
-					continue
-				}
-				var m manifest.Manifest
-				if err := json.Unmarshal(readObject(oc.t, oc.store, o.Key), &m); err != nil {
-					oc.t.Fatal(err)
-				}
-				if m.Call != oc.room {
-					continue
-				}
-				last = m
-				if len(m.Files) > 0 && !slices.ContainsFunc(m.Files, func(f manifest.File) bool { return f.SHA256 == "" }) {
-					return m
-				}
-			}
-		}
-		select {
-		case <-oc.ctx.Done():
-			oc.t.Fatalf("no final manifest of call %s; last %+v (list: %v)", oc.room, last, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return recordingtest.WaitManifest(oc.t, oc.ctx, oc.store, oc.room, recordingtest.Final)
 }
 
 // mediaFile is a participant's recorded file, probed.
@@ -190,11 +162,9 @@ func (oc *outageCall) files(m manifest.Manifest) (media map[string]mediaFile, ch
 	oc.t.Helper()
 	tmp := oc.t.TempDir()
 	media = make(map[string]mediaFile)
+	stored := recordingtest.CheckFiles(oc.t, oc.store, m)
 	for _, f := range m.Files {
-		data := readObject(oc.t, oc.store, f.Key)
-		if int64(len(data)) != f.Bytes {
-			oc.t.Errorf("%s: %d bytes, the manifest says %d", f.Key, len(data), f.Bytes)
-		}
+		data := stored[f.Key]
 		switch f.Kind {
 		case manifest.KindMedia:
 			path := filepath.Join(tmp, f.Role+filepath.Ext(f.Key))
@@ -211,12 +181,7 @@ func (oc *outageCall) files(m manifest.Manifest) (media map[string]mediaFile, ch
 			start := m.Start.Add(time.Duration(f.StartOffset * float64(time.Second)))
 			media[f.Role] = mediaFile{f: f, info: info, start: start, end: start.Add(info.Duration)}
 		case manifest.KindTranscript:
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			for sc.Scan() {
-				var l manifest.Line
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					oc.t.Fatalf("chat.jsonl line %q: %v", sc.Text(), err)
-				}
+			for _, l := range recordingtest.Transcript(oc.t, data) {
 				chat = append(chat, l.Text)
 			}
 		}

@@ -1,14 +1,8 @@
 package node
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +14,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
+	"github.com/helpcaster/helpcaster/internal/recordingtest"
 	"github.com/helpcaster/helpcaster/internal/redistest"
 	"github.com/helpcaster/helpcaster/internal/s3test"
 	"github.com/helpcaster/helpcaster/objstore"
@@ -102,36 +97,6 @@ func recordingState(t *testing.T, ctx context.Context, who string, c *client.Cli
 	}
 }
 
-// waitObject polls store until key exists.
-func waitObject(t *testing.T, ctx context.Context, store objstore.Store, key string) {
-	t.Helper()
-	for {
-		if _, err := store.Stat(ctx, key); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s never stored", key)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// readObject returns an object's bytes.
-func readObject(t *testing.T, store objstore.Store, key string) []byte {
-	t.Helper()
-	body, _, err := store.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // A recorded call, to local disk and to an S3-compatible server: both
 // sides are told it is recorded, paused and resumed; when it ends, storage
 // holds both participants' files (they decode, they last as long as the
@@ -210,20 +175,9 @@ func recordCall(t *testing.T, rc *RecordingsConfig, store objstore.Store) {
 	nextMsg(t, ctx, cust, protocol.TypeEnded)
 	hungUp := time.Now()
 
-	var m manifest.Manifest
-	prefix := manifest.CallPrefix("acme", room, started)
-	waitObject(t, ctx, store, prefix+"/"+manifest.ManifestName)
 	// The manifest is first stored provisionally, then replaced at the end.
-	for {
-		if err := json.Unmarshal(readObject(t, store, prefix+"/"+manifest.ManifestName), &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Complete || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !m.Complete || m.Org != "acme" || m.Queue != "recorded" || m.Call != room {
+	m := recordingtest.WaitManifest(t, ctx, store, room, recordingtest.Complete)
+	if m.Org != "acme" || m.Queue != "recorded" || m.Call != room {
 		t.Fatalf("manifest: %+v", m)
 	}
 	if !slices.Equal([]manifest.Participant{{Role: "customer", Subject: "u-Bob"}, {Role: "agent", Subject: "u-Ann"}}, m.Participants) {
@@ -234,12 +188,9 @@ func recordCall(t *testing.T, rc *RecordingsConfig, store objstore.Store) {
 	}
 	tmp := t.TempDir()
 	var media int
+	stored := recordingtest.CheckFiles(t, store, m)
 	for _, f := range m.Files {
-		data := readObject(t, store, f.Key)
-		sum := sha256.Sum256(data)
-		if int64(len(data)) != f.Bytes || hex.EncodeToString(sum[:]) != f.SHA256 {
-			t.Errorf("%s: %d bytes, manifest says %d (or the hash differs)", f.Key, len(data), f.Bytes)
-		}
+		data := stored[f.Key]
 		if strings.Contains(f.Key, "Bob") || strings.Contains(f.Key, "u-") {
 			t.Errorf("personal data in key %s", f.Key)
 		}
@@ -271,12 +222,7 @@ func recordCall(t *testing.T, rc *RecordingsConfig, store objstore.Store) {
 			}
 		case manifest.KindTranscript:
 			var texts []string
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			for sc.Scan() {
-				var l manifest.Line
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					t.Fatal(err)
-				}
+			for _, l := range recordingtest.Transcript(t, data) {
 				texts = append(texts, l.Role+": "+l.Text)
 			}
 			want := []string{"customer: hello, I need help", "agent: of course", "agent: thank you, done"}
@@ -355,8 +301,8 @@ func TestRecordingPolicy(t *testing.T) {
 			}
 		}
 		if len(manifests) == 1 && len(objs) == 2 {
-			var m manifest.Manifest
-			if err := json.Unmarshal(readObject(t, store, manifests[0]), &m); err != nil {
+			m, err := manifest.Parse(recordingtest.ReadObject(t, store, manifests[0]))
+			if err != nil {
 				t.Fatal(err)
 			}
 			if m.Complete && m.Queue == "consent" {
@@ -383,7 +329,7 @@ func TestRecordedCallAcrossNodes(t *testing.T) {
 	}, "n1", "n2")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cust, agent, room, started := recordedCall(t, ctx, dir, nodes[0].ws, nodes[1].ws)
+	cust, agent, room, _ := recordedCall(t, ctx, dir, nodes[0].ws, nodes[1].ws)
 	if err := cust.Send(ctx, protocol.Message{Type: protocol.TypeChat, Text: "from the customer"}); err != nil {
 		t.Fatal(err)
 	}
@@ -411,22 +357,7 @@ func TestRecordedCallAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	key := manifest.CallPrefix("acme", room, started) + "/" + manifest.ManifestName
-	var m manifest.Manifest
-	for {
-		waitObject(t, ctx, store, key)
-		if err := json.Unmarshal(readObject(t, store, key), &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Complete {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("manifest never completed: %+v", m)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	m := recordingtest.WaitManifest(t, ctx, store, room, recordingtest.Complete)
 	if len(m.Paused) != 1 || (m.Node != "n1" && m.Node != "n2") {
 		t.Errorf("manifest %+v", m)
 	}
@@ -434,7 +365,7 @@ func TestRecordedCallAcrossNodes(t *testing.T) {
 	for _, f := range m.Files {
 		kinds[f.Kind+":"+f.Role]++
 		if f.Kind == manifest.KindTranscript {
-			lines := strings.Count(string(readObject(t, store, f.Key)), "\n")
+			lines := strings.Count(string(recordingtest.ReadObject(t, store, f.Key)), "\n")
 			if lines != 2 {
 				t.Errorf("transcript has %d lines, want 2", lines)
 			}
@@ -476,7 +407,6 @@ func TestRecordedCallResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	room := nextMsg(t, ctx, cust, protocol.TypeAssigned).Room
-	started := time.Now()
 	recordingState(t, ctx, "customer", cust, protocol.RecordingStarted)
 	recordingState(t, ctx, "agent", agent, protocol.RecordingStarted)
 	for _, c := range []*client.Client{cust, agent} {
@@ -526,19 +456,7 @@ func TestRecordedCallResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	key := manifest.CallPrefix("acme", room, started) + "/" + manifest.ManifestName
-	var m manifest.Manifest
-	for !m.Complete {
-		if ctx.Err() != nil {
-			t.Fatalf("manifest never completed: %+v", m)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if _, err := store.Stat(ctx, key); err == nil {
-			if err := json.Unmarshal(readObject(t, store, key), &m); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	m := recordingtest.WaitManifest(t, ctx, store, room, recordingtest.Complete)
 	var custVideo int
 	tmp := t.TempDir()
 	for _, f := range m.Files {
@@ -546,7 +464,7 @@ func TestRecordedCallResumed(t *testing.T) {
 			continue
 		}
 		path := filepath.Join(tmp, filepath.Base(f.Key))
-		if err := os.WriteFile(path, readObject(t, store, f.Key), 0o600); err != nil {
+		if err := os.WriteFile(path, recordingtest.ReadObject(t, store, f.Key), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		info, err := mediaprobe.Probe(path)

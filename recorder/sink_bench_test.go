@@ -14,45 +14,20 @@ import (
 // packet goes the copying path, not the cheaper drop. That bookkeeping is
 // the consumer's, amortized, and counted in: the figure is an upper bound
 // of what the forwarding goroutine pays.
-const benchQueue = 256
-
-func BenchmarkSinkWrite(b *testing.B) {
-	r := New(io.Discard, Config{QueuePackets: benchQueue})
-	s, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	payload := make([]byte, 1100)
-	payload[0] = 0x10 // S bit, partition 0
-	h := &rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}
-	batch := make([]*slot, 0, benchQueue)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		h.SequenceNumber = uint16(i)
-		h.Timestamp = uint32(i) * 3000
-		s.WriteRTP(h, payload)
-		if i%benchQueue == benchQueue-1 {
-			batch = r.sq.take(batch[:0])
-			for _, sl := range batch {
-				r.sq.release(sl)
-			}
-		}
-	}
-	b.StopTimer()
-	if d := s.Dropped(); d != 0 {
-		b.Fatalf("%d packets dropped", d)
-	}
-}
+func BenchmarkSinkWrite(b *testing.B) { benchSinkWrite(b, 256, 256, true) }
 
 // BenchmarkSinkWriteAlone is BenchmarkSinkWrite with the consumer's take
 // and release off the clock: every 64 packets (a drain's worth at a busy
 // track's rate, the batch of sfu's BenchmarkFanOutRecorder) the timer
 // stops while the benchmark takes the queued slots back. What is timed is
 // WriteRTP alone, at the queue's fill in a call: nearly empty.
-func BenchmarkSinkWriteAlone(b *testing.B) {
-	const batchPackets = 64
-	r := New(io.Discard, Config{})
+func BenchmarkSinkWriteAlone(b *testing.B) { benchSinkWrite(b, 0, 64, false) }
+
+// benchSinkWrite writes packets through a Sink of a recording with
+// queuePackets slots (0: the default), taking the queued slots back every
+// batch packets, with the timer running through the take when timed.
+func benchSinkWrite(b *testing.B, queuePackets, batch int, timed bool) {
+	r := New(io.Discard, Config{QueuePackets: queuePackets})
 	s, err := r.AddTrack(TrackInfo{Kind: "video", MimeType: "video/VP8", ClockRate: 90000}, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -60,20 +35,24 @@ func BenchmarkSinkWriteAlone(b *testing.B) {
 	payload := make([]byte, 1100)
 	payload[0] = 0x10 // S bit, partition 0
 	h := &rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}
-	batch := make([]*slot, 0, batchPackets)
+	taken := make([]*slot, 0, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		h.SequenceNumber = uint16(i)
 		h.Timestamp = uint32(i) * 3000
 		s.WriteRTP(h, payload)
-		if i%batchPackets == batchPackets-1 {
-			b.StopTimer()
-			batch = r.sq.take(batch[:0])
-			for _, sl := range batch {
+		if i%batch == batch-1 {
+			if !timed {
+				b.StopTimer()
+			}
+			taken = r.sq.take(taken[:0])
+			for _, sl := range taken {
 				r.sq.release(sl)
 			}
-			b.StartTimer()
+			if !timed {
+				b.StartTimer()
+			}
 		}
 	}
 	b.StopTimer()

@@ -262,18 +262,8 @@ func TestCall(t *testing.T) {
 // waitMedia waits until c has received audio and video with a VP8 keyframe.
 func waitMedia(t *testing.T, ctx context.Context, who string, c *client.Client) {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s := c.Stats()
-		if s.AudioPackets >= 50 && s.VideoPackets >= 50 && s.VideoKeyframes >= 1 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s received %+v (media error: %v)", who, s, c.MediaError())
-		case <-tick.C:
-		}
+	if err := c.WaitMedia(ctx, 50); err != nil {
+		t.Fatalf("%s: %v", who, err)
 	}
 }
 

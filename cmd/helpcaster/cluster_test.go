@@ -115,15 +115,8 @@ func TestClusterProcesses(t *testing.T) {
 			}
 		}
 		for who, c := range map[string]*client.Client{"customer": cust, "agent": agent} {
-			for {
-				s := c.Stats()
-				if s.AudioPackets >= 50 && s.VideoPackets >= 50 && s.VideoKeyframes >= 1 {
-					break
-				}
-				if ctx.Err() != nil {
-					t.Fatalf("%s received %+v (media error %v)", who, s, c.MediaError())
-				}
-				time.Sleep(50 * time.Millisecond)
+			if err := c.WaitMedia(ctx, 50); err != nil {
+				t.Fatalf("%s: %v", who, err)
 			}
 		}
 	}

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +13,7 @@ import (
 	"github.com/helpcaster/helpcaster/client"
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
 	"github.com/helpcaster/helpcaster/internal/nodetest"
+	"github.com/helpcaster/helpcaster/internal/recordingtest"
 	"github.com/helpcaster/helpcaster/internal/s3test"
 	"github.com/helpcaster/helpcaster/objstore"
 	"github.com/helpcaster/helpcaster/recorder/manifest"
@@ -125,8 +122,11 @@ func killMidCall(t *testing.T, bin string, store objstore.Store, flags []string)
 			t.Fatal(err)
 		}
 	}
-	procWaitMedia(t, ctx, "customer", cust)
-	procWaitMedia(t, ctx, "agent", agent)
+	for who, c := range map[string]*client.Client{"customer": cust, "agent": agent} {
+		if err := c.WaitMedia(ctx, 50); err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+	}
 	flowing := time.Now() // both sides' media had reached the node by now
 
 	// Chat both ways while the media flows, for several seconds.
@@ -148,7 +148,7 @@ func killMidCall(t *testing.T, bin string, store objstore.Store, flags []string)
 	t.Logf("killed %v after publishing, %v after media flowed both ways", killed.Sub(published), killed.Sub(flowing))
 
 	n.Restart(t)
-	m := waitRecovered(t, ctx, store, room)
+	m := recordingtest.WaitManifest(t, ctx, store, room, recordingtest.Final)
 	if m.Complete || m.Incomplete == "" {
 		t.Fatalf("recovered manifest: complete %v, incomplete %q; want incomplete with a reason", m.Complete, m.Incomplete)
 	}
@@ -157,11 +157,9 @@ func killMidCall(t *testing.T, bin string, store objstore.Store, flags []string)
 	tmp := t.TempDir()
 	roles := map[string]bool{}
 	var transcript []manifest.Line
+	stored := recordingtest.CheckFiles(t, store, m)
 	for _, mf := range m.Files {
-		data := readAll(t, store, mf.Key)
-		if int64(len(data)) != mf.Bytes {
-			t.Errorf("%s: %d bytes, the manifest says %d", mf.Key, len(data), mf.Bytes)
-		}
+		data := stored[mf.Key]
 		switch mf.Kind {
 		case manifest.KindMedia:
 			roles[mf.Role] = true
@@ -195,14 +193,7 @@ func killMidCall(t *testing.T, bin string, store objstore.Store, flags []string)
 				t.Errorf("%s: the file ends %v before the kill, want within [-%v, %v]", mf.Role, killed.Sub(end), frameSlack, killLoss)
 			}
 		case manifest.KindTranscript:
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			for sc.Scan() {
-				var l manifest.Line
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					t.Fatalf("chat.jsonl line %q: %v", sc.Text(), err)
-				}
-				transcript = append(transcript, l)
-			}
+			transcript = append(transcript, recordingtest.Transcript(t, data)...)
 		}
 	}
 	if !roles[protocol.RoleCustomer] || !roles[protocol.RoleAgent] || len(roles) != 2 {
@@ -229,68 +220,4 @@ func killMidCall(t *testing.T, bin string, store objstore.Store, flags []string)
 	}
 	t.Logf("transcript: %d of %d lines sent before the kill (the last was received %v before it)",
 		len(texts), len(sent), killed.Sub(sent[len(sent)-1].got))
-}
-
-// procWaitMedia waits until c receives audio and video, a keyframe among it.
-func procWaitMedia(t *testing.T, ctx context.Context, who string, c *client.Client) {
-	t.Helper()
-	for {
-		s := c.Stats()
-		if s.AudioPackets >= 50 && s.VideoPackets >= 50 && s.VideoKeyframes >= 1 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s received %+v (media error: %v)", who, s, c.MediaError())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// waitRecovered waits for the manifest of call room as a restarted node's
-// recovery writes it: every file it names stored and hashed.
-func waitRecovered(t *testing.T, ctx context.Context, store objstore.Store, room string) manifest.Manifest {
-	t.Helper()
-	var last manifest.Manifest
-	for {
-		objs, err := store.List(ctx, "")
-		if err == nil {
-			for _, o := range objs {
-				if !strings.HasSuffix(o.Key, "/"+manifest.ManifestName) {
-					continue
-				}
-				var m manifest.Manifest
-				if err := json.Unmarshal(readAll(t, store, o.Key), &m); err != nil {
-					t.Fatalf("%s: %v", o.Key, err)
-				}
-				if m.Call != room {
-					continue
-				}
-				last = m
-				if len(m.Files) > 0 && !slices.ContainsFunc(m.Files, func(f manifest.File) bool { return f.SHA256 == "" }) {
-					return m
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no recovered manifest of call %s; last %+v (list: %v)", room, last, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// readAll returns an object's bytes.
-func readAll(t *testing.T, store objstore.Store, key string) []byte {
-	t.Helper()
-	body, _, err := store.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(body)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
-	return b
 }

@@ -1,12 +1,7 @@
 package callrec
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +16,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/internal/mediafile"
 	"github.com/helpcaster/helpcaster/internal/mediaprobe"
+	"github.com/helpcaster/helpcaster/internal/recordingtest"
 	"github.com/helpcaster/helpcaster/objstore"
 	"github.com/helpcaster/helpcaster/recorder"
 	"github.com/helpcaster/helpcaster/recorder/manifest"
@@ -146,13 +142,8 @@ func localStore(t *testing.T) (*objstore.LocalStore, string) {
 
 func getManifest(t *testing.T, store objstore.Store, prefix string) manifest.Manifest {
 	t.Helper()
-	body, _, err := store.Get(context.Background(), prefix+"/"+manifest.ManifestName)
+	m, err := manifest.Parse(recordingtest.ReadObject(t, store, prefix+"/"+manifest.ManifestName))
 	if err != nil {
-		t.Fatalf("manifest: %v", err)
-	}
-	defer body.Close()
-	var m manifest.Manifest
-	if err := json.NewDecoder(body).Decode(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -163,17 +154,8 @@ func getManifest(t *testing.T, store objstore.Store, prefix string) manifest.Man
 func checkStored(t *testing.T, store objstore.Store, dir string, m manifest.Manifest) map[string]string {
 	t.Helper()
 	paths := map[string]string{}
+	recordingtest.CheckFiles(t, store, m)
 	for _, f := range m.Files {
-		body, _, err := store.Get(context.Background(), f.Key)
-		if err != nil {
-			t.Fatalf("%s: %v", f.Key, err)
-		}
-		h := sha256.New()
-		n, _ := io.Copy(h, body)
-		body.Close()
-		if n != f.Bytes || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-			t.Errorf("%s: %d bytes sha256 %x; manifest says %d, %s", f.Key, n, h.Sum(nil), f.Bytes, f.SHA256)
-		}
 		name := f.Role
 		if f.Kind == manifest.KindTranscript {
 			name = "chat"
@@ -309,21 +291,11 @@ func TestCallRecorded(t *testing.T) {
 
 func readLines(t *testing.T, path string) []manifest.Line {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var out []manifest.Line
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l manifest.Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, l)
-	}
-	return out
+	return recordingtest.Transcript(t, data)
 }
 
 // A node that stops mid-call (its uploads' context ends, as when it is

@@ -6,6 +6,7 @@ package manifest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -127,3 +128,29 @@ func (t *Transcript) Add(at time.Time, role, name, text string) error {
 
 // Lines is how many messages were written.
 func (t *Transcript) Lines() int { return t.n }
+
+// Parse decodes a manifest as Marshal wrote it.
+func Parse(data []byte) (Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("manifest: %w", err)
+	}
+	return m, nil
+}
+
+// ReadTranscript reads a transcript's lines.
+func ReadTranscript(r io.Reader) ([]Line, error) {
+	var out []Line
+	dec := json.NewDecoder(r)
+	for {
+		var l Line
+		err := dec.Decode(&l)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("transcript line %d: %w", len(out)+1, err)
+		}
+		out = append(out, l)
+	}
+}

@@ -90,10 +90,14 @@ func TestMarshal(t *testing.T) {
 			t.Errorf("manifest has no %q: %s", k, b)
 		}
 	}
-	var again Manifest
-	if err := json.Unmarshal(b, &again); err != nil || again.Version != Version || !again.End.Equal(m.End) ||
+	again, err := Parse(b)
+	if err != nil || again.Version != Version || !again.End.Equal(m.End) ||
 		again.Files[0].StartOffset != 0.25 || again.Paused[0].End.Sub(again.Paused[0].Start) != 10*time.Second {
 		t.Fatalf("round trip: %+v, %v", again, err)
+	}
+
+	if _, err := Parse([]byte(`{"org": 5}`)); err == nil {
+		t.Error("Parse took a manifest whose org is a number")
 	}
 
 	bad := []Manifest{
@@ -140,5 +144,24 @@ func TestTranscript(t *testing.T) {
 	}
 	if i != len(msgs) {
 		t.Fatalf("%d lines, want %d", i, len(msgs))
+	}
+}
+
+func TestReadTranscript(t *testing.T) {
+	start := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	tr := NewTranscript(&buf, start)
+	for i, text := range []string{"one", "two\nlines"} {
+		if err := tr.Add(start.Add(time.Duration(i)*time.Second), "agent", "Ann", text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines, err := ReadTranscript(bytes.NewReader(buf.Bytes()))
+	if err != nil || len(lines) != 2 || lines[1] != (Line{At: 1, Role: "agent", Name: "Ann", Text: "two\nlines"}) {
+		t.Fatalf("ReadTranscript: %+v, %v", lines, err)
+	}
+	lines, err = ReadTranscript(bytes.NewReader(append(buf.Bytes(), "{\"at\": oops}\n"...)))
+	if err == nil || len(lines) != 2 || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("a torn line: %+v, %v; want the two lines and an error naming line 3", lines, err)
 	}
 }
