@@ -17,6 +17,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
+	"github.com/helpcaster/helpcaster/sfu/wire"
 )
 
 // downTrack forwards one published track to one subscriber. It implements
@@ -31,10 +32,14 @@ type downTrack struct {
 	vp8       bool
 	clockRate uint32
 
-	mu           sync.Mutex
-	bound        bool
-	connected    bool // the subscriber's connection can carry media
-	writer       webrtc.TrackLocalWriter
+	mu        sync.Mutex
+	bound     bool
+	connected bool                    // the subscriber's connection can carry media
+	writer    webrtc.TrackLocalWriter // pion's, while bound
+	// direct is the subscriber connection's direct media path (nil
+	// without one); once it is ready every packet goes through it, so
+	// each SSRC's packets are encrypted by one SRTP context.
+	direct       *wire.Conn
 	ssrc         uint32
 	pt           uint8
 	maxLayer     int       // highest layer the subscriber asked for
@@ -481,7 +486,7 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 			_ = d.hdr.SetExtension(d.captureID, v) // a malformed length is not forwarded
 		}
 	}
-	if _, err := d.writer.WriteRTP(&d.hdr, payload); err != nil {
+	if _, err := d.send(&d.hdr, payload); err != nil {
 		return
 	}
 	d.sentPackets++
@@ -489,6 +494,21 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 	d.out.packets.Inc()
 	d.out.bytes.Add(float64(len(payload)))
 }
+
+// send encrypts and sends one packet: on the direct media path once the
+// connection has one, through pion before. d.mu must be held.
+func (d *downTrack) send(h *rtp.Header, payload []byte) (int, error) {
+	if d.direct != nil && d.direct.Ready() {
+		return d.direct.WriteRTP(h, payload)
+	}
+	if d.writer == nil {
+		return 0, errUnbound
+	}
+	return d.writer.WriteRTP(h, payload)
+}
+
+// errUnbound: the down track is not bound to a connection.
+var errUnbound = errors.New("sfu: down track not bound")
 
 // stamp gives h the connection's next transport-wide sequence number and
 // records the packet with the estimator. d.mu must be held.
@@ -714,7 +734,7 @@ func (d *downTrack) retransmit(seq uint16, now int64, gap time.Duration) bool {
 		d.rtxSeq++
 	}
 	d.stamp(&d.rtxHdr, len(payload), time.Unix(0, now))
-	if _, err := d.writer.WriteRTP(&d.rtxHdr, payload); err != nil {
+	if _, err := d.send(&d.rtxHdr, payload); err != nil {
 		return false
 	}
 	e.resent = now

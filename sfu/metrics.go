@@ -28,6 +28,7 @@ type metrics struct {
 	jitter                          *prometheus.HistogramVec // kind
 	rtt                             *prometheus.HistogramVec // kind
 	pausedVideo                     prometheus.Counter
+	pionPath                        prometheus.Counter
 	probePackets                    prometheus.Counter
 }
 
@@ -75,6 +76,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"kind"}),
 		pausedVideo: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
+		pionPath: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helpcaster_sfu_pion_path_connections_total",
+			Help: "Connections whose media stayed on pion's path: the SFU did not learn their SRTP keys (it was not the DTLS server)."}),
 		probePackets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_probe_packets_total", Help: "Padding packets sent to subscribers to probe for bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -93,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.retransmits, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.probePackets, m.forwardLatency, m.loss, m.jitter, m.rtt} {
+	for _, c := range []prometheus.Collector{m.rooms, m.participants, m.published, m.subscribed, m.packets, m.bytes, m.keyframeReqs, m.nacksIn, m.retransmits, m.dropped, m.layerSwitches, m.estimates, m.pausedVideo, m.probePackets, m.pionPath, m.forwardLatency, m.loss, m.jitter, m.rtt} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sfu metrics: %w", err)
 		}

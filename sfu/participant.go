@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/helpcaster/helpcaster/sfu/bwe"
+	"github.com/helpcaster/helpcaster/sfu/wire"
 )
 
 // Names of a participant's two peer connections. "pub" carries what the
@@ -55,9 +57,14 @@ type Participant struct {
 	log      *slog.Logger
 	onSignal func(Signal)
 	pub, sub *webrtc.PeerConnection
-	bwe      *bwe.Estimator // the sub connection's estimate (nil if none)
-	probe    prober         // used by the allocation loop only
-	done     chan struct{}  // closed by Close
+	// The connections' direct media paths (nil without one, see
+	// Config.PionMediaPath): pub's decrypts what the participant
+	// publishes, sub's encrypts and sends what it receives.
+	pubWire, subWire *wire.Conn
+	recv             *receiveChain  // the pub connection's receive-side RTP processing
+	bwe              *bwe.Estimator // the sub connection's estimate (nil if none)
+	probe            prober         // used by the allocation loop only
+	done             chan struct{}  // closed by Close
 
 	// Given by the room when made, and handed on to the tracks it
 	// publishes.
@@ -101,15 +108,27 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		dynacastPause: r.sfu.dynacastPause,
 	}
 	var err error
-	if p.pub, _, err = r.sfu.newPeerConnection(false); err != nil {
+	if p.pub, _, p.pubWire, err = r.sfu.newPeerConnection(false); err != nil {
 		return nil, fmt.Errorf("sfu: create pub connection: %w", err)
 	}
-	if p.sub, p.bwe, err = r.sfu.newPeerConnection(true); err != nil {
+	if p.sub, p.bwe, p.subWire, err = r.sfu.newPeerConnection(true); err != nil {
 		p.pub.Close()
 		return nil, fmt.Errorf("sfu: create sub connection: %w", err)
 	}
+	p.recv, err = newReceiveChain(r.sfu.recvIR, id, func(pkts []rtcp.Packet) error { return p.pub.WriteRTCP(pkts) })
+	if err != nil {
+		p.pub.Close()
+		p.sub.Close()
+		return nil, fmt.Errorf("sfu: %w", err)
+	}
+	wires := map[string]*wire.Conn{PCPub: p.pubWire, PCSub: p.subWire}
 	for name, pc := range map[string]*webrtc.PeerConnection{PCPub: p.pub, PCSub: p.sub} {
 		name := name
+		wc := wires[name]
+		if wc != nil {
+			ice := pc.SCTP().Transport().ICETransport()
+			ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) { wc.Move(udpRemote(pair)) })
+		}
 		pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 			if c == nil {
 				return
@@ -122,8 +141,11 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 			if s == webrtc.PeerConnectionStateFailed {
 				p.signal(Signal{PC: name, Failed: true})
 			}
-			if s == webrtc.PeerConnectionStateConnected && name == PCSub {
-				p.subConnected()
+			if s == webrtc.PeerConnectionStateConnected {
+				p.startWire(name, pc, wc)
+				if name == PCSub {
+					p.subConnected()
+				}
 			}
 		})
 	}
@@ -345,11 +367,11 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 			return
 		}
 		t = newPublishedTrack(trackEnv{publisher: p.id, metrics: p.metrics, speakers: p.speakers,
-			dynacastPause: p.dynacastPause, sendPLI: p.sendPLI}, remote, recv)
+			dynacastPause: p.dynacastPause, sendPLI: p.sendPLI, recv: p.recv}, remote, recv)
 		p.byReceiver[recv] = t
 		p.published = append(p.published, t)
 	}
-	l := &layer{track: t, index: index, remote: remote}
+	l := newLayer(t, index, remote, recv)
 	if t.kind == "video" {
 		l.cache = newPacketCache()
 	}
@@ -371,7 +393,18 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 		p.log.Debug("track published", "kind", t.kind, "codec", t.mime)
 		p.room.trackPublished(p, t)
 	}
+	// From here the layer's packets may arrive on either path: the
+	// direct one (the socket's reader) and pion's (l.run's reader, which
+	// also gets retransmissions and whatever pion read before).
+	ssrc := uint32(remote.SSRC())
+	if p.pubWire != nil {
+		p.pubWire.AddHandler(ssrc, l)
+	}
 	l.run()
+	if p.pubWire != nil {
+		p.pubWire.RemoveHandler(ssrc)
+	}
+	l.end()
 
 	p.mu.Lock()
 	last := t.removeLayer(l)
@@ -414,6 +447,7 @@ func (l *layer) readRTCP(recv *webrtc.RTPReceiver) {
 		if err != nil {
 			return
 		}
+		l.track.recv.rtcp(buf[:n])
 		if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
 			l.noteSenderReports(pkts, time.Now())
 		}
@@ -464,6 +498,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	}
 	d := newDownTrack(t, p.metrics)
 	d.bwe = p.bwe
+	d.direct = p.subWire
 	d.maxLayer = p.maxQuality
 	d.connected = p.subReady
 	tr, err := p.sub.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
@@ -616,5 +651,52 @@ func (p *Participant) Close() {
 	_ = p.pub.Close()
 	_ = p.sub.Close()
 	p.wg.Wait()
+	p.recv.close()
+	for _, wc := range []*wire.Conn{p.pubWire, p.subWire} {
+		if wc != nil {
+			wc.Close()
+		}
+	}
 	p.room.leave(p)
+}
+
+// startWire moves a connection's media to the direct path once it has
+// connected (its DTLS handshake is done). A connection whose keys the SFU
+// could not learn, or whose selected pair is not UDP, stays with pion.
+func (p *Participant) startWire(name string, pc *webrtc.PeerConnection, wc *wire.Conn) {
+	if wc == nil {
+		return
+	}
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return
+	}
+	cryptex := false
+	if d := pc.CurrentRemoteDescription(); d != nil {
+		cryptex = declaresCryptex(d.SDP)
+	}
+	if err := wc.Start(udpRemote(pair), cryptex); err != nil {
+		p.log.Debug("media stays on pion's path", "pc", name, "err", err)
+		p.metrics.pionPath.Inc()
+	}
+}
+
+// declaresCryptex reports whether an SDP has a=cryptex (RFC 9335) at
+// session or media level: its author can receive packets whose header
+// extensions are encrypted.
+func declaresCryptex(sdp string) bool {
+	return strings.Contains(sdp, "\na=cryptex\r") || strings.Contains(sdp, "\na=cryptex\n")
+}
+
+// udpRemote is the remote address of a UDP candidate pair; the zero
+// AddrPort for a pair over TCP or none.
+func udpRemote(pair *webrtc.ICECandidatePair) netip.AddrPort {
+	if pair == nil || pair.Remote == nil || pair.Remote.Protocol != webrtc.ICEProtocolUDP {
+		return netip.AddrPort{}
+	}
+	a, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), pair.Remote.Port)
 }

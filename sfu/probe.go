@@ -159,7 +159,7 @@ func (d *downTrack) sendPadding(id int, now time.Time) bool {
 		Timestamp: d.lastFwdTS, SSRC: d.rtxSSRC}
 	d.rtxSeq++
 	d.stampAs(&d.rtxHdr, len(pad), now, id)
-	_, err := d.writer.WriteRTP(&d.rtxHdr, pad)
+	_, err := d.send(&d.rtxHdr, pad)
 	return err == nil
 }
 

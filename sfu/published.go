@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -63,6 +64,9 @@ type trackEnv struct {
 	// sendPLI asks the publisher for a keyframe of the stream with SSRC
 	// ssrc (a picture loss indication). requestKeyframe throttles it.
 	sendPLI func(ssrc uint32)
+	// recv is the publisher connection's receive chain (NACKs, receiver
+	// reports, transport-wide feedback).
+	recv *receiveChain
 }
 
 // publishedTrack is one track a participant sends, with one layer per
@@ -87,6 +91,9 @@ type publishedTrack struct {
 	// captureID is the negotiated id of the absolute capture time header
 	// extension (0: not negotiated), forwarded to subscribers.
 	captureID uint8
+	// twccID is the negotiated id of the transport-wide sequence number
+	// header extension (0: not negotiated).
+	twccID uint8
 }
 
 // layer is one simulcast encoding (or the only encoding) of a track.
@@ -104,6 +111,34 @@ type layer struct {
 	// Payload bytes per VP8 temporal layer, for the allocator.
 	tidBytes  [maxTemporal]atomic.Uint64
 	tidMeters [maxTemporal]rateMeter
+
+	// recvMu serialises receive: a layer's packets come from the direct
+	// media path and from pion's track reader (run).
+	recvMu sync.Mutex
+	in     layerInput // under recvMu
+}
+
+// layerInput is what receive keeps from one packet to the next.
+type layerInput struct {
+	info   *interceptor.StreamInfo
+	chain  interceptor.RTPReader // the receive chain bound to this stream
+	attrs  interceptor.Attributes
+	h      rtp.Header
+	starts switchPoints
+	fan    *fanOut // started when the layer first has more than spreadAbove sinks
+	count  int
+	ended  bool
+}
+
+func newLayer(t *publishedTrack, index int, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *layer {
+	l := &layer{track: t, index: index, remote: remote}
+	l.in.starts = switchPoints{video: t.kind == "video", vp8: t.mime == mimeVP8, mime: t.mime}
+	l.in.attrs = interceptor.Attributes{}
+	if t.recv != nil {
+		l.in.info = streamInfo(remote, recv)
+		l.in.chain = t.recv.bind(l.in.info)
+	}
+	return l
 }
 
 func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
@@ -118,6 +153,8 @@ func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RT
 			t.audioLevelID = uint8(ext.ID)
 		case rtpcodec.AbsCaptureTimeURI:
 			t.captureID = uint8(ext.ID)
+		case sdp.TransportCCURI:
+			t.twccID = uint8(ext.ID)
 		}
 	}
 	t.in = env.metrics.counters(t.kind, "in")
@@ -226,77 +263,148 @@ func (t *publishedTrack) layerSize(i int) (w, h int) {
 	return int(v >> 16), int(v & 0xffff)
 }
 
-// run reads the layer until it ends and fans every packet out. It returns
-// when the publisher's connection closes or the encoding is removed.
+// run reads the layer from pion until it ends, and receives what it
+// reads: what pion had read before the direct path took the layer over, and
+// retransmissions (on their own SSRC, which pion unwraps). It returns when
+// the publisher's connection closes or the encoding is removed.
 func (l *layer) run() {
-	t := l.track
 	buf := make([]byte, 1500)
-	var h rtp.Header
-	m := t.metrics
-	dropped := m.dropped
-	vp8 := t.mime == mimeVP8
-	starts := switchPoints{video: t.kind == "video", vp8: vp8, mime: t.mime}
-	var fan *fanOut // started when the layer first has more than spreadAbove sinks
-	for count := 0; ; count++ {
+	for {
 		n, _, err := l.remote.Read(buf)
 		if err != nil {
 			return
 		}
-		// One packet in latencySample has its forwarding latency measured,
-		// from here to each egress write.
-		now := time.Now()
-		var readAt time.Time
-		if count%latencySample == 0 {
-			readAt = now
-		}
-		hn, err := h.Unmarshal(buf[:n])
-		if err != nil {
-			dropped.WithLabelValues("malformed").Inc()
-			continue
-		}
-		payload := buf[hn:n]
-		if h.Padding {
-			if len(payload) == 0 || int(payload[len(payload)-1]) > len(payload) {
-				dropped.WithLabelValues("malformed").Inc()
-				continue
-			}
-			payload = payload[:len(payload)-int(payload[len(payload)-1])]
-			h.Padding = false
-		}
-		t.in.packets.Inc()
-		t.in.bytes.Add(float64(len(payload)))
-		l.bytes.Add(uint64(len(payload)))
-		if t.kind == "audio" {
-			t.observeAudio(&h)
-		}
-		key := starts.keyframe(h.Timestamp, payload)
-		if key && vp8 {
-			if w, hh, ok := rtpcodec.VP8KeyframeSize(payload); ok {
-				l.size.Store(uint32(w)<<16 | uint32(hh))
-			}
-		}
-		if vp8 && len(payload) > 0 {
-			if d, ok := rtpcodec.ParseVP8Descriptor(payload); ok {
-				if tid, _, ok := d.Temporal(payload); ok {
-					l.tidBytes[min(tid, temporalAll)].Add(uint64(len(payload)))
-				}
-			}
-		}
-		if l.cache != nil && len(payload) > 0 {
-			l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, now.UnixNano())
-		}
-		sinks := *t.sinks.Load()
-		if len(sinks) > spreadAbove && fan == nil {
-			if fan = newFanOut(m); fan != nil {
-				defer fan.stop()
-			}
-		}
-		if fan != nil && len(sinks) > spreadAbove {
-			fan.deliver(sinks, l.index, &h, payload, key, now, readAt)
-		} else {
-			writeSinks(sinks, l.index, &h, payload, key, now, readAt, m)
+		l.receive(buf[:n], nil, time.Now())
+	}
+}
+
+// HandleRTP receives a packet from the direct media path (wire.Handler).
+func (l *layer) HandleRTP(pkt []byte, h *rtp.Header, now time.Time) {
+	l.receive(pkt, h, now)
+}
+
+// end stops receiving: packets still on their way are dropped.
+func (l *layer) end() {
+	l.recvMu.Lock()
+	defer l.recvMu.Unlock()
+	l.in.ended = true
+	if l.in.fan != nil {
+		l.in.fan.stop()
+		l.in.fan = nil
+	}
+	if l.in.info != nil {
+		l.track.recv.unbind(l.in.info)
+	}
+}
+
+// receive takes one decrypted RTP packet of the layer (pkt: header and
+// payload; h: its parsed header, or nil) and fans it out. It runs on the
+// goroutine that read the packet: the socket's reader or run's.
+func (l *layer) receive(pkt []byte, parsed *rtp.Header, now time.Time) {
+	l.recvMu.Lock()
+	defer l.recvMu.Unlock()
+	in := &l.in
+	if in.ended {
+		return
+	}
+	t := l.track
+	m := t.metrics
+	if in.chain != nil {
+		clear(in.attrs)
+		if _, _, err := in.chain.Read(pkt, in.attrs); err != nil {
+			m.dropped.WithLabelValues("malformed").Inc()
+			return
 		}
 	}
+	h := &in.h
+	var hn int
+	var ok bool
+	if parsed != nil && !encryptedHeader(parsed) {
+		*h = *parsed
+		hn, ok = rtpHeaderLen(pkt)
+	} else {
+		var err error
+		hn, err = h.Unmarshal(pkt)
+		ok = err == nil
+	}
+	if !ok {
+		m.dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	if t.twccID != 0 && t.recv != nil {
+		t.recv.twcc.record(h.SSRC, h.GetExtension(t.twccID), now)
+	}
+	// One packet in latencySample has its forwarding latency measured,
+	// from here to each egress write.
+	var readAt time.Time
+	if in.count%latencySample == 0 {
+		readAt = now
+	}
+	in.count++
+	payload := pkt[hn:]
+	if h.Padding {
+		if len(payload) == 0 || int(payload[len(payload)-1]) > len(payload) {
+			m.dropped.WithLabelValues("malformed").Inc()
+			return
+		}
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+		h.Padding = false
+	}
+	t.in.packets.Inc()
+	t.in.bytes.Add(float64(len(payload)))
+	l.bytes.Add(uint64(len(payload)))
+	if t.kind == "audio" {
+		t.observeAudio(h)
+	}
+	vp8 := in.starts.vp8
+	key := in.starts.keyframe(h.Timestamp, payload)
+	if key && vp8 {
+		if w, hh, ok := rtpcodec.VP8KeyframeSize(payload); ok {
+			l.size.Store(uint32(w)<<16 | uint32(hh))
+		}
+	}
+	if vp8 && len(payload) > 0 {
+		if d, ok := rtpcodec.ParseVP8Descriptor(payload); ok {
+			if tid, _, ok := d.Temporal(payload); ok {
+				l.tidBytes[min(tid, temporalAll)].Add(uint64(len(payload)))
+			}
+		}
+	}
+	if l.cache != nil && len(payload) > 0 {
+		l.cache.put(h.SequenceNumber, h.Timestamp, h.Marker, payload, now.UnixNano())
+	}
+	sinks := *t.sinks.Load()
+	if len(sinks) > spreadAbove && in.fan == nil {
+		in.fan = newFanOut(m)
+	}
+	if in.fan != nil && len(sinks) > spreadAbove {
+		in.fan.deliver(sinks, l.index, h, payload, key, now, readAt)
+	} else {
+		writeSinks(sinks, l.index, h, payload, key, now, readAt, m)
+	}
+}
+
+// encryptedHeader reports whether h, parsed from an SRTP packet, had its
+// extensions and CSRCs encrypted (RFC 9335: the extension profiles 0xC0DE
+// and 0xC2DE): they must be read again from the decrypted packet.
+func encryptedHeader(h *rtp.Header) bool {
+	return h.Extension && (h.ExtensionProfile == 0xc0de || h.ExtensionProfile == 0xc2de)
+}
+
+// rtpHeaderLen is the length of the RTP header pkt starts with (fixed
+// part, CSRCs and extension), read from its length fields.
+func rtpHeaderLen(pkt []byte) (int, bool) {
+	if len(pkt) < 12 {
+		return 0, false
+	}
+	n := 12 + 4*int(pkt[0]&0x0f)
+	if pkt[0]&0x10 != 0 {
+		if len(pkt) < n+4 {
+			return 0, false
+		}
+		n += 4 + 4*(int(pkt[n+2])<<8|int(pkt[n+3]))
+	}
+	return n, n <= len(pkt)
 }
 
 // temporalRates splits each layer's planning rate (rates[i]) over its VP8

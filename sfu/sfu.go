@@ -19,7 +19,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v5/udp"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/helpcaster/helpcaster/rtpcodec"
 	"github.com/helpcaster/helpcaster/sfu/bwe"
+	"github.com/helpcaster/helpcaster/sfu/wire"
 )
 
 const (
@@ -71,13 +71,23 @@ type Config struct {
 	// DynacastPause is how long a simulcast layer no subscriber needs keeps
 	// being sent before the publisher is told to pause it; 0 means 5 s.
 	DynacastPause time.Duration
+	// PionMediaPath leaves every packet to pion's own goroutines and SRTP
+	// sessions (the media path before the direct one, package wire): for
+	// comparisons. BatchWrites implies it.
+	PionMediaPath bool
 }
 
 // SFU owns the media sockets and the rooms.
 type SFU struct {
-	pubAPI  *webrtc.API // for publishers' connections
-	subAPI  *webrtc.API // for subscribers' connections
+	// Each connection gets its own webrtc.API made from these (see
+	// newPeerConnection): its DTLS hooks are the connection's own.
+	settings     webrtc.SettingEngine
+	pubME, subME *webrtc.MediaEngine
+	subIR        *interceptor.Registry // pion's interceptors on subscribers' connections
+	recvIR       *interceptor.Registry // the SFU's on publishers' (receive.go)
+
 	conn    *net.UDPConn
+	sock    *wire.Socket   // wraps conn: the direct media path (nil with Config.PionMediaPath)
 	batch   *udp.BatchConn // wraps conn when Config.BatchWrites
 	mux     ice.UDPMux
 	tcpLn   *tcpListener // nil without ICE over TCP
@@ -179,9 +189,17 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	var se webrtc.SettingEngine
 	se.LoggerFactory = quietLoggers{}
 	var pc net.PacketConn = s.conn
-	if cfg.BatchWrites {
+	switch {
+	case cfg.BatchWrites:
 		s.batch = udp.NewBatchConn(s.conn, batchWriteSize, batchWriteInterval)
 		pc = s.batch
+	case !cfg.PionMediaPath:
+		sock, err := wire.New(s.conn, s.log)
+		if err != nil {
+			return fmt.Errorf("media socket: %w", err)
+		}
+		s.sock = sock
+		pc = sock
 	}
 	s.mux = webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("udpmux"), pc)
 	se.SetICEUDPMux(s.mux)
@@ -201,6 +219,13 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		se.SetNetworkTypes([]webrtc.NetworkType{udp})
 	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// The SFU is the DTLS server of every connection (clients offering
+	// actpass take the client's role when they answer too): only the
+	// server sees the whole handshake through pion's hooks, which the
+	// direct media path needs for the SRTP keys (wire.KeyCapture).
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		return fmt.Errorf("DTLS role: %w", err)
+	}
 	// AES-GCM costs a fraction of AES-CM+HMAC per packet; offer it first.
 	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if ip.IsLoopback() || cfg.LoopbackOnly {
@@ -228,30 +253,26 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 	if err != nil {
 		return err
 	}
-	pubIR := &interceptor.Registry{}
-	// NACKs to publishers come from pion's generator; NACKs from
+	// Publishers' connections carry no pion interceptor: the SFU runs its
+	// own receive chain (receive.go) on whichever goroutine delivers a
+	// packet. NACKs to publishers come from pion's generator; NACKs from
 	// subscribers are answered from the SFU's own packet caches, one per
 	// layer rather than one per subscriber (packetcache.go).
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return fmt.Errorf("configure NACK generator: %w", err)
 	}
-	pubIR.Add(gen)
+	recvIR := &interceptor.Registry{}
+	recvIR.Add(gen)
 	// Receiver reports to publishers come from pion; sender reports to
 	// subscribers the down tracks write themselves (see reports.go).
 	rr, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return fmt.Errorf("configure receiver reports: %w", err)
 	}
-	pubIR.Add(rr)
-	// Publishers get transport-wide feedback from us, so their own
-	// estimators work.
-	twccFeedback, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return fmt.Errorf("configure transport-wide feedback: %w", err)
-	}
-	pubIR.Add(twccFeedback)
-	s.pubAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(pubME), webrtc.WithInterceptorRegistry(pubIR))
+	recvIR.Add(rr)
+	// Publishers get transport-wide feedback from us (receive.go), so
+	// their own estimators work.
 
 	// Subscribers: every sub connection gets a send-side bandwidth estimate
 	// fed by the subscriber's transport-wide feedback (congestion.go); the
@@ -267,7 +288,7 @@ func (s *SFU) buildAPI(cfg Config, ip net.IP) error {
 		s.feedback.initial = initialEstimate
 	}
 	subIR.Add(s.feedback)
-	s.subAPI = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(subME), webrtc.WithInterceptorRegistry(subIR))
+	s.settings, s.pubME, s.subME, s.subIR, s.recvIR = se, pubME, subME, subIR, recvIR
 	return nil
 }
 
@@ -324,6 +345,10 @@ func (s *SFU) closeSockets() error {
 	if s.batch != nil {
 		// Stops the batch writer and closes the socket.
 		if err := s.batch.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close media UDP socket: %w", err))
+		}
+	} else if s.sock != nil {
+		if err := s.sock.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close media UDP socket: %w", err))
 		}
 	} else if err := s.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -487,19 +512,32 @@ const (
 // a subscriber's and its bandwidth estimator. Estimators are made by an
 // interceptor factory that pion calls once per connection, so creation is
 // serialised to pair them up.
-func (s *SFU) newPeerConnection(withEstimator bool) (*webrtc.PeerConnection, *bwe.Estimator, error) {
+//
+// With the direct media path each connection also gets its wire.Conn, and
+// its own webrtc.API whose DTLS hooks feed that Conn's key capture.
+func (s *SFU) newPeerConnection(withEstimator bool) (*webrtc.PeerConnection, *bwe.Estimator, *wire.Conn, error) {
 	s.pcMu.Lock()
 	defer s.pcMu.Unlock()
 	s.feedback.last = nil
-	api := s.pubAPI
+	se := s.settings
+	var wc *wire.Conn
+	if s.sock != nil {
+		keys := &wire.KeyCapture{}
+		se.SetDTLSKeyLogWriter(keys)
+		se.SetDTLSServerHelloMessageHook(keys.ServerHello)
+		wc = wire.NewConn(s.sock, keys)
+	}
+	opts := []func(*webrtc.API){webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.pubME),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{})}
 	if withEstimator {
-		api = s.subAPI
+		opts = []func(*webrtc.API){webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.subME),
+			webrtc.WithInterceptorRegistry(s.subIR)}
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := webrtc.NewAPI(opts...).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return pc, s.feedback.last, nil
+	return pc, s.feedback.last, wc, nil
 }
 
 // ErrClosed is returned for operations on a closed SFU, room or participant.

@@ -1,0 +1,199 @@
+//go:build linux
+
+package wire
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reads take up to batchSize datagrams per system call (recvmmsg): under
+// load one wake-up of the reader serves every datagram that arrived since
+// the last.
+const (
+	batchSize = 32
+	bufSize   = 8192 // pion's ICE reads up to this much; larger datagrams are dropped
+)
+
+// mmsghdr is struct mmsghdr from <sys/socket.h> (64-bit layout).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// batchReader holds one recvmmsg batch and the reader's place in it.
+type batchReader struct {
+	bufs  [batchSize][]byte
+	names [batchSize]unix.RawSockaddrInet6 // large enough for IPv4 too
+	iovs  [batchSize]unix.Iovec
+	hdrs  [batchSize]mmsghdr
+	n, i  int
+	now   time.Time
+}
+
+func (b *batchReader) init() {
+	mem := make([]byte, batchSize*bufSize)
+	for i := range b.hdrs {
+		b.bufs[i] = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(bufSize)
+		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.hdrs[i].hdr.Iov = &b.iovs[i]
+		b.hdrs[i].hdr.SetIovlen(1)
+	}
+}
+
+// next returns the batch's next datagram, or false when it is used up.
+func (b *batchReader) next() ([]byte, netip.AddrPort, time.Time, bool) {
+	for b.i < b.n {
+		i := b.i
+		b.i++
+		h := &b.hdrs[i]
+		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+			continue // larger than any datagram ICE, DTLS or SRTP sends here
+		}
+		from, ok := sockaddrPort(&b.names[i])
+		if !ok {
+			continue
+		}
+		return b.bufs[i][:h.n], from, b.now, true
+	}
+	return nil, netip.AddrPort{}, time.Time{}, false
+}
+
+// recv fills the batch with one non-blocking recvmmsg.
+func (b *batchReader) recv(fd uintptr) unix.Errno {
+	for i := range b.hdrs {
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.hdrs[i].hdr.Flags = 0
+	}
+	// Non-blocking: it returns at once, so it is made without telling the
+	// scheduler (a system call made the usual way wakes the runtime's
+	// monitor thread, which then polls every 20 µs for a while; see the
+	// TURN server's pump for the measurement).
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	b.n, b.i = int(r), 0
+	return 0
+}
+
+// fill reads the next batch, waiting in Go's network poller while the
+// socket is empty.
+func (s *Socket) fill() error {
+	var failed unix.Errno
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			switch errno := s.rd.recv(fd); errno {
+			case 0:
+				return true
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false // park until the socket is readable
+			case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+				// An ICMP error for an earlier send; nothing to read.
+			default:
+				failed = errno
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		if errors.Is(err, net.ErrClosed) || s.isClosed() {
+			return net.ErrClosed
+		}
+		return err
+	case failed != 0:
+		return os.NewSyscallError("recvmmsg", failed)
+	}
+	s.rd.now = time.Now()
+	return nil
+}
+
+func (s *Socket) isClosed() bool {
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	return s.closed
+}
+
+// send writes one datagram with a raw, non-blocking sendto; only when the
+// socket's buffer is full does it wait, through the network poller.
+func (s *Socket) send(p []byte, to netip.AddrPort) error {
+	var (
+		sa4  unix.RawSockaddrInet4
+		sa6  unix.RawSockaddrInet6
+		sa   unsafe.Pointer
+		size uintptr
+	)
+	addr := to.Addr().Unmap()
+	switch {
+	case s.v6:
+		sa6.Family = unix.AF_INET6
+		sa6.Addr = addr.As16() // IPv4 becomes v4-mapped
+		putPort((*[2]byte)(unsafe.Pointer(&sa6.Port)), to.Port())
+		sa, size = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
+	case addr.Is4():
+		sa4.Family = unix.AF_INET
+		sa4.Addr = addr.As4()
+		putPort((*[2]byte)(unsafe.Pointer(&sa4.Port)), to.Port())
+		sa, size = unsafe.Pointer(&sa4), unsafe.Sizeof(sa4)
+	default:
+		return errFamily
+	}
+	var data unsafe.Pointer
+	if len(p) > 0 {
+		data = unsafe.Pointer(&p[0])
+	}
+	s.fdMu.RLock()
+	if s.closed {
+		s.fdMu.RUnlock()
+		return net.ErrClosed
+	}
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(data), uintptr(len(p)), unix.MSG_DONTWAIT, uintptr(sa), size)
+	s.fdMu.RUnlock()
+	switch errno {
+	case 0:
+		return nil
+	case unix.EAGAIN:
+		_, err := s.conn.WriteToUDPAddrPort(p, to)
+		return err
+	}
+	return os.NewSyscallError("sendto", errno)
+}
+
+var errFamily = errors.New("an IPv6 destination on an IPv4 socket")
+
+// socketFamily reports whether fd is an AF_INET6 socket.
+func socketFamily(fd int) (v6 bool, err error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return false, os.NewSyscallError("getsockname", err)
+	}
+	_, v6 = sa.(*unix.SockaddrInet6)
+	return v6, nil
+}
+
+// sockaddrPort reads an AF_INET or AF_INET6 address written by the kernel.
+func sockaddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port((*[2]byte)(unsafe.Pointer(&sa4.Port)))), true
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port((*[2]byte)(unsafe.Pointer(&sa.Port)))), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// port and putPort read and write a port in network byte order.
+func port(b *[2]byte) uint16       { return uint16(b[0])<<8 | uint16(b[1]) }
+func putPort(b *[2]byte, p uint16) { b[0], b[1] = byte(p>>8), byte(p) }
