@@ -201,6 +201,10 @@ inner_measure() {
 # and the load's CPU, at one edge of the window.
 sample() {
 	local pid=$1 ld=$2 base=$3 out=$4
+	if ! kill -0 "$pid" 2>/dev/null || ! kill -0 "$ld" 2>/dev/null; then
+		echo "the $(kill -0 "$pid" 2>/dev/null && echo load || echo server) ended before the window closed; see load.txt and server.log" >"${out%/*}/error"
+		exit 1
+	fi
 	now >"$out.time"
 	# utime and stime: fields 14 and 15, counted after the ")" that ends
 	# the command name.
