@@ -39,7 +39,9 @@
 # the ramp), SFU_COST_RAMP_CALLS (5 calls/s), SFU_COST_RAMP_SUBS (10
 # subscribers/s), SFU_COST_FLOOR_DIR (../shared/floor beside the repo, i.e.
 # /work/shared/floor), SFU_COST_FLOOR_ARGS ("-v V3 -k 1,50"), SFU_COST_NETNS
-# (1; 0 runs on the host's loopback).
+# (1; 0 runs on the host's loopback, and adds --media-loopback-only),
+# SFU_COST_SERVE_FLAGS (more flags for every server, e.g.
+# --media-batch-writes).
 set -euo pipefail
 
 self=$(readlink -f "$0")
@@ -91,15 +93,20 @@ inner_measure() {
 	trap cleanup_inner EXIT
 	trap 'exit 130' INT TERM
 
-	local http=7880 media=7881 turn=3478
+	local http=7880 media=7881 turn=3478 extra
+	# shellcheck disable=SC2206 # a list of flags
+	extra=(${SFU_COST_SERVE_FLAGS:-})
 	if [ "$netns" = 1 ]; then
 		ip link set lo up
 	else
 		http=$(free_port) media=$(free_port) turn=$(free_port)
+		# Only lo is private to the pair in a namespace; on the host, keep
+		# ICE off the other interfaces.
+		extra+=(--media-loopback-only)
 	fi
 	local base="http://127.0.0.1:$http"
 	taskset -c 0 "$bin" serve --dev --listen "127.0.0.1:$http" --media-udp-port "$media" --media-tcp-port "$media" \
-		--turn-port "$turn" --log-level warn >"$dir/server.log" 2>&1 &
+		--turn-port "$turn" --log-level warn "${extra[@]}" >"$dir/server.log" 2>&1 &
 	srv=$!
 	echo "$srv" >"$dir/server.pid"
 	local up=0
@@ -299,7 +306,7 @@ if [ "$netns" = 1 ] && ! unshare -n true 2>/dev/null; then
 	netns=0
 fi
 if [ "$netns" != 1 ]; then
-	netns_note="on the host's loopback (no private network namespace), free ports"
+	netns_note="on the host's loopback (no private network namespace; free ports, --media-loopback-only)"
 fi
 
 # The running child (a measurement or the floor) is a session of its own:
@@ -464,7 +471,7 @@ latency_quantiles() {
 say "# SFU cost per forwarded packet, $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "Machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
-say "Method: scripts/sfu-cost.sh: \`serve --dev --log-level warn\` pinned to core 0 (GOMAXPROCS 1), the load (\`bench\` of $(basename "$load"), --bitrate $bitrate, --loopback) pinned to core 1, $netns_note; ${warm} s warm-up after every call's video is subscribed, then a ${window} s window; server CPU and context switches from /proc, packets, allocations and latency from its /metrics."
+say "Method: scripts/sfu-cost.sh: \`serve --dev --log-level warn ${SFU_COST_SERVE_FLAGS:-}\` pinned to core 0 (GOMAXPROCS 1), the load (\`bench\` of $(basename "$load"), --bitrate $bitrate, --loopback) pinned to core 1, $netns_note; ${warm} s warm-up after every call's video is subscribed, then a ${window} s window; server CPU and context switches from /proc, packets, allocations and latency from its /metrics."
 for i in "${!bins[@]}"; do
 	say "- \`${labels[$i]}\`: ${bins[$i]} (sha256 $(sha256sum "${bins[$i]}" | cut -c1-12), $("${bins[$i]}" version 2>/dev/null | head -1))"
 done
