@@ -471,7 +471,7 @@ latency_quantiles() {
 say "# SFU cost per forwarded packet, $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "Machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
-say "Method: scripts/sfu-cost.sh: \`serve --dev --log-level warn ${SFU_COST_SERVE_FLAGS:-}\` pinned to core 0 (GOMAXPROCS 1), the load (\`bench\` of $(basename "$load"), --bitrate $bitrate, --loopback) pinned to core 1, $netns_note; ${warm} s warm-up after every call's video is subscribed, then a ${window} s window; server CPU and context switches from /proc, packets, allocations and latency from its /metrics."
+say "Method: scripts/sfu-cost.sh: \`serve --dev --log-level warn${SFU_COST_SERVE_FLAGS:+ $SFU_COST_SERVE_FLAGS}\` pinned to core 0 (GOMAXPROCS 1), the load (\`bench\` of $(basename "$load"), --bitrate $bitrate, --loopback) pinned to core 1, $netns_note; ${warm} s warm-up after every call's video is subscribed, then a ${window} s window; server CPU and context switches from /proc, packets, allocations and latency from its /metrics."
 for i in "${!bins[@]}"; do
 	say "- \`${labels[$i]}\`: ${bins[$i]} (sha256 $(sha256sum "${bins[$i]}" | cut -c1-12), $("${bins[$i]}" version 2>/dev/null | head -1))"
 done
