@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helpcaster/helpcaster/bench/media"
 	"github.com/helpcaster/helpcaster/signaling/auth"
 )
 
@@ -98,7 +99,7 @@ type Config struct {
 
 	Simulcast bool   // publishers send three VP8 layers
 	Codec     string // "vp8" or "h264"
-	Bitrate   int    // bits/s of the (top) video layer; picks the nearest of the files
+	Bitrate   int    // bits/s of the (top) VP8 layer; check sets it to the nearest file's
 	NoVideo   bool   // audio only
 
 	LoopbackOnly bool // ICE on loopback only (a server on this machine)
@@ -204,6 +205,10 @@ func (c *Config) check() error {
 	}
 	if c.Bitrate <= 0 {
 		c.Bitrate = 500_000
+	}
+	if c.Codec == "vp8" {
+		// What is sent is one of the files; the report says which.
+		c.Bitrate = media.LayerBitrates[media.LayerFor(c.Bitrate)]
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard

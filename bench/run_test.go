@@ -326,6 +326,28 @@ func TestSimulcastRun(t *testing.T) {
 	}
 }
 
+// TestHighBitrateRun: a --bitrate above the simulcast layers' 1200k sends
+// the nearest higher file (2200k asks for 2500k), and that rate reaches
+// the subscribers: the equal-rate comparison with other SFUs' load tools
+// depends on it.
+func TestHighBitrateRun(t *testing.T) {
+	base := startNode(t)
+	cfg := benchConfig(base, ScenarioSupport)
+	cfg.Calls, cfg.Bitrate = 1, 2_200_000
+	rep := run(t, cfg)
+	if rep.Calls.Up != 1 || rep.Calls.Failed != 0 || rep.Video.Streams != 2 {
+		t.Fatalf("calls %+v, %d video streams", rep.Calls, rep.Video.Streams)
+	}
+	if rep.Config.Bitrate != 2_500_000 {
+		t.Errorf("report says %d bit/s were sent, want 2500000 (the nearest file)", rep.Config.Bitrate)
+	}
+	// Well above the 1200k file, the highest before: each subscriber got
+	// the 2500k stream (nominal; the file averages about 2440).
+	if rep.Video.BitrateKbps.P50 < 2000 {
+		t.Errorf("video received at %v kbit/s, want about 2500", rep.Video.BitrateKbps)
+	}
+}
+
 // TestBroadcastRun: one publisher, supervisors monitoring its call; every
 // subscriber gets its audio and video.
 func TestBroadcastRun(t *testing.T) {

@@ -169,9 +169,10 @@ func parseBench(args []string, env func(string) string, stderr io.Writer) (*benc
 	fs.DurationVar(&c.OrderTolerance, "order-tolerance", time.Second, "queue: order-of-service inversions are counted beyond this")
 	fs.Int64Var(&c.Seed, "seed", 0, "queue: seed of the random drops and hold jitter (0: from the clock; the report gives it)")
 	fs.Float64Var(&c.Ramp, "ramp", 5, "calls (queue: customers; broadcast: subscribers) started per second; 0 starts them all at once")
-	fs.BoolVar(&c.Simulcast, "simulcast", false, "publish three VP8 simulcast layers (150, 500, 1200 kbit/s) up to --bitrate")
-	fs.StringVar(&c.Codec, "codec", "vp8", "video codec: vp8 or h264 (h264: one 500 kbit/s layer)")
-	bitrate := fs.String("bitrate", "500k", "video bitrate of the (top) layer: 150k, 500k or 1200k (the nearest is used)")
+	fs.BoolVar(&c.Simulcast, "simulcast", false, "publish VP8 simulcast layers up to --bitrate: 150k, 500k, then 1200k or the higher --bitrate as the top layer")
+	fs.StringVar(&c.Codec, "codec", "vp8", "video codec: vp8 or h264 (h264: one 500 kbit/s layer, whatever --bitrate)")
+	bitrate := fs.String("bitrate", "500k", "VP8 bitrate of the (top) layer, from prerecorded files: 150k (320x180), 500k (640x360), "+
+		"1200k, 1800k or 2500k (1280x720); the nearest is used")
 	fs.BoolVar(&c.NoVideo, "audio-only", false, "publish audio only")
 	fs.BoolVar(&c.LoopbackOnly, "loopback", false, "ICE on loopback only (a server on this machine)")
 	fs.Float64Var(&c.Objectives.MaxLossPct, "max-loss", 0, "objective: packet loss at most this percent (0: none)")

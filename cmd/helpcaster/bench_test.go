@@ -68,6 +68,29 @@ func TestBenchFlags(t *testing.T) {
 	}
 }
 
+// TestBenchBitrate: --bitrate goes above the simulcast layers' 1200k, and
+// the help says which rates exist.
+func TestBenchBitrate(t *testing.T) {
+	for arg, want := range map[string]int{"2500k": 2_500_000, "1.8M": 1_800_000, "2500000": 2_500_000} {
+		o, err := parseBench([]string{"support", "--demo", "--bitrate", arg, "--json", "-", "--html", "-", "--quiet"}, os.Getenv, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.cfg.Bitrate != want {
+			t.Errorf("--bitrate %s: %d bit/s, want %d", arg, o.cfg.Bitrate, want)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"bench", "support", "--help"}, os.Getenv, &bytes.Buffer{}, &stderr); code != 0 {
+		t.Fatalf("help: exit %d", code)
+	}
+	for _, rate := range []string{"150k", "500k", "1200k", "1800k", "2500k"} {
+		if !strings.Contains(stderr.String(), rate) {
+			t.Errorf("help does not name the %s layer:\n%s", rate, stderr.String())
+		}
+	}
+}
+
 // TestBenchExitCode: a run whose objective is missed exits 1 (here every
 // client fails to connect: nothing listens on the port).
 func TestBenchExitCode(t *testing.T) {
