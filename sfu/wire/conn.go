@@ -105,7 +105,8 @@ func (c *Conn) Start(remote netip.AddrPort, sendCryptex bool) error {
 	if err != nil {
 		return err
 	}
-	in, err := srtp.CreateContext(keys.RemoteMasterKey, keys.RemoteMasterSalt, profile, srtp.Cryptex(srtp.CryptexModeEnabled))
+	in, err := srtp.CreateContext(keys.RemoteMasterKey, keys.RemoteMasterSalt, profile,
+		srtp.Cryptex(srtp.CryptexModeEnabled), srtp.SRTPReplayProtection(replayWindow))
 	if err != nil {
 		return fmt.Errorf("wire: SRTP context: %w", err)
 	}
@@ -303,6 +304,11 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	return c.WriteRTP(&h, b[n:])
 }
+
+// replayWindow is how far behind the newest packet of an SSRC an older
+// one may arrive and still be accepted once (pion's SRTP sessions use the
+// same).
+const replayWindow = 64
 
 // srtpOverhead is the most SRTP adds to a packet (an AEAD tag or an auth
 // tag, no MKI).

@@ -35,7 +35,6 @@ type batchReader struct {
 	iovs  [batchSize]unix.Iovec
 	hdrs  [batchSize]mmsghdr
 	n, i  int
-	now   time.Time
 }
 
 func (b *batchReader) init() {
@@ -63,7 +62,10 @@ func (b *batchReader) next() ([]byte, netip.AddrPort, time.Time, bool) {
 		if !ok {
 			continue
 		}
-		return b.bufs[i][:h.n], from, b.now, true
+		// Each datagram is stamped as it is taken: its arrival time
+		// feeds transport-wide feedback, and the forwarding latency is
+		// measured from it.
+		return b.bufs[i][:h.n], from, time.Now(), true
 	}
 	return nil, netip.AddrPort{}, time.Time{}, false
 }
@@ -115,7 +117,6 @@ func (s *Socket) fill() error {
 	case failed != 0:
 		return os.NewSyscallError("recvmmsg", failed)
 	}
-	s.rd.now = time.Now()
 	return nil
 }
 

@@ -1,0 +1,59 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestDirectMediaPath: in a call between pion clients the publisher's
+// media is decrypted by its connection's wire.Conn on the socket's reader,
+// and the subscriber's is encrypted and sent by its own: the counters of
+// both Conns account for what the subscriber received, and no connection
+// fell back to pion's path. With Config.PionMediaPath the same call runs
+// with no direct path at all.
+func TestDirectMediaPath(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testMediaPath(t, Config{LoopbackOnly: true}, true) })
+	t.Run("pion", func(t *testing.T) { testMediaPath(t, Config{LoopbackOnly: true, PionMediaPath: true}, false) })
+}
+
+func testMediaPath(t *testing.T, cfg Config, direct bool) {
+	s, room, ctx := newTestRoom(t, cfg, "direct")
+	pub, _ := join(t, ctx, room, "publisher", testAPI(t))
+	_, sub := join(t, ctx, room, "subscriber", testAPI(t))
+	var c collector
+	c.attach(sub)
+	sendSimulcast(t, ctx, pub, [maxLayers]int{8, 16, 32})
+	waitLayer(t, ctx, "subscriber", &c, layerFull)
+	c.reset()
+	time.Sleep(time.Second)
+	got := c.snapshot()
+	checkStream(t, "subscriber", got, false)
+
+	if !direct {
+		if s.sock != nil || pub.part.pubWire != nil || sub.part.subWire != nil {
+			t.Fatal("a direct path exists with PionMediaPath")
+		}
+		return
+	}
+	in, out := pub.part.pubWire.Stats(), sub.part.subWire.Stats()
+	// The first packets of each layer reach the SFU through pion (they
+	// make the track known); the rest come the direct way.
+	if in.Decrypted == 0 || in.Dropped != 0 {
+		t.Errorf("publisher's connection: %+v; want packets decrypted on the direct path and none dropped", in)
+	}
+	if out.Sent < uint64(len(got)) {
+		t.Errorf("subscriber's connection sent %d packets directly; the subscriber received %d in the last second alone", out.Sent, len(got))
+	}
+	if st := s.sock.Stats(); st.Routed < in.Decrypted {
+		t.Errorf("socket routed %d datagrams, fewer than the %d decrypted", st.Routed, in.Decrypted)
+	}
+	var m dto.Metric
+	if err := s.metrics.pionPath.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 0 {
+		t.Errorf("%v connections stayed on pion's path", n)
+	}
+}
