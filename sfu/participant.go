@@ -173,6 +173,9 @@ func (p *Participant) allocateLoop() {
 		case now := <-t.C:
 			p.reallocate(now)
 			for _, t := range p.publishedTracks() {
+				if p.pubWire != nil {
+					t.routeRepairs(p.pubWire)
+				}
 				if st, changed := t.dynacast(now); changed {
 					p.signal(Signal{PC: PCPub, Layers: &st})
 				}
@@ -396,13 +399,16 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	// From here the layer's packets may arrive on either path: the
 	// direct one (the socket's reader) and pion's (l.run's reader, which
 	// also gets retransmissions and whatever pion read before).
-	ssrc := uint32(remote.SSRC())
 	if p.pubWire != nil {
-		p.pubWire.AddHandler(ssrc, l)
+		p.pubWire.AddHandler(uint32(remote.SSRC()), l)
+		l.routeRepairs(p.pubWire)
 	}
 	l.run()
 	if p.pubWire != nil {
-		p.pubWire.RemoveHandler(ssrc)
+		p.pubWire.RemoveHandler(uint32(remote.SSRC()))
+		if ssrc := l.rtxSSRC.Load(); ssrc != 0 {
+			p.pubWire.RemoveHandler(ssrc)
+		}
 	}
 	l.end()
 

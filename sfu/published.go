@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/helpcaster/helpcaster/rtpcodec"
+	"github.com/helpcaster/helpcaster/sfu/wire"
 )
 
 // keyframeInterval is the minimum time between two keyframe requests sent
@@ -111,6 +113,10 @@ type layer struct {
 	// Payload bytes per VP8 temporal layer, for the allocator.
 	tidBytes  [maxTemporal]atomic.Uint64
 	tidMeters [maxTemporal]rateMeter
+
+	// rtxSSRC is the SSRC of the layer's retransmissions (RFC 4588) once
+	// they are routed on the direct path; 0 before.
+	rtxSSRC atomic.Uint32
 
 	// recvMu serialises receive: a layer's packets come from the direct
 	// media path and from pion's track reader (run).
@@ -281,6 +287,65 @@ func (l *layer) run() {
 // HandleRTP receives a packet from the direct media path (wire.Handler).
 func (l *layer) HandleRTP(pkt []byte, h *rtp.Header, now time.Time) {
 	l.receive(pkt, h, now)
+}
+
+// routeRepairs sends the layer's retransmissions to the direct path too,
+// once pion knows their SSRC (from the SDP, or for simulcast from the first
+// one it saw). Without this they would wait in pion for a read of the
+// track that only returns with the next media packet, which the direct
+// path takes first.
+func (l *layer) routeRepairs(wc *wire.Conn) {
+	if l.rtxSSRC.Load() != 0 || l.track.kind != "video" {
+		return
+	}
+	ssrc := uint32(l.remote.RtxSSRC())
+	if ssrc == 0 || !l.rtxSSRC.CompareAndSwap(0, ssrc) {
+		return
+	}
+	wc.AddHandler(ssrc, repairInput{l: l, ssrc: uint32(l.remote.SSRC()), pt: uint8(l.remote.PayloadType())})
+}
+
+// routeRepairs routes each layer's retransmissions (see layer.routeRepairs).
+func (t *publishedTrack) routeRepairs(wc *wire.Conn) {
+	for i := range t.layers {
+		if l := t.layers[i].Load(); l != nil {
+			l.routeRepairs(wc)
+		}
+	}
+}
+
+// repairInput unwraps a layer's retransmissions arriving on the direct
+// path (RFC 4588: the original sequence number, then the original payload)
+// into the packets they repair, which the layer receives like any other.
+type repairInput struct {
+	l    *layer
+	ssrc uint32 // the layer's media SSRC
+	pt   uint8  // and payload type
+}
+
+func (r repairInput) HandleRTP(pkt []byte, h *rtp.Header, now time.Time) {
+	hn, ok := rtpHeaderLen(pkt)
+	body := pkt[min(hn, len(pkt)):]
+	if ok && h.Padding && len(body) > 0 {
+		body = body[:len(body)-min(int(body[len(body)-1]), len(body))]
+	}
+	if !ok || len(body) < 2 {
+		// Padding only (a bandwidth probe): its arrival still counts for
+		// the publisher's estimate.
+		if t := r.l.track; ok && t.twccID != 0 && !encryptedHeader(h) {
+			t.recv.twcc.record(h.SSRC, h.GetExtension(t.twccID), now)
+		}
+		return
+	}
+	osn := binary.BigEndian.Uint16(body)
+	// Rebuild the original packet in place, two bytes further on: the
+	// header moves over the original sequence number.
+	copy(pkt[2:2+hn], pkt[:hn])
+	orig := pkt[2:]
+	orig[1] = orig[1]&0x80 | r.pt
+	binary.BigEndian.PutUint16(orig[2:4], osn)
+	binary.BigEndian.PutUint32(orig[8:12], r.ssrc)
+	r.l.receive(orig, nil, now)
 }
 
 // end stops receiving: packets still on their way are dropped.
