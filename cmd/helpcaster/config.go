@@ -55,6 +55,7 @@ type Config struct {
 	MediaPublicIPs    []string      // public IPs to announce (1:1 NAT); nil = none
 	MediaLoopbackOnly bool          // gather and announce only loopback candidates (tests)
 	MediaBatchWrites  bool          // write media with sendmmsg in batches
+	MediaPionPath     bool          // media through pion's goroutines, not the direct path
 	Pprof             bool          // serve /debug/pprof/
 	RedisURL          string        // queue store in Redis; "" keeps it in memory
 	NodeID            string        // this node's id among the nodes sharing RedisURL; "" = random

@@ -79,6 +79,7 @@ func TestPrecedence(t *testing.T) {
 		{"media-public-ip", "media.public_ips", "", "203.0.113.1,203.0.113.2", "203.0.113.3", "203.0.113.4", func(c *Config) string { return strings.Join(c.MediaPublicIPs, ",") }, false},
 		{"media-loopback-only", "media.loopback_only", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaLoopbackOnly) }, false},
 		{"media-batch-writes", "media.batch_writes", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaBatchWrites) }, false},
+		{"media-pion-path", "media.pion_path", "false", "true", "false", "true", func(c *Config) string { return fmt.Sprint(c.MediaPionPath) }, false},
 		{"redis", "redis.url", "", "redis://a:1/0", "redis://b:2/1", "rediss://u:p@c:3/2", func(c *Config) string { return c.RedisURL }, true},
 		{"node-id", "redis.node_id", "", "n1", "n2", "n3", func(c *Config) string { return c.NodeID }, false},
 		{"resume-grace", "signaling.resume_grace", "1m0s", "10s", "20s", "30s", func(c *Config) string { return c.ResumeGrace.String() }, false},
