@@ -43,6 +43,11 @@ func testMediaPath(t *testing.T, cfg Config, direct bool) {
 	if in.Decrypted == 0 || in.Dropped != 0 {
 		t.Errorf("publisher's connection: %+v; want packets decrypted on the direct path and none dropped", in)
 	}
+	// RTCP: the publisher's sender reports (once a second) and the
+	// subscriber's transport-wide feedback and receiver reports.
+	if in.RTCP == 0 || out.RTCP == 0 {
+		t.Errorf("RTCP on the direct path: %d from the publisher, %d from the subscriber; want some of both", in.RTCP, out.RTCP)
+	}
 	if out.Sent < uint64(len(got)) {
 		t.Errorf("subscriber's connection sent %d packets directly; the subscriber received %d in the last second alone", out.Sent, len(got))
 	}

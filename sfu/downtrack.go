@@ -333,6 +333,19 @@ func (d *downTrack) ssrcNow() uint32 {
 	return d.ssrc
 }
 
+// names reports whether ssrcs include the down track's SSRC or its
+// retransmissions' (an RTCP packet is about it).
+func (d *downTrack) names(ssrcs []uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range ssrcs {
+		if s != 0 && (s == d.ssrc || s == d.rtxSSRC) {
+			return true
+		}
+	}
+	return false
+}
+
 // setConnected starts forwarding, on a keyframe.
 func (d *downTrack) setConnected() {
 	d.mu.Lock()

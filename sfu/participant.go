@@ -684,7 +684,60 @@ func (p *Participant) startWire(name string, pc *webrtc.PeerConnection, wc *wire
 	if err := wc.Start(udpRemote(pair), cryptex); err != nil {
 		p.log.Debug("media stays on pion's path", "pc", name, "err", err)
 		p.metrics.pionPath.Inc()
+		return
 	}
+	// RTCP too: pion's readers of it (layer.readRTCP, downTrack.readRTCP)
+	// then wait, idle, until the connection closes.
+	if name == PCPub {
+		wc.SetRTCPHandler(p.publisherRTCP)
+	} else {
+		wc.SetRTCPHandler(p.subscriberRTCP)
+	}
+}
+
+// publisherRTCP acts on a compound RTCP packet from the publisher's
+// connection on the direct path: its sender reports reach the receive
+// chain (for receiver reports) and the layers (for the down tracks').
+func (p *Participant) publisherRTCP(b []byte, now time.Time) {
+	p.recv.rtcp(b)
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	for _, t := range p.publishedTracks() {
+		for i := range t.layers {
+			if l := t.layers[i].Load(); l != nil {
+				l.noteSenderReports(pkts, now)
+			}
+		}
+	}
+}
+
+// subscriberRTCP acts on a compound RTCP packet from the subscriber's
+// connection on the direct path, as pion's readers would: transport-wide
+// feedback goes to the connection's estimator, everything else to the down
+// tracks it names.
+func (p *Participant) subscriberRTCP(b []byte, now time.Time) {
+	downs := p.downTracks()
+	forEachRTCP(b, func(pt, count uint8, pkt []byte) {
+		if pt == rtcpTypeTransportFeedback && count == rtcpFmtTransportCC {
+			if p.bwe != nil {
+				_ = p.bwe.Feedback(pkt, now) // malformed feedback is ignored
+			}
+			return
+		}
+		pkts, err := rtcp.Unmarshal(pkt)
+		if err != nil {
+			return
+		}
+		for _, r := range pkts {
+			for _, d := range downs {
+				if d.names(r.DestinationSSRC()) {
+					d.handleRTCP(r, p.metrics)
+				}
+			}
+		}
+	})
 }
 
 // declaresCryptex reports whether an SDP has a=cryptex (RFC 9335) at

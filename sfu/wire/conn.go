@@ -13,6 +13,10 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
+// RTCPHandler takes a connection's decrypted compound RTCP packets, on the
+// socket's reading goroutine; b is valid only during the call.
+type RTCPHandler func(b []byte, now time.Time)
+
 // Handler takes the decrypted RTP packets of one SSRC. HandleRTP runs on
 // the socket's reading goroutine; pkt (header and payload, padding
 // included) and h (its header as parsed before decryption: with RFC 9335
@@ -45,6 +49,7 @@ type Conn struct {
 	// failures counts authentication failures since the last success.
 	failures   int
 	handlersMu sync.Mutex
+	rtcp       atomic.Pointer[RTCPHandler]
 
 	// Egress.
 	outMu  sync.Mutex
@@ -52,7 +57,7 @@ type Conn struct {
 	to     atomic.Pointer[netip.AddrPort]
 	outBuf []byte
 
-	decrypted, dropped, sent atomic.Uint64
+	decrypted, rtcpIn, dropped, sent atomic.Uint64
 }
 
 type ssrcHandler struct {
@@ -70,14 +75,16 @@ func NewConn(sock *Socket, keys *KeyCapture) *Conn {
 	return &Conn{sock: sock, keys: keys, outBuf: make([]byte, 0, bufSize)}
 }
 
-// ConnStats counts a Conn's packets.
+// ConnStats counts a Conn's packets: RTP decrypted and handled, RTCP
+// decrypted and handled, SRTP and SRTCP dropped (replays, failed
+// authentication), RTP sent.
 type ConnStats struct {
-	Decrypted, Dropped, Sent uint64
+	Decrypted, RTCP, Dropped, Sent uint64
 }
 
 // Stats returns the counts so far.
 func (c *Conn) Stats() ConnStats {
-	return ConnStats{Decrypted: c.decrypted.Load(), Dropped: c.dropped.Load(), Sent: c.sent.Load()}
+	return ConnStats{Decrypted: c.decrypted.Load(), RTCP: c.rtcpIn.Load(), Dropped: c.dropped.Load(), Sent: c.sent.Load()}
 }
 
 // ErrClosed is returned by a closed Conn.
@@ -106,7 +113,7 @@ func (c *Conn) Start(remote netip.AddrPort, sendCryptex bool) error {
 		return err
 	}
 	in, err := srtp.CreateContext(keys.RemoteMasterKey, keys.RemoteMasterSalt, profile,
-		srtp.Cryptex(srtp.CryptexModeEnabled), srtp.SRTPReplayProtection(replayWindow))
+		srtp.Cryptex(srtp.CryptexModeEnabled), srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow))
 	if err != nil {
 		return fmt.Errorf("wire: SRTP context: %w", err)
 	}
@@ -204,6 +211,16 @@ func (c *Conn) without(ssrc uint32) []*ssrcHandler {
 	return next
 }
 
+// SetRTCPHandler sends the connection's RTCP to h from now on (nil: to
+// pion again).
+func (c *Conn) SetRTCPHandler(h RTCPHandler) {
+	if h == nil {
+		c.rtcp.Store(nil)
+		return
+	}
+	c.rtcp.Store(&h)
+}
+
 // RemoveHandler stops handling ssrc; its packets go to pion again.
 func (c *Conn) RemoveHandler(ssrc uint32) {
 	c.handlersMu.Lock()
@@ -225,12 +242,12 @@ func (c *Conn) handler(ssrc uint32) *ssrcHandler {
 	return nil
 }
 
-// Receive implements Route: it takes the SRTP packets of handled SSRCs,
-// decrypts them in place and hands them over. RTCP (payload types 64-95
-// with the marker bit, RFC 5761) goes to pion.
+// Receive implements Route: it takes the SRTP packets of handled SSRCs
+// and, with an RTCP handler, the SRTCP packets (payload types 64-95 with
+// the marker bit, RFC 5761), decrypts them in place and hands them over.
 func (c *Conn) Receive(d []byte, now time.Time) bool {
 	if pt := d[1]; pt >= 192 && pt <= 223 {
-		return false
+		return c.receiveRTCP(d, now)
 	}
 	e := c.handler(binary.BigEndian.Uint32(d[8:12]))
 	if e == nil {
@@ -248,6 +265,25 @@ func (c *Conn) Receive(d []byte, now time.Time) bool {
 	c.failures = 0
 	c.decrypted.Add(1)
 	e.h.HandleRTP(pkt, &c.hdr, now)
+	return true
+}
+
+func (c *Conn) receiveRTCP(d []byte, now time.Time) bool {
+	h := c.rtcp.Load()
+	if h == nil {
+		return false
+	}
+	b, err := c.in.DecryptRTCP(d[:0], d, nil)
+	if err != nil {
+		c.dropped.Add(1)
+		if c.failures++; c.failures >= maxFailures {
+			c.giveUp()
+		}
+		return true
+	}
+	c.failures = 0
+	c.rtcpIn.Add(1)
+	(*h)(b, now)
 	return true
 }
 

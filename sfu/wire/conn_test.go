@@ -335,3 +335,47 @@ func TestConnMoveAndClose(t *testing.T) {
 		t.Errorf("WriteRTP after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestConnRTCP: with an RTCP handler, the address's SRTCP is decrypted and
+// handed over, each packet once; without one it goes to pion.
+func TestConnRTCP(t *testing.T) {
+	s, addr, reader := newSocket(t)
+	k := testKeys(t)
+	p := newPeer(t, k)
+	c := NewConn(s, k)
+	defer c.Close()
+	if err := c.Start(p.addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	sr := append([]byte{0x80, 200, 0x00, 0x06}, bytes.Repeat([]byte{9}, 24)...)
+	enc1, err := p.enc.EncryptRTCP(nil, sr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.send(t, addr, enc1)
+	eventually(t, "SRTCP without a handler reaches pion", func() bool { return reader.has(enc1) })
+
+	var mu sync.Mutex
+	var got [][]byte
+	c.SetRTCPHandler(func(b []byte, _ time.Time) {
+		mu.Lock()
+		got = append(got, append([]byte(nil), b...))
+		mu.Unlock()
+	})
+	enc2, err := p.enc.EncryptRTCP(nil, sr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.send(t, addr, enc2)
+	p.send(t, addr, enc2) // a replay
+	eventually(t, "SRTCP handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	eventually(t, "the replay dropped", func() bool { return c.Stats().Dropped == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || !bytes.Equal(got[0], sr) {
+		t.Errorf("handled %x, want one %x", got, sr)
+	}
+	if reader.has(enc2) {
+		t.Error("handled SRTCP also reached pion")
+	}
+}
