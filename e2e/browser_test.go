@@ -123,10 +123,12 @@ func TestDemoCall(t *testing.T) {
 		t.Fatalf("agent: the call's room: %q, %v", room, err)
 	}
 
-	// Both decode the other's video and receive audio.
+	// Both decode the other's video and receive audio, on the SFU's
+	// direct path.
 	for _, p := range []*page{agent, cust} {
 		waitMedia(t, p)
 	}
+	checkDirectPath(t, base)
 	// Both show that the call is recorded.
 	for _, p := range []*page{agent, cust} {
 		waitRecording(t, p, "on")

@@ -119,6 +119,7 @@ func TestFirefox(t *testing.T) {
 			for _, p := range []*page{agent, cust} {
 				waitMedia(t, p)
 			}
+			checkDirectPath(t, base)
 			chat(t, cust, agent, "Hello from the customer")
 			chat(t, agent, cust, "Hello from the agent")
 			for _, p := range []*page{agent, cust} {

@@ -361,6 +361,42 @@ func signalingErrors(t *testing.T, base string) []string {
 	return nonzero
 }
 
+// metricValue scrapes the node's metrics and returns the value of the
+// series whose line starts with series (name and labels), or -1.
+func metricValue(t *testing.T, base, series string) float64 {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, series+" ") {
+			v, err := strconv.ParseFloat(line[len(series)+1:], 64)
+			if err != nil {
+				t.Fatalf("metrics: %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+// checkDirectPath asserts that the browsers' media took the SFU's direct
+// path: datagrams were routed there, and no connection stayed on pion's.
+func checkDirectPath(t *testing.T, base string) {
+	t.Helper()
+	if n := metricValue(t, base, `helpcaster_sfu_media_datagrams_total{path="direct"}`); n <= 0 {
+		t.Errorf("the direct media path took %v datagrams", n)
+	}
+	if n := metricValue(t, base, "helpcaster_sfu_pion_path_connections_total"); n != 0 {
+		t.Errorf("%v connections stayed on pion's media path", n)
+	}
+}
+
 // pageState describes the page for failure messages.
 func pageState(p *page) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), 2*time.Second)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -61,4 +62,43 @@ func testMediaPath(t *testing.T, cfg Config, direct bool) {
 	if n := m.GetCounter().GetValue(); n != 0 {
 		t.Errorf("%v connections stayed on pion's path", n)
 	}
+}
+
+// TestReceiveKeepsItsOwnHeader: the header the direct path parsed is
+// reused by its reader for the next packet, while the layer may parse a
+// packet from pion's path into its own; receive must not leave the two
+// sharing memory (the race detector sees it if they do).
+func TestReceiveKeepsItsOwnHeader(t *testing.T) {
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &publishedTrack{trackEnv: trackEnv{metrics: m}, mime: mimeVP8, kind: "video", in: m.counters("video", "in")}
+	empty := []sink{}
+	tr.sinks.Store(&empty)
+	l := &layer{track: tr, cache: newPacketCache()}
+	l.in.starts = switchPoints{video: true, vp8: true, mime: mimeVP8}
+	packet := func(seq uint16) []byte {
+		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 1, CSRC: []uint32{7}}
+		_ = h.SetExtension(1, []byte{1, 2})
+		_ = h.SetExtension(2, []byte{3})
+		b, _ := h.Marshal()
+		return append(b, 0x90, 0x80, 0x01, 0x02, 0x00)
+	}
+	var parsed rtp.Header // the direct path's, reused packet after packet
+	if _, err := parsed.Unmarshal(packet(1)); err != nil {
+		t.Fatal(err)
+	}
+	l.receive(packet(1), &parsed, time.Now())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := uint16(2); seq < 200; seq++ {
+			_, _ = parsed.Unmarshal(packet(seq)) // the reader's next packet
+		}
+	}()
+	for seq := uint16(1000); seq < 1200; seq++ {
+		l.receive(packet(seq), nil, time.Now()) // pion's path
+	}
+	<-done
 }

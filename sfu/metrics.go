@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpcaster/helpcaster/sfu/wire"
 )
 
 // metrics are the SFU's Prometheus series. Labels carry only the media kind
@@ -30,6 +32,26 @@ type metrics struct {
 	pausedVideo                     prometheus.Counter
 	pionPath                        prometheus.Counter
 	probePackets                    prometheus.Counter
+}
+
+// registerSocketMetrics exports the media socket's counts: datagrams the
+// direct path took, and those passed to pion (ICE, DTLS, and media of
+// connections or streams the direct path does not carry).
+func registerSocketMetrics(reg prometheus.Registerer, sock *wire.Socket) error {
+	for path, read := range map[string]func(wire.Stats) uint64{
+		"direct": func(s wire.Stats) uint64 { return s.Routed },
+		"pion":   func(s wire.Stats) uint64 { return s.Passed },
+	} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "helpcaster_sfu_media_datagrams_total",
+			Help:        "Datagrams read from the media UDP socket: taken by the direct media path (direct) or passed to pion (pion).",
+			ConstLabels: prometheus.Labels{"path": path},
+		}, func() float64 { return float64(read(sock.Stats())) })
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register SFU metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

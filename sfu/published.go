@@ -385,7 +385,13 @@ func (l *layer) receive(pkt []byte, parsed *rtp.Header, now time.Time) {
 	var hn int
 	var ok bool
 	if parsed != nil && !encryptedHeader(parsed) {
+		// parsed belongs to the direct path's reader: its slices' arrays
+		// are reused for the next packet, so only their contents are
+		// taken (run's Unmarshal would otherwise write into them).
+		ext, csrc := h.Extensions[:0], h.CSRC[:0]
 		*h = *parsed
+		h.Extensions = append(ext, parsed.Extensions...)
+		h.CSRC = append(csrc, parsed.CSRC...)
 		hn, ok = rtpHeaderLen(pkt)
 	} else {
 		var err error

@@ -163,6 +163,12 @@ func New(cfg Config) (*SFU, error) {
 		s.closeSockets()
 		return nil, err
 	}
+	if s.sock != nil && cfg.Registerer != nil {
+		if err := registerSocketMetrics(cfg.Registerer, s.sock); err != nil {
+			s.closeSockets()
+			return nil, err
+		}
+	}
 	if s.tcpLn != nil {
 		log.Info("media sockets open", "udp", conn.LocalAddr().String(), "tcp", s.tcpLn.Addr().String())
 	} else {
