@@ -115,7 +115,7 @@ func newParticipant(r *Room, id string, onSignal func(Signal)) (*Participant, er
 		p.pub.Close()
 		return nil, fmt.Errorf("sfu: create sub connection: %w", err)
 	}
-	p.recv, err = newReceiveChain(r.sfu.recvIR, id, func(pkts []rtcp.Packet) error { return p.pub.WriteRTCP(pkts) })
+	p.recv, err = newReceiveChain(r.sfu.recvIR, id, r.sfu.feedbackClock, func(pkts []rtcp.Packet) error { return p.pub.WriteRTCP(pkts) })
 	if err != nil {
 		p.pub.Close()
 		p.sub.Close()

@@ -22,9 +22,10 @@ import (
 //
 //   - pion's NACK generator and receiver reports, built from a registry per
 //     connection and fed synchronously (their readers do no hand-off);
-//   - transport-wide feedback, recorded here under a lock and sent by a
-//     ticker (pion's own sender interceptor hands every packet to its
-//     goroutine through a channel, a wake-up per packet).
+//   - transport-wide feedback, recorded here under a lock and sent by the
+//     node's feedbackClock (pion's own sender interceptor hands every
+//     packet to its goroutine through a channel, a wake-up per packet, and
+//     runs a ticker per connection).
 type receiveChain struct {
 	chain  interceptor.Interceptor
 	rtcpIn interceptor.RTCPReader
@@ -38,8 +39,9 @@ func passThrough(b []byte, a interceptor.Attributes) (int, interceptor.Attribute
 }
 
 // newReceiveChain builds the chain of one publisher connection; write
-// sends RTCP (NACKs, receiver reports, feedback) on that connection.
-func newReceiveChain(reg *interceptor.Registry, id string, write func([]rtcp.Packet) error) (*receiveChain, error) {
+// sends RTCP (NACKs, receiver reports, feedback) on that connection, and
+// clock sends its feedback.
+func newReceiveChain(reg *interceptor.Registry, id string, clock *feedbackClock, write func([]rtcp.Packet) error) (*receiveChain, error) {
 	chain, err := reg.Build(id)
 	if err != nil {
 		return nil, fmt.Errorf("build receive interceptors: %w", err)
@@ -51,7 +53,7 @@ func newReceiveChain(reg *interceptor.Registry, id string, write func([]rtcp.Pac
 	return &receiveChain{
 		chain:  chain,
 		rtcpIn: chain.BindRTCPReader(interceptor.RTCPReaderFunc(passThrough)),
-		twcc:   newTWCCFeedback(write),
+		twcc:   newTWCCFeedback(clock, write),
 	}, nil
 }
 
@@ -96,22 +98,77 @@ func streamInfo(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *intercept
 // publisher (pion's default).
 const twccFeedbackInterval = 100 * time.Millisecond
 
+// feedbackClock sends every publisher connection's transport-wide feedback
+// from one goroutine on one ticker: a node with a hundred publishers wakes
+// ten times a second for it, not a thousand.
+type feedbackClock struct {
+	mu   sync.Mutex
+	fbs  map[*twccFeedback]struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newFeedbackClock() *feedbackClock {
+	c := &feedbackClock{fbs: map[*twccFeedback]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+func (c *feedbackClock) run() {
+	defer close(c.done)
+	t := time.NewTicker(twccFeedbackInterval)
+	defer t.Stop()
+	var due []*twccFeedback
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		due = due[:0]
+		c.mu.Lock()
+		for f := range c.fbs {
+			due = append(due, f)
+		}
+		c.mu.Unlock()
+		for _, f := range due {
+			f.flush()
+		}
+	}
+}
+
+func (c *feedbackClock) add(f *twccFeedback) {
+	c.mu.Lock()
+	c.fbs[f] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *feedbackClock) remove(f *twccFeedback) {
+	c.mu.Lock()
+	delete(c.fbs, f)
+	c.mu.Unlock()
+}
+
+// close stops the clock; the connections it served are closed already.
+func (c *feedbackClock) close() {
+	close(c.stop)
+	<-c.done
+}
+
 // twccFeedback records the arrival of a publisher connection's packets by
-// transport-wide sequence number and reports them every
+// transport-wide sequence number; its clock reports them every
 // twccFeedbackInterval, so the publisher's own estimator works.
 type twccFeedback struct {
 	mu    sync.Mutex
 	rec   *twcc.Recorder
 	start time.Time
 	write func([]rtcp.Packet) error
-	stop  chan struct{}
-	done  chan struct{}
+	clock *feedbackClock
 }
 
-func newTWCCFeedback(write func([]rtcp.Packet) error) *twccFeedback {
-	f := &twccFeedback{rec: twcc.NewRecorder(rand.Uint32()), start: time.Now(), write: write,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go f.loop()
+func newTWCCFeedback(clock *feedbackClock, write func([]rtcp.Packet) error) *twccFeedback {
+	f := &twccFeedback{rec: twcc.NewRecorder(rand.Uint32()), start: time.Now(), write: write, clock: clock}
+	clock.add(f)
 	return f
 }
 
@@ -127,26 +184,14 @@ func (f *twccFeedback) record(ssrc uint32, ext []byte, now time.Time) {
 	f.mu.Unlock()
 }
 
-func (f *twccFeedback) loop() {
-	defer close(f.done)
-	t := time.NewTicker(twccFeedbackInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
-		}
-		f.mu.Lock()
-		pkts := f.rec.BuildFeedbackPacket()
-		f.mu.Unlock()
-		if len(pkts) > 0 {
-			_ = f.write(pkts) // a closed connection ends the loop soon
-		}
+// flush sends what was recorded since the last flush.
+func (f *twccFeedback) flush() {
+	f.mu.Lock()
+	pkts := f.rec.BuildFeedbackPacket()
+	f.mu.Unlock()
+	if len(pkts) > 0 {
+		_ = f.write(pkts) // the connection may be closing
 	}
 }
 
-func (f *twccFeedback) close() {
-	close(f.stop)
-	<-f.done
-}
+func (f *twccFeedback) close() { f.clock.remove(f) }

@@ -102,6 +102,8 @@ type SFU struct {
 	pcMu     sync.Mutex
 	feedback *feedbackFactory // its last estimator is read under pcMu
 
+	feedbackClock *feedbackClock // sends publishers' transport-wide feedback
+
 	mu     sync.Mutex
 	rooms  map[string]*Room
 	closed bool
@@ -169,6 +171,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, err
 		}
 	}
+	s.feedbackClock = newFeedbackClock()
 	if s.tcpLn != nil {
 		log.Info("media sockets open", "udp", conn.LocalAddr().String(), "tcp", s.tcpLn.Addr().String())
 	} else {
@@ -619,6 +622,7 @@ func (s *SFU) Close() error {
 	for _, r := range rooms {
 		r.Close()
 	}
+	s.feedbackClock.close()
 	return s.closeSockets()
 }
 
