@@ -56,6 +56,7 @@ type Conn struct {
 	out    *srtp.Context
 	to     atomic.Pointer[netip.AddrPort]
 	outBuf []byte
+	outHdr rtp.Header // EncryptRTP parses the packet again into it; reused
 
 	decrypted, rtcpIn, dropped, sent atomic.Uint64
 }
@@ -320,7 +321,7 @@ func (c *Conn) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return 0, fmt.Errorf("wire: marshal RTP header: %w", err)
 	}
 	copy(buf[hn:], payload)
-	enc, err := c.out.EncryptRTP(buf[:0], buf, h)
+	enc, err := c.out.EncryptRTP(buf[:0], buf, &c.outHdr)
 	if err != nil {
 		return 0, fmt.Errorf("wire: encrypt RTP: %w", err)
 	}

@@ -379,3 +379,28 @@ func TestConnRTCP(t *testing.T) {
 		t.Error("handled SRTCP also reached pion")
 	}
 }
+
+// TestWriteRTPAllocatesNothing: encrypting and sending a packet with
+// header extensions allocates nothing once the Conn is warm.
+func TestWriteRTPAllocatesNothing(t *testing.T) {
+	s, _, _ := newSocket(t)
+	k := testKeys(t)
+	p := newPeer(t, k)
+	c := NewConn(s, k)
+	defer c.Close()
+	if err := c.Start(p.addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0x55}
+	_ = h.SetExtension(3, []byte{0, 1})
+	payload := bytes.Repeat([]byte{1}, 1000)
+	allocs := testing.AllocsPerRun(200, func() {
+		h.SequenceNumber++
+		if _, err := c.WriteRTP(&h, payload); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("WriteRTP: %v allocations per packet, want 0", allocs)
+	}
+}

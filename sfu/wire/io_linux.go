@@ -35,9 +35,13 @@ type batchReader struct {
 	iovs  [batchSize]unix.Iovec
 	hdrs  [batchSize]mmsghdr
 	n, i  int
+	// read is readBatch as a func value; failed is its error, if any.
+	read   func(fd uintptr) bool
+	failed unix.Errno
 }
 
 func (b *batchReader) init() {
+	b.read = b.readBatch
 	mem := make([]byte, batchSize*bufSize)
 	for i := range b.hdrs {
 		b.bufs[i] = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
@@ -91,33 +95,38 @@ func (b *batchReader) recv(fd uintptr) unix.Errno {
 // fill reads the next batch, waiting in Go's network poller while the
 // socket is empty.
 func (s *Socket) fill() error {
-	var failed unix.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			switch errno := s.rd.recv(fd); errno {
-			case 0:
-				return true
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false // park until the socket is readable
-			case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
-				// An ICMP error for an earlier send; nothing to read.
-			default:
-				failed = errno
-				return true
-			}
-		}
-	})
+	s.rd.failed = 0
+	err := s.rc.Read(s.rd.read)
 	switch {
 	case err != nil:
 		if errors.Is(err, net.ErrClosed) || s.isClosed() {
 			return net.ErrClosed
 		}
 		return err
-	case failed != 0:
-		return os.NewSyscallError("recvmmsg", failed)
+	case s.rd.failed != 0:
+		return os.NewSyscallError("recvmmsg", s.rd.failed)
 	}
 	return nil
+}
+
+// readBatch is the batch's read for RawConn.Read (made once, as b.read, so
+// that a read allocates no closure): it reports false to park until the
+// socket is readable.
+func (b *batchReader) readBatch(fd uintptr) bool {
+	for {
+		switch errno := b.recv(fd); errno {
+		case 0:
+			return true
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			// An ICMP error for an earlier send; nothing to read.
+		default:
+			b.failed = errno
+			return true
+		}
+	}
 }
 
 func (s *Socket) isClosed() bool {
