@@ -37,8 +37,9 @@ type downTrack struct {
 	connected bool                    // the subscriber's connection can carry media
 	writer    webrtc.TrackLocalWriter // pion's, while bound
 	// direct is the subscriber connection's direct media path (nil
-	// without one); once it is ready every packet goes through it, so
-	// each SSRC's packets are encrypted by one SRTP context.
+	// without one); once it has started every packet goes through it,
+	// and none through pion again: a stream must stay with one SRTP
+	// context (see wire.Conn).
 	direct       *wire.Conn
 	ssrc         uint32
 	pt           uint8
@@ -511,7 +512,7 @@ func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe 
 // send encrypts and sends one packet: on the direct media path once the
 // connection has one, through pion before. d.mu must be held.
 func (d *downTrack) send(h *rtp.Header, payload []byte) (int, error) {
-	if d.direct != nil && d.direct.Ready() {
+	if d.direct != nil && d.direct.Started() {
 		return d.direct.WriteRTP(h, payload)
 	}
 	if d.writer == nil {

@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helpcaster_sfu_video_paused_allocations_total", Help: "Allocations that paused a video track for lack of bandwidth."}),
 		pionPath: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_pion_path_connections_total",
-			Help: "Connections whose media stayed on pion's path: the SFU did not learn their SRTP keys (it was not the DTLS server)."}),
+			Help: "Connections whose media stayed on pion's path because the direct path could not start (their selected pair was over TCP, the SFU did not learn their SRTP keys, or the connection had closed)."}),
 		probePackets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "helpcaster_sfu_probe_packets_total", Help: "Padding packets sent to subscribers to probe for bandwidth."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{

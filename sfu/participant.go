@@ -374,7 +374,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 		p.byReceiver[recv] = t
 		p.published = append(p.published, t)
 	}
-	l := newLayer(t, index, remote, recv)
+	l := newLayer(t, index, remote)
 	if t.kind == "video" {
 		l.cache = newPacketCache()
 	}
@@ -383,6 +383,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 		p.log.Warn("encoding refused: layer already published", "layer", index)
 		return
 	}
+	l.bind(recv)
 	p.wg.Add(2)
 	p.mu.Unlock()
 
@@ -397,8 +398,9 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 		p.room.trackPublished(p, t)
 	}
 	// From here the layer's packets may arrive on either path: the
-	// direct one (the socket's reader) and pion's (l.run's reader, which
-	// also gets retransmissions and whatever pion read before).
+	// direct one (the socket's reader) and pion's (l.run's reader, with
+	// whatever pion read before the route existed, and retransmissions
+	// until their SSRC is known).
 	if p.pubWire != nil {
 		p.pubWire.AddHandler(uint32(remote.SSRC()), l)
 		l.routeRepairs(p.pubWire)
@@ -406,9 +408,7 @@ func (p *Participant) handleTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	l.run()
 	if p.pubWire != nil {
 		p.pubWire.RemoveHandler(uint32(remote.SSRC()))
-		if ssrc := l.rtxSSRC.Load(); ssrc != 0 {
-			p.pubWire.RemoveHandler(ssrc)
-		}
+		l.unrouteRepairs(p.pubWire)
 	}
 	l.end()
 

@@ -115,8 +115,11 @@ type layer struct {
 	tidMeters [maxTemporal]rateMeter
 
 	// rtxSSRC is the SSRC of the layer's retransmissions (RFC 4588) once
-	// they are routed on the direct path; 0 before.
-	rtxSSRC atomic.Uint32
+	// they are routed on the direct path (0 before); rtxDone is set when
+	// the layer ends, after which they are not routed.
+	rtxMu   sync.Mutex
+	rtxSSRC uint32
+	rtxDone bool
 
 	// recvMu serialises receive: a layer's packets come from the direct
 	// media path and from pion's track reader (run).
@@ -136,15 +139,23 @@ type layerInput struct {
 	ended  bool
 }
 
-func newLayer(t *publishedTrack, index int, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *layer {
+func newLayer(t *publishedTrack, index int, remote *webrtc.TrackRemote) *layer {
 	l := &layer{track: t, index: index, remote: remote}
 	l.in.starts = switchPoints{video: t.kind == "video", vp8: t.mime == mimeVP8, mime: t.mime}
 	l.in.attrs = interceptor.Attributes{}
-	if t.recv != nil {
-		l.in.info = streamInfo(remote, recv)
-		l.in.chain = t.recv.bind(l.in.info)
-	}
 	return l
+}
+
+// bind runs the track's receive chain on the layer's packets from now on;
+// end unbinds it. Called once the layer is the track's, before any packet.
+func (l *layer) bind(recv *webrtc.RTPReceiver) {
+	if l.track.recv == nil {
+		return
+	}
+	l.recvMu.Lock()
+	defer l.recvMu.Unlock()
+	l.in.info = streamInfo(l.remote, recv)
+	l.in.chain = l.track.recv.bind(l.in.info)
 }
 
 func newPublishedTrack(env trackEnv, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *publishedTrack {
@@ -270,9 +281,10 @@ func (t *publishedTrack) layerSize(i int) (w, h int) {
 }
 
 // run reads the layer from pion until it ends, and receives what it
-// reads: what pion had read before the direct path took the layer over, and
-// retransmissions (on their own SSRC, which pion unwraps). It returns when
-// the publisher's connection closes or the encoding is removed.
+// reads: everything without the direct path (a connection on pion's path),
+// and with it what pion had read before the route existed, and
+// retransmissions until routeRepairs takes them. It returns when the
+// publisher's connection closes or the encoding is removed.
 func (l *layer) run() {
 	buf := make([]byte, 1500)
 	for {
@@ -295,14 +307,27 @@ func (l *layer) HandleRTP(pkt []byte, h *rtp.Header, now time.Time) {
 // track that only returns with the next media packet, which the direct
 // path takes first.
 func (l *layer) routeRepairs(wc *wire.Conn) {
-	if l.rtxSSRC.Load() != 0 || l.track.kind != "video" {
+	if l.track.kind != "video" {
 		return
 	}
-	ssrc := uint32(l.remote.RtxSSRC())
-	if ssrc == 0 || !l.rtxSSRC.CompareAndSwap(0, ssrc) {
+	l.rtxMu.Lock()
+	defer l.rtxMu.Unlock()
+	if l.rtxSSRC != 0 || l.rtxDone {
 		return
 	}
-	wc.AddHandler(ssrc, repairInput{l: l, ssrc: uint32(l.remote.SSRC()), pt: uint8(l.remote.PayloadType())})
+	if l.rtxSSRC = uint32(l.remote.RtxSSRC()); l.rtxSSRC != 0 {
+		wc.AddHandler(l.rtxSSRC, repairInput{l: l, ssrc: uint32(l.remote.SSRC()), pt: uint8(l.remote.PayloadType())})
+	}
+}
+
+// unrouteRepairs stops routing the layer's retransmissions, for good.
+func (l *layer) unrouteRepairs(wc *wire.Conn) {
+	l.rtxMu.Lock()
+	defer l.rtxMu.Unlock()
+	l.rtxDone = true
+	if l.rtxSSRC != 0 {
+		wc.RemoveHandler(l.rtxSSRC)
+	}
 }
 
 // routeRepairs routes each layer's retransmissions (see layer.routeRepairs).
@@ -332,7 +357,7 @@ func (r repairInput) HandleRTP(pkt []byte, h *rtp.Header, now time.Time) {
 	if !ok || len(body) < 2 {
 		// Padding only (a bandwidth probe): its arrival still counts for
 		// the publisher's estimate.
-		if t := r.l.track; ok && t.twccID != 0 && !encryptedHeader(h) {
+		if t := r.l.track; ok && t.twccID != 0 {
 			t.recv.twcc.record(h.SSRC, h.GetExtension(t.twccID), now)
 		}
 		return
@@ -384,7 +409,7 @@ func (l *layer) receive(pkt []byte, parsed *rtp.Header, now time.Time) {
 	h := &in.h
 	var hn int
 	var ok bool
-	if parsed != nil && !encryptedHeader(parsed) {
+	if parsed != nil {
 		// parsed belongs to the direct path's reader: its slices' arrays
 		// are reused for the next packet, so only their contents are
 		// taken (run's Unmarshal would otherwise write into them).
@@ -453,13 +478,6 @@ func (l *layer) receive(pkt []byte, parsed *rtp.Header, now time.Time) {
 	} else {
 		writeSinks(sinks, l.index, h, payload, key, now, readAt, m)
 	}
-}
-
-// encryptedHeader reports whether h, parsed from an SRTP packet, had its
-// extensions and CSRCs encrypted (RFC 9335: the extension profiles 0xC0DE
-// and 0xC2DE): they must be read again from the decrypted packet.
-func encryptedHeader(h *rtp.Header) bool {
-	return h.Extension && (h.ExtensionProfile == 0xc0de || h.ExtensionProfile == 0xc2de)
 }
 
 // rtpHeaderLen is the length of the RTP header pkt starts with (fixed

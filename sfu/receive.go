@@ -16,8 +16,9 @@ import (
 // A publisher's connection gets its receive-side RTP processing from the
 // SFU, not from pion's interceptor chain, because its packets may arrive
 // on either of two goroutines: the socket's reader (the direct media path,
-// package wire) or, before that path takes a stream over and for
-// retransmissions, the layer's own reader of pion's track. Both call
+// package wire) or the layer's own reader of pion's track (without the
+// direct path; with it, what pion read before the route existed, and
+// retransmissions until their SSRC is routed). Both call
 // layer.receive, which runs this chain on the packet:
 //
 //   - pion's NACK generator and receiver reports, built from a registry per

@@ -72,8 +72,11 @@ type Config struct {
 	// being sent before the publisher is told to pause it; 0 means 5 s.
 	DynacastPause time.Duration
 	// PionMediaPath leaves every packet to pion's own goroutines and SRTP
-	// sessions (the media path before the direct one, package wire): for
-	// comparisons. BatchWrites implies it.
+	// sessions, for comparisons; BatchWrites implies it. It is not quite
+	// the path before the direct one: publishers' connections still run
+	// the SFU's receive chain (receive.go), which sees retransmissions only
+	// as pion releases them and never sees padding-only probes, which pion
+	// drops.
 	PionMediaPath bool
 }
 
@@ -536,13 +539,12 @@ func (s *SFU) newPeerConnection(withEstimator bool) (*webrtc.PeerConnection, *bw
 		se.SetDTLSServerHelloMessageHook(keys.ServerHello)
 		wc = wire.NewConn(s.sock, keys)
 	}
-	opts := []func(*webrtc.API){webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.pubME),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{})}
+	me, ir := s.pubME, &interceptor.Registry{}
 	if withEstimator {
-		opts = []func(*webrtc.API){webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(s.subME),
-			webrtc.WithInterceptorRegistry(s.subIR)}
+		me, ir = s.subME, s.subIR
 	}
-	pc, err := webrtc.NewAPI(opts...).NewPeerConnection(webrtc.Configuration{})
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -19,9 +19,9 @@ type RTCPHandler func(b []byte, now time.Time)
 
 // Handler takes the decrypted RTP packets of one SSRC. HandleRTP runs on
 // the socket's reading goroutine; pkt (header and payload, padding
-// included) and h (its header as parsed before decryption: with RFC 9335
-// its extensions and CSRCs are those of the encrypted packet) are valid
-// only during the call.
+// included) and h (its parsed header; with RFC 9335 pion's context parses
+// it again after decrypting the extensions and CSRCs) are valid only
+// during the call.
 type Handler interface {
 	HandleRTP(pkt []byte, h *rtp.Header, now time.Time)
 }
@@ -29,8 +29,14 @@ type Handler interface {
 // Conn is the media side of one peer connection whose DTLS handshake
 // HelpCaster's SFU took part in as the server. Once started it decrypts the
 // SRTP packets its remote address sends for the SSRCs handlers were added
-// for, and it encrypts and sends RTP (WriteRTP). Everything else (RTCP,
-// unknown SSRCs, ICE, DTLS) stays with pion.
+// for, and the SRTCP ones when it has an RTCP handler, and it encrypts and
+// sends RTP (WriteRTP). Everything else (unknown SSRCs, ICE, DTLS) stays
+// with pion.
+//
+// Once the Conn has carried a stream, the stream never goes back to pion's
+// SRTP context: that context has not followed its rollover counter, and
+// encrypting with it could reuse an AES-GCM nonce the Conn already used.
+// While the selected pair is not UDP, WriteRTP drops (ErrNoRoute).
 type Conn struct {
 	sock *Socket
 	keys *KeyCapture
@@ -39,17 +45,24 @@ type Conn struct {
 	remote  netip.AddrPort
 	routed  bool
 	closed  bool
-	gaveUp  bool // ingress left to pion after authentication failures
+	gaveUp  bool // ingress left to pion: nothing ever authenticated
+	refused bool // Start failed: the connection is pion's for good
+	// latest is the last remote Move was given before Start, which then
+	// uses it: the pair may change while Start is on its way.
+	latest  netip.AddrPort
+	moved   bool
 	started atomic.Bool
 
 	// Ingress: used by the socket's reading goroutine only.
 	in       *srtp.Context
 	hdr      rtp.Header
 	handlers atomic.Pointer[[]*ssrcHandler] // copy-on-write, changed under handlersMu
-	// failures counts authentication failures since the last success.
-	failures   int
-	handlersMu sync.Mutex
-	rtcp       atomic.Pointer[RTCPHandler]
+	// failures counts authentication failures while nothing has
+	// authenticated yet (authenticated).
+	failures      int
+	authenticated bool
+	handlersMu    sync.Mutex
+	rtcp          atomic.Pointer[RTCPHandler]
 
 	// Egress.
 	outMu  sync.Mutex
@@ -93,8 +106,9 @@ var ErrClosed = errors.New("wire: connection closed")
 
 // Start derives the SRTP contexts from the finished handshake and routes
 // remote (the selected ICE pair's remote UDP address) to c. It fails when
-// the keys are unknown (this side was not the DTLS server): the
-// connection's media then stays with pion.
+// the keys are unknown (this side was not the DTLS server) or the pair is
+// not UDP (remote is invalid): the connection's media then stays with
+// pion.
 //
 // sendCryptex says whether the remote declared RFC 9335 (a=cryptex): sent
 // packets then have their header extensions encrypted too. Received
@@ -105,12 +119,25 @@ func (c *Conn) Start(remote netip.AddrPort, sendCryptex bool) error {
 	if c.closed {
 		return ErrClosed
 	}
+	if c.refused {
+		return ErrNoRoute
+	}
+	if c.moved {
+		remote = c.latest
+	}
 	if c.started.Load() {
 		c.moveLocked(remote)
 		return nil
 	}
+	if !remote.IsValid() {
+		// A pair over TCP: the connection's media stays with pion, for
+		// good (a stream never changes SRTP context once it has flowed).
+		c.refused = true
+		return ErrNoRoute
+	}
 	profile, keys, err := c.keys.Keys()
 	if err != nil {
+		c.refused = true
 		return err
 	}
 	in, err := srtp.CreateContext(keys.RemoteMasterKey, keys.RemoteMasterSalt, profile,
@@ -136,12 +163,17 @@ func (c *Conn) Start(remote netip.AddrPort, sendCryptex bool) error {
 }
 
 // Move routes a new remote address (the selected ICE pair changed); an
-// invalid one (a pair over TCP) leaves the connection's media to pion
-// until the next Move.
+// invalid one (a pair over TCP) leaves the connection's ingress to pion
+// and makes WriteRTP drop until the next Move. Before Start it only
+// records the address for Start.
 func (c *Conn) Move(remote netip.AddrPort) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || !c.started.Load() {
+	if c.closed {
+		return
+	}
+	if !c.started.Load() {
+		c.latest, c.moved = remote, true
 		return
 	}
 	c.moveLocked(remote)
@@ -149,7 +181,7 @@ func (c *Conn) Move(remote netip.AddrPort) {
 
 func (c *Conn) moveLocked(remote netip.AddrPort) {
 	if c.routed {
-		c.sock.route(c.remote, nil, c)
+		c.sock.dropRoute(c.remote, c)
 		c.routed = false
 	}
 	if !remote.IsValid() {
@@ -160,7 +192,7 @@ func (c *Conn) moveLocked(remote netip.AddrPort) {
 	c.remote = remote
 	c.to.Store(&remote)
 	if !c.gaveUp {
-		c.sock.route(remote, c, nil)
+		c.sock.setRoute(remote, c)
 		c.routed = true
 	}
 }
@@ -174,15 +206,19 @@ func (c *Conn) Close() {
 	}
 	c.closed = true
 	if c.routed {
-		c.sock.route(c.remote, nil, c)
+		c.sock.dropRoute(c.remote, c)
 		c.routed = false
 	}
 	c.to.Store(nil)
 }
 
-// Ready reports whether WriteRTP sends itself (Start has succeeded and
-// the connection is open).
-func (c *Conn) Ready() bool { return c.to.Load() != nil }
+// Started reports whether Start has succeeded: from then on the
+// connection's RTP is sent through WriteRTP only.
+func (c *Conn) Started() bool { return c.started.Load() }
+
+// ErrNoRoute: the connection's selected pair is not UDP (or it closed), so
+// WriteRTP has nowhere to send.
+var ErrNoRoute = errors.New("wire: no UDP route to the connection")
 
 // AddHandler sends ssrc's packets to h from now on.
 //
@@ -256,14 +292,10 @@ func (c *Conn) Receive(d []byte, now time.Time) bool {
 	}
 	pkt, err := c.in.DecryptRTP(d[:0], d, &c.hdr)
 	if err != nil {
-		// A replayed or forged packet, or keys that do not match.
-		c.dropped.Add(1)
-		if c.failures++; c.failures >= maxFailures {
-			c.giveUp()
-		}
+		c.failed()
 		return true
 	}
-	c.failures = 0
+	c.authenticated = true
 	c.decrypted.Add(1)
 	e.h.HandleRTP(pkt, &c.hdr, now)
 	return true
@@ -276,19 +308,32 @@ func (c *Conn) receiveRTCP(d []byte, now time.Time) bool {
 	}
 	b, err := c.in.DecryptRTCP(d[:0], d, nil)
 	if err != nil {
-		c.dropped.Add(1)
-		if c.failures++; c.failures >= maxFailures {
-			c.giveUp()
-		}
+		c.failed()
 		return true
 	}
-	c.failures = 0
+	c.authenticated = true
 	c.rtcpIn.Add(1)
 	(*h)(b, now)
 	return true
 }
 
-// giveUp hands the address back to pion after too many failures.
+// failed counts a packet that did not decrypt: a replay, a forgery, or
+// keys that do not match. Once anything has authenticated, the keys are
+// right and such packets are only dropped; until then, maxFailures of them
+// in a row mean the keys are wrong (or the stream's rollover counter
+// moved before the route existed), and the address goes back to pion,
+// whose context has followed the connection from its start.
+func (c *Conn) failed() {
+	c.dropped.Add(1)
+	if c.authenticated {
+		return
+	}
+	if c.failures++; c.failures >= maxFailures {
+		c.giveUp()
+	}
+}
+
+// giveUp hands the address back to pion for good.
 func (c *Conn) giveUp() {
 	c.sock.log.Warn("SRTP packets fail authentication on the direct media path; leaving the connection to pion",
 		"failures", c.failures)
@@ -297,7 +342,7 @@ func (c *Conn) giveUp() {
 	defer c.mu.Unlock()
 	c.gaveUp = true
 	if c.routed {
-		c.sock.route(c.remote, nil, c)
+		c.sock.dropRoute(c.remote, c)
 		c.routed = false
 	}
 }
@@ -307,7 +352,7 @@ func (c *Conn) giveUp() {
 func (c *Conn) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	to := c.to.Load()
 	if to == nil {
-		return 0, ErrClosed
+		return 0, ErrNoRoute
 	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
@@ -325,21 +370,13 @@ func (c *Conn) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wire: encrypt RTP: %w", err)
 	}
-	if err := c.sock.send(enc, *to); err != nil {
+	// A full socket buffer drops the packet, as a congested router would:
+	// this may run on the socket's reader, which must not wait.
+	if err := c.sock.send(enc, *to, false); err != nil {
 		return 0, fmt.Errorf("wire: send RTP: %w", err)
 	}
 	c.sent.Add(1)
 	return n, nil
-}
-
-// Write encrypts and sends one marshalled RTP packet.
-func (c *Conn) Write(b []byte) (int, error) {
-	var h rtp.Header
-	n, err := h.Unmarshal(b)
-	if err != nil {
-		return 0, fmt.Errorf("wire: RTP header: %w", err)
-	}
-	return c.WriteRTP(&h, b[n:])
 }
 
 // replayWindow is how far behind the newest packet of an SSRC an older

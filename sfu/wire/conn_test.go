@@ -305,6 +305,51 @@ func TestConnGivesUp(t *testing.T) {
 	}
 }
 
+// TestConnKeepsRouteAfterSuccess: once a packet has authenticated, forged
+// or replayed packets are dropped however many there are; the route stays.
+func TestConnKeepsRouteAfterSuccess(t *testing.T) {
+	s, addr, reader := newSocket(t)
+	k := testKeys(t)
+	p := newPeer(t, k)
+	c := NewConn(s, k)
+	defer c.Close()
+	h := &collector{got: make(chan struct{}, 1)}
+	c.AddHandler(0x99, h)
+	if err := c.Start(p.addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	first := p.sendRTP(t, addr, 0x99, 1)
+	eventually(t, "the first packet handled", func() bool { got, _ := h.snapshot(); return len(got) == 1 })
+	for range 2 * maxFailures {
+		p.send(t, addr, first) // replays
+	}
+	eventually(t, "the replays dropped", func() bool { return c.Stats().Dropped == 2*maxFailures })
+	p.sendRTP(t, addr, 0x99, 2)
+	eventually(t, "the next packet handled", func() bool { got, _ := h.snapshot(); return len(got) == 2 })
+	if reader.has(first) {
+		t.Error("a replay reached pion: the route was given up")
+	}
+}
+
+// TestConnMoveBeforeStart: a pair change that lands before Start is the
+// address Start routes.
+func TestConnMoveBeforeStart(t *testing.T) {
+	s, addr, _ := newSocket(t)
+	k := testKeys(t)
+	p1, p2 := newPeer(t, k), newPeer(t, k)
+	p2.enc = p1.enc
+	c := NewConn(s, k)
+	defer c.Close()
+	h := &collector{got: make(chan struct{}, 1)}
+	c.AddHandler(7, h)
+	c.Move(p2.addr())
+	if err := c.Start(p1.addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	p2.sendRTP(t, addr, 7, 1)
+	eventually(t, "packet from the latest address handled", func() bool { got, _ := h.snapshot(); return len(got) == 1 })
+}
+
 // TestConnMoveAndClose: after Move the old address is pion's and the new
 // one routed; after Close nothing is, and WriteRTP refuses.
 func TestConnMoveAndClose(t *testing.T) {
@@ -326,13 +371,10 @@ func TestConnMoveAndClose(t *testing.T) {
 	p2.sendRTP(t, addr, 7, 3)
 	eventually(t, "packet from the new address handled", func() bool { got, _ := h.snapshot(); return len(got) == 2 })
 	c.Close()
-	if c.Ready() {
-		t.Error("Ready after Close")
-	}
 	after := p2.sendRTP(t, addr, 7, 4)
 	eventually(t, "after Close pion gets the packets", func() bool { return reader.has(after) })
-	if _, err := c.WriteRTP(&rtp.Header{Version: 2, SSRC: 1}, nil); !errors.Is(err, ErrClosed) {
-		t.Errorf("WriteRTP after Close: %v, want ErrClosed", err)
+	if _, err := c.WriteRTP(&rtp.Header{Version: 2, SSRC: 1}, nil); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("WriteRTP after Close: %v, want ErrNoRoute", err)
 	}
 }
 
@@ -402,5 +444,22 @@ func TestWriteRTPAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("WriteRTP: %v allocations per packet, want 0", allocs)
+	}
+}
+
+// TestConnStartOverTCP: a connection whose pair is not UDP does not start:
+// its media stays with pion, and a later Move does not start it either.
+func TestConnStartOverTCP(t *testing.T) {
+	s, _, _ := newSocket(t)
+	k := testKeys(t)
+	p := newPeer(t, k)
+	c := NewConn(s, k)
+	defer c.Close()
+	if err := c.Start(netip.AddrPort{}, false); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("Start over TCP: %v, want ErrNoRoute", err)
+	}
+	c.Move(p.addr())
+	if c.Started() {
+		t.Error("a Move after a refused Start started the Conn")
 	}
 }

@@ -16,16 +16,14 @@ import (
 // Reads take up to batchSize datagrams per system call (recvmmsg): under
 // load one wake-up of the reader serves every datagram that arrived since
 // the last.
-const (
-	batchSize = 32
-	bufSize   = 8192 // pion's ICE reads up to this much; larger datagrams are dropped
-)
+const batchSize = 32
 
-// mmsghdr is struct mmsghdr from <sys/socket.h> (64-bit layout).
+// mmsghdr is struct mmsghdr from <sys/socket.h>: padded to the pointer
+// size on 64-bit platforms, not on 32-bit ones.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	n   uint32
-	_   [4]byte
+	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
 }
 
 // batchReader holds one recvmmsg batch and the reader's place in it.
@@ -66,9 +64,9 @@ func (b *batchReader) next() ([]byte, netip.AddrPort, time.Time, bool) {
 		if !ok {
 			continue
 		}
-		// Each datagram is stamped as it is taken: its arrival time
-		// feeds transport-wide feedback, and the forwarding latency is
-		// measured from it.
+		// Each datagram is stamped as it is taken from the batch (not
+		// when the kernel received it): the stamp feeds transport-wide
+		// feedback, and the forwarding latency is measured from it.
 		return b.bufs[i][:h.n], from, time.Now(), true
 	}
 	return nil, netip.AddrPort{}, time.Time{}, false
@@ -135,9 +133,10 @@ func (s *Socket) isClosed() bool {
 	return s.closed
 }
 
-// send writes one datagram with a raw, non-blocking sendto; only when the
-// socket's buffer is full does it wait, through the network poller.
-func (s *Socket) send(p []byte, to netip.AddrPort) error {
+// send writes one datagram with a raw, non-blocking sendto. When the
+// socket's buffer is full it waits through the network poller if wait is
+// set, and otherwise fails (errFull).
+func (s *Socket) send(p []byte, to netip.AddrPort, wait bool) error {
 	var (
 		sa4  unix.RawSockaddrInet4
 		sa6  unix.RawSockaddrInet6
@@ -174,13 +173,19 @@ func (s *Socket) send(p []byte, to netip.AddrPort) error {
 	case 0:
 		return nil
 	case unix.EAGAIN:
+		if !wait {
+			return errFull
+		}
 		_, err := s.conn.WriteToUDPAddrPort(p, to)
 		return err
 	}
 	return os.NewSyscallError("sendto", errno)
 }
 
-var errFamily = errors.New("an IPv6 destination on an IPv4 socket")
+var (
+	errFamily = errors.New("an IPv6 destination on an IPv4 socket")
+	errFull   = errors.New("socket send buffer full")
+)
 
 // socketFamily reports whether fd is an AF_INET6 socket.
 func socketFamily(fd int) (v6 bool, err error) {

@@ -17,7 +17,7 @@ type batchReader struct {
 	has  bool
 }
 
-func (b *batchReader) init() { b.buf = make([]byte, 8192) }
+func (b *batchReader) init() { b.buf = make([]byte, bufSize) }
 
 func (b *batchReader) next() ([]byte, netip.AddrPort, time.Time, bool) {
 	if !b.has {
@@ -36,7 +36,7 @@ func (s *Socket) fill() error {
 	return nil
 }
 
-func (s *Socket) send(p []byte, to netip.AddrPort) error {
+func (s *Socket) send(p []byte, to netip.AddrPort, _ bool) error {
 	_, err := s.conn.WriteToUDPAddrPort(p, to)
 	return err
 }

@@ -4,12 +4,13 @@
 // goroutine that read it.
 //
 // pion still owns everything but the media: ICE (its UDP mux reads this
-// socket through ReadFromAddrPort), the DTLS handshake, RTCP, and any
-// packet no route claims. Once a connection's handshake is done, its
-// remote address is routed to its Conn, and an SRTP packet from that
-// address with a known SSRC is decrypted in place and handled inside the
-// read call: no goroutine hand-off between the socket and the SFU's
-// forwarding. See docs/architecture.md ("The media path").
+// socket through ReadFromAddrPort), the DTLS handshake, and any packet no
+// route claims. Once a connection's handshake is done, its remote address
+// is routed to its Conn, and an SRTP packet from that address with a known
+// SSRC (or an SRTCP packet, given an RTCP handler) is decrypted in place
+// and handled inside the read call: no goroutine hand-off between the
+// socket and the SFU's forwarding. See docs/architecture.md ("The direct
+// media path").
 package wire
 
 import (
@@ -86,26 +87,35 @@ func New(conn *net.UDPConn, log *slog.Logger) (*Socket, error) {
 // Stats returns the counts so far.
 func (s *Socket) Stats() Stats { return Stats{Routed: s.routed.Load(), Passed: s.passed.Load()} }
 
-// route sends the datagrams from addr to r (nil removes addr's route, if
-// it is r's or r is nil).
-func (s *Socket) route(addr netip.AddrPort, r Route, remove Route) {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+// setRoute sends the datagrams from addr to r.
+func (s *Socket) setRoute(addr netip.AddrPort, r Route) {
+	s.changeRoutes(func(m map[netip.AddrPort]Route) { m[unmapped(addr)] = r })
+}
+
+// dropRoute removes addr's route if it is owner's.
+func (s *Socket) dropRoute(addr netip.AddrPort, owner Route) {
+	s.changeRoutes(func(m map[netip.AddrPort]Route) {
+		if m[unmapped(addr)] == owner {
+			delete(m, unmapped(addr))
+		}
+	})
+}
+
+// changeRoutes applies change to a copy of the routes and publishes it.
+func (s *Socket) changeRoutes(change func(map[netip.AddrPort]Route)) {
 	s.routeMu.Lock()
 	defer s.routeMu.Unlock()
 	old := *s.routes.Load()
-	if r == nil && (old[addr] == nil || (remove != nil && old[addr] != remove)) {
-		return
-	}
 	next := make(map[netip.AddrPort]Route, len(old)+1)
 	for a, o := range old {
 		next[a] = o
 	}
-	if r == nil {
-		delete(next, addr)
-	} else {
-		next[addr] = r
-	}
+	change(next)
 	s.routes.Store(&next)
+}
+
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // deliver offers one datagram to its address's route.
@@ -149,9 +159,10 @@ func (s *Socket) ReadFrom(p []byte) (int, net.Addr, error) {
 	return n, net.UDPAddrFromAddrPort(from), nil
 }
 
-// WriteToAddrPort sends one datagram.
+// WriteToAddrPort sends one datagram (pion's writes: ICE, DTLS, RTCP, and
+// media not on the direct path), waiting while the socket's buffer is full.
 func (s *Socket) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
-	if err := s.send(p, to); err != nil {
+	if err := s.send(p, to, true); err != nil {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: s.local, Addr: net.UDPAddrFromAddrPort(to), Err: err}
 	}
 	return len(p), nil
@@ -167,6 +178,10 @@ func (s *Socket) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 var errNotUDP = errors.New("not a UDP address")
+
+// bufSize is the largest datagram read (pion's ICE reads up to this much;
+// larger ones are dropped) and the size of a Conn's send buffer.
+const bufSize = 8192
 
 // Close closes the socket; a blocked read returns net.ErrClosed.
 func (s *Socket) Close() error {
