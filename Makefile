@@ -6,7 +6,7 @@ MAKEFLAGS += --no-print-directory
 GO ?= go
 
 # Fuzz targets as "package:FuzzFunc" pairs; add new ones here.
-FUZZ_TARGETS ?= ./internal/jsonkeys:FuzzUnique ./objstore:FuzzValidateKey ./signaling/protocol:FuzzDecode ./signaling/auth:FuzzVerify ./signaling/auth:FuzzParseOrgs ./rtpcodec:FuzzKeyframe ./recorder/depack:FuzzDepack ./recorder/depack:FuzzSPS ./recorder/manifest:FuzzSegment ./rtpcodec:FuzzVP8Desc ./sfu:FuzzVP8Rewrite ./sfu:FuzzForward ./sfu:FuzzRTCP ./sfu/bwe:FuzzFeedback ./turn:FuzzCheck ./bench/rtpstat:FuzzStream
+FUZZ_TARGETS ?= ./internal/jsonkeys:FuzzUnique ./objstore:FuzzValidateKey ./signaling/protocol:FuzzDecode ./signaling/auth:FuzzVerify ./signaling/auth:FuzzParseOrgs ./rtpcodec:FuzzKeyframe ./recorder/depack:FuzzDepack ./recorder/depack:FuzzSPS ./recorder/manifest:FuzzSegment ./rtpcodec:FuzzVP8Desc ./sfu:FuzzVP8Rewrite ./sfu:FuzzForward ./sfu:FuzzRTCP ./sfu:FuzzReceive ./sfu/wire:FuzzConnReceive ./sfu/bwe:FuzzFeedback ./turn:FuzzCheck ./bench/rtpstat:FuzzStream
 # Fuzzing time per target: FUZZTIME in `make test`, LONG_FUZZTIME in `make fuzz`.
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m

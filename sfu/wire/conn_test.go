@@ -19,7 +19,7 @@ import (
 
 // testKeys fills a KeyCapture the way pion's hooks would after a
 // handshake, with fixed secrets.
-func testKeys(t *testing.T) *KeyCapture {
+func testKeys(t testing.TB) *KeyCapture {
 	t.Helper()
 	k := &KeyCapture{}
 	line := "CLIENT_RANDOM " + hex.EncodeToString(bytes.Repeat([]byte{1}, 32)) + " " + hex.EncodeToString(bytes.Repeat([]byte{2}, 48)) + "\n"
@@ -41,7 +41,7 @@ type peer struct {
 	enc, dec *srtp.Context
 }
 
-func newPeer(t *testing.T, k *KeyCapture) *peer {
+func newPeer(t testing.TB, k *KeyCapture) *peer {
 	t.Helper()
 	profile, keys, err := k.Keys()
 	if err != nil {

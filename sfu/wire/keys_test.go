@@ -2,7 +2,6 @@ package wire
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -30,16 +29,25 @@ func runHandshake(t *testing.T, profile dtls.SRTPProtectionProfile, suite dtls.C
 		t.Fatal(err)
 	}
 	keys := &KeyCapture{}
-	scfg := &dtls.Config{Certificates: []tls.Certificate{cert}, SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile},
-		CipherSuites: []dtls.CipherSuiteID{suite}, KeyLogWriter: keys, ServerHelloMessageHook: keys.ServerHello,
-		InsecureSkipVerify: true, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
-	ccfg := &dtls.Config{Certificates: []tls.Certificate{cert}, SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile},
-		CipherSuites: []dtls.CipherSuiteID{suite}, InsecureSkipVerify: true, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
-	server, err := dtls.Server(spc, cpc.LocalAddr(), scfg)
+	shared := func() []dtls.Option {
+		return []dtls.Option{dtls.WithCertificates(cert), dtls.WithSRTPProtectionProfiles(profile),
+			dtls.WithCipherSuites(suite), dtls.WithInsecureSkipVerify(true),
+			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret)}
+	}
+	var sopts []dtls.ServerOption
+	for _, o := range shared() {
+		sopts = append(sopts, o)
+	}
+	sopts = append(sopts, dtls.WithKeyLogWriter(keys), dtls.WithServerHelloMessageHook(keys.ServerHello))
+	var copts []dtls.ClientOption
+	for _, o := range shared() {
+		copts = append(copts, o)
+	}
+	server, err := dtls.ServerWithOptions(spc, cpc.LocalAddr(), sopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := dtls.Client(cpc, spc.LocalAddr(), ccfg)
+	client, err := dtls.ClientWithOptions(cpc, spc.LocalAddr(), copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
