@@ -184,16 +184,33 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// rig is a Conn on a socket with pion's stand-in reading it, one peer and
+// a collector; each test starts the Conn as it needs.
+type rig struct {
+	s      *Socket
+	addr   netip.AddrPort // the socket's
+	reader *pion
+	k      *KeyCapture
+	p      *peer
+	c      *Conn
+	h      *collector
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	s, addr, reader := newSocket(t)
+	k := testKeys(t)
+	c := NewConn(s, k)
+	t.Cleanup(c.Close)
+	return &rig{s: s, addr: addr, reader: reader, k: k, p: newPeer(t, k), c: c, h: &collector{got: make(chan struct{}, 1)}}
+}
+
 // TestConnRoutes: a started Conn takes its address's SRTP for the SSRCs it
 // handles, decrypted, each packet once, reordered ones included; everything
 // else reaches pion's reader untouched; what it sends, the peer decrypts.
 func TestConnRoutes(t *testing.T) {
-	s, addr, reader := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
-	c := NewConn(s, k)
-	defer c.Close()
-	h := &collector{got: make(chan struct{}, 1)}
+	r := newRig(t)
+	addr, reader, p, c, h := r.addr, r.reader, r.p, r.c, r.h
 	const ssrc = 0x1234
 	c.AddHandler(ssrc, h)
 
@@ -278,18 +295,14 @@ func equalSeqs(a, b []uint16) bool {
 // TestConnGivesUp: packets that never authenticate (keys that do not
 // match) make the Conn leave its address to pion, which then gets them.
 func TestConnGivesUp(t *testing.T) {
-	s, addr, reader := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
+	r := newRig(t)
+	addr, reader, p, c, h := r.addr, r.reader, r.p, r.c, r.h
 	// The peer encrypts with other keys.
 	wrong, err := srtp.CreateContext(bytes.Repeat([]byte{5}, 16), bytes.Repeat([]byte{6}, 12), srtp.ProtectionProfileAeadAes128Gcm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.enc = wrong
-	c := NewConn(s, k)
-	defer c.Close()
-	h := &collector{got: make(chan struct{}, 1)}
 	c.AddHandler(0x99, h)
 	if err := c.Start(p.addr(), false); err != nil {
 		t.Fatal(err)
@@ -308,12 +321,8 @@ func TestConnGivesUp(t *testing.T) {
 // TestConnKeepsRouteAfterSuccess: once a packet has authenticated, forged
 // or replayed packets are dropped however many there are; the route stays.
 func TestConnKeepsRouteAfterSuccess(t *testing.T) {
-	s, addr, reader := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
-	c := NewConn(s, k)
-	defer c.Close()
-	h := &collector{got: make(chan struct{}, 1)}
+	r := newRig(t)
+	addr, reader, p, c, h := r.addr, r.reader, r.p, r.c, r.h
 	c.AddHandler(0x99, h)
 	if err := c.Start(p.addr(), false); err != nil {
 		t.Fatal(err)
@@ -334,13 +343,10 @@ func TestConnKeepsRouteAfterSuccess(t *testing.T) {
 // TestConnMoveBeforeStart: a pair change that lands before Start is the
 // address Start routes.
 func TestConnMoveBeforeStart(t *testing.T) {
-	s, addr, _ := newSocket(t)
-	k := testKeys(t)
-	p1, p2 := newPeer(t, k), newPeer(t, k)
+	r := newRig(t)
+	addr, c, h := r.addr, r.c, r.h
+	p1, p2 := r.p, newPeer(t, r.k)
 	p2.enc = p1.enc
-	c := NewConn(s, k)
-	defer c.Close()
-	h := &collector{got: make(chan struct{}, 1)}
 	c.AddHandler(7, h)
 	c.Move(p2.addr())
 	if err := c.Start(p1.addr(), false); err != nil {
@@ -353,12 +359,10 @@ func TestConnMoveBeforeStart(t *testing.T) {
 // TestConnMoveAndClose: after Move the old address is pion's and the new
 // one routed; after Close nothing is, and WriteRTP refuses.
 func TestConnMoveAndClose(t *testing.T) {
-	s, addr, reader := newSocket(t)
-	k := testKeys(t)
-	p1, p2 := newPeer(t, k), newPeer(t, k)
+	r := newRig(t)
+	addr, reader, c, h := r.addr, r.reader, r.c, r.h
+	p1, p2 := r.p, newPeer(t, r.k)
 	p2.enc = p1.enc // one sender that changed address: one SRTP context
-	c := NewConn(s, k)
-	h := &collector{got: make(chan struct{}, 1)}
 	c.AddHandler(7, h)
 	if err := c.Start(p1.addr(), false); err != nil {
 		t.Fatal(err)
@@ -381,11 +385,8 @@ func TestConnMoveAndClose(t *testing.T) {
 // TestConnRTCP: with an RTCP handler, the address's SRTCP is decrypted and
 // handed over, each packet once; without one it goes to pion.
 func TestConnRTCP(t *testing.T) {
-	s, addr, reader := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
-	c := NewConn(s, k)
-	defer c.Close()
+	r := newRig(t)
+	addr, reader, p, c := r.addr, r.reader, r.p, r.c
 	if err := c.Start(p.addr(), false); err != nil {
 		t.Fatal(err)
 	}
@@ -425,11 +426,8 @@ func TestConnRTCP(t *testing.T) {
 // TestWriteRTPAllocatesNothing: encrypting and sending a packet with
 // header extensions allocates nothing once the Conn is warm.
 func TestWriteRTPAllocatesNothing(t *testing.T) {
-	s, _, _ := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
-	c := NewConn(s, k)
-	defer c.Close()
+	r := newRig(t)
+	p, c := r.p, r.c
 	if err := c.Start(p.addr(), false); err != nil {
 		t.Fatal(err)
 	}
@@ -450,11 +448,8 @@ func TestWriteRTPAllocatesNothing(t *testing.T) {
 // TestConnStartOverTCP: a connection whose pair is not UDP does not start:
 // its media stays with pion, and a later Move does not start it either.
 func TestConnStartOverTCP(t *testing.T) {
-	s, _, _ := newSocket(t)
-	k := testKeys(t)
-	p := newPeer(t, k)
-	c := NewConn(s, k)
-	defer c.Close()
+	r := newRig(t)
+	p, c := r.p, r.c
 	if err := c.Start(netip.AddrPort{}, false); !errors.Is(err, ErrNoRoute) {
 		t.Fatalf("Start over TCP: %v, want ErrNoRoute", err)
 	}
