@@ -25,9 +25,9 @@
 #   --bin LABEL=PATH  a server binary (repeatable; at least one)
 #   --load PATH       the binary that runs `bench` for every run (default:
 #                     the first --bin), so that every server gets the same load
-#   --calls LIST      1:1 workloads: concurrent calls (default 25; "" for none)
+#   --calls LIST      1:1 workloads: concurrent calls (default 25; "" or 0 for none)
 #   --subs LIST       fan-out workloads: subscribers of one publisher
-#                     (default 50,200; "" for none)
+#                     (default 50,200; "" or 0 for none)
 #   --repeat N        runs of each binary per workload (default 2)
 #   --bitrate B       the bench's --bitrate (default 1200k)
 #   --out FILE        the markdown report (default sfu-cost-<time>.md); the
@@ -481,8 +481,8 @@ run_floor start
 IFS=, read -r -a calls_list <<<"$calls"
 IFS=, read -r -a subs_list <<<"$subs"
 workloads=()
-for n in "${calls_list[@]}"; do [ -n "$n" ] && workloads+=("support $n"); done
-for n in "${subs_list[@]}"; do [ -n "$n" ] && workloads+=("broadcast $n"); done
+for n in "${calls_list[@]}"; do [ -n "$n" ] && [ "$n" != 0 ] && workloads+=("support $n"); done
+for n in "${subs_list[@]}"; do [ -n "$n" ] && [ "$n" != 0 ] && workloads+=("broadcast $n"); done
 for w in "${workloads[@]}"; do
 	read -r kind n <<<"$w"
 	for rep in $(seq "$repeat"); do
