@@ -416,8 +416,8 @@ func (d *downTrack) layersChanged() {
 	d.retarget(false)
 }
 
-// writeRTP forwards one packet of layer. Called from that layer's read
-// goroutine; packets of other layers than the one forwarded are dropped,
+// writeRTP forwards one packet of layer. Called from the goroutine that
+// received it (layer.receive, one packet of a layer at a time); packets of other layers than the one forwarded are dropped,
 // and a switch to the target layer happens only on its keyframe. now is when
 // the packet was read: it stands for the send time.
 func (d *downTrack) writeRTP(layer int, h *rtp.Header, payload []byte, keyframe bool, now time.Time) {

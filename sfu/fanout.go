@@ -8,12 +8,13 @@ import (
 	"github.com/pion/rtp"
 )
 
-// Fan-out over cores. A layer's read goroutine writes each packet to every
-// sink itself while there are few; writing to a down track costs several
+// Fan-out over cores. The goroutine that received a layer's packet (the
+// media socket's reader, see layer.receive) writes it to every sink itself
+// while there are few; writing to a down track costs several
 // microseconds (SRTP and a system call), so past spreadAbove sinks one core
 // may not keep up with a large room. The layer then hands slices of its sink
 // list to helper goroutines, one per other core, writes the first slice
-// itself and waits for the rest before it reads the next packet (so the
+// itself and waits for the rest before it takes the next packet (so the
 // packet's buffer is still valid while they work, and every sink still gets
 // the layer's packets in order).
 

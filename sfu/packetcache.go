@@ -35,7 +35,7 @@ type cachedPacket struct {
 }
 
 // packetCache keeps the newest packets of one layer. Its own mutex guards it:
-// the layer's read goroutine puts, the subscribers' RTCP goroutines get.
+// the layer's receive puts, the subscribers' RTCP handling gets.
 type packetCache struct {
 	mu     sync.Mutex
 	slots  []cachedPacket // length a power of two; a packet lives at seq & (len-1)

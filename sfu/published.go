@@ -45,8 +45,9 @@ func layerOfRID(rid string) (int, bool) {
 }
 
 // sink is what a published track fans its packets out to: down tracks and
-// external sinks. writeRTP is called from the read goroutine of the layer
-// the packet belongs to, so calls for different layers may be concurrent;
+// external sinks. writeRTP is called from the goroutine that received the
+// packet (layer.receive: one packet of a layer at a time, but calls for
+// different layers may be concurrent);
 // payload has padding removed and is empty for padding-only packets; now is
 // when the packet was read (one clock read per packet, not per sink).
 type sink interface {

@@ -25,8 +25,9 @@ type TrackInfo struct {
 }
 
 // TrackSink receives every packet of one published track, for example to
-// record it. WriteRTP is called from the track's read goroutine once per
-// packet in arrival order (padding removed; packets of padding alone are not
+// record it. WriteRTP is called from the goroutine that received the
+// packet (the media socket's reader, or the layer's pion reader), once per
+// packet in arrival order, never concurrently for one layer (padding removed; packets of padding alone are not
 // passed); of a simulcast track, only the packets of its highest layer
 // present are passed. It must not block, and must not keep h or payload
 // after it returns. Close is called once when the track ends (its
@@ -73,8 +74,8 @@ func (r *Room) ID() string { return r.id }
 
 // SetSinkFactory installs f, called for each track published from now on;
 // a nil TrackSink from f means that track is not sunk. f is called on the
-// new track's read goroutine before its first packet is passed on, so it
-// must return quickly.
+// goroutine pion announced the new track on, before its first packet is
+// passed on, so it must return quickly.
 func (r *Room) SetSinkFactory(f func(TrackInfo) TrackSink) {
 	r.mu.Lock()
 	r.sinkFactory = f
