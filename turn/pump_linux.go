@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/helpcaster/helpcaster/internal/rawudp"
 )
 
 // The pump is the UDP data plane: one goroutine waits on one epoll set
@@ -250,76 +252,25 @@ func (u *udpSocket) recv(buf []byte) (n int, from netip.AddrPort, ok bool) {
 	if errno != 0 {
 		return 0, from, false
 	}
-	switch rsa.Addr.Family {
-	case unix.AF_INET:
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
-		from = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), netPort(sa.Port))
-	case unix.AF_INET6:
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
-		from = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), netPort(sa.Port))
-	default:
+	from, ok = rawudp.AddrPort((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)))
+	if !ok {
 		return 0, from, false
 	}
 	return int(r), from, true
 }
 
-// netPort reads a port stored in network byte order.
-func netPort(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	return uint16(b[0])<<8 | uint16(b[1])
-}
-
-func setNetPort(dst *uint16, port uint16) {
-	b := (*[2]byte)(unsafe.Pointer(dst))
-	b[0], b[1] = byte(port>>8), byte(port)
-}
-
-var errFamily = errors.New("address family does not match the socket")
-
 // sendTo sends one datagram. A full send buffer is waited out briefly
 // (20 ms) once; after that the datagram is dropped with an error.
 func (u *udpSocket) sendTo(p []byte, to netip.AddrPort) error {
-	var (
-		sa4  unix.RawSockaddrInet4
-		sa6  unix.RawSockaddrInet6
-		sa   unsafe.Pointer
-		size uintptr
-	)
-	addr := to.Addr().Unmap()
-	switch {
-	case !u.v6 && addr.Is4():
-		sa4.Family = unix.AF_INET
-		sa4.Addr = addr.As4()
-		setNetPort(&sa4.Port, to.Port())
-		sa, size = unsafe.Pointer(&sa4), unsafe.Sizeof(sa4)
-	case u.v6:
-		sa6.Family = unix.AF_INET6
-		sa6.Addr = addr.As16() // IPv4 becomes v4-mapped
-		setNetPort(&sa6.Port, to.Port())
-		sa, size = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
-	default:
-		return errFamily
-	}
-	var data unsafe.Pointer
-	if len(p) > 0 {
-		data = unsafe.Pointer(&p[0])
-	}
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	if u.closed {
 		return net.ErrClosed
 	}
-	for try := 0; ; try++ {
-		_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(u.fd), uintptr(data), uintptr(len(p)), 0, uintptr(sa), size)
-		switch {
-		case errno == 0:
-			return nil
-		case errno == unix.EINTR:
-			continue
-		case errno == unix.EAGAIN && try == 0:
-			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(u.fd), Events: unix.POLLOUT}}, 20)
-		default:
-			return errno
-		}
+	err := rawudp.SendTo(u.fd, u.v6, p, to, 0)
+	if errors.Is(err, unix.EAGAIN) {
+		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(u.fd), Events: unix.POLLOUT}}, 20)
+		err = rawudp.SendTo(u.fd, u.v6, p, to, 0)
 	}
+	return err
 }

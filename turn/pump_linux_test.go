@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpcaster/helpcaster/internal/rawudp"
 )
 
 // TestPumpSockets covers the pump's sockets on their own: datagrams not
@@ -57,8 +59,8 @@ func TestPumpSockets(t *testing.T) {
 		t.Fatalf("peer read %q, %v", buf[:n], err)
 	}
 	// An IPv4 socket cannot send to IPv6.
-	if err := lis.sendTo([]byte("x"), netip.MustParseAddrPort("[2001:db8::1]:9")); !errors.Is(err, errFamily) {
-		t.Errorf("send to IPv6 on an IPv4 socket: %v, want %v", err, errFamily)
+	if err := lis.sendTo([]byte("x"), netip.MustParseAddrPort("[2001:db8::1]:9")); !errors.Is(err, rawudp.ErrFamily) {
+		t.Errorf("send to IPv6 on an IPv4 socket: %v, want %v", err, rawudp.ErrFamily)
 	}
 	// Nobody reads: the queue fills and the rest is dropped, counted.
 	for range cap(lis.inbox) + 10 {

@@ -4,14 +4,7 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"github.com/pion/rtp"
 )
-
-// nopHandler takes packets and keeps nothing.
-type nopHandler struct{}
-
-func (nopHandler) HandleRTP([]byte, *rtp.Header, time.Time) {}
 
 // FuzzConnReceive offers arbitrary datagrams to a started Conn, as the
 // socket does for its route's address: anything may arrive there, from

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/helpcaster/helpcaster/internal/rawudp"
 )
 
 // Reads take up to batchSize datagrams per system call (recvmmsg): under
@@ -60,7 +62,7 @@ func (b *batchReader) next() ([]byte, netip.AddrPort, time.Time, bool) {
 		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 			continue // larger than any datagram ICE, DTLS or SRTP sends here
 		}
-		from, ok := sockaddrPort(&b.names[i])
+		from, ok := rawudp.AddrPort(&b.names[i])
 		if !ok {
 			continue
 		}
@@ -137,55 +139,28 @@ func (s *Socket) isClosed() bool {
 // socket's buffer is full it waits through the network poller if wait is
 // set, and otherwise fails (errFull).
 func (s *Socket) send(p []byte, to netip.AddrPort, wait bool) error {
-	var (
-		sa4  unix.RawSockaddrInet4
-		sa6  unix.RawSockaddrInet6
-		sa   unsafe.Pointer
-		size uintptr
-	)
-	addr := to.Addr().Unmap()
-	switch {
-	case s.v6:
-		sa6.Family = unix.AF_INET6
-		sa6.Addr = addr.As16() // IPv4 becomes v4-mapped
-		putPort((*[2]byte)(unsafe.Pointer(&sa6.Port)), to.Port())
-		sa, size = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
-	case addr.Is4():
-		sa4.Family = unix.AF_INET
-		sa4.Addr = addr.As4()
-		putPort((*[2]byte)(unsafe.Pointer(&sa4.Port)), to.Port())
-		sa, size = unsafe.Pointer(&sa4), unsafe.Sizeof(sa4)
-	default:
-		return errFamily
-	}
-	var data unsafe.Pointer
-	if len(p) > 0 {
-		data = unsafe.Pointer(&p[0])
-	}
 	s.fdMu.RLock()
 	if s.closed {
 		s.fdMu.RUnlock()
 		return net.ErrClosed
 	}
-	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(data), uintptr(len(p)), unix.MSG_DONTWAIT, uintptr(sa), size)
+	err := rawudp.SendTo(s.fd, s.v6, p, to, unix.MSG_DONTWAIT)
 	s.fdMu.RUnlock()
-	switch errno {
-	case 0:
+	switch {
+	case err == nil:
 		return nil
-	case unix.EAGAIN:
+	case errors.Is(err, unix.EAGAIN):
 		if !wait {
 			return errFull
 		}
 		_, err := s.conn.WriteToUDPAddrPort(p, to)
 		return err
 	}
-	return os.NewSyscallError("sendto", errno)
+	return os.NewSyscallError("sendto", err)
 }
 
-var (
-	errFamily = errors.New("an IPv6 destination on an IPv4 socket")
-	errFull   = errors.New("socket send buffer full")
-)
+// errFull: the socket's send buffer is full.
+var errFull = errors.New("socket send buffer full")
 
 // socketFamily reports whether fd is an AF_INET6 socket.
 func socketFamily(fd int) (v6 bool, err error) {
@@ -196,19 +171,3 @@ func socketFamily(fd int) (v6 bool, err error) {
 	_, v6 = sa.(*unix.SockaddrInet6)
 	return v6, nil
 }
-
-// sockaddrPort reads an AF_INET or AF_INET6 address written by the kernel.
-func sockaddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
-	switch sa.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port((*[2]byte)(unsafe.Pointer(&sa4.Port)))), true
-	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port((*[2]byte)(unsafe.Pointer(&sa.Port)))), true
-	}
-	return netip.AddrPort{}, false
-}
-
-// port and putPort read and write a port in network byte order.
-func port(b *[2]byte) uint16       { return uint16(b[0])<<8 | uint16(b[1]) }
-func putPort(b *[2]byte, p uint16) { b[0], b[1] = byte(p>>8), byte(p) }
